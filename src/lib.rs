@@ -1,6 +1,13 @@
 //! dreamplay: Ha & Schmidhuber's *World Models* as something to play with.
 //!
 //! Data flows one way: `envs` (frames) -> V (z) -> M (next z, done, reward) -> dream -> app.
+//!
+//! - [`envs`]: the real environments, CarRacing and Take Cover. No bevy, no burn.
+//! - [`policy`]: model-free action samplers (random policies).
+//! - [`record`]: GIF recording of frames.
+//! - [`cli`]: the `dreamplay` command line.
 
 pub mod cli;
 pub mod envs;
+pub mod policy;
+pub mod record;

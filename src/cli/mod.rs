@@ -1,1 +1,38 @@
 //! The command line: thin wrappers that parse arguments and call the library.
+
+mod bench;
+mod env;
+
+use clap::{Parser, Subcommand};
+
+use crate::envs::EnvKind;
+
+/// World Models you can play: real envs, V, M, C and the dream.
+#[derive(Debug, Parser)]
+#[command(name = "dreamplay", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the real environments headless: episodes, step-by-step traces, GIFs.
+    #[command(subcommand)]
+    Env(env::EnvCommand),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Env(cmd) => env::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// clap value parser for env names, so a typo lists the valid names.
+pub(crate) fn parse_env(s: &str) -> Result<EnvKind, String> {
+    s.parse().map_err(|e: crate::envs::UnknownEnv| e.to_string())
+}
