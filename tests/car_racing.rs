@@ -1,0 +1,360 @@
+//! Integration tests for the native CarRacing env: determinism, track shape, physics feel, rewards, episode
+//! ends, action validation and rendering.
+
+use dreamplay::envs::car_racing::{self, CarRacing, PLAYFIELD, track};
+use dreamplay::envs::{Env, OBS_SIZE};
+
+/// The car's heading unit vector (it faces `(-sin angle, cos angle)`).
+fn heading(env: &CarRacing) -> [f64; 2] {
+    let angle = env.state().angle;
+    [-angle.sin(), angle.cos()]
+}
+
+fn speed(env: &CarRacing) -> f64 {
+    let s = env.state();
+    s.vx.hypot(s.vy)
+}
+
+fn step(env: &mut CarRacing, action: [f32; 3]) -> dreamplay::envs::Step {
+    env.step(&action).expect("a valid action")
+}
+
+/// Steers toward the centre point a few tiles ahead of the nearest one, with modest gas.
+fn follow_centre_line(env: &CarRacing) -> [f32; 3] {
+    let state = env.state();
+    let points = &env.track().points;
+    let nearest = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, (p.x - state.x).hypot(p.y - state.y)))
+        .fold((0, f64::INFINITY), |best, cur| if cur.1 < best.1 { cur } else { best })
+        .0;
+    let target = points[(nearest + 5) % points.len()];
+    let to_target = [target.x - state.x, target.y - state.y];
+    let forward = heading(env);
+    // Positive cross product: the target is to the left (counter-clockwise).
+    let cross = forward[0] * to_target[1] - forward[1] * to_target[0];
+    let along = forward[0] * to_target[0] + forward[1] * to_target[1];
+    let angle_to_target = cross.atan2(along);
+    // Steer +1 is right, so steer against the counter-clockwise angle.
+    let steer = (-2.0 * angle_to_target).clamp(-1.0, 1.0) as f32;
+    let current_speed = state.vx.hypot(state.vy);
+    let gas = if current_speed < 30.0 { 0.3 } else { 0.0 };
+    [steer, gas, 0.0]
+}
+
+#[test]
+fn same_seed_same_actions_give_identical_episodes() {
+    let mut a = CarRacing::new(7);
+    let mut b = CarRacing::new(7);
+    assert_eq!(a.observation().as_raw(), b.observation().as_raw());
+    for i in 0..300 {
+        let action = [((i as f32) * 0.07).sin(), if i % 40 < 25 { 0.8 } else { 0.0 }, if i % 40 > 35 { 0.5 } else { 0.0 }];
+        let sa = step(&mut a, action);
+        let sb = step(&mut b, action);
+        assert_eq!(sa.obs.as_raw(), sb.obs.as_raw(), "observation differs at step {i}");
+        assert_eq!(sa.reward.to_bits(), sb.reward.to_bits(), "reward differs at step {i}");
+        assert_eq!(a.state(), b.state(), "state differs at step {i}");
+    }
+    let other = CarRacing::new(8);
+    assert_ne!(a.track().points, other.track().points, "different seeds should give different tracks");
+}
+
+#[test]
+fn reset_with_a_seed_reproduces_new() {
+    let fresh = CarRacing::new(21);
+    let mut reused = CarRacing::new(3);
+    step(&mut reused, [0.5, 1.0, 0.0]);
+    let obs = reused.reset(21);
+    assert_eq!(obs.as_raw(), fresh.observation().as_raw());
+    assert_eq!(reused.state(), fresh.state());
+    assert_eq!(reused.track(), fresh.track());
+}
+
+#[test]
+fn tracks_are_closed_loops_of_plausible_length() {
+    let mut counts = Vec::new();
+    for seed in 0..200 {
+        let env = CarRacing::new(seed);
+        let track = env.track();
+        let points = &track.points;
+        let (first, last) = (points[0], points[points.len() - 1]);
+        let gap = (first.x - last.x).hypot(first.y - last.y);
+        // Gym keeps `track[i1 : i2 - 1]`, where i1 and i2 are the points just past the start line one lap apart, so
+        // the last point sits about two detail steps behind the first and tile 0 bridges them (Gym's glue test
+        // bounds only a sideways-ish offset, so a few gaps are a little longer).
+        assert!(gap < 3.0 * track::TRACK_DETAIL_STEP, "seed {seed}: head-to-tail gap {gap}");
+        // Consecutive points are one detail step apart: the lap is traced, not jumped.
+        for pair in points.windows(2) {
+            let d = (pair[1].x - pair[0].x).hypot(pair[1].y - pair[0].y);
+            assert!((d - track::TRACK_DETAIL_STEP).abs() < 1e-9, "seed {seed}: step {d}");
+        }
+        assert_eq!(track.tiles.len(), points.len());
+        counts.push(track.tiles.len());
+    }
+    counts.sort_unstable();
+    let median = counts[counts.len() / 2];
+    assert!((270..=310).contains(&median), "median tile count {median}");
+    // Gym's 5-95% range is 257-331.
+    let (p5, p95) = (counts[counts.len() * 5 / 100], counts[counts.len() * 95 / 100]);
+    assert!((240..=275).contains(&p5) && (315..=350).contains(&p95), "5-95% tile counts {p5}-{p95}");
+    assert!(counts[0] >= 200 && counts[counts.len() - 1] <= 450, "tile counts range {counts:?}");
+}
+
+#[test]
+fn kerbs_sit_on_hard_turns_and_alternate_colours() {
+    let env = CarRacing::new(11);
+    let kerbs = &env.track().kerbs;
+    assert!(!kerbs.is_empty(), "a track with 12 random checkpoints has hard turns");
+    assert!(kerbs.iter().any(|k| k.color == track::KERB_WHITE));
+    assert!(kerbs.iter().any(|k| k.color == track::KERB_RED));
+}
+
+#[test]
+fn hull_mass_matches_gym() {
+    let mass = car_racing::car::MassProperties::compute();
+    assert!((mass.hull_mass - 7.06).abs() < 0.01, "hull mass {}", mass.hull_mass);
+    assert!((mass.wheel_mass - 0.0605).abs() < 0.001, "wheel mass {}", mass.wheel_mass);
+    assert!(mass.inertia > 0.0);
+}
+
+#[test]
+fn full_gas_accelerates_and_brakes_stop_the_car() {
+    let mut env = CarRacing::new(1);
+    assert!(speed(&env) < 1e-9, "the car starts at rest");
+    let mut previous = 0.0;
+    for i in 0..50 {
+        step(&mut env, [0.0, 1.0, 0.0]);
+        let now = speed(&env);
+        assert!(now >= previous - 1e-9, "speed fell at step {i} under full gas: {previous} -> {now}");
+        previous = now;
+    }
+    assert!(previous > 10.0, "after 1 s of full gas the speed is only {previous}");
+    let mut stopped_after = None;
+    for i in 0..200 {
+        step(&mut env, [0.0, 0.0, 1.0]);
+        if speed(&env) < 0.5 {
+            stopped_after = Some(i);
+            break;
+        }
+    }
+    assert!(stopped_after.is_some(), "braking did not stop the car: speed {}", speed(&env));
+}
+
+/// Drives forward, then holds `steer`; returns the heading change (counter-clockwise positive).
+fn heading_change(steer: f32) -> f64 {
+    let mut env = CarRacing::new(4);
+    for _ in 0..20 {
+        step(&mut env, [0.0, 0.5, 0.0]);
+    }
+    let before = env.state().angle;
+    for _ in 0..30 {
+        step(&mut env, [steer, 0.2, 0.0]);
+    }
+    env.state().angle - before
+}
+
+#[test]
+fn positive_steer_turns_right_and_negative_left() {
+    let right = heading_change(1.0);
+    let left = heading_change(-1.0);
+    assert!(right < -0.1, "steer +1 should turn clockwise, heading changed by {right}");
+    assert!(left > 0.1, "steer -1 should turn counter-clockwise, heading changed by {left}");
+}
+
+#[test]
+fn steering_joint_respects_its_limits() {
+    let mut env = CarRacing::new(2);
+    for _ in 0..60 {
+        step(&mut env, [1.0, 0.0, 0.0]);
+    }
+    let angle = env.state().steering_angle;
+    assert!((angle + 0.4).abs() < 1e-9, "full right steer should rest at -0.4 rad, got {angle}");
+}
+
+#[test]
+fn driving_the_centre_line_collects_tiles() {
+    let mut env = CarRacing::new(5);
+    let mut total = 0.0;
+    for _ in 0..1000 {
+        let action = follow_centre_line(&env);
+        let s = step(&mut env, action);
+        total += s.reward as f64;
+        if s.done() {
+            break;
+        }
+    }
+    let state = env.state();
+    assert!(total > 500.0, "return {total}, {} of {} tiles", state.tiles_visited, state.tile_count);
+}
+
+#[test]
+fn first_step_rewards_the_starting_tiles() {
+    let mut env = CarRacing::new(9);
+    let n = env.state().tile_count as f32;
+    let s = step(&mut env, [0.0, 0.0, 0.0]);
+    // The wheels sit on at least one tile at the start; that reward arrives with the first step.
+    assert!(s.reward >= 1000.0 / n - 0.1 - 1e-3, "first reward {}", s.reward);
+    let s = step(&mut env, [0.0, 0.0, 0.0]);
+    assert!((s.reward + 0.1).abs() < 1e-4, "a step at rest costs 0.1, got {}", s.reward);
+}
+
+#[test]
+fn leaving_the_playfield_terminates_with_minus_100() {
+    let mut env = CarRacing::new(3);
+    // Place the car near the edge, facing out (+x: angle -pi/2 faces (1, 0)).
+    env.place_car_for_tests(PLAYFIELD - 5.0, 0.0, -std::f64::consts::FRAC_PI_2);
+    let mut ended = None;
+    for i in 0..300 {
+        let s = step(&mut env, [0.0, 1.0, 0.0]);
+        if s.terminated {
+            ended = Some((i, s.reward));
+            break;
+        }
+        assert!(s.reward > -100.0);
+    }
+    let Some((_, reward)) = ended else {
+        panic!("the car never left the playfield: {:?}", env.state());
+    };
+    assert_eq!(reward, -100.0);
+    assert!(env.state().x > PLAYFIELD);
+    // Stepping after the end keeps working.
+    let s = step(&mut env, [0.0, 0.0, 1.0]);
+    assert!(s.terminated);
+}
+
+#[test]
+fn time_limit_truncates_at_1000_steps() {
+    let mut env = CarRacing::new(6);
+    for i in 1..=1000 {
+        let s = step(&mut env, [0.0, 0.0, 0.0]);
+        assert!(!s.terminated, "a parked car should not terminate (step {i})");
+        assert_eq!(s.truncated, i == 1000, "truncated at step {i}");
+        assert_eq!(env.elapsed_steps(), i);
+    }
+    let s = step(&mut env, [0.0, 0.0, 0.0]);
+    assert!(s.truncated, "still past the limit");
+}
+
+#[test]
+fn bad_actions_are_errors_and_change_nothing() {
+    let mut env = CarRacing::new(12);
+    step(&mut env, [0.3, 1.0, 0.0]);
+    let before = env.state();
+    let obs_before = env.observation();
+    for bad in [vec![f32::NAN, 0.0, 0.0], vec![0.0, f32::INFINITY, 0.0], vec![0.0, 0.0], vec![0.0, 0.0, 0.0, 0.0]] {
+        assert!(env.step(&bad).is_err(), "{bad:?} should be rejected");
+        assert_eq!(env.state(), before);
+    }
+    assert_eq!(env.observation().as_raw(), obs_before.as_raw());
+
+    let mut clamped = CarRacing::new(12);
+    let mut reference = CarRacing::new(12);
+    for _ in 0..20 {
+        step(&mut clamped, [5.0, 3.0, -2.0]);
+        step(&mut reference, [1.0, 1.0, 0.0]);
+    }
+    assert_eq!(clamped.state(), reference.state());
+}
+
+#[test]
+fn renders_show_road_grass_car_and_hud() {
+    let mut env = CarRacing::new(13);
+    for _ in 0..60 {
+        step(&mut env, [0.0, 0.0, 0.0]);
+    }
+    let frame = env.render(96, 96);
+    assert_eq!(frame.dimensions(), (96, 96));
+    // Just ahead of the car (column 48, row 72) lies road; the top-left corner of an early frame is grass
+    // or road but never black.
+    let road = frame.get_pixel(48, 62).0;
+    assert!(road[0] == road[1] && road[1] == road[2] && (100..=110).contains(&road[0]), "road pixel {road:?}");
+    // The car itself is red.
+    let car = frame.get_pixel(48, 72).0;
+    assert!(car[0] > 150 && car[1] < 60, "car pixel {car:?}");
+    // Grass: some pixel is green.
+    let green = frame.pixels().filter(|p| p.0[1] as u16 > p.0[0] as u16 + 80).count();
+    assert!(green > 500, "only {green} grass pixels");
+    // The HUD rows are mostly black.
+    let hud_black = (84..96).flat_map(|y| (0..96).map(move |x| (x, y))).filter(|&(x, y)| frame.get_pixel(x, y).0 == [0, 0, 0]).count();
+    assert!(hud_black > 96 * 12 * 8 / 10, "HUD black pixels {hud_black}");
+
+    let obs = env.observation();
+    assert_eq!(obs.dimensions(), (OBS_SIZE, OBS_SIZE));
+    assert!(obs.pixels().any(|p| p.0 != obs.get_pixel(0, 0).0), "observation is blank");
+}
+
+#[test]
+fn the_hud_shows_speed() {
+    let mut env = CarRacing::new(13);
+    for _ in 0..60 {
+        step(&mut env, [0.0, 1.0, 0.0]);
+    }
+    let frame = env.render(96, 96);
+    // The speed bar: slot 5 of 40, columns 12..14, white, above the bottom row.
+    let white = (84..96).flat_map(|y| (12..14).map(move |x| (x, y))).filter(|&(x, y)| frame.get_pixel(x, y).0[0] > 200).count();
+    assert!(white > 2, "no speed bar");
+}
+
+#[test]
+fn large_renders_are_redrawn_not_upscaled() {
+    let mut env = CarRacing::new(14);
+    for _ in 0..60 {
+        step(&mut env, [0.0, 0.6, 0.0]);
+    }
+    let small = env.render(96, 96);
+    let large = env.render(400, 400);
+    // An upscale of the 96x96 frame would repeat each small pixel over ~4x4 large pixels. A redraw has sharp
+    // detail at the large scale: count large pixels that differ from the small pixel they map to.
+    let mut differing = 0;
+    for y in 0..400 {
+        for x in 0..400 {
+            let s = small.get_pixel(x * 96 / 400, y * 96 / 400).0;
+            let l = large.get_pixel(x, y).0;
+            if s.iter().zip(l.iter()).any(|(a, b)| a.abs_diff(*b) > 40) {
+                differing += 1;
+            }
+        }
+    }
+    assert!(differing > 200, "the large render looks like an upscale ({differing} differing pixels)");
+    // Edges are finer: the large frame has the car's wheel stripes/hull edges at many more pixels.
+    let red_small = small.pixels().filter(|p| p.0[0] > 150 && p.0[1] < 60).count();
+    let red_large = large.pixels().filter(|p| p.0[0] > 150 && p.0[1] < 60).count();
+    assert!(red_large > red_small * 10, "car pixels {red_small} -> {red_large}");
+    // Zero-sized requests do not panic.
+    assert_eq!(env.render(0, 10).dimensions(), (0, 10));
+}
+
+#[test]
+fn state_json_has_the_physical_state() {
+    let env = CarRacing::new(15);
+    let json = env.state_json();
+    for key in ["x", "y", "vx", "vy", "angle", "angular_velocity", "wheel_omega", "steering_angle", "tiles_visited", "tile_count", "elapsed_steps"] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_steps_per_second() {
+    let mut env = CarRacing::new(1);
+    for _ in 0..100 {
+        step(&mut env, [0.0, 0.5, 0.0]);
+    }
+    let start = std::time::Instant::now();
+    let n = 5000;
+    for i in 0..n {
+        let action = follow_centre_line(&env);
+        let s = step(&mut env, action);
+        if s.done() || i % 900 == 899 {
+            env.reset(i as u64);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("steps/s with obs: {:.0}", n as f64 / secs);
+    let start = std::time::Instant::now();
+    for _ in 0..2000 {
+        std::hint::black_box(env.observation());
+    }
+    println!("obs us: {:.1}", start.elapsed().as_secs_f64() / 2000.0 * 1e6);
+}
