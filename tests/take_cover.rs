@@ -1,0 +1,507 @@
+//! Take Cover: determinism, the player's physics, the imps, damage, rewards, bad actions, renders.
+
+use dreamplay::envs::take_cover::{ACTION_SPACE, ImpPhase, TakeCover, TakeCoverState};
+use dreamplay::envs::{Env, EnvKind, Frame, OBS_SIZE};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The spec's time limit (tics).
+const MAX_TICS: u32 = 2100;
+
+/// Runs one episode with `policy(tic, rng) -> move`; returns its length and return.
+fn run_episode(seed: u64, mut policy: impl FnMut(u32, &mut ChaCha8Rng) -> f32) -> (u32, f32) {
+    let mut env = TakeCover::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut total = 0.0;
+    loop {
+        let action = policy(env.tic(), &mut rng);
+        let Ok(step) = env.step(&[action]) else { panic!("a finite one-value action is valid") };
+        total += step.reward;
+        if step.done() {
+            return (env.tic(), total);
+        }
+    }
+}
+
+fn uniform_random(_tic: u32, rng: &mut ChaCha8Rng) -> f32 {
+    rng.random_range(-1.0..=1.0)
+}
+
+/// The paper's data-collection policy: a uniform random action held for 1 to 10 tics.
+fn held_random() -> impl FnMut(u32, &mut ChaCha8Rng) -> f32 {
+    let (mut action, mut hold) = (0.0f32, 0u32);
+    move |_tic, rng| {
+        if hold == 0 {
+            action = rng.random_range(-1.0..=1.0);
+            hold = rng.random_range(1..=10);
+        }
+        hold -= 1;
+        action
+    }
+}
+
+fn mean_length(seeds: std::ops::Range<u64>, policy: impl Fn() -> Box<dyn FnMut(u32, &mut ChaCha8Rng) -> f32>) -> f64 {
+    let count = seeds.end - seeds.start;
+    let total: u64 = seeds.map(|seed| u64::from(run_episode(seed, policy()).0)).sum();
+    total as f64 / count as f64
+}
+
+#[test]
+fn same_seed_same_actions_give_identical_episodes() {
+    let mut first = TakeCover::new(7);
+    let mut second = TakeCover::new(7);
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    assert_eq!(first.observation().as_raw(), second.observation().as_raw());
+    for _ in 0..MAX_TICS {
+        let action = [rng.random_range(-1.0..=1.0f32)];
+        let (Ok(a), Ok(b)) = (first.step(&action), second.step(&action)) else { panic!("valid action") };
+        assert_eq!(a.obs.as_raw(), b.obs.as_raw());
+        assert_eq!(first.state(), second.state());
+        assert_eq!((a.reward, a.terminated, a.truncated), (b.reward, b.terminated, b.truncated));
+        if a.done() {
+            break;
+        }
+    }
+    assert!(first.is_over(), "the episode ran to its end");
+}
+
+#[test]
+fn different_seeds_diverge() {
+    let mut first = TakeCover::new(1);
+    let mut second = TakeCover::new(2);
+    let mut diverged = false;
+    for _ in 0..300 {
+        let (Ok(_), Ok(_)) = (first.step(&[0.0]), second.step(&[0.0])) else { panic!("valid action") };
+        if first.state() != second.state() {
+            diverged = true;
+            break;
+        }
+    }
+    assert!(diverged);
+}
+
+#[test]
+fn reset_restarts_the_same_episode() {
+    let mut env = TakeCover::new(5);
+    let start = env.state();
+    for _ in 0..100 {
+        let _ = env.step(&[1.0]);
+    }
+    env.reset(5);
+    assert_eq!(env.state(), start);
+    assert_eq!(env.elapsed_steps(), 0);
+}
+
+#[test]
+fn standing_still_dies_before_the_time_limit() {
+    for seed in 0..8 {
+        let (length, _) = run_episode(seed, |_, _| 0.0);
+        assert!(length < MAX_TICS, "seed {seed}: a still player lived {length} tics");
+        let mut env = TakeCover::new(seed);
+        while !env.is_over() {
+            let _ = env.step(&[0.0]);
+        }
+        assert!(!env.is_alive() && env.health() == 0, "seed {seed}: it ended by death");
+    }
+}
+
+#[test]
+fn uniform_random_policy_lives_about_as_long_as_the_reference() {
+    let mean = mean_length(1000..1100, || Box::new(uniform_random));
+    assert!((100.0..400.0).contains(&mean), "mean episode length {mean}, reference 210 +- 108");
+}
+
+#[test]
+fn held_random_policy_lives_about_as_long_as_the_reference() {
+    let mean = mean_length(2000..2100, || Box::new(held_random()));
+    assert!((100.0..500.0).contains(&mean), "mean episode length {mean}, reference 210 +- 108");
+}
+
+#[test]
+fn strafing_reaches_terminal_speed_and_stops_at_the_wall() {
+    let mut env = TakeCover::new(3);
+    env.set_invulnerable(true);
+    // move = +1 strafes right: -y.
+    let mut previous_y = env.player_y();
+    for _ in 0..30 {
+        let _ = env.step(&[1.0]);
+        assert!(env.player_y() < previous_y, "moving right lowers y");
+        previous_y = env.player_y();
+    }
+    assert!((env.player_velocity_y() + 8.0).abs() < 0.5, "terminal speed ~8, got {}", env.player_velocity_y());
+    for _ in 0..100 {
+        let _ = env.step(&[1.0]);
+    }
+    assert_eq!(env.player_y(), 16.0, "clamped by the player's radius at the y = 0 wall");
+    assert_eq!(env.player_velocity_y(), 0.0);
+    // And the other way, to the left wall.
+    for _ in 0..200 {
+        let _ = env.step(&[-1.0]);
+    }
+    assert_eq!(env.player_y(), 768.0 - 16.0);
+}
+
+#[test]
+fn friction_decays_velocity_and_small_moves_give_no_thrust() {
+    let mut env = TakeCover::new(4);
+    env.set_invulnerable(true);
+    for _ in 0..10 {
+        let _ = env.step(&[-1.0]);
+    }
+    let before = env.player_velocity_y();
+    assert!(before > 4.0, "moving left raises y");
+    let _ = env.step(&[0.0]);
+    assert!((env.player_velocity_y() - before * 0.90625).abs() < 1e-9);
+    let _ = env.step(&[0.3]);
+    assert!((env.player_velocity_y() - before * 0.90625 * 0.90625).abs() < 1e-9, "|move| < 1/3: friction only");
+    let _ = env.step(&[-0.33]);
+    assert!((env.player_velocity_y() - before * 0.90625f64.powi(3)).abs() < 1e-9);
+    for _ in 0..200 {
+        let _ = env.step(&[0.2]);
+    }
+    assert_eq!(env.player_velocity_y(), 0.0, "Doom stops a slow player dead");
+
+    let mut still = TakeCover::new(4);
+    for _ in 0..50 {
+        let _ = still.step(&[0.33]);
+    }
+    assert_eq!(still.player_y(), 384.0);
+}
+
+fn imps_overlap(state: &TakeCoverState) -> bool {
+    state.imps.iter().enumerate().any(|(i, a)| state.imps[i + 1..].iter().any(|b| (a.y - b.y).abs() < 40.0))
+}
+
+#[test]
+fn imps_start_at_three_and_keep_coming_without_overlapping() {
+    for seed in 0..10 {
+        let mut env = TakeCover::new(seed);
+        env.set_invulnerable(true);
+        let ys: Vec<f64> = env.imps().iter().map(|imp| imp.y).collect();
+        assert_eq!(ys, vec![20.0, 278.0, 652.0]);
+        for _ in 0..60 {
+            let _ = env.step(&[0.0]);
+        }
+        assert_eq!(env.imps().len(), 3, "nothing spawns before tic 60");
+        for _ in 0..600 {
+            let _ = env.step(&[0.0]);
+            let state = env.state();
+            assert!(!imps_overlap(&state), "seed {seed}: imps overlap at tic {}", state.tic);
+            assert!(state.imps.iter().all(|imp| imp.x == 64.0 && (20.0..=652.0).contains(&imp.y)));
+        }
+        assert!(env.imps().len() >= 6, "seed {seed}: only {} imps after 10 spawn periods", env.imps().len());
+        assert!(env.imps().len() <= 13);
+    }
+    // With seed 0 the first spawn is not cancelled: a 4th imp stands there after tic 60.
+    let mut env = TakeCover::new(0);
+    for _ in 0..61 {
+        let _ = env.step(&[0.0]);
+    }
+    assert_eq!(env.imps().len(), 4);
+}
+
+#[test]
+fn imps_attack_and_fireballs_fly_at_the_player() {
+    let mut env = TakeCover::new(11);
+    env.set_invulnerable(true);
+    let mut saw_attack = false;
+    let mut saw_fireball = false;
+    for _ in 0..600 {
+        let _ = env.step(&[0.0]);
+        saw_attack |= env.imps().iter().any(|imp| matches!(imp.phase, ImpPhase::Attack { .. }));
+        for fireball in env.fireballs() {
+            saw_fireball = true;
+            let speed = (fireball.velocity_x.powi(2) + fireball.velocity_y.powi(2)).sqrt();
+            assert!((speed - 20.0).abs() < 1e-9, "Nightmare fireballs fly at 20 units/tic");
+            assert!(fireball.velocity_x < 0.0, "towards the player");
+        }
+    }
+    assert!(saw_attack && saw_fireball);
+}
+
+#[test]
+fn a_hit_costs_a_multiple_of_21() {
+    let mut hits = 0;
+    for seed in 0..20 {
+        let mut env = TakeCover::new(seed);
+        let mut health = env.health();
+        while !env.is_over() {
+            let _ = env.step(&[0.0]);
+            let lost = health - env.health();
+            if lost > 0 {
+                hits += 1;
+                // Health clamps at 0, so a killing blow may show less than its roll.
+                if env.is_alive() {
+                    assert!(lost % 21 == 0 && (21..=168).contains(&lost), "lost {lost}");
+                } else {
+                    assert!(lost <= 168);
+                }
+            }
+            health = env.health();
+        }
+    }
+    assert!(hits >= 20);
+}
+
+#[test]
+fn reward_is_one_per_tic_and_the_return_is_the_length() {
+    for seed in 0..5 {
+        let (length, total) = run_episode(seed, uniform_random);
+        assert_eq!(total, length as f32);
+    }
+    // Stepping after the end changes nothing and reports the end again.
+    let mut env = TakeCover::new(0);
+    while !env.is_over() {
+        let _ = env.step(&[0.0]);
+    }
+    let state = env.state();
+    let Ok(after) = env.step(&[1.0]) else { panic!("valid action") };
+    assert!(after.terminated && !after.truncated && after.reward == 0.0);
+    assert_eq!(env.state(), state);
+}
+
+#[test]
+fn invulnerable_player_is_truncated_at_2100() {
+    let mut env = TakeCover::new(9);
+    env.set_invulnerable(true);
+    let mut total = 0.0;
+    for tic in 1..=MAX_TICS {
+        let Ok(step) = env.step(&[0.0]) else { panic!("valid action") };
+        total += step.reward;
+        assert!(!step.terminated);
+        assert_eq!(step.truncated, tic == MAX_TICS, "tic {tic}");
+    }
+    assert_eq!(total, MAX_TICS as f32);
+    assert_eq!(env.elapsed_steps(), MAX_TICS);
+    let Ok(after) = env.step(&[0.0]) else { panic!("valid action") };
+    assert!(after.truncated && after.reward == 0.0);
+    assert_eq!(env.elapsed_steps(), MAX_TICS);
+}
+
+#[test]
+fn bad_actions_are_errors_and_change_nothing() {
+    let mut env = TakeCover::new(2);
+    for _ in 0..20 {
+        let _ = env.step(&[-1.0]);
+    }
+    let state = env.state();
+    let observation = env.observation();
+    for bad in [vec![f32::NAN], vec![f32::INFINITY], vec![f32::NEG_INFINITY], vec![], vec![0.0, 0.0]] {
+        assert!(env.step(&bad).is_err(), "{bad:?}");
+        assert_eq!(env.state(), state);
+        assert_eq!(env.observation().as_raw(), observation.as_raw());
+    }
+    // Out of range is clamped, not rejected.
+    let mut clamped = env.clone();
+    let (Ok(a), Ok(b)) = (env.step(&[-5.0]), clamped.step(&[-1.0])) else { panic!("clamped") };
+    assert_eq!(a.obs.as_raw(), b.obs.as_raw());
+    assert_eq!(env.state(), clamped.state());
+}
+
+#[test]
+fn env_trait_plumbing() {
+    let mut env = EnvKind::TakeCover.make(3);
+    assert_eq!(env.kind(), EnvKind::TakeCover);
+    assert_eq!(env.action_space(), ACTION_SPACE);
+    let Ok(step) = env.step(&[0.5]) else { panic!("valid action") };
+    assert_eq!(step.obs.dimensions(), (OBS_SIZE, OBS_SIZE));
+    assert_eq!(env.elapsed_steps(), 1);
+    let json = env.state_json();
+    assert_eq!(json["tic"], 1);
+    assert!(json["player_y"].is_number() && json["player_velocity_y"].is_number());
+    assert_eq!(json["imps"].as_array().map(Vec::len), Some(3));
+    assert_eq!(env.render(0, 0).dimensions(), (0, 0));
+    assert_eq!(env.render(1, 1).dimensions(), (1, 1));
+    assert_eq!(env.render(7, 3).dimensions(), (7, 3));
+}
+
+fn pixel(frame: &Frame, x: u32, y: u32) -> [i32; 3] {
+    frame.get_pixel(x, y).0.map(i32::from)
+}
+
+fn row_mean(frame: &Frame, y: u32) -> [f64; 3] {
+    let mut sum = [0.0; 3];
+    for x in 0..frame.width() {
+        for (s, c) in sum.iter_mut().zip(frame.get_pixel(x, y).0) {
+            *s += f64::from(c);
+        }
+    }
+    sum.map(|s| s / f64::from(frame.width()))
+}
+
+fn color_distance(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
+}
+
+#[test]
+fn renders_show_ceiling_walls_and_floor() {
+    let env = TakeCover::new(0);
+    for (width, height) in [(64, 64), (320, 240), (640, 480)] {
+        let frame = env.render(width, height);
+        let ceiling = row_mean(&frame, 0);
+        // A band around the horizon: all far wall, bricks and mortar.
+        let band: Vec<[f64; 3]> = (height / 2 - height / 32..=height / 2 + height / 32).map(|y| row_mean(&frame, y)).collect();
+        let wall = band.iter().fold([0.0; 3], |sum, row| [sum[0] + row[0], sum[1] + row[1], sum[2] + row[2]])
+            .map(|channel| channel / band.len() as f64);
+        let floor = row_mean(&frame, height - 1);
+        assert!(frame.as_raw().iter().any(|&c| c > 40), "not blank");
+        assert!(color_distance(ceiling, wall) > 20.0, "{width}x{height}: ceiling {ceiling:?} vs wall {wall:?}");
+        assert!(color_distance(floor, wall) > 20.0, "{width}x{height}: floor {floor:?} vs wall {wall:?}");
+        assert!(color_distance(floor, ceiling) > 10.0, "{width}x{height}: floor {floor:?} vs ceiling {ceiling:?}");
+        // The wall is red-brown brick; the ceiling is cool grey.
+        assert!(wall[0] > wall[2] + 15.0, "{width}x{height}: wall {wall:?}");
+        assert!(ceiling[2] >= ceiling[0], "{width}x{height}: ceiling {ceiling:?}");
+    }
+}
+
+#[test]
+fn imps_appear_where_they_stand() {
+    let env = TakeCover::new(0);
+    let (width, height) = (320u32, 240u32);
+    let frame = env.render(width, height);
+    let (focal_x, focal_y) = (width as f64 / 2.0, height as f64 * 2.0 / 3.0);
+    let depth = 64.0 - -416.0;
+    // The imp at y = 278 is 106 units to the player's right: right of centre.
+    let column = (width as f64 / 2.0 + (384.0 - 278.0) * focal_x / depth) as u32;
+    // Its chest, 34 units up: below the eye line at 41.
+    let chest_row = (height as f64 / 2.0 + (41.0 - 34.0) * focal_y / depth) as u32;
+    let imp = pixel(&frame, column, chest_row);
+    // The same row, between two imps, is bare wall.
+    let wall_column = (width as f64 / 2.0 + (384.0 - 460.0) * focal_x / depth) as u32;
+    let wall = pixel(&frame, wall_column, chest_row);
+    let difference: i32 = imp.iter().zip(wall).map(|(a, b)| (a - b).abs()).sum();
+    assert!(difference > 30, "imp {imp:?} vs wall {wall:?}");
+    // Brown hide: more red than blue, more green than the brick's.
+    assert!(imp[0] > imp[2] && imp[1] > wall[1], "imp {imp:?} vs wall {wall:?}");
+}
+
+/// The column of the far wall's left corner: the first column, from the left, where the brick
+/// (red over blue) starts no higher than on the far wall; the nearer left wall reaches higher.
+fn left_corner_column(frame: &Frame) -> u32 {
+    let wall_top = |x: u32| {
+        (0..frame.height()).find(|&y| {
+            let [r, _, b] = frame.get_pixel(x, y).0;
+            r > b
+        })
+    };
+    let far_top = wall_top(frame.width() / 2);
+    (0..frame.width()).find(|&x| wall_top(x) >= far_top).unwrap_or(frame.width())
+}
+
+#[test]
+fn strafing_left_shifts_the_scene_right() {
+    let mut env = TakeCover::new(0);
+    env.set_invulnerable(true);
+    let before = left_corner_column(&env.render(320, 240));
+    for _ in 0..10 {
+        let _ = env.step(&[-1.0]);
+    }
+    assert!(env.player_y() > 400.0, "move = -1 strafes left, +y");
+    let after = left_corner_column(&env.render(320, 240));
+    // The corner at y = 768, depth 544, sits at column 160 - (768 - y) * 160 / 544; the detector
+    // finds it up to ~7 columns early (the near side wall's top edge is within a row of the far one's).
+    let expected = |y: f64| 160.0 - (768.0 - y) * 160.0 / 544.0;
+    for (column, y) in [(before, 384.0), (after, env.player_y())] {
+        let offset = f64::from(column) - expected(y);
+        assert!((-8.0..=2.0).contains(&offset), "corner at {column}, expected {}", expected(y));
+    }
+    let shift = f64::from(after) - f64::from(before);
+    let expected_shift = (env.player_y() - 384.0) * 160.0 / 544.0;
+    assert!((shift - expected_shift).abs() < 3.0, "shift {shift}, expected {expected_shift}");
+}
+
+/// Fraction of pixels that differ from their left neighbour: fine detail.
+fn detail(frame: &Frame) -> f64 {
+    let (width, height) = frame.dimensions();
+    let changes = (0..height)
+        .flat_map(|y| (1..width).map(move |x| (x, y)))
+        .filter(|&(x, y)| frame.get_pixel(x, y) != frame.get_pixel(x - 1, y))
+        .count();
+    changes as f64 / f64::from((width - 1) * height)
+}
+
+#[test]
+fn big_renders_are_rerendered_not_upscaled() {
+    let env = TakeCover::new(0);
+    let small = env.render(64, 64);
+    let big = env.render(320, 240);
+    let upscaled = image::imageops::resize(&small, 320, 240, image::imageops::FilterType::Nearest);
+    let difference: u64 =
+        big.as_raw().iter().zip(upscaled.as_raw()).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
+    let mean_difference = difference as f64 / big.as_raw().len() as f64;
+    assert!(mean_difference > 4.0, "mean difference {mean_difference}");
+    // An upscale repeats each pixel 5 times across; a real render has detail at every pixel.
+    let (big_detail, upscaled_detail) = (detail(&big), detail(&upscaled));
+    assert!(big_detail > 1.5 * upscaled_detail, "detail {big_detail} vs upscaled {upscaled_detail}");
+}
+
+#[test]
+fn fireballs_glow_on_screen() {
+    let mut env = TakeCover::new(11);
+    env.set_invulnerable(true);
+    for _ in 0..600 {
+        let _ = env.step(&[0.0]);
+        if env.fireballs().iter().any(|fireball| fireball.x < -250.0) {
+            let frame = env.render(320, 240);
+            let glowing = frame.pixels().filter(|p| p.0[0] > 230 && p.0[1] > 120 && p.0[2] < 200).count();
+            assert!(glowing > 10, "{glowing} glowing pixels");
+            return;
+        }
+    }
+    panic!("no fireball came close in 600 tics");
+}
+
+// ---- Tools, run by hand: calibration statistics, speed, frames to look at. ----
+
+#[test]
+#[ignore]
+fn calibration_report() {
+    let n = 400;
+    for (name, mean) in [
+        ("uniform", mean_length(0..n, || Box::new(uniform_random))),
+        ("held 1-10", mean_length(0..n, || Box::new(held_random()))),
+        ("still", mean_length(0..n, || Box::new(|_, _| 0.0))),
+    ] {
+        println!("{name}: mean {mean:.1}");
+    }
+    let lengths: Vec<f64> = (0..n).map(|seed| f64::from(run_episode(seed, uniform_random).0)).collect();
+    let mean = lengths.iter().sum::<f64>() / lengths.len() as f64;
+    let std = (lengths.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lengths.len() as f64).sqrt();
+    println!("uniform: {mean:.1} +- {std:.1}");
+}
+
+#[test]
+#[ignore]
+fn speed_report() {
+    let mut env = TakeCover::new(0);
+    env.set_invulnerable(true);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let steps = 50_000;
+    let start = std::time::Instant::now();
+    let mut checksum = 0u64;
+    for _ in 0..steps {
+        let Ok(step) = env.step(&[rng.random_range(-1.0..=1.0)]) else { panic!() };
+        checksum += u64::from(step.obs.as_raw()[2000]);
+        if step.done() {
+            env.reset(rng.random());
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!("{:.0} steps/s with obs ({checksum})", steps as f64 / seconds);
+}
+
+#[test]
+#[ignore]
+fn save_frames() {
+    let mut env = TakeCover::new(11);
+    env.set_invulnerable(true);
+    for tic in 0..400u32 {
+        let _ = env.step(&[if (tic / 40) % 2 == 0 { 0.0 } else { -1.0 }]);
+        if tic % 50 == 49 {
+            let _ = env.render(640, 480).save(format!("/tmp/tc_{tic}_640.png"));
+            let _ = env.observation().save(format!("/tmp/tc_{tic}_64.png"));
+            let big = env.render(2560, 1920);
+            let _ = image::imageops::crop_imm(&big, 900, 800, 1000, 400).to_image().save(format!("/tmp/tc_{tic}_crop.png"));
+        }
+    }
+}
