@@ -340,8 +340,11 @@ fn renders_show_ceiling_walls_and_floor() {
         let frame = env.render(width, height);
         let ceiling = row_mean(&frame, 0);
         // A band around the horizon: all far wall, bricks and mortar.
-        let band: Vec<[f64; 3]> = (height / 2 - height / 32..=height / 2 + height / 32).map(|y| row_mean(&frame, y)).collect();
-        let wall = band.iter().fold([0.0; 3], |sum, row| [sum[0] + row[0], sum[1] + row[1], sum[2] + row[2]])
+        let band: Vec<[f64; 3]> =
+            (height / 2 - height / 32..=height / 2 + height / 32).map(|y| row_mean(&frame, y)).collect();
+        let wall = band
+            .iter()
+            .fold([0.0; 3], |sum, row| [sum[0] + row[0], sum[1] + row[1], sum[2] + row[2]])
             .map(|channel| channel / band.len() as f64);
         let floor = row_mean(&frame, height - 1);
         assert!(frame.as_raw().iter().any(|&c| c > 40), "not blank");
@@ -426,8 +429,7 @@ fn big_renders_are_rerendered_not_upscaled() {
     let small = env.render(64, 64);
     let big = env.render(320, 240);
     let upscaled = image::imageops::resize(&small, 320, 240, image::imageops::FilterType::Nearest);
-    let difference: u64 =
-        big.as_raw().iter().zip(upscaled.as_raw()).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
+    let difference: u64 = big.as_raw().iter().zip(upscaled.as_raw()).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
     let mean_difference = difference as f64 / big.as_raw().len() as f64;
     assert!(mean_difference > 4.0, "mean difference {mean_difference}");
     // An upscale repeats each pixel 5 times across; a real render has detail at every pixel.
@@ -495,13 +497,18 @@ fn speed_report() {
 fn save_frames() {
     let mut env = TakeCover::new(11);
     env.set_invulnerable(true);
-    for tic in 0..400u32 {
-        let _ = env.step(&[if (tic / 40) % 2 == 0 { 0.0 } else { -1.0 }]);
-        if tic % 50 == 49 {
+    let mut close_saved = 0;
+    for tic in 0..600u32 {
+        let _ = env.step(&[if tic < 200 { 0.0 } else { -1.0 }]);
+        let close = env.fireballs().iter().any(|fireball| fireball.x < -200.0);
+        if tic % 100 == 99 || (close && close_saved < 4 && tic % 3 == 0) {
+            if close {
+                close_saved += 1;
+            }
             let _ = env.render(640, 480).save(format!("/tmp/tc_{tic}_640.png"));
-            let _ = env.observation().save(format!("/tmp/tc_{tic}_64.png"));
-            let big = env.render(2560, 1920);
-            let _ = image::imageops::crop_imm(&big, 900, 800, 1000, 400).to_image().save(format!("/tmp/tc_{tic}_crop.png"));
+            let small = env.observation();
+            let _ = image::imageops::resize(&small, 512, 512, image::imageops::FilterType::Nearest)
+                .save(format!("/tmp/tc_{tic}_64x8.png"));
         }
     }
 }

@@ -37,6 +37,15 @@
 //! `TakeCover::new(seed)` / `reset(seed)`: everything random (imp spawns, attack timing, damage
 //! rolls) derives from `seed` through one `ChaCha8Rng`.
 //!
+//! ## Departures from ViZDoom
+//! Each is marked `// Departure from ViZDoom:` where it lives. In short: the imps' attack chance per
+//! chase check is calibrated to the paper's random-policy reference instead of Doom's 56/256; the
+//! imps never walk (and never melee); fireballs pass through other imps; vertical aim uses the exact
+//! distance, not P_AproxDistance; floating point instead of 16.16 fixed point and one ChaCha8
+//! stream instead of Doom's P_Random table; no HUD, no weapon sprite, no view bob; the 64x64 view is
+//! rendered directly (mip-mapped) rather than resized from a 4:3 screen; procedural textures and a
+//! single front-facing imp sprite in three poses.
+//!
 //! ## Version History
 //! - v0: first native version: ViZDoom's geometry and Doom's numbers, attack cadence calibrated to
 //!   the paper's random-policy reference (see [`sim::ATTACK_CHANCE_PER_CHASE`]).
@@ -46,8 +55,8 @@ pub mod sim;
 pub mod textures;
 
 use super::{ActionError, ActionSpace, Env, EnvKind, Frame, OBS_SIZE, Step};
-pub use sim::{ExplosionState, FireballState, ImpPhase, ImpState, TakeCoverState};
 use sim::World;
+pub use sim::{ExplosionState, FireballState, ImpPhase, ImpState, TakeCoverState};
 
 /// Doom's tic rate: one step is one tic.
 pub const TICS_PER_SECOND: u32 = 35;
@@ -109,6 +118,7 @@ impl TakeCover {
 
     /// Test hook: Doom's god mode. Fireballs still fly, hit and explode (and the random stream
     /// advances exactly as without it) but deal no damage, so an episode can reach the time limit.
+    /// It survives `reset`.
     #[doc(hidden)]
     pub fn set_invulnerable(&mut self, invulnerable: bool) {
         self.world.invulnerable = invulnerable;
@@ -131,7 +141,12 @@ impl Env for TakeCover {
         let action = ACTION_SPACE.validate(action)?;
         let move_value = action.first().copied().unwrap_or(0.0);
         let outcome = self.world.tic(move_value);
-        Ok(Step { obs: self.observation(), reward: outcome.reward, terminated: outcome.terminated, truncated: outcome.truncated })
+        Ok(Step {
+            obs: self.observation(),
+            reward: outcome.reward,
+            terminated: outcome.terminated,
+            truncated: outcome.truncated,
+        })
     }
 
     fn observation(&self) -> Frame {

@@ -1,5 +1,8 @@
 //! The game logic of Take Cover: the player's strafing, the imps' attack cycle, the fireballs.
 //!
+//! Departure from ViZDoom: floating point instead of Doom's 16.16 fixed point, and one ChaCha8Rng
+//! stream (seeded by the episode's seed) instead of Doom's P_Random table.
+//!
 //! Axes (map units, Doom's): +x points from the player's start towards the imps (the player always
 //! faces +x), +y is the player's LEFT, z is up from the floor. One call to [`World::tic`] is one
 //! Doom tic (1/35 s).
@@ -442,6 +445,8 @@ impl World {
 }
 
 /// A new imp in its spawn state. Doom staggers map things' first look by 1 + P_Random() % tics.
+// Departure from ViZDoom: script-spawned imps get the same stagger as the map's three (Doom gives
+// them none); it only spreads their first look over 10 tics.
 fn new_imp(y: f64, rng: &mut ChaCha8Rng) -> ImpState {
     let tics_until_look = 1 + rng.random_range(0..LOOK_PERIOD_TICS);
     ImpState { x: IMP_X, y, phase: ImpPhase::Look { tics_until_look } }

@@ -14,7 +14,7 @@ pub const TILE_MASK: i32 = TILE_SIZE as i32 - 1;
 pub const IMP_SPRITE_WIDTH: usize = 48;
 pub const IMP_SPRITE_HEIGHT: usize = 64;
 /// Side of the glow sprite (texels); it is scaled to the glow's world size when drawn.
-pub const GLOW_SIZE: usize = 32;
+pub const GLOW_SIZE: usize = 64;
 
 /// Mip levels per tile: 64, 32, 16, 8 and 4 texels a side.
 pub const MIP_LEVELS: usize = 5;
@@ -100,7 +100,8 @@ pub fn assets() -> &'static Assets {
 
 /// A deterministic integer hash in [0, 1): texture noise without a random stream.
 fn hash01(x: i32, y: i32, salt: u32) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ salt.wrapping_mul(0xcb1a_b31f);
+    let mut h =
+        (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ salt.wrapping_mul(0xcb1a_b31f);
     h ^= h >> 13;
     h = h.wrapping_mul(0x5bd1_e995);
     h ^= h >> 15;
@@ -171,7 +172,13 @@ fn floor_tile() -> Tile {
                 to_rgb([40.0, 36.0, 30.0], 1.0)
             } else {
                 let base = [96.0 + 16.0 * tone, 84.0 + 12.0 * tone, 66.0 + 8.0 * tone];
-                let bevel = if in_u == 1 || in_v == 1 { 1.15 } else if in_u == STONE - 1 || in_v == STONE - 1 { 0.75 } else { 1.0 };
+                let bevel = if in_u == 1 || in_v == 1 {
+                    1.15
+                } else if in_u == STONE - 1 || in_v == STONE - 1 {
+                    0.75
+                } else {
+                    1.0
+                };
                 to_rgb(base, bevel * (0.72 + 0.45 * mottle))
             };
             texels.push(texel);
@@ -231,7 +238,15 @@ fn capsule(a: (f32, f32), b: (f32, f32), radius_a: f32, radius_b: f32, color: [f
 }
 
 fn ellipse(center: (f32, f32), radius_x: f32, radius_z: f32, color: [f32; 3]) -> Part {
-    Part { a: center, b: center, radius_a: radius_x, radius_b: radius_x, aspect: radius_x / radius_z, color, fullbright: false }
+    Part {
+        a: center,
+        b: center,
+        radius_a: radius_x,
+        radius_b: radius_x,
+        aspect: radius_x / radius_z,
+        color,
+        fullbright: false,
+    }
 }
 
 impl Part {
@@ -242,7 +257,11 @@ impl Part {
         let (px, pz) = (x, z * self.aspect);
         let (dx, dz) = (bx - ax, bz - az);
         let length_squared = dx * dx + dz * dz;
-        let t = if length_squared > 0.0 { (((px - ax) * dx + (pz - az) * dz) / length_squared).clamp(0.0, 1.0) } else { 0.0 };
+        let t = if length_squared > 0.0 {
+            (((px - ax) * dx + (pz - az) * dz) / length_squared).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let (nx, nz) = (ax + t * dx - px, az + t * dz - pz);
         let radius = self.radius_a + (self.radius_b - self.radius_a) * t;
         1.0 - (nx * nx + nz * nz).sqrt() / radius.max(0.01)
@@ -250,10 +269,12 @@ impl Part {
 }
 
 /// Doom's imp, drawn from simple parts: brown hide, pale spikes and horns, glowing eyes.
+// Departure from ViZDoom: one front view per pose instead of Doom's 8 rotations (the imps face the
+// player anyway: A_FaceTarget), and no walking frames (these imps never walk).
 fn imp_sprite(pose: ImpPose) -> Sprite {
-    const HIDE: [f32; 3] = [138.0, 92.0, 58.0];
-    const HIDE_DARK: [f32; 3] = [104.0, 68.0, 42.0];
-    const BELLY: [f32; 3] = [164.0, 118.0, 78.0];
+    const HIDE: [f32; 3] = [152.0, 104.0, 64.0];
+    const HIDE_DARK: [f32; 3] = [118.0, 78.0, 48.0];
+    const BELLY: [f32; 3] = [178.0, 130.0, 86.0];
     const BONE: [f32; 3] = [226.0, 214.0, 186.0];
     const CLAW: [f32; 3] = [84.0, 56.0, 36.0];
     const EYE: [f32; 3] = [255.0, 70.0, 20.0];
@@ -310,7 +331,9 @@ fn imp_sprite(pose: ImpPose) -> Sprite {
         for column in 0..width {
             let (x, z) = (column as f32 + 0.5, (height - row) as f32 - 0.5);
             // Later parts are painted over earlier ones.
-            let Some((part, depth)) = parts.iter().rev().map(|part| (part, part.depth(x, z))).find(|(_, depth)| *depth >= 0.0) else {
+            let Some((part, depth)) =
+                parts.iter().rev().map(|part| (part, part.depth(x, z))).find(|(_, depth)| *depth >= 0.0)
+            else {
                 continue;
             };
             let brightness = if part.fullbright {
@@ -345,8 +368,11 @@ fn imp_sprite(pose: ImpPose) -> Sprite {
     Sprite { width, height, texels }
 }
 
-/// A fireball's glow: white-yellow core, orange body, red fringe, fading to nothing at the edge.
+/// A fireball's glow: a solid white-yellow to orange ball (Doom's fullbright BAL1) inside a red
+/// halo that fades to nothing at the edge.
 fn glow_sprite() -> Sprite {
+    /// Fraction of the glow's radius taken by the solid ball.
+    const BALL: f32 = 0.42;
     let mut texels = Vec::with_capacity(GLOW_SIZE * GLOW_SIZE);
     let half = GLOW_SIZE as f32 / 2.0;
     for row in 0..GLOW_SIZE {
@@ -354,17 +380,16 @@ fn glow_sprite() -> Sprite {
             let dx = (column as f32 + 0.5 - half) / half;
             let dy = (row as f32 + 0.5 - half) / half;
             let distance = (dx * dx + dy * dy).sqrt();
-            let texel = if distance >= 1.0 {
-                [0, 0, 0, 0]
+            let [r, g, b] = if distance < BALL {
+                let t = distance / BALL;
+                [255.0, 235.0 - 95.0 * t, 170.0 - 140.0 * t]
+            } else if distance < 1.0 {
+                let fade = (1.0 - (distance - BALL) / (1.0 - BALL)).powi(2);
+                [235.0 * fade, 80.0 * fade, 12.0 * fade]
             } else {
-                let falloff = (1.0 - distance).powf(1.6);
-                let core = (1.0 - distance / 0.4).max(0.0);
-                let r = 255.0 * (falloff * 1.6).min(1.0);
-                let g = 190.0 * falloff + 70.0 * core;
-                let b = 40.0 * falloff + 150.0 * core;
-                [r.min(255.0) as u8, g.min(255.0) as u8, b.min(255.0) as u8, 0]
+                [0.0; 3]
             };
-            texels.push(texel);
+            texels.push([r as u8, g as u8, b as u8, 0]);
         }
     }
     Sprite { width: GLOW_SIZE, height: GLOW_SIZE, texels }
