@@ -44,12 +44,12 @@
 
 pub mod car;
 pub mod render;
+pub mod resample;
 pub mod track;
 
 use std::cell::RefCell;
 
 use image::RgbImage;
-use image::imageops::{self, FilterType};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tiny_skia::Pixmap;
@@ -131,14 +131,15 @@ pub struct CarRacing {
 
 struct ObsCanvas {
     pixmap: Pixmap,
-    rgb: RgbImage,
+    /// `imageops::resize(.., Triangle)` from 96x84 to 64x64, bit for bit, with its weights precomputed.
+    resizer: resample::TriangleResizer,
 }
 
 impl ObsCanvas {
     fn new() -> ObsCanvas {
         ObsCanvas {
             pixmap: Pixmap::new(STATE_SIZE, STATE_CROP_ROWS).expect("precondition: 96x84 is a valid pixmap size"),
-            rgb: RgbImage::new(STATE_SIZE, STATE_CROP_ROWS),
+            resizer: resample::TriangleResizer::new(STATE_SIZE, STATE_CROP_ROWS, OBS_SIZE, OBS_SIZE),
         }
     }
 }
@@ -346,11 +347,14 @@ impl Env for CarRacing {
     fn observation(&self) -> Frame {
         let scene = self.scene();
         let mut canvas = self.obs_canvas.borrow_mut();
-        let ObsCanvas { pixmap, rgb } = &mut *canvas;
+        let ObsCanvas { pixmap, resizer } = &mut *canvas;
         // The HUD lies entirely in the cropped rows, so it is not drawn at all.
         render::draw_scene(pixmap, &scene, STATE_SIZE, STATE_SIZE, false);
-        pixmap_to_rgb(pixmap, rgb);
-        imageops::resize(rgb, OBS_SIZE, OBS_SIZE, FilterType::Triangle)
+        let mut obs = RgbImage::new(OBS_SIZE, OBS_SIZE);
+        // The RGBA pixmap is opaque, so its premultiplied bytes are the plain colour.
+        let resized = resizer.resize(pixmap.data(), 4, obs.as_mut());
+        debug_assert!(resized, "the canvas and the resizer are made for the same sizes");
+        obs
     }
 
     fn render(&self, width: u32, height: u32) -> Frame {

@@ -69,6 +69,8 @@ struct Camera {
     /// Output pixels per window pixel.
     scale_x: f64,
     scale_y: f64,
+    /// Radius (world units) around the car beyond which nothing can reach the window.
+    view_radius: f64,
 }
 
 impl Camera {
@@ -83,6 +85,7 @@ impl Camera {
             zoom,
             scale_x: frame_w as f64 / WINDOW_W,
             scale_y: frame_h as f64 / WINDOW_H,
+            view_radius: CAR_WINDOW_X.max(WINDOW_W - CAR_WINDOW_X).hypot(CAR_WINDOW_Y) / zoom,
         }
     }
 
@@ -96,14 +99,15 @@ impl Camera {
         ((window_x * self.scale_x) as f32, (window_y * self.scale_y) as f32)
     }
 
-    /// Radius (world units) around the car beyond which nothing can reach the window.
     fn view_radius(&self) -> f64 {
-        CAR_WINDOW_X.max(WINDOW_W - CAR_WINDOW_X).hypot(CAR_WINDOW_Y) / self.zoom
+        self.view_radius
     }
 
     fn sees(&self, center: [f64; 2], radius: f64) -> bool {
-        let d = (center[0] - self.position[0]).hypot(center[1] - self.position[1]);
-        d <= self.view_radius() + radius
+        let dx = center[0] - self.position[0];
+        let dy = center[1] - self.position[1];
+        let reach = self.view_radius + radius;
+        dx * dx + dy * dy <= reach * reach
     }
 }
 
