@@ -381,3 +381,18 @@ fn bench_resize() {
     }
     println!("resize us (cpu): {:.1}", (thread_cpu_ns() - cpu) as f64 * 1e-9 / 5000.0 * 1e6);
 }
+
+#[test]
+#[ignore]
+fn dump_frames() {
+    let mut env = CarRacing::new(5);
+    for i in 0..200 {
+        let action = follow_centre_line(&env);
+        step(&mut env, action);
+        if i == 0 || i == 20 || i == 199 {
+            env.render(96, 96).save(format!("/tmp/cr_{i}_96.png")).unwrap();
+            env.render(600, 400).save(format!("/tmp/cr_{i}_600.png")).unwrap();
+            env.observation().save(format!("/tmp/cr_{i}_obs.png")).unwrap();
+        }
+    }
+}

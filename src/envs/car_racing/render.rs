@@ -226,14 +226,24 @@ fn draw_road(pixmap: &mut Pixmap, camera: &Camera, scene: &Scene) {
     // Inset of the tinted tiles, in world units, so their soft edges stay on the base road.
     let pixels_per_unit = camera.zoom * camera.scale_x.min(camera.scale_y);
     let inset_width = (TRACK_WIDTH - TINT_INSET_PX / pixels_per_unit.max(1e-9)).max(0.0);
+    let mut outline: Vec<(f32, f32)> = Vec::with_capacity(2 * n + 2);
+    let mut run_start: Option<usize> = None;
     for (i, tile) in track.tiles.iter().enumerate() {
-        if !camera.sees(tile.center, tile.radius) {
+        let visible = camera.sees(tile.center, tile.radius);
+        if visible && run_start.is_none() {
+            run_start = Some(i);
+        }
+        let run_ends = run_start.is_some() && (!visible || i + 1 == n);
+        if run_ends && let Some(start) = run_start.take() {
+            let end = if visible { i } else { i - 1 };
+            add_road_run(&mut base, &mut outline, camera, track, start, end);
+        }
+        if !visible {
             continue;
         }
-        base.add(&to_screen_quad(camera, &tile.quad));
         let visited = scene.visited.get(i).copied().unwrap_or(false);
         let shade = i % 3;
-        if visited || shade == 0 || n == 0 {
+        if visited || shade == 0 {
             continue;
         }
         let p1 = track.points[i];
@@ -250,9 +260,10 @@ fn draw_road(pixmap: &mut Pixmap, camera: &Camera, scene: &Scene) {
         tinted[shade - 1].add(&to_screen_quad(camera, &quad));
     }
     base.fill(pixmap, ROAD_COLOR, true);
+    // The tints differ from the base by 2-5 levels and sit inset inside it, so they need no anti-aliasing.
     let [tinted_a, tinted_b] = tinted;
-    tinted_a.fill(pixmap, tints[0], true);
-    tinted_b.fill(pixmap, tints[1], true);
+    tinted_a.fill(pixmap, tints[0], false);
+    tinted_b.fill(pixmap, tints[1], false);
 
     // Kerbs: all of them in white (one seamless strip), then the red ones over it.
     let mut white = Batch::new(pixmap);
@@ -269,6 +280,23 @@ fn draw_road(pixmap: &mut Pixmap, camera: &Camera, scene: &Scene) {
     }
     white.fill(pixmap, super::track::KERB_WHITE, true);
     red.fill(pixmap, super::track::KERB_RED, true);
+}
+
+/// Adds tiles `start..=end` as one outline: the exact union of their quads (consecutive tiles share corners),
+/// without the inner edges, which the rasteriser would otherwise walk for nothing.
+fn add_road_run(base: &mut Batch, outline: &mut Vec<(f32, f32)>, camera: &Camera, track: &Track, start: usize, end: usize) {
+    let tiles = &track.tiles[start..=end];
+    let Some(first) = tiles.first() else {
+        return;
+    };
+    outline.clear();
+    // Left edge forward: the left corner of point start-1, then each tile's left corner at its own point.
+    outline.push(camera.to_screen(first.quad[3]));
+    outline.extend(tiles.iter().map(|tile| camera.to_screen(tile.quad[0])));
+    // Right edge back.
+    outline.extend(tiles.iter().rev().map(|tile| camera.to_screen(tile.quad[1])));
+    outline.push(camera.to_screen(first.quad[2]));
+    base.add(outline);
 }
 
 fn draw_car(pixmap: &mut Pixmap, camera: &Camera, car: &Car) {
