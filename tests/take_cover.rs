@@ -243,6 +243,27 @@ fn a_hit_costs_a_multiple_of_21() {
     assert!(hits >= 20);
 }
 
+/// Mean red minus mean green over a frame.
+fn redness(frame: &Frame) -> f64 {
+    let pixels = frame.pixels().len() as f64;
+    frame.pixels().map(|p| f64::from(p.0[0]) - f64::from(p.0[1])).sum::<f64>() / pixels
+}
+
+#[test]
+fn a_hit_flashes_the_view_red() {
+    let mut env = TakeCover::new(6);
+    let mut before = env.observation();
+    while env.is_alive() {
+        let Ok(step) = env.step(&[0.0]) else { panic!("valid action") };
+        if env.state().damage_flash > 0 {
+            assert!(redness(&step.obs) > redness(&before) + 15.0, "{} vs {}", redness(&step.obs), redness(&before));
+            return;
+        }
+        before = step.obs;
+    }
+    panic!("never hit");
+}
+
 #[test]
 fn reward_is_one_per_tic_and_the_return_is_the_length() {
     for seed in 0..5 {
@@ -458,7 +479,7 @@ fn fireballs_glow_on_screen() {
 #[test]
 #[ignore]
 fn calibration_report() {
-    let n = 400;
+    let n = 1000;
     for (name, mean) in [
         ("uniform", mean_length(0..n, || Box::new(uniform_random))),
         ("held 1-10", mean_length(0..n, || Box::new(held_random()))),
