@@ -51,7 +51,8 @@ const MAX_ROTATION: f64 = 0.5 * std::f64::consts::PI;
 /// Wheel centres in hull coordinates (car units): front-left, front-right, rear-left, rear-right.
 pub const WHEEL_POS: [[f64; 2]; 4] = [[-55.0, 80.0], [55.0, 80.0], [-55.0, -82.0], [55.0, -82.0]];
 /// The hull's four density-1 polygons (car units).
-pub const HULL_POLY1: [[f64; 2]; 4] = [[-60.0, 130.0], [60.0, 130.0], [60.0, 110.0], [-60.0, 110.0]];
+pub const HULL_POLY1: [[f64; 2]; 4] =
+    [[-60.0, 130.0], [60.0, 130.0], [60.0, 110.0], [-60.0, 110.0]];
 pub const HULL_POLY2: [[f64; 2]; 4] = [[-15.0, 120.0], [15.0, 120.0], [20.0, 20.0], [-20.0, 20.0]];
 pub const HULL_POLY3: [[f64; 2]; 8] = [
     [25.0, 20.0],
@@ -63,7 +64,12 @@ pub const HULL_POLY3: [[f64; 2]; 8] = [
     [-50.0, -10.0],
     [-25.0, 20.0],
 ];
-pub const HULL_POLY4: [[f64; 2]; 4] = [[-50.0, -120.0], [50.0, -120.0], [50.0, -90.0], [-50.0, -90.0]];
+pub const HULL_POLY4: [[f64; 2]; 4] = [
+    [-50.0, -120.0],
+    [50.0, -120.0],
+    [50.0, -90.0],
+    [-50.0, -90.0],
+];
 
 /// Hull polygons as slices, for iteration.
 pub const HULL_POLYS: [&[[f64; 2]]; 4] = [&HULL_POLY1, &HULL_POLY2, &HULL_POLY3, &HULL_POLY4];
@@ -129,9 +135,15 @@ impl MassProperties {
             inertia_origin += wheel_inertia_own + wheel_mass * (x * x + y * y);
         }
         let local_com = [first_moment[0] / total_mass, first_moment[1] / total_mass];
-        let inertia =
-            inertia_origin - total_mass * (local_com[0] * local_com[0] + local_com[1] * local_com[1]);
-        MassProperties { hull_mass, wheel_mass, total_mass, local_com, inertia }
+        let inertia = inertia_origin
+            - total_mass * (local_com[0] * local_com[0] + local_com[1] * local_com[1]);
+        MassProperties {
+            hull_mass,
+            wheel_mass,
+            total_mass,
+            local_com,
+            inertia,
+        }
     }
 }
 
@@ -205,7 +217,10 @@ impl Car {
 
     /// A hull-frame point (world units) in world coordinates.
     pub fn world_point(&self, local: [f64; 2]) -> [f64; 2] {
-        let r = self.rotate([local[0] - self.mass.local_com[0], local[1] - self.mass.local_com[1]]);
+        let r = self.rotate([
+            local[0] - self.mass.local_com[0],
+            local[1] - self.mass.local_com[1],
+        ]);
         [self.com[0] + r[0], self.com[1] + r[1]]
     }
 
@@ -220,7 +235,10 @@ impl Car {
 
     pub fn wheel_pose(&self, i: usize) -> WheelPose {
         let [wx, wy] = WHEEL_POS[i];
-        WheelPose { center: self.world_point([wx * SIZE, wy * SIZE]), angle: self.angle + self.wheels[i].joint_angle }
+        WheelPose {
+            center: self.world_point([wx * SIZE, wy * SIZE]),
+            angle: self.angle + self.wheels[i].joint_angle,
+        }
     }
 
     /// Gym's `Car.steer(s)`: the front wheels' target angle (the env passes `-action[0]`).
@@ -253,13 +271,20 @@ impl Car {
             let pose = self.wheel_pose(i);
             let r = [pose.center[0] - self.com[0], pose.center[1] - self.com[1]];
             // The wheel's velocity on the rigid body: v + omega x r.
-            let v = [self.velocity[0] - self.angular_velocity * r[1], self.velocity[1] + self.angular_velocity * r[0]];
+            let v = [
+                self.velocity[0] - self.angular_velocity * r[1],
+                self.velocity[1] + self.angular_velocity * r[0],
+            ];
             let wheel = &mut self.wheels[i];
 
             let error = wheel.steer - wheel.joint_angle;
             wheel.motor_speed = sign(error) * (STEER_GAIN * error.abs()).min(STEER_MAX_SPEED);
 
-            let friction_limit = if wheel.on_road { FRICTION_LIMIT } else { FRICTION_LIMIT * GRASS_FRICTION };
+            let friction_limit = if wheel.on_road {
+                FRICTION_LIMIT
+            } else {
+                FRICTION_LIMIT * GRASS_FRICTION
+            };
 
             let (s, c) = pose.angle.sin_cos();
             let forward = [-s, c];
@@ -268,7 +293,8 @@ impl Car {
             let v_side = side[0] * v[0] + side[1] * v[1];
 
             // Engine power into spin: d(omega) = dt * P / (I * omega), with +5 so it never divides by zero.
-            wheel.omega += dt * ENGINE_POWER * wheel.gas / WHEEL_MOMENT_OF_INERTIA / (wheel.omega.abs() + 5.0);
+            wheel.omega +=
+                dt * ENGINE_POWER * wheel.gas / WHEEL_MOMENT_OF_INERTIA / (wheel.omega.abs() + 5.0);
 
             if wheel.brake >= BRAKE_LOCK {
                 wheel.omega = 0.0;
@@ -288,7 +314,10 @@ impl Car {
             }
             wheel.omega -= dt * f_force * WHEEL_R / WHEEL_MOMENT_OF_INERTIA;
 
-            let applied = [p_force * side[0] + f_force * forward[0], p_force * side[1] + f_force * forward[1]];
+            let applied = [
+                p_force * side[0] + f_force * forward[0],
+                p_force * side[1] + f_force * forward[1],
+            ];
             self.force[0] += applied[0];
             self.force[1] += applied[1];
             self.torque += r[0] * applied[1] - r[1] * applied[0];
@@ -318,7 +347,8 @@ impl Car {
         self.angle += dt * self.angular_velocity;
 
         for wheel in &mut self.wheels {
-            wheel.joint_angle = (wheel.joint_angle + dt * wheel.motor_speed).clamp(-STEER_LIMIT, STEER_LIMIT);
+            wheel.joint_angle =
+                (wheel.joint_angle + dt * wheel.motor_speed).clamp(-STEER_LIMIT, STEER_LIMIT);
         }
     }
 }
@@ -326,8 +356,18 @@ impl Car {
 /// The corners of a wheel's box in world coordinates.
 pub fn wheel_box(pose: WheelPose) -> [[f64; 2]; 4] {
     let (s, c) = pose.angle.sin_cos();
-    let local = [[-WHEEL_W, WHEEL_R], [WHEEL_W, WHEEL_R], [WHEEL_W, -WHEEL_R], [-WHEEL_W, -WHEEL_R]];
-    local.map(|[x, y]| [pose.center[0] + c * x - s * y, pose.center[1] + s * x + c * y])
+    let local = [
+        [-WHEEL_W, WHEEL_R],
+        [WHEEL_W, WHEEL_R],
+        [WHEEL_W, -WHEEL_R],
+        [-WHEEL_W, -WHEEL_R],
+    ];
+    local.map(|[x, y]| {
+        [
+            pose.center[0] + c * x - s * y,
+            pose.center[1] + s * x + c * y,
+        ]
+    })
 }
 
 /// Whether two convex polygons overlap (separating-axis test).
@@ -339,10 +379,11 @@ pub fn convex_overlap(a: &[[f64; 2]], b: &[[f64; 2]]) -> bool {
             let e1 = p[(i + 1) % n];
             let axis = [e0[1] - e1[1], e1[0] - e0[0]];
             let project = |poly: &[[f64; 2]]| {
-                poly.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                    let d = axis[0] * v[0] + axis[1] * v[1];
-                    (lo.min(d), hi.max(d))
-                })
+                poly.iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                        let d = axis[0] * v[0] + axis[1] * v[1];
+                        (lo.min(d), hi.max(d))
+                    })
             };
             let (p_lo, p_hi) = project(p);
             let (q_lo, q_hi) = project(q);

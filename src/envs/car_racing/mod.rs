@@ -76,8 +76,11 @@ pub const OFF_PLAYFIELD_REWARD: f64 = -100.0;
 /// Gym v3: touching tile 0 after visiting more than this fraction of tiles completes the lap.
 pub const LAP_COMPLETE_PERCENT: f64 = 0.95;
 
-pub const ACTION_SPACE: ActionSpace =
-    ActionSpace { names: &["steer", "gas", "brake"], low: &[-1.0, 0.0, 0.0], high: &[1.0, 1.0, 1.0] };
+pub const ACTION_SPACE: ActionSpace = ActionSpace {
+    names: &["steer", "gas", "brake"],
+    low: &[-1.0, 0.0, 0.0],
+    high: &[1.0, 1.0, 1.0],
+};
 
 const DT: f64 = 1.0 / FPS as f64;
 
@@ -138,15 +141,25 @@ struct ObsCanvas {
 impl ObsCanvas {
     fn new() -> ObsCanvas {
         ObsCanvas {
-            pixmap: Pixmap::new(STATE_SIZE, STATE_CROP_ROWS).expect("precondition: 96x84 is a valid pixmap size"),
-            resizer: resample::TriangleResizer::new(STATE_SIZE, STATE_CROP_ROWS, OBS_SIZE, OBS_SIZE),
+            pixmap: Pixmap::new(STATE_SIZE, STATE_CROP_ROWS)
+                .expect("precondition: 96x84 is a valid pixmap size"),
+            resizer: resample::TriangleResizer::new(
+                STATE_SIZE,
+                STATE_CROP_ROWS,
+                OBS_SIZE,
+                OBS_SIZE,
+            ),
         }
     }
 }
 
 /// Copies an opaque premultiplied RGBA pixmap into an RGB image of the same size.
 fn pixmap_to_rgb(pixmap: &Pixmap, rgb: &mut RgbImage) {
-    for (dst, src) in rgb.as_mut().chunks_exact_mut(3).zip(pixmap.data().chunks_exact(4)) {
+    for (dst, src) in rgb
+        .as_mut()
+        .chunks_exact_mut(3)
+        .zip(pixmap.data().chunks_exact(4))
+    {
         dst.copy_from_slice(&src[..3]);
     }
 }
@@ -290,7 +303,12 @@ impl CarRacing {
     }
 
     fn scene(&self) -> render::Scene<'_> {
-        render::Scene { track: &self.track, visited: &self.visited, car: &self.car, time: self.time }
+        render::Scene {
+            track: &self.track,
+            visited: &self.visited,
+            car: &self.car,
+            time: self.time,
+        }
     }
 
     /// Test hook: moves the car (at rest) so its hull origin is at `(x, y)` facing `angle`. Not part of the
@@ -341,7 +359,12 @@ impl Env for CarRacing {
             reward = OFF_PLAYFIELD_REWARD;
         }
         let truncated = self.elapsed_steps >= MAX_EPISODE_STEPS;
-        Ok(Step { obs: self.observation(), reward: reward as f32, terminated, truncated })
+        Ok(Step {
+            obs: self.observation(),
+            reward: reward as f32,
+            terminated,
+            truncated,
+        })
     }
 
     fn observation(&self) -> Frame {
@@ -353,7 +376,10 @@ impl Env for CarRacing {
         let mut obs = RgbImage::new(OBS_SIZE, OBS_SIZE);
         // The RGBA pixmap is opaque, so its premultiplied bytes are the plain colour.
         let resized = resizer.resize(pixmap.data(), 4, obs.as_mut());
-        debug_assert!(resized, "the canvas and the resizer are made for the same sizes");
+        debug_assert!(
+            resized,
+            "the canvas and the resizer are made for the same sizes"
+        );
         obs
     }
 

@@ -85,7 +85,10 @@ impl Camera {
             zoom,
             scale_x: frame_w as f64 / WINDOW_W,
             scale_y: frame_h as f64 / WINDOW_H,
-            view_radius: CAR_WINDOW_X.max(WINDOW_W - CAR_WINDOW_X).hypot(CAR_WINDOW_Y) / zoom,
+            view_radius: CAR_WINDOW_X
+                .max(WINDOW_W - CAR_WINDOW_X)
+                .hypot(CAR_WINDOW_Y)
+                / zoom,
         }
     }
 
@@ -96,7 +99,10 @@ impl Camera {
         let ry = self.sin * dx + self.cos * dy;
         let window_x = CAR_WINDOW_X + rx * self.zoom;
         let window_y = CAR_WINDOW_Y - ry * self.zoom;
-        ((window_x * self.scale_x) as f32, (window_y * self.scale_y) as f32)
+        (
+            (window_x * self.scale_x) as f32,
+            (window_y * self.scale_y) as f32,
+        )
     }
 
     fn view_radius(&self) -> f64 {
@@ -120,7 +126,11 @@ struct Batch {
 
 impl Batch {
     fn new(pixmap: &Pixmap) -> Batch {
-        Batch { builder: PathBuilder::new(), width: pixmap.width() as f32, height: pixmap.height() as f32 }
+        Batch {
+            builder: PathBuilder::new(),
+            width: pixmap.width() as f32,
+            height: pixmap.height() as f32,
+        }
     }
 
     /// Adds a polygon in screen pixels, wound consistently so overlapping members union under the winding rule.
@@ -143,7 +153,11 @@ impl Batch {
         }
         let mut ordered = points.iter().copied();
         let mut reversed = points.iter().rev().copied();
-        let iter: &mut dyn Iterator<Item = (f32, f32)> = if twice_area >= 0.0 { &mut ordered } else { &mut reversed };
+        let iter: &mut dyn Iterator<Item = (f32, f32)> = if twice_area >= 0.0 {
+            &mut ordered
+        } else {
+            &mut reversed
+        };
         let Some((x0, y0)) = iter.next() else {
             return;
         };
@@ -161,7 +175,13 @@ impl Batch {
         let mut paint = Paint::default();
         paint.set_color_rgba8(color[0], color[1], color[2], 255);
         paint.anti_alias = anti_alias;
-        pixmap.fill_path(&path, &paint, FillRule::Winding, Transform::identity(), None);
+        pixmap.fill_path(
+            &path,
+            &paint,
+            FillRule::Winding,
+            Transform::identity(),
+            None,
+        );
     }
 }
 
@@ -193,7 +213,12 @@ fn draw_ground(pixmap: &mut Pixmap, camera: &Camera) {
         pixmap.fill(color(BG_COLOR));
     } else {
         pixmap.fill(color([0, 0, 0]));
-        let field = [[PLAYFIELD, PLAYFIELD], [PLAYFIELD, -PLAYFIELD], [-PLAYFIELD, -PLAYFIELD], [-PLAYFIELD, PLAYFIELD]];
+        let field = [
+            [PLAYFIELD, PLAYFIELD],
+            [PLAYFIELD, -PLAYFIELD],
+            [-PLAYFIELD, -PLAYFIELD],
+            [-PLAYFIELD, PLAYFIELD],
+        ];
         let mut batch = Batch::new(pixmap);
         batch.add(&to_screen_quad(camera, &field));
         batch.fill(pixmap, BG_COLOR, true);
@@ -209,7 +234,12 @@ fn draw_ground(pixmap: &mut Pixmap, camera: &Camera) {
             if !camera.sees(center, half_diagonal) {
                 continue;
             }
-            let cell = [[x0 + GRASS_DIM, y0], [x0, y0], [x0, y0 + GRASS_DIM], [x0 + GRASS_DIM, y0 + GRASS_DIM]];
+            let cell = [
+                [x0 + GRASS_DIM, y0],
+                [x0, y0],
+                [x0, y0 + GRASS_DIM],
+                [x0 + GRASS_DIM, y0 + GRASS_DIM],
+            ];
             grass.add(&to_screen_quad(camera, &cell));
         }
     }
@@ -284,7 +314,14 @@ fn draw_road(pixmap: &mut Pixmap, camera: &Camera, scene: &Scene) {
 
 /// Adds tiles `start..=end` as one outline: the exact union of their quads (consecutive tiles share corners),
 /// without the inner edges, which the rasteriser would otherwise walk for nothing.
-fn add_road_run(base: &mut Batch, outline: &mut Vec<(f32, f32)>, camera: &Camera, track: &Track, start: usize, end: usize) {
+fn add_road_run(
+    base: &mut Batch,
+    outline: &mut Vec<(f32, f32)>,
+    camera: &Camera,
+    track: &Track,
+    start: usize,
+    end: usize,
+) {
     let tiles = &track.tiles[start..=end];
     let Some(first) = tiles.first() else {
         return;
@@ -294,7 +331,12 @@ fn add_road_run(base: &mut Batch, outline: &mut Vec<(f32, f32)>, camera: &Camera
     outline.push(camera.to_screen(first.quad[3]));
     outline.extend(tiles.iter().map(|tile| camera.to_screen(tile.quad[0])));
     // Right edge back.
-    outline.extend(tiles.iter().rev().map(|tile| camera.to_screen(tile.quad[1])));
+    outline.extend(
+        tiles
+            .iter()
+            .rev()
+            .map(|tile| camera.to_screen(tile.quad[1])),
+    );
     outline.push(camera.to_screen(first.quad[2]));
     base.add(outline);
 }
@@ -320,9 +362,19 @@ fn draw_car(pixmap: &mut Pixmap, camera: &Camera, car: &Car) {
         if s2 > 0.0 {
             c2 = super::track::sign(c2);
         }
-        let local = [[-WHEEL_W, WHEEL_R * c1], [WHEEL_W, WHEEL_R * c1], [WHEEL_W, WHEEL_R * c2], [-WHEEL_W, WHEEL_R * c2]];
+        let local = [
+            [-WHEEL_W, WHEEL_R * c1],
+            [WHEEL_W, WHEEL_R * c1],
+            [WHEEL_W, WHEEL_R * c2],
+            [-WHEEL_W, WHEEL_R * c2],
+        ];
         let (s, c) = pose.angle.sin_cos();
-        let stripe = local.map(|[x, y]| camera.to_screen([pose.center[0] + c * x - s * y, pose.center[1] + s * x + c * y]));
+        let stripe = local.map(|[x, y]| {
+            camera.to_screen([
+                pose.center[0] + c * x - s * y,
+                pose.center[1] + s * x + c * y,
+            ])
+        });
         stripes.add(&stripe);
     }
     wheels.fill(pixmap, WHEEL_COLOR, true);
@@ -354,11 +406,28 @@ fn draw_hud(pixmap: &mut Pixmap, car: &Car, frame_w: u32, frame_h: u32) {
         batch.add(&points);
         batch.fill(pixmap, rgb, true);
     };
-    fill_rect(pixmap, rect(0.0, WINDOW_H - HUD_WINDOW_H, WINDOW_W, WINDOW_H), HUD_COLOR);
+    fill_rect(
+        pixmap,
+        rect(0.0, WINDOW_H - HUD_WINDOW_H, WINDOW_W, WINDOW_H),
+        HUD_COLOR,
+    );
 
-    let vertical = |place: f64, value: f64| rect(place * slot, WINDOW_H - (h + h * value), (place + 1.0) * slot, WINDOW_H - h);
-    let horizontal =
-        |place: f64, value: f64| rect(place * slot, WINDOW_H - 4.0 * h, (place + value) * slot, WINDOW_H - 2.0 * h);
+    let vertical = |place: f64, value: f64| {
+        rect(
+            place * slot,
+            WINDOW_H - (h + h * value),
+            (place + 1.0) * slot,
+            WINDOW_H - h,
+        )
+    };
+    let horizontal = |place: f64, value: f64| {
+        rect(
+            place * slot,
+            WINDOW_H - 4.0 * h,
+            (place + value) * slot,
+            WINDOW_H - 2.0 * h,
+        )
+    };
     // Gym draws an indicator only when its value is not ~0.
     let shown = |value: f64| value.abs() > 1e-4;
 
@@ -368,7 +437,11 @@ fn draw_hud(pixmap: &mut Pixmap, car: &Car, frame_w: u32, frame_h: u32) {
     }
     for (i, wheel) in car.wheels.iter().enumerate() {
         if shown(wheel.omega) {
-            let rgb = if i < 2 { ABS_FRONT_COLOR } else { ABS_REAR_COLOR };
+            let rgb = if i < 2 {
+                ABS_FRONT_COLOR
+            } else {
+                ABS_REAR_COLOR
+            };
             fill_rect(pixmap, vertical(7.0 + i as f64, 0.01 * wheel.omega), rgb);
         }
     }
@@ -377,6 +450,10 @@ fn draw_hud(pixmap: &mut Pixmap, car: &Car, frame_w: u32, frame_h: u32) {
         fill_rect(pixmap, horizontal(20.0, -10.0 * steering), STEER_COLOR);
     }
     if shown(car.angular_velocity) {
-        fill_rect(pixmap, horizontal(30.0, -0.8 * car.angular_velocity), GYRO_COLOR);
+        fill_rect(
+            pixmap,
+            horizontal(30.0, -0.8 * car.angular_velocity),
+            GYRO_COLOR,
+        );
     }
 }

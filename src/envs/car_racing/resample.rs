@@ -28,12 +28,17 @@ fn axis_taps(source: u32, target: u32) -> Vec<Taps> {
             let left = ((center - src_support).floor() as i64).clamp(0, source as i64 - 1);
             let right = ((center + src_support).ceil() as i64).clamp(left + 1, source as i64);
             let center = center - 0.5;
-            let mut weights: Vec<f32> = (left..right).map(|i| triangle((i as f32 - center) / sratio)).collect();
+            let mut weights: Vec<f32> = (left..right)
+                .map(|i| triangle((i as f32 - center) / sratio))
+                .collect();
             let sum: f32 = weights.iter().fold(0.0, |acc, w| acc + w);
             for w in &mut weights {
                 *w /= sum;
             }
-            Taps { first: left as usize, weights }
+            Taps {
+                first: left as usize,
+                weights,
+            }
         })
         .collect()
 }
@@ -70,7 +75,12 @@ pub struct TriangleResizer {
 }
 
 impl TriangleResizer {
-    pub fn new(source_width: u32, source_height: u32, target_width: u32, target_height: u32) -> TriangleResizer {
+    pub fn new(
+        source_width: u32,
+        source_height: u32,
+        target_width: u32,
+        target_height: u32,
+    ) -> TriangleResizer {
         TriangleResizer {
             source_width: source_width as usize,
             source_height: source_height as usize,
@@ -96,7 +106,12 @@ impl TriangleResizer {
     /// Resizes `source` (`channels` bytes per pixel, 3 or 4, row-major, source size) into `target` (RGB, target
     /// size). Returns false, touching nothing, if the buffers do not fit the sizes this resizer was made for.
     pub fn resize(&mut self, source: &[u8], channels: usize, target: &mut [u8]) -> bool {
-        let (sw, sh, tw, th) = (self.source_width, self.source_height, self.target_width, self.target_height);
+        let (sw, sh, tw, th) = (
+            self.source_width,
+            self.source_height,
+            self.target_width,
+            self.target_height,
+        );
         if !(channels == 3 || channels == 4)
             || source.len() != sw * sh * channels
             || target.len() != tw * th * 3
@@ -134,7 +149,12 @@ fn avx2_available() -> bool {
 /// The passes compiled for AVX2. Only the register width changes: Rust never fuses the multiply and add.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn resize_avx2(resizer: &mut TriangleResizer, source: &[u8], channels: usize, target: &mut [u8]) {
+unsafe fn resize_avx2(
+    resizer: &mut TriangleResizer,
+    source: &[u8],
+    channels: usize,
+    target: &mut [u8],
+) {
     resize_any(resizer, source, channels, target);
 }
 
@@ -150,10 +170,24 @@ fn resize_any(resizer: &mut TriangleResizer, source: &[u8], channels: usize, tar
 /// Both passes over flat, contiguous slices, so they vectorise. Every value still accumulates its taps in
 /// image's order (from 0, adding value * weight in tap order), so the result is bit-identical.
 #[inline(always)]
-fn resize_passes<const CHANNELS: usize>(resizer: &mut TriangleResizer, source: &[u8], target: &mut [u8]) {
+fn resize_passes<const CHANNELS: usize>(
+    resizer: &mut TriangleResizer,
+    source: &[u8],
+    target: &mut [u8],
+) {
     let channels = CHANNELS;
-    let TriangleResizer { source_width: sw, target_width: tw, target_height: th, rows, columns, row, columns_major, column, rounded_column, .. } =
-        resizer;
+    let TriangleResizer {
+        source_width: sw,
+        target_width: tw,
+        target_height: th,
+        rows,
+        columns,
+        row,
+        columns_major,
+        column,
+        rounded_column,
+        ..
+    } = resizer;
     let (sw, tw, th) = (*sw, *tw, *th);
     let row_len = sw * channels;
     // Vertical pass first, as image does.
@@ -167,9 +201,7 @@ fn resize_passes<const CHANNELS: usize>(resizer: &mut TriangleResizer, source: &
         }
         for (x, pixel) in row.chunks_exact(CHANNELS).enumerate() {
             let at = (x * th + out_y) * CHANNELS;
-            for c in 0..CHANNELS {
-                columns_major[at + c] = pixel[c];
-            }
+            columns_major[at..at + CHANNELS].copy_from_slice(pixel);
         }
     }
     // Horizontal pass, one output column at a time, then clamped and rounded to the nearest integer.
@@ -178,19 +210,20 @@ fn resize_passes<const CHANNELS: usize>(resizer: &mut TriangleResizer, source: &
         column.fill(0.0);
         for (i, &w) in taps.weights.iter().enumerate() {
             let start = (taps.first + i) * column_len;
-            for (sum, &value) in column.iter_mut().zip(&columns_major[start..start + column_len]) {
+            for (sum, &value) in column
+                .iter_mut()
+                .zip(&columns_major[start..start + column_len])
+            {
                 *sum += value * w;
             }
         }
         // Round the whole column first (a contiguous loop that vectorises), then scatter its RGB.
         for (rounded, &value) in rounded_column.iter_mut().zip(column.iter()) {
-            *rounded = round_to_u8(value.max(0.0).min(255.0));
+            *rounded = round_to_u8(value.clamp(0.0, 255.0));
         }
         for (out_y, pixel) in rounded_column.chunks_exact(CHANNELS).enumerate() {
             let at = (out_y * tw + out_x) * 3;
-            for c in 0..3 {
-                target[at + c] = pixel[c];
-            }
+            target[at..at + 3].copy_from_slice(&pixel[..3]);
         }
     }
 }

@@ -166,7 +166,7 @@ fn try_create_track(rng: &mut ChaCha8Rng) -> Option<Track> {
                     break;
                 }
                 dest_i += 1;
-                if dest_i % CHECKPOINTS == 0 {
+                if dest_i.is_multiple_of(CHECKPOINTS) {
                     break;
                 }
             }
@@ -195,7 +195,12 @@ fn try_create_track(rng: &mut ChaCha8Rng) -> Option<Track> {
         }
         x += p1x * TRACK_DETAIL_STEP;
         y += p1y * TRACK_DETAIL_STEP;
-        traced.push(TrackPoint { alpha, beta: 0.5 * (prev_beta + beta), x, y });
+        traced.push(TrackPoint {
+            alpha,
+            beta: 0.5 * (prev_beta + beta),
+            x,
+            y,
+        });
         if laps > TRACE_LAPS {
             break;
         }
@@ -277,7 +282,12 @@ fn try_create_track(rng: &mut ChaCha8Rng) -> Option<Track> {
         // Gym: int(102 + 0.01 * (i % 3) * 255) -> 102, 104, 107.
         let tint = (0.01 * (i % 3) as f64 * 255.0) as u8;
         let color = ROAD_COLOR.map(|c| c + tint);
-        tiles.push(Tile { quad, color, center, radius });
+        tiles.push(Tile {
+            quad,
+            color,
+            center,
+            radius,
+        });
 
         if border[i] {
             let side = sign(p2.beta - p1.beta);
@@ -291,9 +301,19 @@ fn try_create_track(rng: &mut ChaCha8Rng) -> Option<Track> {
             ];
             let (center, radius) = bounding_circle(&quad);
             let color = if i % 2 == 0 { KERB_WHITE } else { KERB_RED };
-            kerbs.push(Kerb { quad, color, center, radius });
+            kerbs.push(Kerb {
+                quad,
+                color,
+                center,
+                radius,
+            });
         }
     }
 
-    Some(Track { points, tiles, kerbs, attempts: 1 })
+    Some(Track {
+        points,
+        tiles,
+        kerbs,
+        attempts: 1,
+    })
 }
