@@ -142,6 +142,42 @@ fn strafing_reaches_terminal_speed_and_stops_at_the_wall() {
 }
 
 #[test]
+fn the_view_bobs_while_strafing_as_doom_does() {
+    let mut env = TakeCover::new(3);
+    env.set_invulnerable(true);
+    assert_eq!(env.state().eye_z(), 41.0);
+    for _ in 0..30 {
+        let _ = env.step(&[-1.0]);
+    }
+    let mut heights = Vec::new();
+    let mut wall_tops = Vec::new();
+    for _ in 0..20 {
+        let _ = env.step(&[-1.0]);
+        heights.push(env.state().eye_z());
+        wall_tops.push(far_wall_top(&env.render(320, 240)));
+    }
+    let (low, high) = heights.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &z| (lo.min(z), hi.max(z)));
+    assert!(low >= 41.0 - 8.0 - 1e-9 && high <= 41.0 + 8.0 + 1e-9, "{low}..{high}");
+    assert!(high - low > 12.0, "{low}..{high}: at full speed the bob is +-8");
+    // The frame follows the eye: the far wall's top edge (at depth 544) moves by up to
+    // 16 * 160 / 544 = 4.7 rows over a cycle.
+    let (top_low, top_high) = (wall_tops.iter().min(), wall_tops.iter().max());
+    let (Some(top_low), Some(top_high)) = (top_low, top_high) else { panic!("20 frames") };
+    assert!(top_high - top_low >= 3, "far wall top rows {wall_tops:?}");
+}
+
+/// The first row of brick (red over blue) in the centre column.
+fn far_wall_top(frame: &Frame) -> u32 {
+    let x = frame.width() / 2;
+    (0..frame.height())
+        .find(|&y| {
+            let [r, _, b] = frame.get_pixel(x, y).0;
+            r > b
+        })
+        .unwrap_or(frame.height())
+}
+
+#[test]
 fn friction_decays_velocity_and_small_moves_give_no_thrust() {
     let mut env = TakeCover::new(4);
     env.set_invulnerable(true);
@@ -511,6 +547,20 @@ fn speed_report() {
     }
     let seconds = start.elapsed().as_secs_f64();
     println!("{:.0} steps/s with obs ({checksum})", steps as f64 / seconds);
+    let start = std::time::Instant::now();
+    let mut checksum = 0u64;
+    for _ in 0..200 {
+        checksum += u64::from(env.render(640, 480).as_raw()[5000]);
+    }
+    println!("render 640x480: {:.2} ms ({checksum})", start.elapsed().as_secs_f64() * 1000.0 / 200.0);
+    let start = std::time::Instant::now();
+    for _ in 0..steps {
+        let _ = env.step(&[rng.random_range(-1.0..=1.0)]);
+        if env.is_over() {
+            env.reset(rng.random());
+        }
+    }
+    println!("(steps incl. obs, second run: {:.0}/s)", steps as f64 / start.elapsed().as_secs_f64());
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! The player stands at one end of a brick room; imps stand along the far end and keep throwing
 //! fireballs at it. More imps appear over time. The player can only strafe left or right; the goal
 //! is to live as long as possible. The view is first person, ray cast in software: textured brick
-//! walls, floor and ceiling, imps as billboard sprites and glowing fireballs, all procedural.
+//! walls, floor and ceiling, imps as billboard sprites and glowing fireballs, all procedural. The
+//! view bobs while the player strafes, as Doom's does.
 //!
 //! Map axes (Doom's map units): +x runs from the player towards the imps (the player always faces
 //! +x), +y is the player's LEFT, z is up. The room spans x in [-448, 128], y in [0, 768], with a
@@ -42,7 +43,7 @@
 //! chase check is calibrated to the paper's random-policy reference instead of Doom's 56/256; the
 //! imps never walk (and never melee); fireballs pass through other imps; vertical aim uses the exact
 //! distance, not P_AproxDistance; floating point instead of 16.16 fixed point and one ChaCha8
-//! stream instead of Doom's P_Random table; no HUD, no weapon sprite, no view bob; the 64x64 view is
+//! stream instead of Doom's P_Random table; no HUD and no weapon sprite; the 64x64 view is
 //! rendered directly (mip-mapped) rather than resized from a 4:3 screen; procedural textures and a
 //! single front-facing imp sprite in three poses.
 //!

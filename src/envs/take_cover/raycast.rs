@@ -5,8 +5,7 @@
 //! left) lands left of centre, so strafing left shifts the scene right.
 
 use super::sim::{
-    CEILING_Z, EXPLOSION_TICS, EYE_HEIGHT, FIREBALL_HEIGHT, IMP_HEIGHT, ROOM_MAX_X, ROOM_MAX_Y, ROOM_MIN_Y,
-    TakeCoverState,
+    CEILING_Z, EXPLOSION_TICS, FIREBALL_HEIGHT, IMP_HEIGHT, ROOM_MAX_X, ROOM_MAX_Y, ROOM_MIN_Y, TakeCoverState,
 };
 use super::textures::{Assets, IMP_SPRITE_HEIGHT, IMP_SPRITE_WIDTH, MIP_LEVELS, Sprite, assets};
 use crate::envs::Frame;
@@ -44,6 +43,8 @@ struct View {
     height: usize,
     eye_x: f32,
     eye_y: f32,
+    /// Eye height above the floor, with Doom's view bob (map units).
+    eye_z: f32,
     center_x: f32,
     center_y: f32,
     /// Pixels per unit of lateral offset at depth 1: a 90 degree horizontal field of view.
@@ -71,7 +72,7 @@ struct WallColumn {
 /// Renders the state at `width` x `height` (each clamped to [`MAX_RENDER_SIDE`]).
 // Departure from ViZDoom: the paper resized ViZDoom's 4:3 screen (minus the HUD) to 64x64; we render
 // 64x64 directly with the same squashed 4:3 projection and mip-mapped textures, which averages
-// far texels much as a resize would. No HUD, no weapon sprite, no view bob while strafing.
+// far texels much as a resize would. No HUD and no weapon sprite.
 pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
     let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
     let mut frame = Frame::new(width, height);
@@ -83,6 +84,7 @@ pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
         height: height as usize,
         eye_x: state.player_x as f32,
         eye_y: state.player_y as f32,
+        eye_z: state.eye_z() as f32,
         center_x: width as f32 / 2.0,
         center_y: height as f32 / 2.0,
         focal_x: width as f32 / 2.0,
@@ -148,8 +150,8 @@ fn cast_walls(view: &View) -> Vec<WallColumn> {
             let depth = depth.max(NEAR_DEPTH);
             WallColumn {
                 depth,
-                top: view.center_y - (CEILING_Z - EYE_HEIGHT) as f32 * view.focal_y / depth,
-                bottom: view.center_y + EYE_HEIGHT as f32 * view.focal_y / depth,
+                top: view.center_y - (CEILING_Z as f32 - view.eye_z) * view.focal_y / depth,
+                bottom: view.center_y + view.eye_z * view.focal_y / depth,
                 texture_u,
                 light: light_at(depth, contrast),
                 mip_level: mip_level(depth / view.focal_x.min(view.focal_y)),
@@ -168,9 +170,9 @@ fn draw_room(pixels: &mut [u8], view: &View, columns: &[WallColumn], assets: &As
         let offset_from_horizon = row_center - view.center_y;
         // Depth at which this row meets the ceiling or the floor plane, that plane's height over the eye.
         let (plane, plane_height) = if offset_from_horizon < 0.0 {
-            (&assets.ceiling, (CEILING_Z - EYE_HEIGHT) as f32)
+            (&assets.ceiling, (CEILING_Z as f32 - view.eye_z))
         } else {
-            (&assets.floor, EYE_HEIGHT as f32)
+            (&assets.floor, view.eye_z)
         };
         let plane_depth = plane_height * view.focal_y / offset_from_horizon.abs().max(1e-3);
         let plane_light = light_at(plane_depth, 1.0);
@@ -183,7 +185,7 @@ fn draw_room(pixels: &mut [u8], view: &View, columns: &[WallColumn], assets: &As
         for (column, (pixel, wall)) in row_pixels.chunks_exact_mut(3).zip(columns).enumerate() {
             let color = if row_center >= wall.top && row_center < wall.bottom {
                 // Walls are pegged to the ceiling, as Doom's one-sided walls are by default.
-                let z = EYE_HEIGHT as f32 - offset_from_horizon * wall.depth / view.focal_y;
+                let z = view.eye_z - offset_from_horizon * wall.depth / view.focal_y;
                 let texture_v = (CEILING_Z as f32 - z + POSITIVE) as i32;
                 shade(assets.brick.at(wall.mip_level, wall.texture_u, texture_v), wall.light)
             } else {
@@ -273,8 +275,8 @@ fn draw_billboard(pixels: &mut [u8], view: &View, columns: &[WallColumn], billbo
     let center_column = view.center_x - (billboard.y - view.eye_y) * scale_x;
     let left = center_column - billboard.world_width / 2.0 * scale_x;
     let right = center_column + billboard.world_width / 2.0 * scale_x;
-    let top = view.center_y - (billboard.bottom_z + billboard.world_height - EYE_HEIGHT as f32) * scale_y;
-    let bottom = view.center_y - (billboard.bottom_z - EYE_HEIGHT as f32) * scale_y;
+    let top = view.center_y - (billboard.bottom_z + billboard.world_height - view.eye_z) * scale_y;
+    let bottom = view.center_y - (billboard.bottom_z - view.eye_z) * scale_y;
     // Pixels whose centres fall inside the sprite's rectangle.
     let first_column = (left - 0.5).ceil().max(0.0) as usize;
     let end_column = ((right - 0.5).ceil().max(0.0) as usize).min(view.width);
@@ -288,8 +290,9 @@ fn draw_billboard(pixels: &mut [u8], view: &View, columns: &[WallColumn], billbo
     let texels_per_row = sprite.height as f32 / (bottom - top);
     let light = light_at(depth, 1.0);
     let strength = billboard.additive_strength.map(|strength| (strength.clamp(0.0, 2.0) * 256.0) as u32);
-    for column in first_column..end_column {
-        if columns[column].depth < depth {
+    for (column, wall) in columns.iter().enumerate().take(end_column).skip(first_column) {
+        // Per-column depth test: a nearer wall hides this slice of the sprite.
+        if wall.depth < depth {
             continue;
         }
         let texture_u = (((column as f32 + 0.5 - left) * texels_per_column) as usize).min(sprite.width - 1);

@@ -33,6 +33,10 @@ pub const PLAYER_RADIUS: f64 = 16.0;
 pub const PLAYER_HEIGHT: f64 = 56.0;
 /// Doom's VIEWHEIGHT (map units above the floor).
 pub const EYE_HEIGHT: f64 = 41.0;
+/// Doom's MAXBOB (map units): the cap on the view's bob while moving.
+pub const MAX_BOB: f64 = 16.0;
+/// Doom's bob swings through FINEANGLES / 20 per tic: one cycle every 20 tics.
+pub const BOB_PERIOD_TICS: u32 = 20;
 /// Strafe thrust (units/tic^2): Doom's sidemove 24 * 2048 / 65536.
 pub const STRAFE_THRUST: f64 = 0.75;
 /// Momentum kept per tic (Doom's FRICTION 0xE800 / 0x10000); terminal speed 0.75 / (1 - 0.90625) = 8 units/tic.
@@ -181,6 +185,18 @@ pub struct TakeCoverState {
     pub explosions: Vec<ExplosionState>,
 }
 
+impl TakeCoverState {
+    /// The eye's height (map units) with Doom's view bob (P_CalcHeight): bob = min(momentum^2 / 4,
+    /// 16), and the eye swings by half of it on a 20-tic cycle. Still: 41; at full speed: 41 +- 8.
+    pub fn eye_z(&self) -> f64 {
+        // P_CalcHeight runs after this tic's thrust and before its friction: our velocity.
+        let momentum = self.player_velocity_y;
+        let bob = (momentum * momentum / 4.0).min(MAX_BOB);
+        let phase = std::f64::consts::TAU * f64::from(self.tic % BOB_PERIOD_TICS) / f64::from(BOB_PERIOD_TICS);
+        EYE_HEIGHT + bob / 2.0 * phase.sin()
+    }
+}
+
 /// What one tic gave.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TicOutcome {
@@ -273,7 +289,7 @@ impl World {
 
     fn spawn_imp_if_due(&mut self) {
         let tic = self.state.tic;
-        if tic == 0 || tic % IMP_SPAWN_PERIOD_TICS != 0 {
+        if tic == 0 || !tic.is_multiple_of(IMP_SPAWN_PERIOD_TICS) {
             return;
         }
         let y = f64::from(self.rng.random_range(IMP_SPAWN_MIN_Y..=IMP_SPAWN_MAX_Y));
