@@ -110,6 +110,9 @@ pub struct CarRacingState {
 }
 
 /// The CarRacing environment.
+///
+/// Departure from Gym: physics runs in f64 (Box2D uses f32), and tracks come from `ChaCha8Rng`, so a seed does
+/// not give Gym's track for that seed (the generator and its statistics are Gym's).
 pub struct CarRacing {
     track: Track,
     car: Car,
@@ -213,6 +216,14 @@ impl CarRacing {
     }
 
     /// Finds the tiles each wheel overlaps and handles Gym's begin/end contact events.
+    ///
+    /// Box2D reports a sensor contact when the shapes overlap at the start of `world.Step`, before it integrates;
+    /// `advance_physics` calls this at the same point.
+    // Departure from Gym: overlap is the exact convex test, without Box2D's 0.01 polygon skin.
+    // Departure from Gym: only wheels repaint a tile in the plain road colour; in Gym any body does (the hull
+    // reaches a few tenths of a unit further forward), which only shifts when a tile's tint disappears.
+    // Departure from Gym: contact events are handled wheel by wheel, in tile order; Box2D's order is its
+    // contact list's, which matters only for the lap check within a single step.
     fn update_contacts(&mut self) {
         let tile_count = self.track.tile_count();
         // A wheel box fits in a circle of this radius.
@@ -308,6 +319,7 @@ impl CarRacing {
             visited: &self.visited,
             car: &self.car,
             time: self.time,
+            reward: self.total_reward,
         }
     }
 

@@ -10,8 +10,8 @@
 //! anti-aliased neighbours leave visible grass-coloured seams every tile, which Gym's supersampling hides.
 //! Departure from Gym: kerbs are drawn after all the road rather than interleaved tile by tile, which matters
 //! only where the track crosses itself.
-//! Departure from Gym: no skid marks (Gym skips them in state pixels anyway) and no reward digits in the HUD
-//! (there is no font; the model crops the HUD).
+//! Departure from Gym: no skid marks (Gym skips them in state pixels anyway), and the HUD's reward is drawn in
+//! seven-segment digits of about the size of Gym's 42 px font, as there is no font (the model crops the HUD).
 
 use tiny_skia::{Color, FillRule, Paint, PathBuilder, Pixmap, Transform};
 
@@ -49,6 +49,15 @@ const ABS_FRONT_COLOR: [u8; 3] = [0, 0, 255];
 const ABS_REAR_COLOR: [u8; 3] = [51, 0, 255];
 const STEER_COLOR: [u8; 3] = [0, 255, 0];
 const GYRO_COLOR: [u8; 3] = [255, 0, 0];
+const REWARD_COLOR: [u8; 3] = [255, 255, 255];
+/// Gym centres its reward text at (60, H - 2.5 H/40) in window pixels.
+const REWARD_CENTER_X: f64 = 60.0;
+const REWARD_CENTER_Y: f64 = WINDOW_H - WINDOW_H * 2.5 / 40.0;
+/// Seven-segment digit cell, close to Gym's 42 px bold font: width, height, stroke, advance (window pixels).
+const DIGIT_W: f64 = 18.0;
+const DIGIT_H: f64 = 30.0;
+const DIGIT_STROKE: f64 = 4.0;
+const DIGIT_ADVANCE: f64 = 24.0;
 
 /// What a frame shows.
 pub struct Scene<'a> {
@@ -58,6 +67,8 @@ pub struct Scene<'a> {
     pub car: &'a Car,
     /// Episode time in seconds (Gym's `self.t`), for the zoom-in.
     pub time: f64,
+    /// The episode's running reward, shown in the HUD as Gym's `"%04i" % self.reward`.
+    pub reward: f64,
 }
 
 /// World -> output pixels: Gym's rotate, zoom, translate, flip, then the scale to the output size.
@@ -197,7 +208,7 @@ pub fn draw_scene(pixmap: &mut Pixmap, scene: &Scene, frame_w: u32, frame_h: u32
     draw_road(pixmap, &camera, scene);
     draw_car(pixmap, &camera, scene.car);
     if with_hud {
-        draw_hud(pixmap, scene.car, frame_w, frame_h);
+        draw_hud(pixmap, scene.car, scene.reward, frame_w, frame_h);
     }
 }
 
@@ -392,7 +403,7 @@ fn draw_car(pixmap: &mut Pixmap, camera: &Camera, car: &Car) {
 }
 
 /// Gym's `_render_indicators`: a black bar with speed, four ABS bars, steering and gyro, in window pixels.
-fn draw_hud(pixmap: &mut Pixmap, car: &Car, frame_w: u32, frame_h: u32) {
+fn draw_hud(pixmap: &mut Pixmap, car: &Car, reward: f64, frame_w: u32, frame_h: u32) {
     let scale_x = frame_w as f64 / WINDOW_W;
     let scale_y = frame_h as f64 / WINDOW_H;
     let slot = WINDOW_W / 40.0;
@@ -455,5 +466,67 @@ fn draw_hud(pixmap: &mut Pixmap, car: &Car, frame_w: u32, frame_h: u32) {
             horizontal(30.0, -0.8 * car.angular_velocity),
             GYRO_COLOR,
         );
+    }
+
+    // The running reward, white, centred at Gym's text position.
+    let text = format!("{:04}", reward as i64);
+    let mut digits = Batch::new(pixmap);
+    let text_width = text.len() as f64 * DIGIT_ADVANCE - (DIGIT_ADVANCE - DIGIT_W);
+    let left = REWARD_CENTER_X - 0.5 * text_width;
+    let top = REWARD_CENTER_Y - 0.5 * DIGIT_H;
+    for (i, character) in text.chars().enumerate() {
+        let x0 = left + i as f64 * DIGIT_ADVANCE;
+        for &segment in segments(character) {
+            let [sx0, sy0, sx1, sy1] = segment_rect(segment);
+            digits.add(&rect(x0 + sx0, top + sy0, x0 + sx1, top + sy1));
+        }
+    }
+    digits.fill(pixmap, REWARD_COLOR, true);
+}
+
+/// The seven segments of a digit.
+#[derive(Debug, Clone, Copy)]
+enum Segment {
+    Top,
+    UpperRight,
+    LowerRight,
+    Bottom,
+    LowerLeft,
+    UpperLeft,
+    Middle,
+}
+
+fn segments(character: char) -> &'static [Segment] {
+    use Segment::*;
+    match character {
+        '0' => &[Top, UpperRight, LowerRight, Bottom, LowerLeft, UpperLeft],
+        '1' => &[UpperRight, LowerRight],
+        '2' => &[Top, UpperRight, Middle, LowerLeft, Bottom],
+        '3' => &[Top, UpperRight, Middle, LowerRight, Bottom],
+        '4' => &[UpperLeft, Middle, UpperRight, LowerRight],
+        '5' => &[Top, UpperLeft, Middle, LowerRight, Bottom],
+        '6' => &[Top, UpperLeft, Middle, LowerLeft, LowerRight, Bottom],
+        '7' => &[Top, UpperRight, LowerRight],
+        '8' => &[
+            Top, UpperRight, LowerRight, Bottom, LowerLeft, UpperLeft, Middle,
+        ],
+        '9' => &[Top, UpperRight, LowerRight, Bottom, UpperLeft, Middle],
+        '-' => &[Middle],
+        _ => &[],
+    }
+}
+
+/// A segment's rectangle `[x0, y0, x1, y1]` inside the digit cell (window pixels).
+fn segment_rect(segment: Segment) -> [f64; 4] {
+    let (w, h, t) = (DIGIT_W, DIGIT_H, DIGIT_STROKE);
+    let mid = 0.5 * (h - t);
+    match segment {
+        Segment::Top => [0.0, 0.0, w, t],
+        Segment::Middle => [0.0, mid, w, mid + t],
+        Segment::Bottom => [0.0, h - t, w, h],
+        Segment::UpperLeft => [0.0, 0.0, t, mid + t],
+        Segment::UpperRight => [w - t, 0.0, w, mid + t],
+        Segment::LowerLeft => [0.0, mid, t, h],
+        Segment::LowerRight => [w - t, mid, w, h],
     }
 }
