@@ -34,8 +34,8 @@ const EXPLOSION_START_DIAMETER: f32 = 28.0;
 const EXPLOSION_END_DIAMETER: f32 = 56.0;
 /// Texel footprints are scaled by this before picking a mip level.
 const MIP_BIAS: f32 = 1.4;
-/// Doom's red palettes: at most 8 steps of 1/9 towards pure red.
-const MAX_RED_STEPS: u32 = 8;
+/// Doom's red palettes: steps of 1/9 towards pure red, at most NUMREDPALS - 1 = 7 of them.
+const MAX_RED_STEPS: u32 = 7;
 
 /// The camera for one frame.
 struct View {
