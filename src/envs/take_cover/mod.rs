@@ -5,7 +5,7 @@
 //! fireballs at it. More imps appear over time. The player can only strafe left or right; the goal
 //! is to live as long as possible. The view is first person, ray cast in software: textured brick
 //! walls, floor and ceiling, imps as billboard sprites and glowing fireballs, all procedural. The
-//! view bobs while the player strafes, as Doom's does.
+//! view bobs while the player strafes, and flashes red when hit, as Doom's does.
 //!
 //! Map axes (Doom's map units): +x runs from the player towards the imps (the player always faces
 //! +x), +y is the player's LEFT, z is up. The room spans x in [-448, 128], y in [0, 768], with a
@@ -45,7 +45,8 @@
 //! distance, not P_AproxDistance; floating point instead of 16.16 fixed point and one ChaCha8
 //! stream instead of Doom's P_Random table; no HUD and no weapon sprite; the 64x64 view is
 //! rendered directly (mip-mapped) rather than resized from a 4:3 screen; procedural textures and a
-//! single front-facing imp sprite in three poses.
+//! single front-facing imp sprite in three poses; script-spawned imps get the map things' staggered
+//! first look.
 //!
 //! ## Version History
 //! - v0: first native version: ViZDoom's geometry and Doom's numbers, attack cadence calibrated to
