@@ -6,11 +6,18 @@
 //! wheels' mass) that receives the four wheel forces at the wheel positions, plus a steering-angle state for the
 //! front joints, integrated by semi-implicit Euler as Box2D does.
 //!
+//! Checked against Gym itself (gymnasium 1.2.3, box2d 2.3.10, the car alone on grass): after 60 steps of full
+//! gas the speed, position and wheel spins agree to 4-5 digits; through a full-lock turn the heading and yaw
+//! rate agree within about 1% (see the test `car_dynamics_match_gym_on_grass`).
+//!
 //! Departure from Gym: the joints are exact here, whereas Box2D's iterative solver lets them stretch slightly.
-//! Departure from Gym: Gym creates the wheels at unrotated offsets from the hull (a quirk that Box2D's position
-//! solver snaps together on the first step); here they start attached.
+//! Departure from Gym: Gym creates the wheels at unrotated offsets from the hull, a quirk that Box2D's position
+//! solver snaps together over the first steps, turning the hull a little (about 0.04 rad for a car starting at
+//! 45 degrees, less at the usual start angles); here they start attached.
 //! Departure from Gym: the steering joint follows its motor speed exactly (Box2D's motor, at 64.8 torque
-//! against a wheel of ~0.008 inertia, reaches it within the step), then is clamped to its limits.
+//! against a wheel of ~0.008 inertia, reaches it within the step), then is clamped to its limits exactly;
+//! Box2D lets the limited joint settle about 0.02 rad past +-0.4 (measured -0.420 at full lock), so full-lock
+//! turns here are about 1% gentler.
 
 use super::track::sign;
 

@@ -37,10 +37,12 @@
 //! `continuous = False` are not provided.
 //!
 //! ## Version History
-//! - dreamplay v0: port of Gymnasium CarRacing-v3. Departures from Gym are marked `Departure from Gym:` in the
-//!   code; in short: one rigid body instead of Box2D's jointed bodies, f64 instead of Box2D's f32, its own RNG
-//!   (tracks differ from Gym's for the same seed), seamless batched polygon filling instead of pygame's
-//!   supersampled drawing, no skid marks and no reward digits.
+//! - dreamplay v0: port of Gymnasium CarRacing-v3. Fed Gym's own random draws, the track generator rebuilds
+//!   Gym's tracks (tests replay recorded seeds); the car matches Gym's to 4-5 digits in a straight line.
+//!   Departures from Gym are marked `Departure from Gym:` in the code; in short: one rigid body instead of
+//!   Box2D's jointed bodies (with an exact steering limit), f64 instead of Box2D's f32, its own RNG (so a seed
+//!   gives a different track than in Gym), seamless batched polygon filling instead of pygame's supersampled
+//!   drawing, no skid marks, and seven-segment reward digits instead of a font.
 
 pub mod car;
 pub mod render;

@@ -81,10 +81,16 @@ pub struct Track {
 impl Track {
     /// Generates a track, retrying (with the same RNG stream) until one closes cleanly, as Gym's `reset` does.
     pub fn generate(rng: &mut ChaCha8Rng) -> Track {
+        Track::generate_with(|low, high| rng.random_range(low..high))
+    }
+
+    /// The same generator fed by any source of uniform draws `uniform(low, high)`, called exactly where Gym
+    /// calls `np_random.uniform(low, high)`: tests replay Gym's own draws through it and compare tracks.
+    pub fn generate_with(mut uniform: impl FnMut(f64, f64) -> f64) -> Track {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            if let Some(mut track) = try_create_track(rng) {
+            if let Some(mut track) = try_create_track(&mut uniform) {
                 track.attempts = attempts;
                 return track;
             }
@@ -118,15 +124,15 @@ fn bounding_circle(quad: &[[f64; 2]; 4]) -> ([f64; 2], f64) {
 }
 
 /// One attempt of Gym's `_create_track`; `None` where Gym returns False.
-fn try_create_track(rng: &mut ChaCha8Rng) -> Option<Track> {
+fn try_create_track(uniform: &mut impl FnMut(f64, f64) -> f64) -> Option<Track> {
     // 1. Checkpoints. Both random draws happen for every checkpoint (even the two pinned ones) to keep the
     // stream's structure the same as Gym's.
     let mut checkpoints = [(0.0_f64, 0.0_f64, 0.0_f64); CHECKPOINTS];
     let sector = 2.0 * PI / CHECKPOINTS as f64;
     for (c, checkpoint) in checkpoints.iter_mut().enumerate() {
-        let noise = rng.random_range(0.0..sector);
+        let noise = uniform(0.0, sector);
         let mut alpha = sector * c as f64 + noise;
-        let mut rad = rng.random_range(TRACK_RAD / 3.0..TRACK_RAD);
+        let mut rad = uniform(TRACK_RAD / 3.0, TRACK_RAD);
         if c == 0 {
             alpha = 0.0;
             rad = 1.5 * TRACK_RAD;
