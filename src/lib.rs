@@ -5,9 +5,11 @@
 //! - [`envs`]: the real environments, CarRacing and Take Cover. No bevy, no burn.
 //! - [`policy`]: model-free action samplers (random policies).
 //! - [`record`]: GIF recording of frames.
+//! - [`train`]: the pipeline: collect, fit, evolve, evaluate.
 //! - [`cli`]: the `dreamplay` command line.
 
 pub mod cli;
 pub mod envs;
 pub mod policy;
 pub mod record;
+pub mod train;
