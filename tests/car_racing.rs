@@ -949,3 +949,60 @@ fn car_dynamics_match_gym_on_grass() {
         s.y
     );
 }
+
+/// A whole open-loop drive on Gym's seed-0 track, recorded from Gym (gymnasium 1.2.3, box2d 2.3.10,
+/// `CarRacing().reset(seed=0)` then these actions): the tile rewards arrive at the same steps, the return is the
+/// same, and the car ends up within about half a unit (Gym's hull starts 0.005 rad off, from its wheel
+/// placement quirk, and its steering limit is soft).
+#[test]
+fn an_episode_on_gyms_track_matches_gym() {
+    let gym = &GYM_TRACKS[0];
+    assert_eq!(gym.seed, 0);
+    let mut draws = gym.draws.iter();
+    let track = track::Track::generate_with(|_, _| *draws.next().expect("Gym's draws suffice"));
+    let mut env = CarRacing::on_track(track);
+    let mut actions: Vec<[f32; 3]> = Vec::new();
+    actions.extend(std::iter::repeat_n([0.0, 0.5, 0.0], 40));
+    actions.extend(std::iter::repeat_n([0.0, 0.0, 0.0], 20));
+    actions.extend(std::iter::repeat_n([-0.4, 0.1, 0.0], 30));
+    actions.extend(std::iter::repeat_n([0.3, 0.2, 0.0], 30));
+    actions.extend(std::iter::repeat_n([0.0, 0.0, 0.6], 20));
+    // Gym's steps (1-based) that paid a tile reward; the first also pays the two tiles under the car at reset.
+    let gym_tile_steps = [1, 12, 23, 30, 36, 41, 46, 50, 55, 60, 64, 69, 75];
+    let tile_reward = 1000.0 / gym.tiles as f64;
+    let mut total = 0.0;
+    let mut tile_steps = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        let s = step(&mut env, *action);
+        total += s.reward as f64;
+        if (s.reward as f64 + 0.1).abs() > 1e-4 {
+            tile_steps.push(i + 1);
+            // A whole number of tiles' worth, less the step's 0.1.
+            let tiles_paid = ((s.reward as f64 + 0.1) / tile_reward).round();
+            assert!(
+                tiles_paid >= 1.0
+                    && (s.reward as f64 + 0.1 - tiles_paid * tile_reward).abs() < 1e-3
+            );
+        }
+        if i + 1 == 60 {
+            let st = env.state();
+            assert!(
+                (st.x - 222.96868896484375).abs() < 0.3 && (st.y + 21.662067413330078).abs() < 0.3,
+                "step 60: {st:?}"
+            );
+        }
+    }
+    assert_eq!(tile_steps, gym_tile_steps);
+    assert!((total - 29.887147335423073).abs() < 1e-3, "return {total}");
+    let st = env.state();
+    assert_eq!(st.tiles_visited, 14);
+    assert!(
+        (st.x - 179.7157440185547).abs() < 1.5 && (st.y + 20.761735916137695).abs() < 1.5,
+        "end: {st:?}"
+    );
+    assert!(
+        (st.angle - 1.2905855178833008).abs() < 0.1,
+        "end angle {}",
+        st.angle
+    );
+}

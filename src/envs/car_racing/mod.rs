@@ -173,7 +173,12 @@ impl CarRacing {
     /// A new env, already reset with `seed`.
     pub fn new(seed: u64) -> CarRacing {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let track = Track::generate(&mut rng);
+        CarRacing::on_track(Track::generate(&mut rng))
+    }
+
+    /// A new episode on a given track (e.g. one rebuilt from Gym's own draws with [`Track::generate_with`], to
+    /// compare with Gym step by step). `reset` afterwards generates tracks from seeds as usual.
+    pub fn on_track(track: Track) -> CarRacing {
         let mut env = CarRacing {
             car: start_car(&track),
             visited: vec![false; track.tile_count()],
