@@ -7,17 +7,16 @@
 //! front joints, integrated by semi-implicit Euler as Box2D does.
 //!
 //! Checked against Gym itself (gymnasium 1.2.3, box2d 2.3.10, the car alone on grass): after 60 steps of full
-//! gas the speed, position and wheel spins agree to 4-5 digits; through a full-lock turn the heading and yaw
-//! rate agree within about 1% (see the test `car_dynamics_match_gym_on_grass`).
+//! gas the speed, position and wheel spins agree to 4-5 digits, and through a full-lock turn the heading and
+//! yaw rate still agree closely (see the test `car_dynamics_match_gym_on_grass`).
 //!
 //! Departure from Gym: the joints are exact here, whereas Box2D's iterative solver lets them stretch slightly.
 //! Departure from Gym: Gym creates the wheels at unrotated offsets from the hull, a quirk that Box2D's position
 //! solver snaps together over the first steps, turning the hull a little (about 0.04 rad for a car starting at
 //! 45 degrees, less at the usual start angles); here they start attached.
 //! Departure from Gym: the steering joint follows its motor speed exactly (Box2D's motor, at 64.8 torque
-//! against a wheel of ~0.008 inertia, reaches it within the step), then is clamped to its limits exactly;
-//! Box2D lets the limited joint settle about 0.02 rad past +-0.4 (measured -0.420 at full lock), so full-lock
-//! turns here are about 1% gentler.
+//! against a wheel of ~0.008 inertia, reaches it within the step), with Box2D's limit rules applied to that
+//! (see `step_steering_joint`), but without the tiny drift the joint picks up from Box2D's solver.
 
 use super::track::sign;
 
@@ -47,6 +46,8 @@ const BRAKE_LOCK: f64 = 0.9;
 const GAS_RAMP: f64 = 0.1;
 /// Steering joint limits (radians).
 pub const STEER_LIMIT: f64 = 0.4;
+/// Box2D's b2_angularSlop (2 degrees): how far past its limit a joint may rest before it is pushed back.
+const ANGULAR_SLOP: f64 = 2.0 / 180.0 * std::f64::consts::PI;
 /// Steering motor: speed = sign(e) * min(STEER_GAIN |e|, STEER_MAX_SPEED) (rad/s).
 const STEER_GAIN: f64 = 50.0;
 const STEER_MAX_SPEED: f64 = 3.0;
@@ -332,7 +333,7 @@ impl Car {
     }
 
     /// Box2D's step for this body: semi-implicit Euler (velocity first, then position), with Box2D's caps on
-    /// the motion per step, then the steering joints turn at their motor speed within their limits.
+    /// the motion per step, then the steering joints turn at their motor speed, up to their limits.
     pub fn integrate(&mut self, dt: f64) {
         self.velocity[0] += dt * self.force[0] / self.mass.total_mass;
         self.velocity[1] += dt * self.force[1] / self.mass.total_mass;
@@ -354,9 +355,28 @@ impl Car {
         self.angle += dt * self.angular_velocity;
 
         for wheel in &mut self.wheels {
-            wheel.joint_angle =
-                (wheel.joint_angle + dt * wheel.motor_speed).clamp(-STEER_LIMIT, STEER_LIMIT);
+            wheel.joint_angle = step_steering_joint(wheel.joint_angle, wheel.motor_speed, dt);
         }
+    }
+}
+
+/// One step of a steering joint, as Box2D 2.3's revolute joint with its motor and limit behaves.
+///
+/// The limit state is decided at the start of the step: a joint already at (or past) a limit cannot be driven
+/// further out, and its position is corrected back only beyond Box2D's slop. A joint still inside its limits
+/// moves freely for the whole step, so it can end up to one motor step (3 rad/s x dt = 0.06 rad) past the
+/// limit and stays there while within the slop: Gym's full lock measures -0.420, not -0.4.
+pub fn step_steering_joint(angle: f64, motor_speed: f64, dt: f64) -> f64 {
+    let at_upper = angle >= STEER_LIMIT;
+    let at_lower = angle <= -STEER_LIMIT;
+    let blocked = (at_upper && motor_speed > 0.0) || (at_lower && motor_speed < 0.0);
+    let moved = if blocked { angle } else { angle + dt * motor_speed };
+    if at_upper {
+        moved.min(STEER_LIMIT + ANGULAR_SLOP)
+    } else if at_lower {
+        moved.max(-STEER_LIMIT - ANGULAR_SLOP)
+    } else {
+        moved
     }
 }
 
