@@ -370,7 +370,11 @@ pub fn step_steering_joint(angle: f64, motor_speed: f64, dt: f64) -> f64 {
     let at_upper = angle >= STEER_LIMIT;
     let at_lower = angle <= -STEER_LIMIT;
     let blocked = (at_upper && motor_speed > 0.0) || (at_lower && motor_speed < 0.0);
-    let moved = if blocked { angle } else { angle + dt * motor_speed };
+    let moved = if blocked {
+        angle
+    } else {
+        angle + dt * motor_speed
+    };
     if at_upper {
         moved.min(STEER_LIMIT + ANGULAR_SLOP)
     } else if at_lower {

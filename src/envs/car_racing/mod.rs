@@ -1,6 +1,9 @@
 //! CarRacing: a native, headless, deterministic port of Gymnasium's `CarRacing-v3`
 //! (`gymnasium/envs/box2d/car_racing.py` and `car_dynamics.py`), rendered in software with tiny-skia.
 //!
+//! Modules: [`track`] generates the track, [`car`] is the car's dynamics, [`render`] draws frames, and
+//! [`resample`] makes the 64x64 observation.
+//!
 //! ## Description
 //! A top-down racing task, the easiest control task to learn from pixels. Every episode generates a new random
 //! track (see [`track`]). A powerful rear-wheel-drive car (see [`car`]) must visit as many of the track's tiles
@@ -23,7 +26,9 @@
 //!
 //! ## Starting State
 //! The car starts at rest on the first centre point of the track, facing along it. As in Gym, `reset` runs one
-//! step without an action (time 0.02 s); the tiles touched there are rewarded in the first real step.
+//! step without an action (time 0.02 s); the tiles touched there are rewarded in the first real step. (Gym's
+//! hull also turns by about 5% of its start angle in that step, from a quirk in how it attaches the wheels;
+//! dreamplay's does not.)
 //!
 //! ## Episode Termination
 //! Terminated when every tile has been visited, or (Gym v3's `lap_complete_percent = 0.95`) when a wheel
@@ -40,9 +45,9 @@
 //! - dreamplay v0: port of Gymnasium CarRacing-v3. Fed Gym's own random draws, the track generator rebuilds
 //!   Gym's tracks (tests replay recorded seeds); the car matches Gym's to 4-5 digits in a straight line.
 //!   Departures from Gym are marked `Departure from Gym:` in the code; in short: one rigid body instead of
-//!   Box2D's jointed bodies (with an exact steering limit), f64 instead of Box2D's f32, its own RNG (so a seed
-//!   gives a different track than in Gym), seamless batched polygon filling instead of pygame's supersampled
-//!   drawing, no skid marks, and seven-segment reward digits instead of a font.
+//!   Box2D's jointed bodies (the wheels start attached, the joints never stretch), f64 instead of Box2D's f32,
+//!   its own RNG (so a seed gives a different track than in Gym), seamless batched polygon filling instead of
+//!   pygame's supersampled drawing, no skid marks, and seven-segment reward digits instead of a font.
 
 pub mod car;
 pub mod render;
