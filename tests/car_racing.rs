@@ -496,6 +496,7 @@ fn large_renders_are_redrawn_not_upscaled() {
     );
     // Zero-sized requests do not panic.
     assert_eq!(env.render(0, 10).dimensions(), (0, 10));
+    assert_eq!(env.render(u32::MAX, u32::MAX).dimensions(), (0, 0));
 }
 
 #[test]

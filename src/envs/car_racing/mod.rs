@@ -409,8 +409,13 @@ impl Env for CarRacing {
 
     fn render(&self, width: u32, height: u32) -> Frame {
         let Some(mut pixmap) = Pixmap::new(width, height) else {
-            // A zero-sized request gets an empty frame.
-            return RgbImage::new(width, height);
+            // tiny-skia refuses zero and absurdly large sizes: a zero-sized request gets its empty frame, an
+            // oversized one an empty frame rather than an allocation failure.
+            return if width == 0 || height == 0 {
+                RgbImage::new(width, height)
+            } else {
+                RgbImage::new(0, 0)
+            };
         };
         render::draw_scene(&mut pixmap, &self.scene(), width, height, true);
         let mut rgb = RgbImage::new(width, height);
