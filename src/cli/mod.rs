@@ -1,6 +1,7 @@
 //! The command line: thin wrappers that parse arguments and call the library.
 
 mod bench;
+mod collect;
 mod env;
 
 use clap::{Parser, Subcommand};
@@ -23,12 +24,15 @@ pub enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Random-policy rollouts of a real env, one .npz per rollout: the data V and M train on.
+    Collect(collect::CollectArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Env(cmd) => env::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Collect(args) => collect::run(args),
     }
 }
 
