@@ -52,11 +52,17 @@ impl CollectArgs {
         CollectConfig {
             env: self.env,
             rollouts: self.rollouts,
-            policy: self.policy.unwrap_or_else(|| PolicyKind::default_for(self.env)),
+            policy: self
+                .policy
+                .unwrap_or_else(|| PolicyKind::default_for(self.env)),
             seed: self.seed,
             out_dir: self.out.clone(),
-            max_steps: self.max_steps.unwrap_or_else(|| default_max_steps(self.env)),
-            min_length: self.min_length.unwrap_or_else(|| default_min_length(self.env)),
+            max_steps: self
+                .max_steps
+                .unwrap_or_else(|| default_max_steps(self.env)),
+            min_length: self
+                .min_length
+                .unwrap_or_else(|| default_min_length(self.env)),
             threads: self.threads.unwrap_or(0),
         }
     }
@@ -77,12 +83,17 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     );
 
     // Logs and pipes get the final stats only, not bar redraws.
-    let target =
-        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
     let bar = ProgressBar::with_draw_target(Some(config.rollouts as u64), target);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} rollouts  {msg}  {elapsed_precise} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rollouts  {msg}  {elapsed_precise} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(PROGRESS_TICK);
     let frames_written = AtomicU64::new(0);
@@ -102,7 +113,10 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             }
             let frames = frames_written.load(Ordering::Relaxed);
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{frames} frames, {:.0} frames/s", frames as f64 / seconds));
+            bar.set_message(format!(
+                "{frames} frames, {:.0} frames/s",
+                frames as f64 / seconds
+            ));
             bar.inc(1);
         }
     };

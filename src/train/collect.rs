@@ -105,7 +105,10 @@ impl CollectConfig {
             return Err(CollectError::NoSteps);
         }
         if self.min_length >= self.max_steps {
-            return Err(CollectError::MinLengthUnreachable { min_length: self.min_length, max_steps: self.max_steps });
+            return Err(CollectError::MinLengthUnreachable {
+                min_length: self.min_length,
+                max_steps: self.max_steps,
+            });
         }
         Ok(())
     }
@@ -159,7 +162,10 @@ pub fn rollout_seeds(seed: u64, index: u64, attempt: u32) -> RolloutSeeds {
     const ENV_STREAM: u64 = 0x656e_7673_6565_6421;
     const POLICY_STREAM: u64 = 0x706f_6c69_6379_2121;
     let state = splitmix64(splitmix64(splitmix64(seed) ^ index) ^ u64::from(attempt));
-    RolloutSeeds { env: splitmix64(state ^ ENV_STREAM), policy: splitmix64(state ^ POLICY_STREAM) }
+    RolloutSeeds {
+        env: splitmix64(state ^ ENV_STREAM),
+        policy: splitmix64(state ^ POLICY_STREAM),
+    }
 }
 
 /// SplitMix64's output function: a bijective 64-bit mix with good avalanche.
@@ -189,9 +195,16 @@ pub enum CollectError {
         "{} was made by a different collection ({existing}); this run asks for {requested}. Use another output folder, or delete it to start over",
         path.display()
     )]
-    ConfigMismatch { path: PathBuf, existing: String, requested: String },
+    ConfigMismatch {
+        path: PathBuf,
+        existing: String,
+        requested: String,
+    },
     #[error("cannot start {threads} worker threads: {source}")]
-    ThreadPool { threads: usize, source: rayon::ThreadPoolBuildError },
+    ThreadPool {
+        threads: usize,
+        source: rayon::ThreadPoolBuildError,
+    },
     #[error("rollout {index}: {source}")]
     Rollout { index: usize, source: RolloutError },
     #[error("rollout {index}: the env rejected the policy's action: {source}")]
@@ -201,7 +214,11 @@ pub enum CollectError {
     #[error(
         "rollout {index}: no episode longer than {min_length} steps in {attempts} tries; lower the min length"
     )]
-    TooShort { index: usize, min_length: u32, attempts: u32 },
+    TooShort {
+        index: usize,
+        min_length: u32,
+        attempts: u32,
+    },
 }
 
 /// How one rollout ended up.
@@ -266,7 +283,10 @@ pub struct CollectStats {
 
 impl CollectStats {
     fn from_outcomes(outcomes: &[RolloutOutcome], elapsed: Duration) -> Self {
-        let mut stats = CollectStats { elapsed, ..CollectStats::default() };
+        let mut stats = CollectStats {
+            elapsed,
+            ..CollectStats::default()
+        };
         for outcome in outcomes {
             match outcome.status {
                 RolloutStatus::Skipped => stats.skipped += 1,
@@ -284,7 +304,12 @@ impl CollectStats {
         let returns: Vec<f64> = outcomes.iter().map(|o| o.total_reward).collect();
         let count = returns.len().max(1) as f64;
         stats.mean_return = returns.iter().sum::<f64>() / count;
-        stats.sd_return = (returns.iter().map(|r| (r - stats.mean_return).powi(2)).sum::<f64>() / count).sqrt();
+        stats.sd_return = (returns
+            .iter()
+            .map(|r| (r - stats.mean_return).powi(2))
+            .sum::<f64>()
+            / count)
+            .sqrt();
         stats
     }
 }
@@ -298,15 +323,22 @@ pub fn collect(
 ) -> Result<CollectStats, CollectError> {
     config.validate()?;
     let start = Instant::now();
-    std::fs::create_dir_all(&config.out_dir)
-        .map_err(|source| CollectError::OutputDir { path: config.out_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.out_dir).map_err(|source| CollectError::OutputDir {
+        path: config.out_dir.clone(),
+        source,
+    })?;
     check_or_write_manifest(config)?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .build()
-        .map_err(|source| CollectError::ThreadPool { threads: config.threads, source })?;
-    progress(CollectEvent::Started { rollouts: config.rollouts });
+        .map_err(|source| CollectError::ThreadPool {
+            threads: config.threads,
+            source,
+        })?;
+    progress(CollectEvent::Started {
+        rollouts: config.rollouts,
+    });
     let outcomes: Vec<RolloutOutcome> = pool.install(|| {
         (0..config.rollouts)
             .into_par_iter()
@@ -343,14 +375,27 @@ fn ensure_rollout(
                 });
             }
             Err(reason) => {
-                progress(CollectEvent::Redoing { index, reason: &reason });
+                progress(CollectEvent::Redoing {
+                    index,
+                    reason: &reason,
+                });
                 status = RolloutStatus::Replaced;
             }
         }
     }
     let (rollout, rejected) = generate_rollout(config, index)?;
-    let bytes = rollout.write(&path).map_err(|source| CollectError::Rollout { index, source })?;
-    Ok(RolloutOutcome { index, path, status, frames: rollout.len(), bytes, total_reward: rollout.total_reward(), rejected })
+    let bytes = rollout
+        .write(&path)
+        .map_err(|source| CollectError::Rollout { index, source })?;
+    Ok(RolloutOutcome {
+        index,
+        path,
+        status,
+        frames: rollout.len(),
+        bytes,
+        total_reward: rollout.total_reward(),
+        rejected,
+    })
 }
 
 /// An existing file counts as done if it reads back fully valid and fits the config's limits; otherwise
@@ -380,17 +425,23 @@ fn read_existing(config: &CollectConfig, path: &Path) -> Result<Rollout, String>
 
 /// Plays rollout `index`: attempt 0, 1, .. until an episode is long enough. Returns the rollout and
 /// the number of rejected attempts.
-pub fn generate_rollout(config: &CollectConfig, index: usize) -> Result<(Rollout, u32), CollectError> {
+pub fn generate_rollout(
+    config: &CollectConfig,
+    index: usize,
+) -> Result<(Rollout, u32), CollectError> {
     let space = config.env.action_space();
     let mut env = config.env.make(0);
     for attempt in 0..MAX_ATTEMPTS_PER_ROLLOUT {
         let seeds = rollout_seeds(config.seed, index as u64, attempt);
         let mut policy = config.policy.build(config.env, seeds.policy);
         let mut obs = env.reset(seeds.env);
-        let mut recorder = RolloutRecorder::new(space.len(), Some(seeds.env), config.max_steps as usize);
+        let mut recorder =
+            RolloutRecorder::new(space.len(), Some(seeds.env), config.max_steps as usize);
         for _ in 0..config.max_steps {
             let action = policy.action(&obs);
-            let step = env.step(&action).map_err(|source| CollectError::Action { index, source })?;
+            let step = env
+                .step(&action)
+                .map_err(|source| CollectError::Action { index, source })?;
             recorder
                 .push(&obs, &action, step.reward, step.terminated)
                 .map_err(|source| CollectError::Format { index, source })?;
@@ -401,11 +452,17 @@ pub fn generate_rollout(config: &CollectConfig, index: usize) -> Result<(Rollout
             }
         }
         if recorder.len() > config.min_length as usize {
-            let rollout = recorder.finish().map_err(|source| CollectError::Format { index, source })?;
+            let rollout = recorder
+                .finish()
+                .map_err(|source| CollectError::Format { index, source })?;
             return Ok((rollout, attempt));
         }
     }
-    Err(CollectError::TooShort { index, min_length: config.min_length, attempts: MAX_ATTEMPTS_PER_ROLLOUT })
+    Err(CollectError::TooShort {
+        index,
+        min_length: config.min_length,
+        attempts: MAX_ATTEMPTS_PER_ROLLOUT,
+    })
 }
 
 /// The part of a config that decides the files' contents (not how many, nor the threads).
@@ -442,7 +499,10 @@ impl Manifest {
 fn check_or_write_manifest(config: &CollectConfig) -> Result<(), CollectError> {
     let path = config.out_dir.join(MANIFEST_FILE);
     let requested = Manifest::of(config);
-    let manifest_error = |source| CollectError::Manifest { path: path.clone(), source };
+    let manifest_error = |source| CollectError::Manifest {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let existing: Manifest = serde_json::from_str(&text)
@@ -473,7 +533,11 @@ mod tests {
     fn seeds_depend_on_every_input_and_nothing_else() {
         let base = rollout_seeds(0, 0, 0);
         assert_eq!(base, rollout_seeds(0, 0, 0));
-        for other in [rollout_seeds(1, 0, 0), rollout_seeds(0, 1, 0), rollout_seeds(0, 0, 1)] {
+        for other in [
+            rollout_seeds(1, 0, 0),
+            rollout_seeds(0, 1, 0),
+            rollout_seeds(0, 0, 1),
+        ] {
             assert_ne!(other.env, base.env);
             assert_ne!(other.policy, base.policy);
         }
@@ -484,18 +548,38 @@ mod tests {
     fn impossible_configs_are_errors() {
         let config = CollectConfig::new(EnvKind::TakeCover, 0, "unused");
         assert!(matches!(config.validate(), Err(CollectError::NoRollouts)));
-        let config = CollectConfig { rollouts: 1, max_steps: 0, ..config };
+        let config = CollectConfig {
+            rollouts: 1,
+            max_steps: 0,
+            ..config
+        };
         assert!(matches!(config.validate(), Err(CollectError::NoSteps)));
-        let config = CollectConfig { max_steps: 100, min_length: 100, ..config };
-        assert!(matches!(config.validate(), Err(CollectError::MinLengthUnreachable { .. })));
+        let config = CollectConfig {
+            max_steps: 100,
+            min_length: 100,
+            ..config
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(CollectError::MinLengthUnreachable { .. })
+        ));
     }
 
     #[test]
     fn take_cover_rollouts_are_longer_than_the_min_length_and_end_at_death() {
-        let config = CollectConfig { max_steps: 400, min_length: 150, ..CollectConfig::new(EnvKind::TakeCover, 1, "x") };
+        let config = CollectConfig {
+            max_steps: 400,
+            min_length: 150,
+            ..CollectConfig::new(EnvKind::TakeCover, 1, "x")
+        };
         for index in 0..4 {
-            let (rollout, _rejected) = generate_rollout(&config, index).expect("reachable min length");
-            assert!(rollout.len() > 150 && rollout.len() <= 400, "{}", rollout.len());
+            let (rollout, _rejected) =
+                generate_rollout(&config, index).expect("reachable min length");
+            assert!(
+                rollout.len() > 150 && rollout.len() <= 400,
+                "{}",
+                rollout.len()
+            );
             let dones = rollout.dones();
             assert!(dones.iter().take(rollout.len() - 1).all(|&d| d == 0));
             if rollout.len() < 400 {
@@ -506,7 +590,10 @@ mod tests {
 
     #[test]
     fn car_racing_rollouts_run_the_full_length() {
-        let config = CollectConfig { max_steps: 60, ..CollectConfig::new(EnvKind::CarRacing, 1, "x") };
+        let config = CollectConfig {
+            max_steps: 60,
+            ..CollectConfig::new(EnvKind::CarRacing, 1, "x")
+        };
         let (rollout, rejected) = generate_rollout(&config, 0).expect("no min length");
         assert_eq!((rollout.len(), rejected), (60, 0));
         assert_eq!(rollout.action_dim(), 3);

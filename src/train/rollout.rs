@@ -63,9 +63,17 @@ pub enum FormatError {
     #[error("actions has shape {shape:?}: at least one action value per step is needed")]
     NoActionValues { shape: Vec<usize> },
     #[error("{array} has {len} steps but obs has {expected}")]
-    LengthMismatch { array: &'static str, len: usize, expected: usize },
+    LengthMismatch {
+        array: &'static str,
+        len: usize,
+        expected: usize,
+    },
     #[error("{array}[{index}] is {value}, not a finite number")]
-    NotFinite { array: &'static str, index: usize, value: f32 },
+    NotFinite {
+        array: &'static str,
+        index: usize,
+        value: f32,
+    },
     #[error("dones[{index}] is {value}, expected 0 or 1")]
     BadDone { index: usize, value: u8 },
 }
@@ -78,15 +86,27 @@ pub enum RolloutError {
     #[error("{}: not a readable .npz archive (truncated or corrupt?): {source}", path.display())]
     Archive { path: PathBuf, source: ReadNpzError },
     #[error("{}: array '{name}' is missing (found: {found})", path.display())]
-    MissingArray { path: PathBuf, name: &'static str, found: String },
+    MissingArray {
+        path: PathBuf,
+        name: &'static str,
+        found: String,
+    },
     #[error("{}: array '{name}' cannot be read as {expected} (corrupt or wrong type?): {source}", path.display())]
-    BadArray { path: PathBuf, name: &'static str, expected: &'static str, source: ReadNpzError },
+    BadArray {
+        path: PathBuf,
+        name: &'static str,
+        expected: &'static str,
+        source: ReadNpzError,
+    },
     #[error("{}: {source}", path.display())]
     Invalid { path: PathBuf, source: FormatError },
     #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("{}: cannot encode the arrays: {source}", path.display())]
-    Encode { path: PathBuf, source: WriteNpzError },
+    Encode {
+        path: PathBuf,
+        source: WriteNpzError,
+    },
 }
 
 impl RolloutError {
@@ -126,17 +146,27 @@ impl Rollout {
     ) -> Result<Self, FormatError> {
         let shape = obs.shape();
         if shape[1..] != [FRAME_SIDE, FRAME_SIDE, FRAME_CHANNELS] {
-            return Err(FormatError::FrameShape { shape: shape.to_vec() });
+            return Err(FormatError::FrameShape {
+                shape: shape.to_vec(),
+            });
         }
         let steps = shape[0];
         if steps == 0 {
             return Err(FormatError::Empty);
         }
         if actions.ncols() == 0 {
-            return Err(FormatError::NoActionValues { shape: actions.shape().to_vec() });
+            return Err(FormatError::NoActionValues {
+                shape: actions.shape().to_vec(),
+            });
         }
         check_small_arrays(steps, &actions, &rewards, &dones)?;
-        Ok(Rollout { obs, actions, rewards, dones, env_seed })
+        Ok(Rollout {
+            obs,
+            actions,
+            rewards,
+            dones,
+            env_seed,
+        })
     }
 
     /// Number of steps T (frames, actions, rewards and dones each).
@@ -194,7 +224,10 @@ impl Rollout {
     pub fn write(&self, path: &Path) -> Result<u64, RolloutError> {
         let temp = temp_path(path);
         let result = self.write_file(&temp).and_then(|bytes| {
-            std::fs::rename(&temp, path).map_err(|source| RolloutError::Write { path: path.to_path_buf(), source })?;
+            std::fs::rename(&temp, path).map_err(|source| RolloutError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
             sync_parent_dir(path);
             Ok(bytes)
         });
@@ -206,20 +239,31 @@ impl Rollout {
     }
 
     fn write_file(&self, temp: &Path) -> Result<u64, RolloutError> {
-        let write_error = |source: io::Error| RolloutError::Write { path: temp.to_path_buf(), source };
-        let encode_error = |source: WriteNpzError| RolloutError::Encode { path: temp.to_path_buf(), source };
+        let write_error = |source: io::Error| RolloutError::Write {
+            path: temp.to_path_buf(),
+            source,
+        };
+        let encode_error = |source: WriteNpzError| RolloutError::Encode {
+            path: temp.to_path_buf(),
+            source,
+        };
         let file = File::create(temp).map_err(write_error)?;
         let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
         npz.add_array(OBS, &self.obs).map_err(encode_error)?;
-        npz.add_array(ACTIONS, &self.actions).map_err(encode_error)?;
-        npz.add_array(REWARDS, &self.rewards).map_err(encode_error)?;
+        npz.add_array(ACTIONS, &self.actions)
+            .map_err(encode_error)?;
+        npz.add_array(REWARDS, &self.rewards)
+            .map_err(encode_error)?;
         npz.add_array(DONES, &self.dones).map_err(encode_error)?;
         if let Some(seed) = self.env_seed {
-            npz.add_array(ENV_SEED, &Array0::from_elem((), seed)).map_err(encode_error)?;
+            npz.add_array(ENV_SEED, &Array0::from_elem((), seed))
+                .map_err(encode_error)?;
         }
         let mut writer = npz.finish().map_err(encode_error)?;
         writer.flush().map_err(write_error)?;
-        let file = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| write_error(e.into_error()))?;
         file.sync_all().map_err(write_error)?;
         Ok(file.metadata().map_err(write_error)?.len())
     }
@@ -233,8 +277,12 @@ impl Rollout {
         let rewards: Array1<f32> = read_array(path, &mut npz, &names, REWARDS, "float32 [T]")?;
         let dones: Array1<u8> = read_array(path, &mut npz, &names, DONES, "uint8 [T]")?;
         let env_seed = read_env_seed(path, &mut npz, &names)?;
-        Rollout::new(obs, actions, rewards, dones, env_seed)
-            .map_err(|source| RolloutError::Invalid { path: path.to_path_buf(), source })
+        Rollout::new(obs, actions, rewards, dones, env_seed).map_err(|source| {
+            RolloutError::Invalid {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 }
 
@@ -260,12 +308,24 @@ impl RolloutInfo {
     /// present (their shape and contents are checked by [`Rollout::read`]). A truncated file fails here,
     /// since the zip directory sits at its end.
     pub fn read(path: &Path) -> Result<Self, RolloutError> {
-        let invalid = |source| RolloutError::Invalid { path: path.to_path_buf(), source };
-        let bytes = std::fs::metadata(path).map_err(|source| RolloutError::Open { path: path.to_path_buf(), source })?.len();
+        let invalid = |source| RolloutError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = std::fs::metadata(path)
+            .map_err(|source| RolloutError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
         let mut npz = open_npz(path)?;
         let names = array_names(path, &mut npz)?;
         if !names.iter().any(|n| n == OBS) {
-            return Err(RolloutError::MissingArray { path: path.to_path_buf(), name: OBS, found: names.join(", ") });
+            return Err(RolloutError::MissingArray {
+                path: path.to_path_buf(),
+                name: OBS,
+                found: names.join(", "),
+            });
         }
         let actions: Array2<f32> = read_array(path, &mut npz, &names, ACTIONS, "float32 [T, A]")?;
         let rewards: Array1<f32> = read_array(path, &mut npz, &names, REWARDS, "float32 [T]")?;
@@ -276,7 +336,9 @@ impl RolloutInfo {
             return Err(invalid(FormatError::Empty));
         }
         if actions.ncols() == 0 {
-            return Err(invalid(FormatError::NoActionValues { shape: actions.shape().to_vec() }));
+            return Err(invalid(FormatError::NoActionValues {
+                shape: actions.shape().to_vec(),
+            }));
         }
         check_small_arrays(steps, &actions, &rewards, &dones).map_err(invalid)?;
         Ok(RolloutInfo {
@@ -353,13 +415,25 @@ impl RolloutRecorder {
     }
 
     /// Records one step: the observation seen, the action taken on it, and what the action led to.
-    pub fn push(&mut self, obs: &Frame, action: &[f32], reward: f32, terminated: bool) -> Result<(), FormatError> {
+    pub fn push(
+        &mut self,
+        obs: &Frame,
+        action: &[f32],
+        reward: f32,
+        terminated: bool,
+    ) -> Result<(), FormatError> {
         if obs.dimensions() != (OBS_SIZE, OBS_SIZE) {
             let (width, height) = obs.dimensions();
-            return Err(FormatError::FrameShape { shape: vec![self.len(), height as usize, width as usize, 3] });
+            return Err(FormatError::FrameShape {
+                shape: vec![self.len(), height as usize, width as usize, 3],
+            });
         }
         if action.len() != self.action_dim {
-            return Err(FormatError::LengthMismatch { array: "action", len: action.len(), expected: self.action_dim });
+            return Err(FormatError::LengthMismatch {
+                array: "action",
+                len: action.len(),
+                expected: self.action_dim,
+            });
         }
         self.obs.extend_from_slice(obs.as_raw());
         self.actions.extend_from_slice(action);
@@ -379,12 +453,24 @@ impl RolloutRecorder {
 
     pub fn finish(self) -> Result<Rollout, FormatError> {
         let steps = self.rewards.len();
-        let frame_shape_error = || FormatError::FrameShape { shape: vec![steps, FRAME_SIDE, FRAME_SIDE, FRAME_CHANNELS] };
+        let frame_shape_error = || FormatError::FrameShape {
+            shape: vec![steps, FRAME_SIDE, FRAME_SIDE, FRAME_CHANNELS],
+        };
         let obs = Array4::from_shape_vec((steps, FRAME_SIDE, FRAME_SIDE, FRAME_CHANNELS), self.obs)
             .map_err(|_| frame_shape_error())?;
-        let actions = Array2::from_shape_vec((steps, self.action_dim), self.actions)
-            .map_err(|_| FormatError::NoActionValues { shape: vec![steps, self.action_dim] })?;
-        Rollout::new(obs, actions, Array1::from(self.rewards), Array1::from(self.dones), self.env_seed)
+        let actions =
+            Array2::from_shape_vec((steps, self.action_dim), self.actions).map_err(|_| {
+                FormatError::NoActionValues {
+                    shape: vec![steps, self.action_dim],
+                }
+            })?;
+        Rollout::new(
+            obs,
+            actions,
+            Array1::from(self.rewards),
+            Array1::from(self.dones),
+            self.env_seed,
+        )
     }
 }
 
@@ -401,16 +487,32 @@ fn check_small_arrays(
     rewards: &Array1<f32>,
     dones: &Array1<u8>,
 ) -> Result<(), FormatError> {
-    for (array, len) in [(ACTIONS, actions.nrows()), (REWARDS, rewards.len()), (DONES, dones.len())] {
+    for (array, len) in [
+        (ACTIONS, actions.nrows()),
+        (REWARDS, rewards.len()),
+        (DONES, dones.len()),
+    ] {
         if len != steps {
-            return Err(FormatError::LengthMismatch { array, len, expected: steps });
+            return Err(FormatError::LengthMismatch {
+                array,
+                len,
+                expected: steps,
+            });
         }
     }
     if let Some((index, &value)) = actions.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(FormatError::NotFinite { array: ACTIONS, index, value });
+        return Err(FormatError::NotFinite {
+            array: ACTIONS,
+            index,
+            value,
+        });
     }
     if let Some((index, &value)) = rewards.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(FormatError::NotFinite { array: REWARDS, index, value });
+        return Err(FormatError::NotFinite {
+            array: REWARDS,
+            index,
+            value,
+        });
     }
     if let Some((index, &value)) = dones.iter().enumerate().find(|(_, v)| **v > 1) {
         return Err(FormatError::BadDone { index, value });
@@ -419,12 +521,24 @@ fn check_small_arrays(
 }
 
 fn open_npz(path: &Path) -> Result<NpzReader<BufReader<File>>, RolloutError> {
-    let file = File::open(path).map_err(|source| RolloutError::Open { path: path.to_path_buf(), source })?;
-    NpzReader::new(BufReader::new(file)).map_err(|source| RolloutError::Archive { path: path.to_path_buf(), source })
+    let file = File::open(path).map_err(|source| RolloutError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    NpzReader::new(BufReader::new(file)).map_err(|source| RolloutError::Archive {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn array_names(path: &Path, npz: &mut NpzReader<BufReader<File>>) -> Result<Vec<String>, RolloutError> {
-    npz.names().map_err(|source| RolloutError::Archive { path: path.to_path_buf(), source })
+fn array_names(
+    path: &Path,
+    npz: &mut NpzReader<BufReader<File>>,
+) -> Result<Vec<String>, RolloutError> {
+    npz.names().map_err(|source| RolloutError::Archive {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_array<E, D>(
@@ -439,9 +553,18 @@ where
     D: ndarray::Dimension,
 {
     if !names.iter().any(|n| n == name) {
-        return Err(RolloutError::MissingArray { path: path.to_path_buf(), name, found: names.join(", ") });
+        return Err(RolloutError::MissingArray {
+            path: path.to_path_buf(),
+            name,
+            found: names.join(", "),
+        });
     }
-    npz.by_name(name).map_err(|source| RolloutError::BadArray { path: path.to_path_buf(), name, expected, source })
+    npz.by_name(name).map_err(|source| RolloutError::BadArray {
+        path: path.to_path_buf(),
+        name,
+        expected,
+        source,
+    })
 }
 
 fn read_env_seed(
@@ -473,14 +596,19 @@ mod tests {
     fn tiny_rollout(steps: usize) -> Rollout {
         let mut recorder = RolloutRecorder::new(2, Some(42), steps);
         for t in 0..steps {
-            let frame = Frame::from_fn(OBS_SIZE, OBS_SIZE, |x, y| image::Rgb([x as u8, y as u8, t as u8]));
-            recorder.push(&frame, &[t as f32, -1.0], 0.5 * t as f32, t + 1 == steps).expect("valid step");
+            let frame = Frame::from_fn(OBS_SIZE, OBS_SIZE, |x, y| {
+                image::Rgb([x as u8, y as u8, t as u8])
+            });
+            recorder
+                .push(&frame, &[t as f32, -1.0], 0.5 * t as f32, t + 1 == steps)
+                .expect("valid step");
         }
         recorder.finish().expect("valid rollout")
     }
 
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dreamplay-rollout-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("dreamplay-rollout-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir is writable");
         dir
@@ -499,7 +627,10 @@ mod tests {
         assert_eq!(back.frame(2).map(|f| f[[3, 7, 2]]), Some(2));
         assert_eq!(back.frame(5), None);
         let info = RolloutInfo::read(&path).expect("readable");
-        assert_eq!((info.len, info.action_dim, info.terminated, info.env_seed), (5, 2, true, Some(42)));
+        assert_eq!(
+            (info.len, info.action_dim, info.terminated, info.env_seed),
+            (5, 2, true, Some(42))
+        );
         assert_eq!(info.total_reward, 5.0);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -512,21 +643,41 @@ mod tests {
         let dones = Array1::<u8>::zeros(3);
         assert!(matches!(
             Rollout::new(frames.clone(), actions.clone(), ok(2), dones.clone(), None),
-            Err(FormatError::LengthMismatch { array: REWARDS, len: 2, expected: 3 })
+            Err(FormatError::LengthMismatch {
+                array: REWARDS,
+                len: 2,
+                expected: 3
+            })
         ));
         assert!(matches!(
-            Rollout::new(Array4::zeros((3, 32, 32, 3)), actions.clone(), ok(3), dones.clone(), None),
+            Rollout::new(
+                Array4::zeros((3, 32, 32, 3)),
+                actions.clone(),
+                ok(3),
+                dones.clone(),
+                None
+            ),
             Err(FormatError::FrameShape { .. })
         ));
         assert!(matches!(
-            Rollout::new(Array4::zeros((0, 64, 64, 3)), Array2::zeros((0, 1)), ok(0), Array1::zeros(0), None),
+            Rollout::new(
+                Array4::zeros((0, 64, 64, 3)),
+                Array2::zeros((0, 1)),
+                ok(0),
+                Array1::zeros(0),
+                None
+            ),
             Err(FormatError::Empty)
         ));
         let mut nan_rewards = ok(3);
         nan_rewards[1] = f32::NAN;
         assert!(matches!(
             Rollout::new(frames.clone(), actions.clone(), nan_rewards, dones, None),
-            Err(FormatError::NotFinite { array: REWARDS, index: 1, .. })
+            Err(FormatError::NotFinite {
+                array: REWARDS,
+                index: 1,
+                ..
+            })
         ));
         assert!(matches!(
             Rollout::new(frames, actions, ok(3), Array1::from(vec![0, 2, 0]), None),
@@ -540,19 +691,28 @@ mod tests {
         let path = dir.join("partial.npz");
         let file = File::create(&path).expect("writable");
         let mut npz = NpzWriter::new_compressed(file);
-        npz.add_array(OBS, &Array4::<u8>::zeros((2, 64, 64, 3))).expect("encodable");
-        npz.add_array(ACTIONS, &Array2::<f64>::zeros((2, 1))).expect("encodable");
+        npz.add_array(OBS, &Array4::<u8>::zeros((2, 64, 64, 3)))
+            .expect("encodable");
+        npz.add_array(ACTIONS, &Array2::<f64>::zeros((2, 1)))
+            .expect("encodable");
         npz.finish().expect("writable");
         let err = Rollout::read(&path).expect_err("actions are f64");
-        assert!(matches!(err, RolloutError::BadArray { name: ACTIONS, .. }), "{err}");
+        assert!(
+            matches!(err, RolloutError::BadArray { name: ACTIONS, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("partial.npz"), "{err}");
 
         let file = File::create(&path).expect("writable");
         let mut npz = NpzWriter::new_compressed(file);
-        npz.add_array(OBS, &Array4::<u8>::zeros((2, 64, 64, 3))).expect("encodable");
+        npz.add_array(OBS, &Array4::<u8>::zeros((2, 64, 64, 3)))
+            .expect("encodable");
         npz.finish().expect("writable");
         let err = RolloutInfo::read(&path).expect_err("no actions");
-        assert!(matches!(err, RolloutError::MissingArray { name: ACTIONS, .. }), "{err}");
+        assert!(
+            matches!(err, RolloutError::MissingArray { name: ACTIONS, .. }),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -564,7 +724,11 @@ mod tests {
         std::fs::write(dir.join("c.npz"), b"not a zip").expect("writable");
         std::fs::write(dir.join("d.npz.tmp"), b"half").expect("writable");
         let listing = list_rollouts(&dir).expect("readable folder");
-        let names: Vec<_> = listing.valid.iter().map(|i| i.path.file_name().map(|n| n.to_owned())).collect();
+        let names: Vec<_> = listing
+            .valid
+            .iter()
+            .map(|i| i.path.file_name().map(|n| n.to_owned()))
+            .collect();
         assert_eq!(names, [Some("a.npz".into()), Some("b.npz".into())]);
         assert_eq!(listing.frames(), 7);
         assert_eq!(listing.corrupt.len(), 1);
