@@ -46,13 +46,13 @@
 //! position from before that `ask`, so the resumed `ask` returns the same candidates.
 //!
 //! File layout (all integers and floats little-endian):
-//! `b"DPCMAES\n"`, a `u64` header length, a JSON [`CheckpointHeader`], then the payload of `f64`s:
+//! `b"DPCMAES\n"`, a `u64` header length, a JSON `CheckpointHeader`, then the payload of `f64`s:
 //! `[sigma0, weight_decay, sigma, best fitness or NaN, last fitness range or NaN]`, then the mean,
 //! p_sigma, p_c, D (n each), B (n x n, column-major), the lower triangle of C (column by column,
-//! n (n + 1) / 2 values), and the best candidate (n, if there is one). The header carries an
-//! FNV-1a checksum of the payload, hashed over 64-bit words. Writes go to a `.tmp` file that is
+//! n (n + 1) / 2 values), and the best candidate (n, if there is one). A `u64` FNV-1a checksum of
+//! everything before it, hashed over 64-bit words, ends the file. Writes go to a `.tmp` file that is
 //! then renamed over the target, so a crash never leaves a half-written checkpoint. At n = 1,088
-//! a checkpoint is about 19 MB.
+//! a checkpoint is about 14 MB.
 
 use std::fs;
 use std::io::Write;
@@ -94,6 +94,8 @@ const CHECKPOINT_MAGIC: &[u8; 8] = b"DPCMAES\n";
 const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 /// A sane bound on the JSON header, to refuse garbage before allocating for it.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// The largest population accepted: far beyond any use, small enough to allocate for.
+const MAX_POPULATION: usize = 1 << 20;
 /// Scalars at the start of the payload: sigma0, weight_decay, sigma, best fitness, fitness range.
 const PAYLOAD_SCALARS: usize = 5;
 
@@ -115,11 +117,19 @@ pub enum CmaEsError {
     #[error("numerical breakdown in generation {generation}: {reason}; the state is unchanged")]
     NumericalBreakdown { generation: u64, reason: String },
     #[error("could not {operation} CMA-ES checkpoint {}: {error}", path.display())]
-    Io { operation: &'static str, path: PathBuf, error: std::io::Error },
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("CMA-ES checkpoint {} is unreadable: {reason}", path.display())]
     CorruptCheckpoint { path: PathBuf, reason: String },
     #[error("CMA-ES checkpoint {} is for {found} parameters, expected {expected}", path.display())]
-    CheckpointDimension { path: PathBuf, expected: usize, found: usize },
+    CheckpointDimension {
+        path: PathBuf,
+        expected: usize,
+        found: usize,
+    },
 }
 
 /// The user-facing settings. `dim`, `sigma0` and `seed` are required; the rest have defaults.
@@ -140,7 +150,13 @@ pub struct CmaEsConfig {
 
 impl CmaEsConfig {
     pub fn new(dim: usize, sigma0: f64, seed: u64) -> Self {
-        Self { dim, population: Self::default_population(dim), sigma0, seed, weight_decay: 0.0 }
+        Self {
+            dim,
+            population: Self::default_population(dim),
+            sigma0,
+            seed,
+            weight_decay: 0.0,
+        }
     }
 
     pub fn with_population(mut self, population: usize) -> Self {
@@ -161,12 +177,21 @@ impl CmaEsConfig {
     fn validate(&self) -> Result<(), CmaEsError> {
         let problem = if self.dim == 0 {
             Some("dim must be at least 1".to_string())
-        } else if self.population < 2 {
-            Some(format!("population must be at least 2, got {}", self.population))
+        } else if !(2..=MAX_POPULATION).contains(&self.population) {
+            Some(format!(
+                "population must be in 2..={MAX_POPULATION}, got {}",
+                self.population
+            ))
         } else if !(self.sigma0.is_finite() && self.sigma0 > 0.0) {
-            Some(format!("sigma0 must be finite and positive, got {}", self.sigma0))
+            Some(format!(
+                "sigma0 must be finite and positive, got {}",
+                self.sigma0
+            ))
         } else if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            Some(format!("weight_decay must be finite and >= 0, got {}", self.weight_decay))
+            Some(format!(
+                "weight_decay must be finite and >= 0, got {}",
+                self.weight_decay
+            ))
         } else {
             None
         };
@@ -209,8 +234,9 @@ impl StrategyParameters {
         let n = dim as f64;
         let mu = lambda / 2;
         // w'_i = ln((lambda + 1) / 2) - ln i, for i = 1..mu, then normalised to sum 1.
-        let raw_weights: Vec<f64> =
-            (1..=mu).map(|i| ((lambda as f64 + 1.0) / 2.0).ln() - (i as f64).ln()).collect();
+        let raw_weights: Vec<f64> = (1..=mu)
+            .map(|i| ((lambda as f64 + 1.0) / 2.0).ln() - (i as f64).ln())
+            .collect();
         let raw_sum: f64 = raw_weights.iter().sum();
         let weights: Vec<f64> = raw_weights.iter().map(|w| w / raw_sum).collect();
         let mu_eff = 1.0 / weights.iter().map(|w| w * w).sum::<f64>();
@@ -220,7 +246,8 @@ impl StrategyParameters {
         let c_c = (4.0 + mu_eff / n) / (n + 4.0 + 2.0 * mu_eff / n);
         let c_1 = ALPHA_COV / ((n + 1.3).powi(2) + mu_eff);
         let c_mu = (1.0 - c_1).min(
-            ALPHA_MU * (mu_eff - 2.0 + 1.0 / mu_eff) / ((n + 2.0).powi(2) + ALPHA_MU * mu_eff / 2.0),
+            ALPHA_MU * (mu_eff - 2.0 + 1.0 / mu_eff)
+                / ((n + 2.0).powi(2) + ALPHA_MU * mu_eff / 2.0),
         );
         let chi_n = n.sqrt() * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n));
         let eigen_gap_generations = LAZY_GAP_FACTOR / ((c_1 + c_mu) * n);
@@ -319,7 +346,11 @@ impl CmaEs {
                 found: initial_mean.len(),
             });
         }
-        if let Some((index, &value)) = initial_mean.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        if let Some((index, &value)) = initial_mean
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+        {
             return Err(CmaEsError::NonFiniteInitialMean { index, value });
         }
         let n = config.dim;
@@ -380,7 +411,9 @@ impl CmaEs {
 
     /// The candidate with the highest fitness told so far, and that fitness (before weight decay).
     pub fn best(&self) -> Option<(&[f64], f64)> {
-        self.best.as_ref().map(|(candidate, fitness)| (candidate.as_slice(), *fitness))
+        self.best
+            .as_ref()
+            .map(|(candidate, fitness)| (candidate.as_slice(), *fitness))
     }
 
     /// (max D / min D)^2: the condition number of C at the last eigendecomposition.
@@ -397,7 +430,10 @@ impl CmaEs {
         if self.condition_number() > TOL_CONDITION {
             reasons.push(StopReason::ConditionNumberHuge);
         }
-        if self.last_fitness_range.is_some_and(|range| range < TOL_FITNESS_RANGE) {
+        if self
+            .last_fitness_range
+            .is_some_and(|range| range < TOL_FITNESS_RANGE)
+        {
             reasons.push(StopReason::FitnessFlat);
         }
         reasons
@@ -407,17 +443,17 @@ impl CmaEs {
     ///
     /// Asking again before `tell` returns the same candidates without drawing new ones.
     pub fn ask(&mut self) -> Vec<Vec<f64>> {
-        if self.pending.is_none() {
-            self.pending = Some(self.sample_generation());
-        }
-        match &self.pending {
-            Some(pending) => pending
-                .candidates
-                .column_iter()
-                .map(|candidate| candidate.iter().copied().collect())
-                .collect(),
-            None => Vec::new(),
-        }
+        let pending = match self.pending.take() {
+            Some(pending) => pending,
+            None => self.sample_generation(),
+        };
+        let candidates = pending
+            .candidates
+            .column_iter()
+            .map(|candidate| candidate.iter().copied().collect())
+            .collect();
+        self.pending = Some(pending);
+        candidates
     }
 
     fn sample_generation(&mut self) -> PendingGeneration {
@@ -440,7 +476,11 @@ impl CmaEs {
         for mut column in candidates.column_iter_mut() {
             column += &self.mean;
         }
-        PendingGeneration { rng_word_pos_before_sampling, steps, candidates }
+        PendingGeneration {
+            rng_word_pos_before_sampling,
+            steps,
+            candidates,
+        }
     }
 
     /// Ranks the candidates of the last `ask` by `fitness` (HIGHER IS BETTER; `fitness[k]`
@@ -455,7 +495,10 @@ impl CmaEs {
         let params = &self.params;
         let lambda = params.lambda;
         if fitness.len() != lambda {
-            return Err(CmaEsError::FitnessCount { expected: lambda, found: fitness.len() });
+            return Err(CmaEsError::FitnessCount {
+                expected: lambda,
+                found: fitness.len(),
+            });
         }
         if let Some((index, &value)) = fitness.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(CmaEsError::NonFiniteFitness { index, value });
@@ -472,7 +515,9 @@ impl CmaEs {
             .candidates
             .column_iter()
             .zip(fitness)
-            .map(|(candidate, f)| f - self.config.weight_decay * candidate.norm_squared() / n as f64)
+            .map(|(candidate, f)| {
+                f - self.config.weight_decay * candidate.norm_squared() / n as f64
+            })
             .collect();
         if ranking_fitness.iter().any(|f| !f.is_finite()) {
             return Err(breakdown("the weight-decay penalty overflowed"));
@@ -499,24 +544,35 @@ impl CmaEs {
         let path_sigma_norm = path_sigma.norm();
 
         // h_sigma: stall the p_c update while ||p_sigma|| is large, i.e. while sigma grows fast.
-        let path_sigma_bias = (1.0 - (1.0 - params.c_sigma).powf(2.0 * generations_done as f64)).sqrt();
-        let h_sigma = path_sigma_norm / path_sigma_bias < (1.4 + 2.0 / (n as f64 + 1.0)) * params.chi_n;
+        let path_sigma_bias =
+            (1.0 - (1.0 - params.c_sigma).powf(2.0 * generations_done as f64)).sqrt();
+        let h_sigma =
+            path_sigma_norm / path_sigma_bias < (1.4 + 2.0 / (n as f64 + 1.0)) * params.chi_n;
 
         // p_c <- (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mu_eff) y_w (eq. 45)
-        let path_c_gain =
-            if h_sigma { (params.c_c * (2.0 - params.c_c) * params.mu_eff).sqrt() } else { 0.0 };
+        let path_c_gain = if h_sigma {
+            (params.c_c * (2.0 - params.c_c) * params.mu_eff).sqrt()
+        } else {
+            0.0
+        };
         let path_c = &self.path_c * (1.0 - params.c_c) + &step_weighted * path_c_gain;
 
         // C <- (1 + c_1 delta(h_sigma) - c_1 - c_mu sum w_j) C + c_1 p_c p_c^T
         //      + c_mu sum w_i y_i y_i^T (eq. 47), with delta(h_sigma) = (1 - h_sigma) c_c (2 - c_c).
-        let delta_h_sigma = if h_sigma { 0.0 } else { params.c_c * (2.0 - params.c_c) };
+        let delta_h_sigma = if h_sigma {
+            0.0
+        } else {
+            params.c_c * (2.0 - params.c_c)
+        };
         let weight_sum: f64 = params.weights.iter().sum();
         let old_covariance_factor =
             1.0 + params.c_1 * delta_h_sigma - params.c_1 - params.c_mu * weight_sum;
         // sqrt(w_i) y_{i:lambda} as columns [n, mu], so that rank-mu = S S^T.
         let mut weighted_selected_steps = DMatrix::<f64>::zeros(n, params.mu);
-        for ((mut column, &weight), &k) in
-            weighted_selected_steps.column_iter_mut().zip(&params.weights).zip(selected)
+        for ((mut column, &weight), &k) in weighted_selected_steps
+            .column_iter_mut()
+            .zip(&params.weights)
+            .zip(selected)
         {
             column.axpy(weight.sqrt(), &pending.steps.column(k), 0.0);
         }
@@ -542,16 +598,15 @@ impl CmaEs {
         }
 
         // Lazy eigendecomposition C = B D^2 B^T.
-        let decomposition = if (generations_done - self.eigen_generation) as f64
-            > params.eigen_gap_generations
-        {
-            match decompose(&covariance) {
-                Some(decomposition) => Some(decomposition),
-                None => return Err(breakdown("the eigendecomposition of C did not converge")),
-            }
-        } else {
-            None
-        };
+        let decomposition =
+            if (generations_done - self.eigen_generation) as f64 > params.eigen_gap_generations {
+                match decompose(&covariance) {
+                    Some(decomposition) => Some(decomposition),
+                    None => return Err(breakdown("the eigendecomposition of C did not converge")),
+                }
+            } else {
+                None
+            };
 
         // The summary, in the caller's fitness.
         let mut best_index = 0;
@@ -563,9 +618,16 @@ impl CmaEs {
         let fitness_best = fitness[best_index];
         let fitness_worst = fitness.iter().copied().fold(f64::INFINITY, f64::min);
         let fitness_mean = fitness.iter().sum::<f64>() / lambda as f64;
-        let best_improved = self.best.as_ref().is_none_or(|(_, best)| fitness_best > *best);
-        let new_best = best_improved
-            .then(|| (DVector::from(pending.candidates.column(best_index)), fitness_best));
+        let best_improved = self
+            .best
+            .as_ref()
+            .is_none_or(|(_, best)| fitness_best > *best);
+        let new_best = best_improved.then(|| {
+            (
+                DVector::from(pending.candidates.column(best_index)),
+                fitness_best,
+            )
+        });
 
         // Commit.
         self.mean = mean;
@@ -599,24 +661,11 @@ impl CmaEs {
     /// Writes the whole state to `path` atomically (a `.tmp` sibling, then a rename).
     pub fn save(&self, path: &Path) -> Result<(), CmaEsError> {
         let n = self.config.dim;
-        let mut payload = PayloadWriter::with_capacity(payload_len(n, self.best.is_some()).unwrap_or(0));
-        payload.push(self.config.sigma0);
-        payload.push(self.config.weight_decay);
-        payload.push(self.sigma);
-        payload.push(self.best.as_ref().map_or(f64::NAN, |(_, fitness)| *fitness));
-        payload.push(self.last_fitness_range.unwrap_or(f64::NAN));
-        payload.extend(self.mean.iter());
-        payload.extend(self.path_sigma.iter());
-        payload.extend(self.path_c.iter());
-        payload.extend(self.axis_lengths.iter());
-        payload.extend(self.eigenbasis.iter());
-        for (j, column) in self.covariance.column_iter().enumerate() {
-            payload.extend(column.iter().skip(j));
-        }
-        if let Some((candidate, _)) = &self.best {
-            payload.extend(candidate.iter());
-        }
-
+        let io_error = |operation, error| CmaEsError::Io {
+            operation,
+            path: path.to_path_buf(),
+            error,
+        };
         let rng_word_pos = match &self.pending {
             Some(pending) => pending.rng_word_pos_before_sampling,
             None => self.rng.get_word_pos(),
@@ -632,36 +681,62 @@ impl CmaEs {
             rng_stream: self.rng.get_stream(),
             rng_word_pos: rng_word_pos.to_string(),
             has_best: self.best.is_some(),
-            payload_bytes: payload.bytes.len() as u64,
-            payload_fnv1a64: fnv1a64_words(&payload.bytes),
             sigma: self.sigma,
             best_fitness: self.best.as_ref().map(|(_, fitness)| *fitness),
         };
-        let io_error = |operation, error| CmaEsError::Io { operation, path: path.to_path_buf(), error };
         let header_json = serde_json::to_vec(&header)
             .map_err(|error| io_error("serialise the header of", std::io::Error::other(error)))?;
+
+        let payload_bytes = payload_len(n, self.best.is_some()).unwrap_or(0);
+        let mut file_bytes = FileWriter::with_capacity(
+            CHECKPOINT_MAGIC.len() + 8 + header_json.len() + payload_bytes + 8,
+        );
+        file_bytes.bytes.extend_from_slice(CHECKPOINT_MAGIC);
+        file_bytes
+            .bytes
+            .extend_from_slice(&(header_json.len() as u64).to_le_bytes());
+        file_bytes.bytes.extend_from_slice(&header_json);
+        file_bytes.push(self.config.sigma0);
+        file_bytes.push(self.config.weight_decay);
+        file_bytes.push(self.sigma);
+        file_bytes.push(self.best.as_ref().map_or(f64::NAN, |(_, fitness)| *fitness));
+        file_bytes.push(self.last_fitness_range.unwrap_or(f64::NAN));
+        file_bytes.extend(self.mean.iter());
+        file_bytes.extend(self.path_sigma.iter());
+        file_bytes.extend(self.path_c.iter());
+        file_bytes.extend(self.axis_lengths.iter());
+        file_bytes.extend(self.eigenbasis.iter());
+        for (j, column) in self.covariance.column_iter().enumerate() {
+            file_bytes.extend(column.iter().skip(j));
+        }
+        if let Some((candidate, _)) = &self.best {
+            file_bytes.extend(candidate.iter());
+        }
+        let checksum = fnv1a64_words(&file_bytes.bytes);
+        file_bytes.bytes.extend_from_slice(&checksum.to_le_bytes());
 
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp_path = PathBuf::from(tmp_name);
         let write = || -> std::io::Result<()> {
-            let mut file = std::io::BufWriter::new(fs::File::create(&tmp_path)?);
-            file.write_all(CHECKPOINT_MAGIC)?;
-            file.write_all(&(header_json.len() as u64).to_le_bytes())?;
-            file.write_all(&header_json)?;
-            file.write_all(&payload.bytes)?;
-            let file = file.into_inner().map_err(|error| error.into_error())?;
+            let mut file = fs::File::create(&tmp_path)?;
+            file.write_all(&file_bytes.bytes)?;
             file.sync_all()
         };
-        write().map_err(|error| io_error("write", error))?;
+        if let Err(error) = write() {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(io_error("write", error));
+        }
         fs::rename(&tmp_path, path).map_err(|error| io_error("rename into place", error))
     }
 
     /// Reads a checkpoint written by [`CmaEs::save`], checking it is for `expected_dim`
     /// parameters and intact. The loaded state continues exactly where the saved one stood.
     pub fn load(path: &Path, expected_dim: usize) -> Result<Self, CmaEsError> {
-        let corrupt =
-            |reason: String| CmaEsError::CorruptCheckpoint { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| CmaEsError::CorruptCheckpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
         let bytes = fs::read(path).map_err(|error| CmaEsError::Io {
             operation: "read",
             path: path.to_path_buf(),
@@ -669,11 +744,28 @@ impl CmaEs {
         })?;
 
         let Some(magic) = bytes.get(..CHECKPOINT_MAGIC.len()) else {
-            return Err(corrupt(format!("only {} bytes, too short for a header", bytes.len())));
+            return Err(corrupt(format!(
+                "only {} bytes, too short for a header",
+                bytes.len()
+            )));
         };
         if magic != CHECKPOINT_MAGIC {
-            return Err(corrupt("not a dreamplay CMA-ES checkpoint (wrong magic bytes)".into()));
+            return Err(corrupt(
+                "not a dreamplay CMA-ES checkpoint (wrong magic bytes)".into(),
+            ));
         }
+        let Some(body_len) = bytes.len().checked_sub(8) else {
+            return Err(corrupt("truncated before the checksum".into()));
+        };
+        let (body, stored_checksum) = bytes.split_at(body_len);
+        let mut checksum = [0u8; 8];
+        checksum.copy_from_slice(stored_checksum);
+        if fnv1a64_words(body) != u64::from_le_bytes(checksum) {
+            return Err(corrupt(
+                "checksum mismatch: the file is truncated or damaged".into(),
+            ));
+        }
+        let bytes = body;
         let header_len_at = CHECKPOINT_MAGIC.len();
         let header_at = header_len_at + 8;
         let Some(header_len_bytes) = bytes.get(header_len_at..header_at) else {
@@ -683,7 +775,9 @@ impl CmaEs {
         header_len.copy_from_slice(header_len_bytes);
         let header_len = u64::from_le_bytes(header_len);
         if header_len > MAX_HEADER_BYTES {
-            return Err(corrupt(format!("header length {header_len} is implausible")));
+            return Err(corrupt(format!(
+                "header length {header_len} is implausible"
+            )));
         }
         let payload_at = header_at + header_len as usize;
         let Some(header_json) = bytes.get(header_at..payload_at) else {
@@ -709,22 +803,21 @@ impl CmaEs {
             return Err(corrupt(format!("dim {n} is implausible")));
         };
         let payload = &bytes[payload_at.min(bytes.len())..];
-        if payload.len() != expected_payload_len || header.payload_bytes != expected_payload_len as u64
-        {
+        if payload.len() != expected_payload_len {
             return Err(corrupt(format!(
-                "payload is {} bytes, expected {expected_payload_len} (truncated or padded)",
+                "payload is {} bytes, expected {expected_payload_len}",
                 payload.len()
             )));
-        }
-        if fnv1a64_words(payload) != header.payload_fnv1a64 {
-            return Err(corrupt("payload checksum mismatch (the file is damaged)".into()));
         }
         let rng_word_pos: u128 = header
             .rng_word_pos
             .parse()
             .map_err(|error| corrupt(format!("bad rng_word_pos: {error}")))?;
 
-        let mut reader = PayloadReader { bytes: payload, offset: 0 };
+        let mut reader = PayloadReader {
+            bytes: payload,
+            offset: 0,
+        };
         let sigma0 = reader.scalar();
         let weight_decay = reader.scalar();
         let sigma = reader.scalar();
@@ -750,7 +843,9 @@ impl CmaEs {
             seed: header.seed,
             weight_decay,
         };
-        config.validate().map_err(|error| corrupt(error.to_string()))?;
+        config
+            .validate()
+            .map_err(|error| corrupt(error.to_string()))?;
         let all_finite = mean
             .iter()
             .chain(path_sigma.iter())
@@ -766,7 +861,9 @@ impl CmaEs {
             return Err(corrupt(format!("sigma {sigma} is not positive and finite")));
         }
         if !axis_lengths.iter().all(|d| d.is_finite() && *d > 0.0) {
-            return Err(corrupt("an axis length of C is not positive and finite".into()));
+            return Err(corrupt(
+                "an axis length of C is not positive and finite".into(),
+            ));
         }
         if header.has_best != best_fitness.is_finite()
             || header.eigen_generation > header.generation
@@ -807,7 +904,9 @@ fn decompose(covariance: &DMatrix<f64>) -> Option<(DMatrix<f64>, DVector<f64>)> 
         return None;
     }
     let floor = largest * MIN_EIGENVALUE_RATIO;
-    let axis_lengths = eigen.eigenvalues.map(|eigenvalue| eigenvalue.max(floor).sqrt());
+    let axis_lengths = eigen
+        .eigenvalues
+        .map(|eigenvalue| eigenvalue.max(floor).sqrt());
     Some((eigen.eigenvectors, axis_lengths))
 }
 
@@ -826,8 +925,6 @@ struct CheckpointHeader {
     /// The ChaCha8 word position, a u128 in decimal.
     rng_word_pos: String,
     has_best: bool,
-    payload_bytes: u64,
-    payload_fnv1a64: u64,
     sigma: f64,
     best_fitness: Option<f64>,
 }
@@ -856,13 +953,16 @@ fn fnv1a64_words(bytes: &[u8]) -> u64 {
     })
 }
 
-struct PayloadWriter {
+/// Builds the checkpoint file in memory.
+struct FileWriter {
     bytes: Vec<u8>,
 }
 
-impl PayloadWriter {
+impl FileWriter {
     fn with_capacity(bytes: usize) -> Self {
-        Self { bytes: Vec::with_capacity(bytes) }
+        Self {
+            bytes: Vec::with_capacity(bytes),
+        }
     }
 
     fn push(&mut self, value: f64) {
@@ -960,7 +1060,10 @@ mod tests {
         assert_eq!(bits(a.path_c.as_slice()), bits(b.path_c.as_slice()));
         assert_eq!(bits(a.covariance.as_slice()), bits(b.covariance.as_slice()));
         assert_eq!(bits(a.eigenbasis.as_slice()), bits(b.eigenbasis.as_slice()));
-        assert_eq!(bits(a.axis_lengths.as_slice()), bits(b.axis_lengths.as_slice()));
+        assert_eq!(
+            bits(a.axis_lengths.as_slice()),
+            bits(b.axis_lengths.as_slice())
+        );
         assert_eq!(a.eigen_generation, b.eigen_generation);
         let best_bits = |es: &CmaEs| es.best().map(|(x, f)| (bits(x), f.to_bits()));
         assert_eq!(best_bits(a), best_bits(b));
@@ -975,11 +1078,19 @@ mod tests {
         assert_eq!(params.mu, 5);
         assert!((params.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(params.weights.windows(2).all(|pair| pair[0] > pair[1]));
-        assert!((params.mu_eff - 3.1672).abs() < 1e-3, "mu_eff {}", params.mu_eff);
+        assert!(
+            (params.mu_eff - 3.1672).abs() < 1e-3,
+            "mu_eff {}",
+            params.mu_eff
+        );
         assert!(params.c_1 + params.c_mu <= 1.0);
         // At n = 1,088 with lambda = 64, B and D are refreshed every ~16 generations.
         let big = StrategyParameters::new(1088, 64);
-        assert!((10.0..30.0).contains(&big.eigen_gap_generations), "{}", big.eigen_gap_generations);
+        assert!(
+            (10.0..30.0).contains(&big.eigen_gap_generations),
+            "{}",
+            big.eigen_gap_generations
+        );
     }
 
     #[test]
@@ -987,7 +1098,10 @@ mod tests {
         let config = CmaEsConfig::new(10, 1.0, 7);
         let (generations, es) = optimise(config, &[3.0; 10], negative_sphere, -1e-20, 1_000);
         let distance = negative_sphere(es.mean()).abs().sqrt();
-        assert!(distance < 1e-10, "|m| = {distance} after {generations} generations");
+        assert!(
+            distance < 1e-10,
+            "|m| = {distance} after {generations} generations"
+        );
         let (_, best_fitness) = es.best().expect("a best candidate after a run");
         assert!(best_fitness > -1e-18, "best {best_fitness}");
     }
@@ -996,7 +1110,11 @@ mod tests {
     fn solves_rosenbrock_in_8_dimensions() {
         let config = CmaEsConfig::new(8, 0.5, 1);
         let (generations, es) = optimise(config, &[0.0; 8], negative_rosenbrock, -1e-14, 3_000);
-        let worst_error = es.mean().iter().map(|v| (v - 1.0).abs()).fold(0.0, f64::max);
+        let worst_error = es
+            .mean()
+            .iter()
+            .map(|v| (v - 1.0).abs())
+            .fold(0.0, f64::max);
         assert!(
             worst_error < 1e-6,
             "max |m_i - 1| = {worst_error} after {generations} generations"
@@ -1013,7 +1131,8 @@ mod tests {
         }
         assert_bit_identical(&first, &second);
 
-        let mut other_seed = CmaEs::new(CmaEsConfig { seed: 43, ..config }, &[0.5; 6]).expect("valid");
+        let mut other_seed =
+            CmaEs::new(CmaEsConfig { seed: 43, ..config }, &[0.5; 6]).expect("valid");
         assert_ne!(first.ask(), other_seed.ask());
     }
 
@@ -1030,7 +1149,9 @@ mod tests {
     fn resume_from_a_checkpoint_is_bit_identical() {
         // n = 30 with lambda = 8 refreshes B and D every few generations, so the run crosses
         // decompositions both before and after the checkpoint.
-        let config = CmaEsConfig::new(30, 0.2, 11).with_population(8).with_weight_decay(0.01);
+        let config = CmaEsConfig::new(30, 0.2, 11)
+            .with_population(8)
+            .with_weight_decay(0.01);
         let mut uninterrupted = CmaEs::new(config.clone(), &[0.1; 30]).expect("valid config");
         advance(&mut uninterrupted, 7);
         let path = scratch_path("resume");
@@ -1042,7 +1163,10 @@ mod tests {
         let last_resumed = advance(&mut resumed, 13);
         assert_eq!(last_uninterrupted, last_resumed);
         assert_bit_identical(&uninterrupted, &resumed);
-        assert!(uninterrupted.eigen_generation > 7, "the run should decompose after the save");
+        assert!(
+            uninterrupted.eigen_generation > 7,
+            "the run should decompose after the save"
+        );
         let _ = fs::remove_file(&path);
     }
 
@@ -1062,6 +1186,30 @@ mod tests {
         let _ = fs::remove_file(&path);
     }
 
+    /// Where `needle` first occurs in `haystack`.
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack
+            .windows(needle.len())
+            .position(|window| window == needle)
+    }
+
+    /// Recomputes the trailing checksum, as a careless tool editing the file would.
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body_len = bytes.len() - 8;
+        let checksum = fnv1a64_words(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// `bytes` with `replacement` written over the first occurrence of `original`.
+    fn patched(bytes: &[u8], original: &str, replacement: &str) -> Vec<u8> {
+        assert_eq!(original.len(), replacement.len());
+        let at = find(bytes, original.as_bytes()).expect("the original text is in the file");
+        let mut patched = bytes.to_vec();
+        patched[at..at + replacement.len()].copy_from_slice(replacement.as_bytes());
+        patched
+    }
+
     #[test]
     fn bad_checkpoints_are_errors_that_name_the_file() {
         let mut es = CmaEs::new(CmaEsConfig::new(6, 0.5, 9), &[0.0; 6]).expect("valid config");
@@ -1070,44 +1218,77 @@ mod tests {
         es.save(&path).expect("save");
         let good = fs::read(&path).expect("read back");
         let bad_path = scratch_path("bad");
-        let load_bytes = |bytes: &[u8]| {
-            fs::write(&bad_path, bytes).expect("write scratch file");
-            CmaEs::load(&bad_path, 6)
-        };
-        let names_the_file = |error: &CmaEsError| {
-            error.to_string().contains(&bad_path.display().to_string())
-        };
+        let names_the_file =
+            |error: &CmaEsError| error.to_string().contains(&bad_path.display().to_string());
 
         // Missing file.
         let _ = fs::remove_file(&bad_path);
         let missing = CmaEs::load(&bad_path, 6).expect_err("missing file");
-        assert!(matches!(missing, CmaEsError::Io { .. }) && names_the_file(&missing), "{missing}");
+        assert!(
+            matches!(missing, CmaEsError::Io { .. }) && names_the_file(&missing),
+            "{missing}"
+        );
         // Wrong dimension.
         let wrong_dim = CmaEs::load(&path, 7).expect_err("wrong dim");
-        assert!(matches!(wrong_dim, CmaEsError::CheckpointDimension { expected: 7, found: 6, .. }));
+        assert!(matches!(
+            wrong_dim,
+            CmaEsError::CheckpointDimension {
+                expected: 7,
+                found: 6,
+                ..
+            }
+        ));
 
         let mut flipped = good.clone();
-        let last = flipped.len() - 3;
-        flipped[last] ^= 0x10;
+        let near_the_end = flipped.len() - 11;
+        flipped[near_the_end] ^= 0x10;
         let mut wrong_magic = good.clone();
         wrong_magic[0] = b'X';
+        let mut huge_header_length = good.clone();
+        huge_header_length[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
         let mut padded = good.clone();
         padded.extend_from_slice(&[0; 8]);
-        let mut huge_header = good.clone();
-        huge_header[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("empty", Vec::new()),
-            ("wrong magic", wrong_magic),
-            ("huge header length", huge_header),
-            ("truncated in the header", good[..20].to_vec()),
-            ("truncated in the payload", good[..good.len() - 8].to_vec()),
-            ("trailing bytes", padded),
-            ("a flipped bit", flipped),
-            ("garbage", vec![0xAB; 4096]),
+        let cases: Vec<(&str, usize, Vec<u8>)> = vec![
+            ("empty", 6, Vec::new()),
+            ("wrong magic", 6, wrong_magic),
+            ("truncated in the header", 6, good[..20].to_vec()),
+            (
+                "truncated in the payload",
+                6,
+                good[..good.len() - 8].to_vec(),
+            ),
+            ("trailing bytes", 6, padded),
+            ("a flipped bit in the payload", 6, flipped),
+            (
+                "a changed header",
+                6,
+                patched(&good, "\"generation\":2", "\"generation\":5"),
+            ),
+            ("garbage", 6, vec![0xAB; 4096]),
+            // Damage behind a valid checksum is still caught by validation.
+            (
+                "a huge header length, resealed",
+                6,
+                reseal(huge_header_length),
+            ),
+            (
+                "population 1, resealed",
+                6,
+                reseal(patched(&good, "\"population\":9", "\"population\":1")),
+            ),
+            (
+                "a payload too short for dim, resealed",
+                7,
+                reseal(patched(&good, "\"dim\":6", "\"dim\":7")),
+            ),
         ];
-        for (what, bytes) in cases {
-            let error = load_bytes(&bytes).expect_err(what);
-            assert!(matches!(error, CmaEsError::CorruptCheckpoint { .. }), "{what}: {error}");
+        for (what, expected_dim, bytes) in cases {
+            fs::write(&bad_path, &bytes).expect("write scratch file");
+            let error = CmaEs::load(&bad_path, expected_dim).expect_err(what);
+            assert!(
+                matches!(error, CmaEsError::CorruptCheckpoint { .. }),
+                "{what}: {error}"
+            );
             assert!(names_the_file(&error), "{what}: {error}");
         }
         // The good file still loads.
@@ -1119,7 +1300,10 @@ mod tests {
     #[test]
     fn bad_tell_input_is_an_error_and_changes_nothing() {
         let mut es = CmaEs::new(CmaEsConfig::new(3, 1.0, 2), &[0.0; 3]).expect("valid config");
-        assert!(matches!(es.tell(&[0.0; 7]), Err(CmaEsError::TellWithoutAsk)));
+        assert!(matches!(
+            es.tell(&[0.0; 7]),
+            Err(CmaEsError::TellWithoutAsk)
+        ));
         let candidates = es.ask();
         let lambda = candidates.len();
         let before = es.clone();
@@ -1129,10 +1313,16 @@ mod tests {
         ));
         let mut with_nan = vec![1.0; lambda];
         with_nan[2] = f64::NAN;
-        assert!(matches!(es.tell(&with_nan), Err(CmaEsError::NonFiniteFitness { index: 2, .. })));
+        assert!(matches!(
+            es.tell(&with_nan),
+            Err(CmaEsError::NonFiniteFitness { index: 2, .. })
+        ));
         let mut with_infinity = vec![1.0; lambda];
         with_infinity[0] = f64::NEG_INFINITY;
-        assert!(matches!(es.tell(&with_infinity), Err(CmaEsError::NonFiniteFitness { index: 0, .. })));
+        assert!(matches!(
+            es.tell(&with_infinity),
+            Err(CmaEsError::NonFiniteFitness { index: 0, .. })
+        ));
         assert_bit_identical(&before, &es);
         // The same population can still be told.
         assert_eq!(es.ask(), candidates);
@@ -1145,18 +1335,25 @@ mod tests {
         let bad_configs = [
             CmaEsConfig::new(0, 0.1, 0),
             CmaEsConfig::new(3, 0.1, 0).with_population(1),
+            CmaEsConfig::new(3, 0.1, 0).with_population(usize::MAX),
             CmaEsConfig::new(3, 0.0, 0),
             CmaEsConfig::new(3, f64::NAN, 0),
             CmaEsConfig::new(3, 0.1, 0).with_weight_decay(-1.0),
         ];
         for config in bad_configs {
             let initial_mean = vec![0.0; config.dim];
-            assert!(matches!(CmaEs::new(config, &initial_mean), Err(CmaEsError::InvalidConfig(_))));
+            assert!(matches!(
+                CmaEs::new(config, &initial_mean),
+                Err(CmaEsError::InvalidConfig(_))
+            ));
         }
         let config = CmaEsConfig::new(3, 0.1, 0);
         assert!(matches!(
             CmaEs::new(config.clone(), &[0.0; 2]),
-            Err(CmaEsError::InitialMeanLength { expected: 3, found: 2 })
+            Err(CmaEsError::InitialMeanLength {
+                expected: 3,
+                found: 2
+            })
         ));
         assert!(matches!(
             CmaEs::new(config, &[0.0, f64::INFINITY, 0.0]),
@@ -1174,7 +1371,10 @@ mod tests {
             es.tell(&vec![100.0; lambda]).expect("tell");
         }
         let end_norm = DVector::from_column_slice(es.mean()).norm();
-        assert!(end_norm < 0.5 * start_norm, "|m| went from {start_norm} to {end_norm}");
+        assert!(
+            end_norm < 0.5 * start_norm,
+            "|m| went from {start_norm} to {end_norm}"
+        );
         // best() reports the caller's fitness, not the penalised one.
         assert_eq!(es.best().map(|(_, fitness)| fitness), Some(100.0));
     }
