@@ -64,12 +64,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-/// Learning rate of the mean, c_m (tutorial eq. 9): 1 means the mean moves to the weighted
+/// Learning rate of the mean, c_m (the tutorial's default): 1 means the mean moves to the weighted
 /// recombination of the selected candidates.
 const C_M: f64 = 1.0;
-/// alpha_cov in c_1 = alpha_cov / ((n + 1.3)^2 + mu_eff) (tutorial eq. 57).
+/// alpha_cov in c_1 = alpha_cov / ((n + 1.3)^2 + mu_eff) (the tutorial's default).
 const ALPHA_COV: f64 = 2.0;
-/// alpha_mu in c_mu (tutorial eq. 58).
+/// alpha_mu in c_mu (the tutorial's default).
 const ALPHA_MU: f64 = 2.0;
 /// Lazy eigendecomposition: decompose C once more than this many / ((c_1 + c_mu) n) generations
 /// have passed since the last decomposition (`purecma.py`'s `lazy_gap_evals`, in generations).
@@ -137,7 +137,7 @@ pub enum CmaEsError {
 pub struct CmaEsConfig {
     /// Number of parameters searched, n (867 for CarRacing's C, 1,088 for Take Cover's).
     pub dim: usize,
-    /// Candidates per generation, lambda. Default 4 + floor(3 ln n) (tutorial eq. 48); the
+    /// Candidates per generation, lambda. Default 4 + floor(3 ln n), the tutorial's; the
     /// paper used 64.
     pub population: usize,
     /// Initial step size sigma0 (the paper: 0.1).
@@ -169,7 +169,7 @@ impl CmaEsConfig {
         self
     }
 
-    /// lambda = 4 + floor(3 ln n) (tutorial eq. 48).
+    /// lambda = 4 + floor(3 ln n), the tutorial's default.
     pub fn default_population(dim: usize) -> usize {
         4 + (3.0 * (dim.max(1) as f64).ln()).floor() as usize
     }
@@ -202,26 +202,26 @@ impl CmaEsConfig {
     }
 }
 
-/// The strategy parameters, all derived from n and lambda (tutorial, Table 1 and Appendix A).
+/// The strategy parameters, all derived from n and lambda (the tutorial's Appendix A, default strategy parameters).
 #[derive(Debug, Clone)]
 struct StrategyParameters {
     /// lambda: candidates per generation.
     lambda: usize,
     /// mu = floor(lambda / 2): candidates recombined into the new mean.
     mu: usize,
-    /// w_1 >= .. >= w_mu > 0, summing to 1 (eq. 49 with positive weights only).
+    /// w_1 >= .. >= w_mu > 0, summing to 1 (the default weights, positive only).
     weights: Vec<f64>,
     /// mu_eff = 1 / sum w_i^2: the variance effective selection mass.
     mu_eff: f64,
-    /// c_sigma: learning rate of the step-size path p_sigma (eq. 55).
+    /// c_sigma: learning rate of the step-size path p_sigma.
     c_sigma: f64,
-    /// d_sigma: damping of the step-size update (eq. 55).
+    /// d_sigma: damping of the step-size update.
     d_sigma: f64,
-    /// c_c: learning rate of the covariance path p_c (eq. 56).
+    /// c_c: learning rate of the covariance path p_c.
     c_c: f64,
-    /// c_1: learning rate of the rank-one update (eq. 57).
+    /// c_1: learning rate of the rank-one update.
     c_1: f64,
-    /// c_mu: learning rate of the rank-mu update (eq. 58).
+    /// c_mu: learning rate of the rank-mu update.
     c_mu: f64,
     /// E||N(0, I)|| ~ sqrt(n) (1 - 1/(4n) + 1/(21 n^2)).
     chi_n: f64,
@@ -531,10 +531,10 @@ impl CmaEs {
         for (&weight, &k) in params.weights.iter().zip(selected) {
             step_weighted.axpy(weight, &pending.steps.column(k), 1.0);
         }
-        // m <- m + c_m sigma y_w (eq. 41)
+        // m <- m + c_m sigma y_w
         let mean = &self.mean + &step_weighted * (C_M * self.sigma);
 
-        // p_sigma <- (1 - c_sigma) p_sigma + sqrt(c_sigma (2 - c_sigma) mu_eff) C^-1/2 y_w (eq. 43),
+        // p_sigma <- (1 - c_sigma) p_sigma + sqrt(c_sigma (2 - c_sigma) mu_eff) C^-1/2 y_w,
         // with C^-1/2 = B D^-1 B^T.
         let mut whitened = self.eigenbasis.tr_mul(&step_weighted);
         whitened.component_div_assign(&self.axis_lengths);
@@ -549,7 +549,7 @@ impl CmaEs {
         let h_sigma =
             path_sigma_norm / path_sigma_bias < (1.4 + 2.0 / (n as f64 + 1.0)) * params.chi_n;
 
-        // p_c <- (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mu_eff) y_w (eq. 45)
+        // p_c <- (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mu_eff) y_w
         let path_c_gain = if h_sigma {
             (params.c_c * (2.0 - params.c_c) * params.mu_eff).sqrt()
         } else {
@@ -558,7 +558,7 @@ impl CmaEs {
         let path_c = &self.path_c * (1.0 - params.c_c) + &step_weighted * path_c_gain;
 
         // C <- (1 + c_1 delta(h_sigma) - c_1 - c_mu sum w_j) C + c_1 p_c p_c^T
-        //      + c_mu sum w_i y_i y_i^T (eq. 47), with delta(h_sigma) = (1 - h_sigma) c_c (2 - c_c).
+        //      + c_mu sum w_i y_i y_i^T, with delta(h_sigma) = (1 - h_sigma) c_c (2 - c_c).
         let delta_h_sigma = if h_sigma {
             0.0
         } else {
@@ -586,7 +586,7 @@ impl CmaEs {
         covariance.ger(params.c_1, &path_c, &path_c, 1.0);
         covariance.fill_upper_triangle_with_lower_triangle();
 
-        // sigma <- sigma exp((c_sigma / d_sigma) (||p_sigma|| / E||N(0, I)|| - 1)) (eq. 44)
+        // sigma <- sigma exp((c_sigma / d_sigma) (||p_sigma|| / E||N(0, I)|| - 1))
         let sigma = self.sigma
             * ((params.c_sigma / params.d_sigma) * (path_sigma_norm / params.chi_n - 1.0)).exp();
 
@@ -1072,7 +1072,7 @@ mod tests {
 
     #[test]
     fn strategy_parameters_match_the_tutorial() {
-        // n = 10, lambda = 10: mu = 5 and mu_eff ~ 3.17 (the tutorial's Table 1 defaults).
+        // n = 10, lambda = 10: mu = 5 and mu_eff ~ 3.17 (the tutorial's defaults).
         let params = StrategyParameters::new(10, CmaEsConfig::default_population(10));
         assert_eq!(params.lambda, 10);
         assert_eq!(params.mu, 5);
