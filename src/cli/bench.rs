@@ -14,6 +14,28 @@ pub enum BenchCommand {
     /// Env steps per second, producing the model's 64x64 observation every step, on one core
     /// and on all cores in parallel.
     Envs(EnvBenchArgs),
+    /// The world model: V training img/s (batch 32), the dream step latency at batch 1 (one M step
+    /// plus one V decode, what the app pays per frame), and batched M steps/s at batch 1,024.
+    Model(ModelBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelBenchArgs {
+    /// Only this env's model sizes (default: both).
+    #[arg(long, value_parser = parse_env)]
+    pub env: Option<EnvKind>,
+    /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Timed V training steps at batch 32.
+    #[arg(long, default_value_t = 10)]
+    pub train_steps: usize,
+    /// Timed dream steps at batch 1.
+    #[arg(long, default_value_t = 200)]
+    pub dream_steps: usize,
+    /// Dreams stepped together for the throughput figure.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_dreams: usize,
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +54,7 @@ pub struct EnvBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Envs(args) => bench_envs(&args),
+        BenchCommand::Model(args) => bench_model(&args),
     }
 }
 
@@ -52,6 +75,29 @@ fn bench_envs(args: &EnvBenchArgs) -> anyhow::Result<()> {
         let single = steps_per_second(kind, duration, 0)?;
         let parallel = parallel_steps_per_second(kind, duration, threads)?;
         println!("{:<12} {:>16.0} {:>22.0}", kind.name(), single, parallel);
+    }
+    Ok(())
+}
+
+fn bench_model(args: &ModelBenchArgs) -> anyhow::Result<()> {
+    if args.train_steps == 0 || args.dream_steps == 0 || args.batch_dreams == 0 {
+        anyhow::bail!("--train-steps, --dream-steps and --batch-dreams must be at least 1");
+    }
+    let selection = crate::model::backend::select(args.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("note: {note}");
+    }
+    let kinds: Vec<EnvKind> = args.env.map_or_else(|| EnvKind::ALL.to_vec(), |k| vec![k]);
+    for env in kinds {
+        let config = crate::model::bench::BenchConfig {
+            env,
+            train_steps: args.train_steps,
+            dream_steps: args.dream_steps,
+            batch_dreams: args.batch_dreams,
+            ..crate::model::bench::BenchConfig::default()
+        };
+        println!("dreamplay bench model: {env}");
+        println!("{}", crate::model::bench::run(&selection.backend, &config));
     }
     Ok(())
 }

@@ -1,0 +1,390 @@
+//! The dream: M stepped like an environment in latent space, with V to see it.
+//!
+//! [`DreamBatch`] steps N dreams as one batch (what makes evolving C in the dream fast); each
+//! dream resets on its own, from a real frame (encoded by V) or from z ~ N(0, I). [`Dream`] is the
+//! single-dream, env-like view of a batch of one.
+//!
+//! Each step runs M once on the device and reads everything back in one transfer (mixture, done,
+//! reward, h, c). z is sampled on the host from a caller-seeded RNG, so a dream is deterministic
+//! under its seed on any backend (up to the backend's float differences).
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use rand::Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+
+use crate::envs::Frame;
+use crate::model::mdrnn::{MdnRnn, MdnRnnState, sample_mixture};
+use crate::model::vae::{ConvVae, frames_to_tensor, tensor_to_frames};
+
+/// What one dream step returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DreamStep {
+    /// The new latent, `[z_size]`.
+    pub z: Vec<f32>,
+    /// M's predicted reward for the step.
+    pub reward: f32,
+    /// M's done logit was > 0 (the paper's rule).
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DreamError {
+    #[error(
+        "dream step needs {expected} action values ({batch} dreams x {action_size}), got {got}"
+    )]
+    WrongActionLength {
+        expected: usize,
+        got: usize,
+        batch: usize,
+        action_size: usize,
+    },
+    #[error("action[{index}] is {value}, not a finite number")]
+    NotFinite { index: usize, value: f32 },
+    #[error("dream index {index} out of range for a batch of {batch}")]
+    BadIndex { index: usize, batch: usize },
+    #[error("reset got {frames} frames for {indices} dreams")]
+    FrameCount { frames: usize, indices: usize },
+}
+
+/// N dreams stepped together.
+#[derive(Debug, Clone)]
+pub struct DreamBatch<B: Backend> {
+    vae: ConvVae<B>,
+    rnn: MdnRnn<B>,
+    device: B::Device,
+    batch: usize,
+    /// `[batch, z_size]`: the current latents (host copy, authoritative).
+    z: Vec<f32>,
+    /// `[batch, hidden]`: h after the last step (host copy).
+    hidden: Vec<f32>,
+    /// `[batch, hidden]`: c after the last step (host copy).
+    cell: Vec<f32>,
+    /// The device state; stale when `state_dirty` (a reset changed the host copies).
+    state: MdnRnnState<B>,
+    state_dirty: bool,
+    reward: Vec<f32>,
+    done: Vec<bool>,
+    /// Steps since each dream's reset.
+    steps: Vec<u32>,
+}
+
+impl<B: Backend> DreamBatch<B> {
+    /// `batch` dreams, all at z = 0 with a zero state until reset.
+    pub fn new(vae: ConvVae<B>, rnn: MdnRnn<B>, batch: usize, device: &B::Device) -> Self {
+        assert_eq!(vae.z_size(), rnn.z_size(), "V and M must share z_size");
+        let (zs, hs) = (rnn.z_size(), rnn.hidden_size());
+        Self {
+            state: MdnRnnState::zeros(batch, hs, device),
+            vae,
+            rnn,
+            device: device.clone(),
+            batch,
+            z: vec![0.0; batch * zs],
+            hidden: vec![0.0; batch * hs],
+            cell: vec![0.0; batch * hs],
+            state_dirty: false,
+            reward: vec![0.0; batch],
+            done: vec![false; batch],
+            steps: vec![0; batch],
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+    pub fn z_size(&self) -> usize {
+        self.rnn.z_size()
+    }
+    pub fn hidden_size(&self) -> usize {
+        self.rnn.hidden_size()
+    }
+    pub fn action_size(&self) -> usize {
+        self.rnn.action_size()
+    }
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+    pub fn vae(&self) -> &ConvVae<B> {
+        &self.vae
+    }
+    pub fn mdrnn(&self) -> &MdnRnn<B> {
+        &self.rnn
+    }
+
+    /// Dream `i`'s latent, `[z_size]`.
+    pub fn z(&self, i: usize) -> &[f32] {
+        let n = self.z_size();
+        &self.z[i * n..(i + 1) * n]
+    }
+    /// Dream `i`'s LSTM h, `[hidden]`.
+    pub fn hidden(&self, i: usize) -> &[f32] {
+        let n = self.hidden_size();
+        &self.hidden[i * n..(i + 1) * n]
+    }
+    /// Dream `i`'s LSTM c, `[hidden]`.
+    pub fn cell(&self, i: usize) -> &[f32] {
+        let n = self.hidden_size();
+        &self.cell[i * n..(i + 1) * n]
+    }
+    /// The last step's predicted rewards, `[batch]`.
+    pub fn rewards(&self) -> &[f32] {
+        &self.reward
+    }
+    /// The last step's done flags, `[batch]`.
+    pub fn dones(&self) -> &[bool] {
+        &self.done
+    }
+    /// Steps since each dream's reset, `[batch]`.
+    pub fn steps(&self) -> &[u32] {
+        &self.steps
+    }
+
+    fn check_index(&self, i: usize) -> Result<(), DreamError> {
+        if i < self.batch {
+            Ok(())
+        } else {
+            Err(DreamError::BadIndex {
+                index: i,
+                batch: self.batch,
+            })
+        }
+    }
+
+    /// Sets dream `i` to latent `z` with a zero LSTM state.
+    pub fn reset_to_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
+        self.check_index(i)?;
+        let (zs, hs) = (self.z_size(), self.hidden_size());
+        assert_eq!(z.len(), zs, "reset_to_z needs a z of z_size");
+        self.z[i * zs..(i + 1) * zs].copy_from_slice(z);
+        self.hidden[i * hs..(i + 1) * hs].fill(0.0);
+        self.cell[i * hs..(i + 1) * hs].fill(0.0);
+        self.reward[i] = 0.0;
+        self.done[i] = false;
+        self.steps[i] = 0;
+        self.state_dirty = true;
+        Ok(())
+    }
+
+    /// Resets dream `i` to z ~ N(0, I).
+    pub fn reset_random<R: Rng + ?Sized>(
+        &mut self,
+        i: usize,
+        rng: &mut R,
+    ) -> Result<(), DreamError> {
+        let z: Vec<f32> = (0..self.z_size())
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        self.reset_to_z(i, &z)
+    }
+
+    /// Resets every dream to z ~ N(0, I).
+    pub fn reset_all_random<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        for i in 0..self.batch {
+            self.reset_random(i, rng).expect("index in range");
+        }
+    }
+
+    /// Forks dreams `indices` from real frames (one per index), encoded by V in one batch:
+    /// z = mu, or z = mu + sigma * eps when `rng` is given.
+    pub fn reset_from_frames<R: Rng + ?Sized>(
+        &mut self,
+        indices: &[usize],
+        frames: &[&Frame],
+        rng: Option<&mut R>,
+    ) -> Result<(), DreamError> {
+        if frames.len() != indices.len() {
+            return Err(DreamError::FrameCount {
+                frames: frames.len(),
+                indices: indices.len(),
+            });
+        }
+        for &i in indices {
+            self.check_index(i)?;
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let zs = self.z_size();
+        let (mu, logvar) = self.vae.encode(frames_to_tensor::<B>(frames, &self.device));
+        let mu = read_f32(mu);
+        let zs_all: Vec<f32> = match rng {
+            None => mu,
+            Some(rng) => {
+                let logvar = read_f32(logvar);
+                mu.iter()
+                    .zip(&logvar)
+                    .map(|(m, lv)| {
+                        let eps: f32 = StandardNormal.sample(rng);
+                        m + (0.5 * lv).exp() * eps
+                    })
+                    .collect()
+            }
+        };
+        for (k, &i) in indices.iter().enumerate() {
+            self.reset_to_z(i, &zs_all[k * zs..(k + 1) * zs])?;
+        }
+        Ok(())
+    }
+
+    /// Steps every dream with `actions` (`[batch, action_size]`, row-major) at temperature `tau`.
+    /// Afterwards [`z`](Self::z), [`hidden`](Self::hidden), [`cell`](Self::cell),
+    /// [`rewards`](Self::rewards) and [`dones`](Self::dones) hold the new values.
+    pub fn step<R: Rng + ?Sized>(
+        &mut self,
+        actions: &[f32],
+        tau: f32,
+        rng: &mut R,
+    ) -> Result<(), DreamError> {
+        let (n, zs, hs, a) = (
+            self.batch,
+            self.z_size(),
+            self.hidden_size(),
+            self.action_size(),
+        );
+        if actions.len() != n * a {
+            return Err(DreamError::WrongActionLength {
+                expected: n * a,
+                got: actions.len(),
+                batch: n,
+                action_size: a,
+            });
+        }
+        if let Some((index, &value)) = actions.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(DreamError::NotFinite { index, value });
+        }
+        if self.state_dirty {
+            self.state = MdnRnnState {
+                hidden: Tensor::from_data(
+                    TensorData::new(self.hidden.clone(), [n, hs]),
+                    &self.device,
+                ),
+                cell: Tensor::from_data(TensorData::new(self.cell.clone(), [n, hs]), &self.device),
+            };
+            self.state_dirty = false;
+        }
+        let z = Tensor::from_data(TensorData::new(self.z.clone(), [n, zs]), &self.device);
+        let action = Tensor::from_data(TensorData::new(actions.to_vec(), [n, a]), &self.device);
+        let (packed, state) = self.rnn.step_packed(z, action, self.state.clone());
+        self.state = state;
+        let packed = read_f32(packed);
+
+        let k = self.rnn.n_gaussians();
+        let zk = zs * k;
+        let row = 3 * zk + 2 + 2 * hs;
+        for i in 0..n {
+            let r = &packed[i * row..(i + 1) * row];
+            let (logmix, rest) = r.split_at(zk);
+            let (mu, rest) = rest.split_at(zk);
+            let (logsigma, rest) = rest.split_at(zk);
+            for d in 0..zs {
+                let s = d * k..(d + 1) * k;
+                self.z[i * zs + d] =
+                    sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
+            }
+            self.done[i] = rest[0] > 0.0;
+            self.reward[i] = rest[1];
+            self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);
+            self.cell[i * hs..(i + 1) * hs].copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
+            self.steps[i] += 1;
+        }
+        Ok(())
+    }
+
+    /// Decodes dream `i`'s current z to an RGB frame.
+    pub fn frame(&self, i: usize) -> Frame {
+        let zs = self.z_size();
+        let z = Tensor::from_data(TensorData::new(self.z(i).to_vec(), [1, zs]), &self.device);
+        tensor_to_frames(self.vae.decode(z)).remove(0)
+    }
+
+    /// Decodes every dream's current z, in one batch.
+    pub fn frames(&self) -> Vec<Frame> {
+        let z = Tensor::from_data(
+            TensorData::new(self.z.clone(), [self.batch, self.z_size()]),
+            &self.device,
+        );
+        tensor_to_frames(self.vae.decode(z))
+    }
+}
+
+/// One dream with an env-like API: reset, step, look.
+#[derive(Debug, Clone)]
+pub struct Dream<B: Backend> {
+    inner: DreamBatch<B>,
+}
+
+impl<B: Backend> Dream<B> {
+    pub fn new(vae: ConvVae<B>, rnn: MdnRnn<B>, device: &B::Device) -> Self {
+        Self {
+            inner: DreamBatch::new(vae, rnn, 1, device),
+        }
+    }
+
+    /// Forks the dream from a real frame: z = V's mu for it, h = c = 0.
+    pub fn reset_from_frame(&mut self, obs: &Frame) {
+        self.inner
+            .reset_from_frames::<rand_chacha::ChaCha8Rng>(&[0], &[obs], None)
+            .expect("one frame for dream 0");
+    }
+
+    /// Forks the dream from a real frame with z sampled from V's posterior.
+    pub fn reset_from_frame_sampled<R: Rng + ?Sized>(&mut self, obs: &Frame, rng: &mut R) {
+        self.inner
+            .reset_from_frames(&[0], &[obs], Some(rng))
+            .expect("one frame for dream 0");
+    }
+
+    /// Starts the dream from z ~ N(0, I), h = c = 0.
+    pub fn reset_random<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        self.inner.reset_random(0, rng).expect("dream 0 exists");
+    }
+
+    /// Sets z directly (the latent explorer), h = c = 0.
+    pub fn reset_to_z(&mut self, z: &[f32]) {
+        self.inner.reset_to_z(0, z).expect("dream 0 exists");
+    }
+
+    /// One step of M at temperature `tau`.
+    pub fn step<R: Rng + ?Sized>(
+        &mut self,
+        action: &[f32],
+        tau: f32,
+        rng: &mut R,
+    ) -> Result<DreamStep, DreamError> {
+        self.inner.step(action, tau, rng)?;
+        Ok(DreamStep {
+            z: self.inner.z(0).to_vec(),
+            reward: self.inner.rewards()[0],
+            done: self.inner.dones()[0],
+        })
+    }
+
+    /// The current z decoded by V.
+    pub fn frame(&self) -> Frame {
+        self.inner.frame(0)
+    }
+
+    pub fn z(&self) -> &[f32] {
+        self.inner.z(0)
+    }
+    pub fn hidden(&self) -> &[f32] {
+        self.inner.hidden(0)
+    }
+    pub fn cell(&self) -> &[f32] {
+        self.inner.cell(0)
+    }
+    pub fn elapsed_steps(&self) -> u32 {
+        self.inner.steps()[0]
+    }
+    pub fn batch(&self) -> &DreamBatch<B> {
+        &self.inner
+    }
+}
+
+fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 tensor data")
+}

@@ -1,0 +1,254 @@
+//! Timings for `dreamplay bench model`: V training throughput, dream latency and batched dream
+//! throughput. Use an optimised build; the first wgpu run includes shader compilation and autotune
+//! (the warm-up steps absorb most of it).
+
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::backend::SelectedBackend;
+use super::bundle::ModelSpec;
+use super::vae::vae_loss;
+use crate::dream::{Dream, DreamBatch};
+use crate::envs::EnvKind;
+
+/// How much to run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    pub env: EnvKind,
+    /// Timed V training steps at batch 32.
+    pub train_steps: usize,
+    /// Timed dream steps at batch 1.
+    pub dream_steps: usize,
+    /// Dreams stepped together for the throughput figure.
+    pub batch_dreams: usize,
+    /// Timed steps of the big batch.
+    pub batch_steps: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            env: EnvKind::CarRacing,
+            train_steps: 5,
+            dream_steps: 100,
+            batch_dreams: 1024,
+            batch_steps: 20,
+        }
+    }
+}
+
+/// The figures.
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    pub backend: String,
+    /// V training images per second at batch 32.
+    pub vae_train_img_per_s: f64,
+    /// Milliseconds for one M step + one V decode at batch 1.
+    pub dream_step_ms: f64,
+    /// Milliseconds for one M step alone at batch 1 (no decode).
+    pub m_step_ms: f64,
+    /// Dream steps per second (M only, no decode) at `batch_dreams`.
+    pub batched_steps_per_s: f64,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "backend: {}", self.backend)?;
+        writeln!(
+            f,
+            "V training, batch 32:           {:8.1} img/s",
+            self.vae_train_img_per_s
+        )?;
+        writeln!(
+            f,
+            "dream step, batch 1 (M + V):    {:8.2} ms",
+            self.dream_step_ms
+        )?;
+        writeln!(
+            f,
+            "M step alone, batch 1:          {:8.2} ms",
+            self.m_step_ms
+        )?;
+        write!(
+            f,
+            "batched dream (M only):         {:8.0} dream-steps/s",
+            self.batched_steps_per_s
+        )
+    }
+}
+
+/// Runs every timing on `selected` (V training runs under `Autodiff` of the same backend).
+pub fn run(selected: &SelectedBackend, config: &BenchConfig) -> BenchReport {
+    let mut report = crate::with_backend!(selected, |Bk, device| run_on::<Bk>(&device, config));
+    report.backend = selected.describe();
+    report
+}
+
+/// Every timing on backend `B`.
+pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchReport {
+    let spec = ModelSpec::paper(config.env);
+    B::seed(device, 0);
+    let vae_train_img_per_s = bench_vae_training::<B>(device, &spec, config.train_steps);
+    let (dream_step_ms, m_step_ms) = bench_dream_latency::<B>(device, &spec, config.dream_steps);
+    let batched_steps_per_s =
+        bench_batched_dream::<B>(device, &spec, config.batch_dreams, config.batch_steps);
+    BenchReport {
+        backend: String::new(),
+        vae_train_img_per_s,
+        dream_step_ms,
+        m_step_ms,
+        batched_steps_per_s,
+    }
+}
+
+/// V training images/s at batch 32 (Adam, the paper's loss), after one warm-up step.
+pub fn bench_vae_training<B: Backend>(device: &B::Device, spec: &ModelSpec, steps: usize) -> f64 {
+    const BATCH: usize = 32;
+    let mut model = spec.vae_config().init::<Autodiff<B>>(device);
+    let mut optim = AdamConfig::new().init();
+    let x = Tensor::<Autodiff<B>, 4>::random(
+        [BATCH, 3, 64, 64],
+        Distribution::Uniform(0.0, 1.0),
+        device,
+    );
+    let mut start = Instant::now();
+    for step in 0..=steps {
+        if step == 1 {
+            start = Instant::now();
+        }
+        let out = model.forward(x.clone());
+        let (loss, _, _) = vae_loss(out.recon, x.clone(), out.mu, out.logvar, 0.5);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model, grads);
+        let _ = loss.into_scalar(); // sync
+    }
+    (steps * BATCH) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (ms per dream step with decode, ms per M step alone) at batch 1, after warm-up.
+pub fn bench_dream_latency<B: Backend>(
+    device: &B::Device,
+    spec: &ModelSpec,
+    steps: usize,
+) -> (f64, f64) {
+    let mut dream = Dream::new(
+        spec.vae_config().init::<B>(device),
+        spec.mdrnn_config().init::<B>(device),
+        device,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    dream.reset_random(&mut rng);
+    let action = vec![0.0f32; spec.action_size];
+    for _ in 0..5 {
+        dream.step(&action, 1.0, &mut rng).expect("valid action");
+        let _ = dream.frame();
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        dream.step(&action, 1.0, &mut rng).expect("valid action");
+        let _ = dream.frame();
+    }
+    let with_decode = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let start = Instant::now();
+    for _ in 0..steps {
+        dream.step(&action, 1.0, &mut rng).expect("valid action");
+    }
+    let m_only = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    (with_decode, m_only)
+}
+
+/// Dream steps per second (M step + host sampling, no decode) with `batch` dreams stepped together.
+pub fn bench_batched_dream<B: Backend>(
+    device: &B::Device,
+    spec: &ModelSpec,
+    batch: usize,
+    steps: usize,
+) -> f64 {
+    let mut dreams = DreamBatch::new(
+        spec.vae_config().init::<B>(device),
+        spec.mdrnn_config().init::<B>(device),
+        batch,
+        device,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    dreams.reset_all_random(&mut rng);
+    let actions = vec![0.0f32; batch * spec.action_size];
+    for _ in 0..2 {
+        dreams.step(&actions, 1.0, &mut rng).expect("valid actions");
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        dreams.step(&actions, 1.0, &mut rng).expect("valid actions");
+    }
+    (batch * steps) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (ms per decode with dec1 as a matmul, ms with dec1 as a transposed conv) at `batch`.
+pub fn bench_decode_forms<B: Backend>(
+    device: &B::Device,
+    spec: &ModelSpec,
+    batch: usize,
+    reps: usize,
+) -> (f64, f64) {
+    let vae = spec.vae_config().init::<B>(device);
+    let z = Tensor::<B, 2>::random([batch, spec.z_size], Distribution::Normal(0.0, 1.0), device);
+    let time = |f: &dyn Fn() -> Tensor<B, 4>| {
+        for _ in 0..3 {
+            let _ = f().into_data();
+        }
+        let start = Instant::now();
+        for _ in 0..reps {
+            let _ = f().into_data();
+        }
+        start.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let fast = time(&|| vae.decode(z.clone()));
+    let reference = time(&|| vae.decode_reference(z.clone()));
+    (fast, reference)
+}
+
+/// (ms per step of our LSTM (per-gate Linears, one bias), ms per step of `burn::nn::Lstm`) at `batch`, same sizes,
+/// as M's per-step cost in the dream (no heads).
+pub fn bench_lstm_forms<B: Backend>(
+    device: &B::Device,
+    spec: &ModelSpec,
+    batch: usize,
+    reps: usize,
+) -> (f64, f64) {
+    use super::mdrnn::MdnRnnState;
+    use burn::nn::LstmConfig;
+    let d_in = spec.z_size + spec.action_size;
+    let ours = spec.mdrnn_config().init::<B>(device);
+    let theirs = LstmConfig::new(d_in, spec.hidden_size, true).init::<B>(device);
+    let z = Tensor::<B, 2>::random([batch, spec.z_size], Distribution::Normal(0.0, 1.0), device);
+    let a = Tensor::<B, 2>::zeros([batch, spec.action_size], device);
+    let x3 = Tensor::cat(vec![z.clone(), a.clone()], 1).reshape([batch, 1, d_in]);
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..3 {
+            f();
+        }
+        let start = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let mut state = MdnRnnState::zeros(batch, spec.hidden_size, device);
+    let fused = time(&mut || {
+        state = ours.lstm_step(z.clone(), a.clone(), state.clone());
+        let _ = state.hidden.clone().into_data();
+    });
+    let mut lstm_state = None;
+    let burn_lstm = time(&mut || {
+        let (_, s) = theirs.forward(x3.clone(), lstm_state.take());
+        let _ = s.hidden.clone().into_data();
+        lstm_state = Some(s);
+    });
+    (fused, burn_lstm)
+}

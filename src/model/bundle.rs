@@ -1,0 +1,784 @@
+//! The model file: one self-describing file per env holding V, M and C.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! magic       8 bytes  "DPWMODEL"
+//! version     u32      FORMAT_VERSION
+//! header_len  u32
+//! header      JSON     BundleHeader: env, sizes, precision, provenance, and per part its
+//!                      tensor shapes, byte offset (from the end of the header), length, checksum
+//! parts       bytes    each tensor's values in module visit order, f16 or f32
+//! ```
+//! Each part is optional, so training can save V before M exists. Weights are plain values, not
+//! backend records, so a file written on one backend loads on any other. Every failure (missing,
+//! truncated, corrupt, mismatched) is a [`BundleError`] naming the file; nothing here panics on
+//! bad input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use serde::{Deserialize, Serialize};
+
+use super::controller::{Controller, ControllerKind};
+use super::mdrnn::{MdnRnn, MdnRnnConfig};
+use super::vae::{ConvVae, ConvVaeConfig};
+use crate::envs::EnvKind;
+
+/// The bundle's format version; bump on any layout change.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"DPWMODEL";
+/// Magic + version + header length.
+const PREAMBLE: usize = 16;
+
+/// The file a trained world model for `env` lives in, under `models_dir` (usually `models/`).
+pub fn default_path(models_dir: &Path, env: EnvKind) -> PathBuf {
+    models_dir.join(env.name()).join("world-model.bin")
+}
+
+/// The sizes that fix every tensor shape of V, M and C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub env: EnvKind,
+    pub z_size: usize,
+    pub action_size: usize,
+    pub hidden_size: usize,
+    pub n_gaussians: usize,
+    /// See [`MdnRnnConfig::recurrent_bias`].
+    pub recurrent_bias: bool,
+}
+
+impl ModelSpec {
+    /// The paper's sizes: CarRacing z 32, action 3, LSTM 256; Doom z 64, action 1, LSTM 512
+    /// (with the second LSTM bias vector that the paper's Doom parameter count implies).
+    pub fn paper(env: EnvKind) -> Self {
+        match env {
+            EnvKind::CarRacing => Self {
+                env,
+                z_size: 32,
+                action_size: 3,
+                hidden_size: 256,
+                n_gaussians: 5,
+                recurrent_bias: false,
+            },
+            EnvKind::TakeCover => Self {
+                env,
+                z_size: 64,
+                action_size: 1,
+                hidden_size: 512,
+                n_gaussians: 5,
+                recurrent_bias: true,
+            },
+        }
+    }
+
+    pub fn vae_config(&self) -> ConvVaeConfig {
+        ConvVaeConfig::new(self.z_size)
+    }
+
+    pub fn mdrnn_config(&self) -> MdnRnnConfig {
+        MdnRnnConfig::new(self.z_size, self.action_size, self.hidden_size)
+            .with_n_gaussians(self.n_gaussians)
+            .with_recurrent_bias(self.recurrent_bias)
+    }
+
+    /// A zero controller of the paper's form for this env.
+    pub fn controller(&self) -> Controller {
+        Controller::new(
+            ControllerKind::from(self.env),
+            self.z_size,
+            self.hidden_size,
+        )
+    }
+}
+
+/// How weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F16,
+    F32,
+}
+
+impl Precision {
+    fn bytes(self) -> usize {
+        match self {
+            Precision::F16 => 2,
+            Precision::F32 => 4,
+        }
+    }
+}
+
+/// How one part was trained. Every field is optional; training fills what it knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    /// Samples trained on (frames for V, sequences for M, rollouts for C).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Final loss values by name, e.g. `"recon"`, `"kl"`, `"mdn"`, or `"fitness"` for C.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_losses: BTreeMap<String, f64>,
+    /// When training ended, ISO 8601 / RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// Training provenance per part.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<TrainingInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdrnn: Option<TrainingInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<TrainingInfo>,
+}
+
+/// Parameters on the host: each tensor's shape and values, in module visit order.
+pub type HostTensors = Vec<(Vec<usize>, Vec<f32>)>;
+
+/// The three parts of a world model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Vae,
+    Mdrnn,
+    Controller,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Vae => "V (vae)",
+            Part::Mdrnn => "M (mdrnn)",
+            Part::Controller => "C (controller)",
+        })
+    }
+}
+
+/// Where one part's bytes are and what they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartEntry {
+    pub part: Part,
+    pub precision: Precision,
+    /// Every tensor's shape, in module visit order.
+    pub shapes: Vec<Vec<usize>>,
+    /// Byte offset from the end of the header.
+    pub offset: u64,
+    pub len: u64,
+    /// FNV-1a 64 of the part's bytes, as 16 hex digits.
+    pub checksum: String,
+}
+
+/// The JSON header. Readable without loading any weights: see [`read_header`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    pub format_version: u32,
+    pub spec: ModelSpec,
+    #[serde(default)]
+    pub provenance: Provenance,
+    pub parts: Vec<PartEntry>,
+}
+
+impl BundleHeader {
+    pub fn has(&self, part: Part) -> bool {
+        self.parts.iter().any(|p| p.part == part)
+    }
+}
+
+/// A world model in memory. Parts are optional: a bundle may hold V alone, or V and M.
+#[derive(Debug, Clone)]
+pub struct WorldModel<B: Backend> {
+    pub spec: ModelSpec,
+    pub provenance: Provenance,
+    pub vae: Option<ConvVae<B>>,
+    pub mdrnn: Option<MdnRnn<B>>,
+    pub controller: Option<Controller>,
+}
+
+impl<B: Backend> WorldModel<B> {
+    /// Fresh, randomly initialised V and M, and a zero C, of `spec`'s sizes.
+    pub fn init(spec: ModelSpec, device: &B::Device) -> Self {
+        Self {
+            spec,
+            provenance: Provenance::default(),
+            vae: Some(spec.vae_config().init(device)),
+            mdrnn: Some(spec.mdrnn_config().init(device)),
+            controller: Some(spec.controller()),
+        }
+    }
+
+    /// An empty model (no parts) of `spec`'s sizes.
+    pub fn empty(spec: ModelSpec) -> Self {
+        Self {
+            spec,
+            provenance: Provenance::default(),
+            vae: None,
+            mdrnn: None,
+            controller: None,
+        }
+    }
+}
+
+/// What went wrong with a model file. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("model file {path} not found (expected a {expected} world-model bundle)")]
+    NotFound { path: PathBuf, expected: String },
+    #[error("cannot read model file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write model file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a dreamplay world-model bundle: expected it to start with {expected:?}, found {found:?}"
+    )]
+    NotABundle {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "model file {path} is truncated: expected at least {expected} bytes ({what}), found {found}"
+    )]
+    Truncated {
+        path: PathBuf,
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "model file {path} has format version {found}, expected {expected}; re-train or convert it"
+    )]
+    Version {
+        path: PathBuf,
+        expected: u32,
+        found: u32,
+    },
+    #[error("model file {path} has an unreadable header: {reason}")]
+    Header { path: PathBuf, reason: String },
+    #[error("model file {path} does not match: expected {field} {expected}, found {found}")]
+    Mismatch {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    #[error("model file {path} is corrupt in {part}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        part: Part,
+        reason: String,
+    },
+    #[error("model file {path} has no {part} yet (it holds: {present}); train it first")]
+    MissingPart {
+        path: PathBuf,
+        part: Part,
+        present: String,
+    },
+}
+
+/// What the caller expects of a file; `None` fields are not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub env: Option<EnvKind>,
+    pub z_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub action_size: Option<usize>,
+}
+
+impl Expect {
+    /// Expect exactly this spec's env and sizes.
+    pub fn spec(spec: &ModelSpec) -> Self {
+        Self {
+            env: Some(spec.env),
+            z_size: Some(spec.z_size),
+            hidden_size: Some(spec.hidden_size),
+            action_size: Some(spec.action_size),
+        }
+    }
+
+    /// Expect this env, any sizes.
+    pub fn env(env: EnvKind) -> Self {
+        Self {
+            env: Some(env),
+            ..Self::default()
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.env
+            .map(|e| e.name().to_string())
+            .unwrap_or_else(|| "dreamplay".to_string())
+    }
+
+    fn check(&self, path: &Path, spec: &ModelSpec) -> Result<(), BundleError> {
+        let mismatch = |field: &str, expected: String, found: String| BundleError::Mismatch {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            expected,
+            found,
+        };
+        if let Some(env) = self.env
+            && env != spec.env
+        {
+            return Err(mismatch("env", env.name().into(), spec.env.name().into()));
+        }
+        let sizes = [
+            ("z size", self.z_size, spec.z_size),
+            ("hidden size", self.hidden_size, spec.hidden_size),
+            ("action size", self.action_size, spec.action_size),
+        ];
+        for (field, expected, found) in sizes {
+            if let Some(expected) = expected
+                && expected != found
+            {
+                return Err(mismatch(field, expected.to_string(), found.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `model` to `path` (creating parent directories), V and M in `precision`, C always in f32.
+pub fn save<B: Backend>(
+    model: &WorldModel<B>,
+    path: &Path,
+    precision: Precision,
+) -> Result<(), BundleError> {
+    let bytes = to_bytes(model, precision);
+    let write_err = |source| BundleError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    // Write then rename, so a crash never leaves a half-written model under the real name.
+    let tmp = path.with_extension("bin.partial");
+    std::fs::write(&tmp, &bytes).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
+}
+
+/// The bundle as bytes (what [`save`] writes).
+pub fn to_bytes<B: Backend>(model: &WorldModel<B>, precision: Precision) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut parts = Vec::new();
+    let mut push = |part: Part, precision: Precision, tensors: HostTensors| {
+        let offset = body.len() as u64;
+        let start = body.len();
+        for (_, values) in &tensors {
+            encode_values(values, precision, &mut body);
+        }
+        parts.push(PartEntry {
+            part,
+            precision,
+            shapes: tensors.into_iter().map(|(s, _)| s).collect(),
+            offset,
+            len: (body.len() - start) as u64,
+            checksum: format!("{:016x}", fnv1a(&body[start..])),
+        });
+    };
+    if let Some(vae) = &model.vae {
+        push(Part::Vae, precision, collect_params(vae));
+    }
+    if let Some(rnn) = &model.mdrnn {
+        push(Part::Mdrnn, precision, collect_params(rnn));
+    }
+    if let Some(c) = &model.controller {
+        push(
+            Part::Controller,
+            Precision::F32,
+            vec![(vec![c.param_count()], c.params().to_vec())],
+        );
+    }
+    let header = BundleHeader {
+        format_version: FORMAT_VERSION,
+        spec: model.spec,
+        provenance: model.provenance.clone(),
+        parts,
+    };
+    let json = serde_json::to_vec_pretty(&header).expect("a BundleHeader always serialises");
+    let mut out = Vec::with_capacity(PREAMBLE + json.len() + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads only the header of the file at `path` (cheap: no weights are decoded).
+pub fn read_header(path: &Path) -> Result<BundleHeader, BundleError> {
+    let bytes = read_file(path, &Expect::default())?;
+    parse_header(path, &bytes).map(|(h, _)| h)
+}
+
+/// Loads every part present in the file at `path` onto `device`, after checking it against
+/// `expect`. Missing parts are `None`; use [`load_vae`] / [`load_mdrnn`] to require one.
+pub fn load<B: Backend>(
+    path: &Path,
+    expect: &Expect,
+    device: &B::Device,
+) -> Result<WorldModel<B>, BundleError> {
+    let bytes = read_file(path, expect)?;
+    from_bytes(path, &bytes, expect, device)
+}
+
+/// Loads V alone; an error if the file has none.
+pub fn load_vae<B: Backend>(
+    path: &Path,
+    expect: &Expect,
+    device: &B::Device,
+) -> Result<ConvVae<B>, BundleError> {
+    let model = load::<B>(path, expect, device)?;
+    let present = present_parts(&model);
+    model.vae.ok_or_else(|| BundleError::MissingPart {
+        path: path.to_path_buf(),
+        part: Part::Vae,
+        present,
+    })
+}
+
+/// Loads M alone; an error if the file has none.
+pub fn load_mdrnn<B: Backend>(
+    path: &Path,
+    expect: &Expect,
+    device: &B::Device,
+) -> Result<MdnRnn<B>, BundleError> {
+    let model = load::<B>(path, expect, device)?;
+    let present = present_parts(&model);
+    model.mdrnn.ok_or_else(|| BundleError::MissingPart {
+        path: path.to_path_buf(),
+        part: Part::Mdrnn,
+        present,
+    })
+}
+
+fn present_parts<B: Backend>(model: &WorldModel<B>) -> String {
+    let mut names = Vec::new();
+    if model.vae.is_some() {
+        names.push("V");
+    }
+    if model.mdrnn.is_some() {
+        names.push("M");
+    }
+    if model.controller.is_some() {
+        names.push("C");
+    }
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn read_file(path: &Path, expect: &Expect) -> Result<Vec<u8>, BundleError> {
+    std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            BundleError::NotFound {
+                path: path.to_path_buf(),
+                expected: expect.describe(),
+            }
+        } else {
+            BundleError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Parses and checks the header; returns it and the body (the bytes after it).
+fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(BundleHeader, &'a [u8]), BundleError> {
+    let p = || path.to_path_buf();
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        let n = bytes.len().min(MAGIC.len());
+        return Err(BundleError::NotABundle {
+            path: p(),
+            expected: String::from_utf8_lossy(MAGIC).into_owned(),
+            found: String::from_utf8_lossy(&bytes[..n]).into_owned(),
+        });
+    }
+    if bytes.len() < PREAMBLE {
+        return Err(BundleError::Truncated {
+            path: p(),
+            what: "the preamble".into(),
+            expected: PREAMBLE as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(BundleError::Version {
+            path: p(),
+            expected: FORMAT_VERSION,
+            found: version,
+        });
+    }
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let header_end = PREAMBLE + header_len;
+    if bytes.len() < header_end {
+        return Err(BundleError::Truncated {
+            path: p(),
+            what: "the header".into(),
+            expected: header_end as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let header: BundleHeader =
+        serde_json::from_slice(&bytes[PREAMBLE..header_end]).map_err(|e| BundleError::Header {
+            path: p(),
+            reason: e.to_string(),
+        })?;
+    if header.format_version != FORMAT_VERSION {
+        return Err(BundleError::Version {
+            path: p(),
+            expected: FORMAT_VERSION,
+            found: header.format_version,
+        });
+    }
+    let body = &bytes[header_end..];
+    let needed = header
+        .parts
+        .iter()
+        .map(|e| e.offset.saturating_add(e.len))
+        .max()
+        .unwrap_or(0);
+    if (body.len() as u64) < needed {
+        return Err(BundleError::Truncated {
+            path: p(),
+            what: "the weights the header lists".into(),
+            expected: header_end as u64 + needed,
+            found: bytes.len() as u64,
+        });
+    }
+    Ok((header, body))
+}
+
+/// Loads a bundle from bytes; `path` only names it in errors.
+pub fn from_bytes<B: Backend>(
+    path: &Path,
+    bytes: &[u8],
+    expect: &Expect,
+    device: &B::Device,
+) -> Result<WorldModel<B>, BundleError> {
+    let (header, body) = parse_header(path, bytes)?;
+    let spec = header.spec;
+    expect.check(path, &spec)?;
+    let mut model = WorldModel::<B>::empty(spec);
+    model.provenance = header.provenance.clone();
+    for entry in &header.parts {
+        let tensors = decode_part(path, entry, body)?;
+        match entry.part {
+            Part::Vae => {
+                model.vae = Some(load_params(
+                    path,
+                    Part::Vae,
+                    spec.vae_config().init(device),
+                    tensors,
+                )?)
+            }
+            Part::Mdrnn => {
+                model.mdrnn = Some(load_params(
+                    path,
+                    Part::Mdrnn,
+                    spec.mdrnn_config().init(device),
+                    tensors,
+                )?)
+            }
+            Part::Controller => {
+                let mut c = spec.controller();
+                let Some((_, values)) = tensors.into_iter().next() else {
+                    return Err(corrupt(
+                        path,
+                        Part::Controller,
+                        "no parameter vector".into(),
+                    ));
+                };
+                c.set_params(&values)
+                    .map_err(|e| corrupt(path, Part::Controller, e.to_string()))?;
+                model.controller = Some(c);
+            }
+        }
+    }
+    Ok(model)
+}
+
+fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
+    BundleError::Corrupt {
+        path: path.to_path_buf(),
+        part,
+        reason,
+    }
+}
+
+fn decode_part(path: &Path, entry: &PartEntry, body: &[u8]) -> Result<HostTensors, BundleError> {
+    let start = entry.offset as usize;
+    let bytes = &body[start..start + entry.len as usize]; // in range: parse_header checked it
+    let found = format!("{:016x}", fnv1a(bytes));
+    if found != entry.checksum {
+        return Err(corrupt(
+            path,
+            entry.part,
+            format!(
+                "checksum mismatch: expected {}, found {found}",
+                entry.checksum
+            ),
+        ));
+    }
+    let width = entry.precision.bytes();
+    let total = entry
+        .shapes
+        .iter()
+        .try_fold(0usize, |acc, s| {
+            s.iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))?
+                .checked_add(acc)
+        })
+        .and_then(|n| n.checked_mul(width));
+    if total != Some(bytes.len()) {
+        return Err(corrupt(
+            path,
+            entry.part,
+            format!("shapes need {total:?} bytes, found {}", bytes.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(entry.shapes.len());
+    let mut offset = 0;
+    for shape in &entry.shapes {
+        let n: usize = shape.iter().product();
+        let values = decode_values(&bytes[offset..offset + n * width], entry.precision);
+        offset += n * width;
+        out.push((shape.clone(), values));
+    }
+    Ok(out)
+}
+
+fn encode_values(values: &[f32], precision: Precision, out: &mut Vec<u8>) {
+    match precision {
+        Precision::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Precision::F16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_bits().to_le_bytes())),
+    }
+}
+
+fn decode_values(bytes: &[u8], precision: Precision) -> Vec<f32> {
+    match precision {
+        Precision::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Precision::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect(),
+    }
+}
+
+/// FNV-1a, 64 bit: enough to catch corruption (not tampering).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Every float parameter's shape and values, in visit order.
+pub fn collect_params<B: Backend, M: Module<B>>(module: &M) -> HostTensors {
+    struct Collector(HostTensors);
+    impl<B: Backend> ModuleVisitor<B> for Collector {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let tensor = param.val();
+            let shape = tensor.dims().to_vec();
+            let values = tensor
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 parameter data");
+            self.0.push((shape, values));
+        }
+    }
+    let mut collector = Collector(Vec::new());
+    module.visit(&mut collector);
+    collector.0
+}
+
+/// Replaces every float parameter of `module` with `tensors` (in visit order), checking shapes.
+pub fn load_params<B: Backend, M: Module<B>>(
+    path: &Path,
+    part: Part,
+    module: M,
+    tensors: HostTensors,
+) -> Result<M, BundleError> {
+    struct Loader {
+        tensors: <HostTensors as IntoIterator>::IntoIter,
+        index: usize,
+        error: Option<String>,
+    }
+    impl<B: Backend> ModuleMapper<B> for Loader {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let index = self.index;
+            self.index += 1;
+            if self.error.is_some() {
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let expected = tensor.dims().to_vec();
+            let Some((shape, values)) = self.tensors.next() else {
+                self.error = Some(format!("tensor {index} (shape {expected:?}) is missing"));
+                return Param::from_mapped_value(id, tensor, mapper);
+            };
+            if shape != expected {
+                self.error = Some(format!(
+                    "tensor {index}: expected shape {expected:?}, found {shape:?}"
+                ));
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let require_grad = tensor.is_require_grad();
+            let mut loaded =
+                Tensor::<B, D>::from_data(TensorData::new(values, shape), &tensor.device());
+            if require_grad {
+                loaded = loaded.require_grad();
+            }
+            Param::from_mapped_value(id, loaded, mapper)
+        }
+    }
+    let n_given = tensors.len();
+    let mut loader = Loader {
+        tensors: tensors.into_iter(),
+        index: 0,
+        error: None,
+    };
+    let module = module.map(&mut loader);
+    if let Some(reason) = loader.error {
+        return Err(corrupt(path, part, reason));
+    }
+    if loader.index != n_given {
+        return Err(corrupt(
+            path,
+            part,
+            format!("expected {} tensors, found {n_given}", loader.index),
+        ));
+    }
+    Ok(module)
+}

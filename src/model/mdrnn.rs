@@ -1,0 +1,418 @@
+//! M: the MDN-RNN. An LSTM over `[z_t, a_t]` whose hidden state feeds a mixture of `n_gaussians`
+//! diagonal gaussians per z dimension (the paper's form: logmix, mu and logsigma, each
+//! `z_size * n_gaussians`), plus a "done" logit (the paper's Doom model) and a reward prediction
+//! (ctallec's addition, so that CarRacing too can train in the dream).
+//!
+//! The LSTM is written out here rather than taken from `burn::nn::Lstm`, for two reasons:
+//! - it is burn's structure (per gate, a Linear on the input and one on h; gate order i, f, g, o),
+//!   measured as fast as `burn::nn::Lstm` on flex. Fused `[d, 4 * hidden]` or stacked
+//!   `[4, d, hidden]` gate matrices were measured and were slower at batch 1,024 on flex;
+//! - it matches the TF reference's parameter count exactly (one bias vector; burn's LSTM always
+//!   has two). `recurrent_bias` adds the second vector, which reproduces the paper's Doom count.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, sigmoid, tanh};
+use rand::Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+
+/// Below this temperature, sampling is deterministic: the most likely component's mean.
+pub const MIN_TAU: f32 = 1e-6;
+
+/// The paper's weight on done = 1 in the done loss.
+pub const DONE_POS_WEIGHT: f64 = 10.0;
+
+/// M's shape. The paper: z 32, action 3, hidden 256 (CarRacing); z 64, action 1, hidden 512 (Doom).
+#[derive(Config, Debug)]
+pub struct MdnRnnConfig {
+    /// Size of z.
+    pub z_size: usize,
+    /// Size of the action.
+    pub action_size: usize,
+    /// LSTM units: 256 for CarRacing, 512 for Take Cover.
+    pub hidden_size: usize,
+    /// Gaussians per z dimension.
+    #[config(default = 5)]
+    pub n_gaussians: usize,
+    /// A second gate-bias vector on the recurrent product (the paper's Doom model has one).
+    #[config(default = false)]
+    pub recurrent_bias: bool,
+}
+
+impl MdnRnnConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MdnRnn<B> {
+        let d_in = self.z_size + self.action_size;
+        let h = self.hidden_size;
+        let gate = || LstmGate {
+            input: LinearConfig::new(d_in, h).init(device),
+            recurrent: LinearConfig::new(h, h)
+                .with_bias(self.recurrent_bias)
+                .init(device),
+        };
+        super::materialize(MdnRnn {
+            gates: [gate(), gate(), gate(), gate()],
+            mdn: LinearConfig::new(self.hidden_size, 3 * self.z_size * self.n_gaussians)
+                .init(device),
+            done: LinearConfig::new(self.hidden_size, 1).init(device),
+            reward: LinearConfig::new(self.hidden_size, 1).init(device),
+            z_size: self.z_size,
+            action_size: self.action_size,
+            hidden_size: self.hidden_size,
+            n_gaussians: self.n_gaussians,
+        })
+    }
+}
+
+/// The MDN-RNN (M).
+#[derive(Module, Debug)]
+pub struct MdnRnn<B: Backend> {
+    /// The LSTM's gates in the order input, forget, cell, output.
+    gates: [LstmGate<B>; 4],
+    /// `h -> [logmix | mu | logsigma]`, each `z_size * n_gaussians`.
+    mdn: Linear<B>,
+    done: Linear<B>,
+    reward: Linear<B>,
+    z_size: usize,
+    action_size: usize,
+    hidden_size: usize,
+    n_gaussians: usize,
+}
+
+/// One LSTM gate: `input(x) + recurrent(h)`. Only `input` has a bias unless `recurrent_bias`.
+#[derive(Module, Debug)]
+pub struct LstmGate<B: Backend> {
+    input: Linear<B>,
+    recurrent: Linear<B>,
+}
+
+/// The LSTM state, carried explicitly between steps.
+#[derive(Debug, Clone)]
+pub struct MdnRnnState<B: Backend> {
+    /// `[batch, hidden]`.
+    pub hidden: Tensor<B, 2>,
+    /// `[batch, hidden]`.
+    pub cell: Tensor<B, 2>,
+}
+
+impl<B: Backend> MdnRnnState<B> {
+    /// The reset state: zeros.
+    pub fn zeros(batch: usize, hidden_size: usize, device: &B::Device) -> Self {
+        Self {
+            hidden: Tensor::zeros([batch, hidden_size], device),
+            cell: Tensor::zeros([batch, hidden_size], device),
+        }
+    }
+}
+
+/// Mixture parameters with the z dims and components split out: `[.., z_size, n_gaussians]`.
+/// `logmix` is log-softmax normalised over the components (last dim).
+#[derive(Debug, Clone)]
+pub struct Mixture<B: Backend, const D: usize> {
+    pub logmix: Tensor<B, D>,
+    pub mu: Tensor<B, D>,
+    pub logsigma: Tensor<B, D>,
+}
+
+/// M over whole sequences (training).
+#[derive(Debug, Clone)]
+pub struct MdnRnnOutput<B: Backend> {
+    /// Each `[batch, seq, z_size, n_gaussians]`.
+    pub mixture: Mixture<B, 4>,
+    /// `[batch, seq]`.
+    pub done_logit: Tensor<B, 2>,
+    /// `[batch, seq]`.
+    pub reward: Tensor<B, 2>,
+    /// The state after the last step.
+    pub state: MdnRnnState<B>,
+}
+
+/// M for one step.
+#[derive(Debug, Clone)]
+pub struct MdnRnnStep<B: Backend> {
+    /// Each `[batch, z_size, n_gaussians]`.
+    pub mixture: Mixture<B, 3>,
+    /// `[batch]`.
+    pub done_logit: Tensor<B, 1>,
+    /// `[batch]`.
+    pub reward: Tensor<B, 1>,
+    pub state: MdnRnnState<B>,
+}
+
+impl<B: Backend> MdnRnn<B> {
+    pub fn z_size(&self) -> usize {
+        self.z_size
+    }
+    pub fn action_size(&self) -> usize {
+        self.action_size
+    }
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+    pub fn n_gaussians(&self) -> usize {
+        self.n_gaussians
+    }
+
+    /// The input's contribution to each gate, with the gate bias.
+    ///
+    /// # Shapes
+    /// - `x`: `[.., z + a]`; returns 4 x `[.., hidden]`
+    fn input_gates<const D: usize>(&self, x: Tensor<B, D>) -> [Tensor<B, D>; 4] {
+        self.gates.each_ref().map(|g| g.input.forward(x.clone()))
+    }
+
+    /// One LSTM cell update from precomputed input gates.
+    ///
+    /// # Shapes
+    /// - `input_gates`: 4 x `[batch, hidden]`; state tensors `[batch, hidden]`
+    fn cell(&self, input_gates: [Tensor<B, 2>; 4], state: MdnRnnState<B>) -> MdnRnnState<B> {
+        let [xi, xf, xg, xo] = input_gates;
+        let h = state.hidden;
+        let gate = |k: usize, x: Tensor<B, 2>| x + self.gates[k].recurrent.forward(h.clone());
+        let i = sigmoid(gate(0, xi));
+        let f = sigmoid(gate(1, xf));
+        let g = tanh(gate(2, xg));
+        let o = sigmoid(gate(3, xo));
+        let cell = f * state.cell + i * g;
+        let hidden = o * tanh(cell.clone());
+        MdnRnnState { hidden, cell }
+    }
+
+    /// Splits the MDN head's output `[.., 3 * z * k]` into a [`Mixture`] of rank `D + 1`.
+    fn mixture<const D: usize, const D2: usize>(&self, out: Tensor<B, D>) -> Mixture<B, D2> {
+        let zk = self.z_size * self.n_gaussians;
+        let mut shape: [usize; D2] = [0; D2];
+        let dims = out.dims();
+        shape[..D - 1].copy_from_slice(&dims[..D - 1]);
+        shape[D - 1] = self.z_size;
+        shape[D] = self.n_gaussians;
+        let logmix = out.clone().narrow(D - 1, 0, zk).reshape(shape);
+        let mu = out.clone().narrow(D - 1, zk, zk).reshape(shape);
+        let logsigma = out.narrow(D - 1, 2 * zk, zk).reshape(shape);
+        Mixture {
+            logmix: log_softmax(logmix, D2 - 1),
+            mu,
+            logsigma,
+        }
+    }
+
+    /// M over whole sequences, from `state` (zeros when `None`).
+    ///
+    /// # Shapes
+    /// - `z`: `[batch, seq, z_size]`, `action`: `[batch, seq, action_size]`
+    /// - see [`MdnRnnOutput`] for the outputs
+    pub fn forward(
+        &self,
+        z: Tensor<B, 3>,
+        action: Tensor<B, 3>,
+        state: Option<MdnRnnState<B>>,
+    ) -> MdnRnnOutput<B> {
+        let [batch, seq, _] = z.dims();
+        let device = z.device();
+        let x = Tensor::cat(vec![z, action], 2); // [batch, seq, z + a]
+        let h = self.hidden_size;
+        let input_gates = self.input_gates(x); // 4 x [batch, seq, h]
+        let mut state = state.unwrap_or_else(|| MdnRnnState::zeros(batch, h, &device));
+        let mut hiddens = Vec::with_capacity(seq);
+        for t in 0..seq {
+            let gates_t = input_gates
+                .each_ref()
+                .map(|g| g.clone().narrow(1, t, 1).reshape([batch, h]));
+            state = self.cell(gates_t, state);
+            hiddens.push(state.hidden.clone());
+        }
+        let h = Tensor::stack::<3>(hiddens, 1); // [batch, seq, hidden]
+        let mixture = self.mixture::<3, 4>(self.mdn.forward(h.clone()));
+        let done_logit = self.done.forward(h.clone()).reshape([batch, seq]);
+        let reward = self.reward.forward(h).reshape([batch, seq]);
+        MdnRnnOutput {
+            mixture,
+            done_logit,
+            reward,
+            state,
+        }
+    }
+
+    /// The LSTM alone for one step (no heads): the new state.
+    ///
+    /// # Shapes
+    /// - `z`: `[batch, z_size]`, `action`: `[batch, action_size]`, state `[batch, hidden]`
+    pub fn lstm_step(
+        &self,
+        z: Tensor<B, 2>,
+        action: Tensor<B, 2>,
+        state: MdnRnnState<B>,
+    ) -> MdnRnnState<B> {
+        self.cell(self.input_gates(Tensor::cat(vec![z, action], 1)), state)
+    }
+
+    /// One step of M: the distribution of z_{t+1} given z_t, a_t and the state.
+    ///
+    /// # Shapes
+    /// - `z`: `[batch, z_size]`, `action`: `[batch, action_size]`, state `[batch, hidden]`
+    /// - see [`MdnRnnStep`] for the outputs
+    pub fn step(
+        &self,
+        z: Tensor<B, 2>,
+        action: Tensor<B, 2>,
+        state: MdnRnnState<B>,
+    ) -> MdnRnnStep<B> {
+        let [batch, _] = z.dims();
+        let x = Tensor::cat(vec![z, action], 1); // [batch, z + a]
+        let state = self.cell(self.input_gates(x), state);
+        let h = state.hidden.clone();
+        let mixture = self.mixture::<2, 3>(self.mdn.forward(h.clone()));
+        let done_logit = self.done.forward(h.clone()).reshape([batch]);
+        let reward = self.reward.forward(h).reshape([batch]);
+        MdnRnnStep {
+            mixture,
+            done_logit,
+            reward,
+            state,
+        }
+    }
+
+    /// One step returning everything as one `[batch, 3 * z * k + 2 + 2 * hidden]` tensor, laid out
+    /// `[logmix (log-softmaxed) | mu | logsigma | done_logit | reward | hidden | cell]`, so that a
+    /// caller on a GPU can read it back in one transfer. Also returns the new state.
+    pub fn step_packed(
+        &self,
+        z: Tensor<B, 2>,
+        action: Tensor<B, 2>,
+        state: MdnRnnState<B>,
+    ) -> (Tensor<B, 2>, MdnRnnState<B>) {
+        let [batch, _] = z.dims();
+        let x = Tensor::cat(vec![z, action], 1);
+        let state = self.cell(self.input_gates(x), state);
+        let h = state.hidden.clone();
+        let zk = self.z_size * self.n_gaussians;
+        let out = self.mdn.forward(h.clone()); // [batch, 3zk]
+        let logmix = out
+            .clone()
+            .narrow(1, 0, zk)
+            .reshape([batch, self.z_size, self.n_gaussians]);
+        let logmix = log_softmax(logmix, 2).reshape([batch, zk]);
+        let packed = Tensor::cat(
+            vec![
+                logmix,
+                out.narrow(1, zk, 2 * zk),
+                self.done.forward(h.clone()),
+                self.reward.forward(h),
+                state.hidden.clone(),
+                state.cell.clone(),
+            ],
+            1,
+        );
+        (packed, state)
+    }
+}
+
+/// The MDN negative log-likelihood of `target` under the mixture, averaged over batch, time and z
+/// dims (as the TF reference). Log-sum-exp over the components.
+///
+/// # Shapes
+/// - mixture tensors `[batch, seq, z, k]`, `target`: `[batch, seq, z]`
+pub fn mdn_loss<B: Backend>(mixture: &Mixture<B, 4>, target: Tensor<B, 3>) -> Tensor<B, 1> {
+    let target = target.unsqueeze_dim::<4>(3); // [batch, seq, z, 1]
+    let log_sqrt_two_pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let scaled = (target - mixture.mu.clone()) * mixture.logsigma.clone().neg().exp();
+    let log_prob = scaled.powi_scalar(2) * -0.5 - mixture.logsigma.clone() - log_sqrt_two_pi; // [.., k]
+    let v = mixture.logmix.clone() + log_prob;
+    let max = v.clone().max_dim(3).detach(); // [.., 1]
+    let lse = (v - max.clone()).exp().sum_dim(3).log() + max; // [batch, seq, z, 1]
+    lse.neg().mean()
+}
+
+/// Sigmoid cross-entropy on the done flag, with done = 1 weighted by `pos_weight` (the paper: 10).
+///
+/// # Shapes
+/// - `logit`, `done` (0 or 1): `[batch, seq]`
+pub fn done_loss<B: Backend>(
+    logit: Tensor<B, 2>,
+    done: Tensor<B, 2>,
+    pos_weight: f64,
+) -> Tensor<B, 1> {
+    // -log sigmoid(x) = softplus(-x) = max(-x, 0) + ln(1 + exp(-|x|)), and -log(1 - sigmoid(x)) = x + softplus(-x).
+    let softplus_neg =
+        logit.clone().neg().clamp_min(0.0) + (logit.clone().abs().neg().exp() + 1.0).log();
+    let pos = softplus_neg.clone() * done.clone() * pos_weight;
+    let neg = (softplus_neg + logit) * (done.neg() + 1.0);
+    (pos + neg).mean()
+}
+
+/// Mean squared error of the reward prediction.
+///
+/// # Shapes
+/// - `pred`, `target`: `[batch, seq]`
+pub fn reward_loss<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
+    (pred - target).powi_scalar(2).mean()
+}
+
+/// Samples one value from a 1-D mixture with temperature `tau`, exactly as the paper:
+/// the weights are `softmax(logmix / tau)` and the chosen component's sigma is scaled by
+/// `sqrt(tau)`. At `tau <= MIN_TAU` (or a non-finite tau) it returns the mean of the most likely
+/// component, with no randomness consumed.
+pub fn sample_mixture<R: Rng + ?Sized>(
+    logmix: &[f32],
+    mu: &[f32],
+    logsigma: &[f32],
+    tau: f32,
+    rng: &mut R,
+) -> f32 {
+    let k = argmax(logmix);
+    if !tau.is_finite() || tau <= MIN_TAU {
+        return mu[k];
+    }
+    let max = logmix[k];
+    let mut weights = [0.0f32; 16];
+    let mut total = 0.0f32;
+    let n = logmix.len();
+    let mut heap;
+    let w: &mut [f32] = if n <= weights.len() {
+        &mut weights[..n]
+    } else {
+        heap = vec![0.0f32; n];
+        &mut heap
+    };
+    for (wi, &l) in w.iter_mut().zip(logmix) {
+        *wi = ((l - max) / tau).exp();
+        total += *wi;
+    }
+    let mut u = rng.random::<f32>() * total;
+    let mut chosen = n - 1;
+    for (i, &wi) in w.iter().enumerate() {
+        if u < wi {
+            chosen = i;
+            break;
+        }
+        u -= wi;
+    }
+    let eps: f32 = StandardNormal.sample(rng);
+    mu[chosen] + logsigma[chosen].exp() * tau.sqrt() * eps
+}
+
+/// Samples a whole batch of z from host copies of the mixture, each laid out `[n, z, k]`.
+pub fn sample_z<R: Rng + ?Sized>(
+    logmix: &[f32],
+    mu: &[f32],
+    logsigma: &[f32],
+    n_gaussians: usize,
+    tau: f32,
+    rng: &mut R,
+) -> Vec<f32> {
+    logmix
+        .chunks_exact(n_gaussians)
+        .zip(mu.chunks_exact(n_gaussians))
+        .zip(logsigma.chunks_exact(n_gaussians))
+        .map(|((l, m), s)| sample_mixture(l, m, s, tau, rng))
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,285 @@
+//! V: the paper's convolutional VAE, 64x64x3 frames <-> a `z_size` latent.
+//!
+//! Encoder: four 4x4 stride-2 convs (32, 64, 128, 256 channels, ReLU; 64 -> 31 -> 14 -> 6 -> 2),
+//! flatten to 1024, dense to mu and logvar. Decoder: dense z -> 1024, reshape to 1x1x1024, four
+//! stride-2 transposed convs (128 k5, 64 k5, 32 k6, 3 k6; 1 -> 5 -> 13 -> 30 -> 64), ReLU between,
+//! sigmoid at the end. 4,348,547 parameters at z 32, 4,446,915 at z 64.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Distribution, TensorData};
+
+use crate::envs::{Frame, OBS_SIZE};
+
+/// Channels after the encoder's last conv times its 2x2 spatial size: the flattened code.
+pub const VAE_FLAT: usize = 1024;
+
+/// The paper's KL tolerance: the KL term is never pushed below `kl_tolerance * z_size` nats.
+pub const KL_TOLERANCE: f64 = 0.5;
+
+/// V's shape. `z_size` is 32 for CarRacing and 64 for Take Cover.
+#[derive(Config, Debug)]
+pub struct ConvVaeConfig {
+    /// Size of the latent z.
+    pub z_size: usize,
+}
+
+impl ConvVaeConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ConvVae<B> {
+        let conv = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [4, 4])
+                .with_stride([2, 2])
+                .init(device)
+        };
+        let deconv = |c_in, c_out, k| {
+            ConvTranspose2dConfig::new([c_in, c_out], [k, k])
+                .with_stride([2, 2])
+                .init(device)
+        };
+        super::materialize(ConvVae {
+            enc1: conv(3, 32),
+            enc2: conv(32, 64),
+            enc3: conv(64, 128),
+            enc4: conv(128, 256),
+            fc_mu: LinearConfig::new(VAE_FLAT, self.z_size).init(device),
+            fc_logvar: LinearConfig::new(VAE_FLAT, self.z_size).init(device),
+            dec_fc: LinearConfig::new(self.z_size, VAE_FLAT).init(device),
+            dec1: deconv(VAE_FLAT, 128, 5),
+            dec2: deconv(128, 64, 5),
+            dec3: deconv(64, 32, 6),
+            dec4: deconv(32, 3, 6),
+            z_size: self.z_size,
+        })
+    }
+}
+
+/// The convolutional VAE (V).
+#[derive(Module, Debug)]
+pub struct ConvVae<B: Backend> {
+    enc1: Conv2d<B>,
+    enc2: Conv2d<B>,
+    enc3: Conv2d<B>,
+    enc4: Conv2d<B>,
+    fc_mu: Linear<B>,
+    fc_logvar: Linear<B>,
+    dec_fc: Linear<B>,
+    dec1: ConvTranspose2d<B>,
+    dec2: ConvTranspose2d<B>,
+    dec3: ConvTranspose2d<B>,
+    dec4: ConvTranspose2d<B>,
+    z_size: usize,
+}
+
+/// What one VAE pass returns.
+#[derive(Debug, Clone)]
+pub struct VaeOutput<B: Backend> {
+    /// Reconstruction in [0, 1], `[batch, 3, 64, 64]`.
+    pub recon: Tensor<B, 4>,
+    /// `[batch, z_size]`.
+    pub mu: Tensor<B, 2>,
+    /// `[batch, z_size]`.
+    pub logvar: Tensor<B, 2>,
+    /// The sampled latent, `[batch, z_size]`.
+    pub z: Tensor<B, 2>,
+}
+
+impl<B: Backend> ConvVae<B> {
+    pub fn z_size(&self) -> usize {
+        self.z_size
+    }
+
+    /// Encodes frames to the posterior's mean and log-variance.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, 64, 64]`, values in [0, 1]
+    /// - returns `(mu, logvar)`, each `[batch, z_size]`
+    pub fn encode(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let [batch, _, _, _] = x.dims();
+        let x = relu(self.enc1.forward(x)); // [batch, 32, 31, 31]
+        let x = relu(self.enc2.forward(x)); // [batch, 64, 14, 14]
+        let x = relu(self.enc3.forward(x)); // [batch, 128, 6, 6]
+        let x = relu(self.enc4.forward(x)); // [batch, 256, 2, 2]
+        let x = x.reshape([batch, VAE_FLAT]); // [batch, 1024]
+        (self.fc_mu.forward(x.clone()), self.fc_logvar.forward(x))
+    }
+
+    /// Decodes latents to frames.
+    ///
+    /// # Shapes
+    /// - `z`: `[batch, z_size]`
+    /// - returns `[batch, 3, 64, 64]`, values in [0, 1]
+    pub fn decode(&self, z: Tensor<B, 2>) -> Tensor<B, 4> {
+        let x = self.dec_fc.forward(z); // [batch, 1024]
+        let x = relu(self.dec1_as_matmul(x)); // [batch, 128, 5, 5]
+        self.decode_tail(x)
+    }
+
+    /// [`decode`](Self::decode) with the first transposed conv run as a conv (the reference form;
+    /// slower on flex, same maths).
+    pub fn decode_reference(&self, z: Tensor<B, 2>) -> Tensor<B, 4> {
+        let [batch, _] = z.dims();
+        let x = self.dec_fc.forward(z).reshape([batch, VAE_FLAT, 1, 1]); // [batch, 1024, 1, 1]
+        let x = relu(self.dec1.forward(x)); // [batch, 128, 5, 5]
+        self.decode_tail(x)
+    }
+
+    /// The first transposed conv on its 1x1 input is a matrix product: output[o, y, x] =
+    /// sum_i in[i] * W[i, o, y, x] + b[o], so W `[1024, 128, 5, 5]` reshaped to `[1024, 3200]` is
+    /// the dense weight. Same parameters, same maths, one GEMM.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 1024]`; returns `[batch, 128, 5, 5]`
+    fn dec1_as_matmul(&self, x: Tensor<B, 2>) -> Tensor<B, 4> {
+        let [batch, _] = x.dims();
+        let [c_in, c_out, kh, kw] = self.dec1.weight.dims();
+        let w = self.dec1.weight.val().reshape([c_in, c_out * kh * kw]);
+        let y = x.matmul(w).reshape([batch, c_out, kh, kw]);
+        match &self.dec1.bias {
+            Some(bias) => y + bias.val().reshape([1, c_out, 1, 1]),
+            None => y,
+        }
+    }
+
+    /// Decoder layers 2-4 from dec1's activation `[batch, 128, 5, 5]`.
+    fn decode_tail(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = relu(self.dec2.forward(x)); // [batch, 64, 13, 13]
+        let x = relu(self.dec3.forward(x)); // [batch, 32, 30, 30]
+        sigmoid(self.dec4.forward(x)) // [batch, 3, 64, 64]
+    }
+
+    /// Host convenience: frames -> `(mu, logvar)`, each row-major `[frames.len(), z_size]`.
+    pub fn encode_frames(&self, frames: &[&Frame], device: &B::Device) -> (Vec<f32>, Vec<f32>) {
+        let (mu, logvar) = self.encode(frames_to_tensor(frames, device));
+        let read = |t: Tensor<B, 2>| {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 tensor data")
+        };
+        (read(mu), read(logvar))
+    }
+
+    /// Host convenience: latents (row-major `[n, z_size]`) -> n frames.
+    ///
+    /// # Panics
+    /// If `z.len()` is not a multiple of `z_size`.
+    pub fn decode_to_frames(&self, z: &[f32], device: &B::Device) -> Vec<Frame> {
+        assert_eq!(
+            z.len() % self.z_size,
+            0,
+            "decode_to_frames needs whole latents"
+        );
+        let n = z.len() / self.z_size;
+        let z = Tensor::from_data(TensorData::new(z.to_vec(), [n, self.z_size]), device);
+        tensor_to_frames(self.decode(z))
+    }
+
+    /// z = mu + sigma * eps with eps ~ N(0, 1) drawn by the backend, sigma = exp(logvar / 2).
+    ///
+    /// # Shapes
+    /// - `mu`, `logvar`: `[batch, z_size]`; returns `[batch, z_size]`
+    pub fn reparameterize(mu: Tensor<B, 2>, logvar: Tensor<B, 2>) -> Tensor<B, 2> {
+        let eps = Tensor::random(mu.shape(), Distribution::Normal(0.0, 1.0), &mu.device());
+        Self::reparameterize_with(mu, logvar, eps)
+    }
+
+    /// z = mu + exp(logvar / 2) * eps with a caller-supplied `eps` (deterministic under a seed).
+    pub fn reparameterize_with(
+        mu: Tensor<B, 2>,
+        logvar: Tensor<B, 2>,
+        eps: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
+        mu + (logvar * 0.5).exp() * eps
+    }
+
+    /// Encode, sample z, decode: the training pass.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, 64, 64]`; see [`VaeOutput`] for the outputs
+    pub fn forward(&self, x: Tensor<B, 4>) -> VaeOutput<B> {
+        let (mu, logvar) = self.encode(x);
+        let z = Self::reparameterize(mu.clone(), logvar.clone());
+        let recon = self.decode(z.clone());
+        VaeOutput {
+            recon,
+            mu,
+            logvar,
+            z,
+        }
+    }
+}
+
+/// The VAE loss of the TF reference, as `(total, reconstruction, kl)`, each a scalar `[1]`.
+///
+/// reconstruction = per-sample sum of squared error, averaged over the batch;
+/// kl = per-sample KL(q(z|x) || N(0, I)) clamped below at `kl_tolerance * z_size`, averaged over
+/// the batch; total = reconstruction + kl.
+///
+/// # Shapes
+/// - `recon`, `target`: `[batch, 3, 64, 64]`; `mu`, `logvar`: `[batch, z_size]`
+pub fn vae_loss<B: Backend>(
+    recon: Tensor<B, 4>,
+    target: Tensor<B, 4>,
+    mu: Tensor<B, 2>,
+    logvar: Tensor<B, 2>,
+    kl_tolerance: f64,
+) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    let [batch, z_size] = mu.dims();
+    let sq = (recon - target)
+        .powi_scalar(2)
+        .reshape([batch, 3 * 64 * 64]);
+    let recon_loss = sq.sum_dim(1).mean(); // [1]
+    // KL per sample: -0.5 * sum(1 + logvar - mu^2 - exp(logvar))
+    let kl = (logvar.clone().exp() + mu.powi_scalar(2) - logvar - 1.0).sum_dim(1) * 0.5; // [batch, 1]
+    let kl = kl.clamp_min(kl_tolerance * z_size as f64).mean(); // [1]
+    (recon_loss.clone() + kl.clone(), recon_loss, kl)
+}
+
+/// Frames (64x64 RGB) to a `[n, 3, 64, 64]` tensor in [0, 1].
+///
+/// # Panics
+/// If a frame is not `OBS_SIZE` x `OBS_SIZE` (a caller bug: envs always render 64x64).
+pub fn frames_to_tensor<B: Backend>(frames: &[&Frame], device: &B::Device) -> Tensor<B, 4> {
+    let side = OBS_SIZE as usize;
+    let plane = side * side;
+    let mut data = vec![0.0f32; frames.len() * 3 * plane];
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame.dimensions(),
+            (OBS_SIZE, OBS_SIZE),
+            "frames_to_tensor needs 64x64 frames"
+        );
+        let base = n * 3 * plane;
+        for (i, px) in frame.pixels().enumerate() {
+            for ch in 0..3 {
+                data[base + ch * plane + i] = px.0[ch] as f32 / 255.0;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [frames.len(), 3, side, side]), device)
+}
+
+/// A `[n, 3, 64, 64]` tensor in [0, 1] back to frames (rounded, clamped).
+pub fn tensor_to_frames<B: Backend>(images: Tensor<B, 4>) -> Vec<Frame> {
+    let [n, c, h, w] = images.dims();
+    assert_eq!(c, 3, "tensor_to_frames needs 3 channels");
+    let data = images
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 tensor data");
+    let plane = h * w;
+    (0..n)
+        .map(|k| {
+            let base = k * 3 * plane;
+            Frame::from_fn(w as u32, h as u32, |x, y| {
+                let i = y as usize * w + x as usize;
+                let px =
+                    |ch: usize| (data[base + ch * plane + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+                image::Rgb([px(0), px(1), px(2)])
+            })
+        })
+        .collect()
+}

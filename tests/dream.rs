@@ -1,0 +1,163 @@
+//! The dream: shapes, determinism, batching, per-dream reset, the controller reading it.
+
+use burn::prelude::*;
+use dreamplay::dream::{Dream, DreamBatch, DreamError};
+use dreamplay::envs::{EnvKind, Frame};
+use dreamplay::model::FlexBackend;
+use dreamplay::model::bundle::ModelSpec;
+use dreamplay::model::controller::Controller;
+use dreamplay::model::mdrnn::MdnRnn;
+use dreamplay::model::vae::ConvVae;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type B = FlexBackend;
+
+fn parts(env: EnvKind, hidden: usize) -> (ModelSpec, ConvVae<B>, MdnRnn<B>) {
+    let device = Default::default();
+    B::seed(&device, 3);
+    let spec = ModelSpec {
+        hidden_size: hidden,
+        ..ModelSpec::paper(env)
+    };
+    (
+        spec,
+        spec.vae_config().init(&device),
+        spec.mdrnn_config().init(&device),
+    )
+}
+
+fn frame() -> Frame {
+    Frame::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+    })
+}
+
+#[test]
+fn dream_shapes_and_env_like_api() {
+    let (spec, vae, rnn) = parts(EnvKind::CarRacing, 32);
+    let mut dream = Dream::new(vae, rnn, &Default::default());
+    dream.reset_from_frame(&frame());
+    assert_eq!(dream.z().len(), 32);
+    assert!(dream.hidden().iter().all(|&h| h == 0.0), "reset zeroes h");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let step = dream.step(&[0.1, 0.5, 0.0], 1.0, &mut rng).unwrap();
+    assert_eq!(step.z.len(), 32);
+    assert!(step.reward.is_finite());
+    assert_eq!(dream.hidden().len(), 32);
+    assert_eq!(dream.cell().len(), 32);
+    assert!(dream.hidden().iter().any(|&h| h != 0.0), "a step moves h");
+    assert_eq!(dream.elapsed_steps(), 1);
+    let f = dream.frame();
+    assert_eq!(f.dimensions(), (64, 64));
+    // The controller reads [z, h].
+    let c = spec.controller();
+    assert_eq!(c.act(dream.z(), dream.cell(), dream.hidden()).len(), 3);
+    // A wrong action is an error, not a panic.
+    assert!(matches!(
+        dream.step(&[0.0], 1.0, &mut rng),
+        Err(DreamError::WrongActionLength { .. })
+    ));
+    assert!(matches!(
+        dream.step(&[f32::NAN, 0.0, 0.0], 1.0, &mut rng),
+        Err(DreamError::NotFinite { .. })
+    ));
+    dream.reset_random(&mut rng);
+    assert_eq!(dream.elapsed_steps(), 0);
+}
+
+#[test]
+fn dream_is_deterministic_under_a_seed() {
+    let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);
+    let run = |seed: u64| {
+        let mut dream = Dream::new(vae.clone(), rnn.clone(), &Default::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        dream.reset_random(&mut rng);
+        let mut trace = Vec::new();
+        for t in 0..10 {
+            trace.push(
+                dream
+                    .step(&[(t as f32 * 0.3).sin()], 1.15, &mut rng)
+                    .unwrap(),
+            );
+        }
+        trace
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn batched_dreams_equal_single_dreams_and_reset_independently() {
+    let (spec, vae, rnn) = parts(EnvKind::CarRacing, 32);
+    let device = Default::default();
+    let n = 3;
+    let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), n, &device);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    batch.reset_all_random(&mut rng);
+    let starts: Vec<Vec<f32>> = (0..n).map(|i| batch.z(i).to_vec()).collect();
+    let actions: Vec<f32> = (0..n * 3).map(|i| ((i as f32) * 0.7).cos() * 0.5).collect();
+    // tau = 0: deterministic, so each batched dream must follow its single twin.
+    for _ in 0..5 {
+        batch.step(&actions, 0.0, &mut rng).unwrap();
+    }
+    for i in 0..n {
+        let mut single = Dream::new(vae.clone(), rnn.clone(), &device);
+        single.reset_to_z(&starts[i]);
+        for _ in 0..5 {
+            single
+                .step(&actions[i * 3..(i + 1) * 3], 0.0, &mut rng)
+                .unwrap();
+        }
+        let diff = single
+            .z()
+            .iter()
+            .zip(batch.z(i))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "dream {i}: batch and single differ by {diff}");
+        let dh = single
+            .hidden()
+            .iter()
+            .zip(batch.hidden(i))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(dh < 1e-4, "dream {i}: h differs by {dh}");
+    }
+    // Resetting dream 1 leaves dreams 0 and 2 running.
+    let before0 = batch.z(0).to_vec();
+    batch
+        .reset_from_frames(&[1], &[&frame()], Some(&mut rng))
+        .unwrap();
+    assert!(batch.hidden(1).iter().all(|&h| h == 0.0));
+    assert_eq!(batch.z(0), &before0[..]);
+    assert_eq!(batch.steps(), &[5, 0, 5]);
+    batch.step(&actions, 1.0, &mut rng).unwrap();
+    assert_eq!(batch.steps(), &[6, 1, 6]);
+    // Batch decode and single decode agree (to one 8-bit level: batch-size float differences).
+    let frames = batch.frames();
+    assert_eq!(frames.len(), n);
+    let single = batch.frame(2);
+    let max = frames[2]
+        .as_raw()
+        .iter()
+        .zip(single.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(max <= 1, "batch and single decode differ by {max} levels");
+    // The controller drives every dream from its own [z, h].
+    let mut c: Controller = spec.controller();
+    let p: Vec<f32> = (0..c.param_count())
+        .map(|_| rng.random_range(-0.1..0.1))
+        .collect();
+    c.set_params(&p).unwrap();
+    let acts: Vec<f32> = (0..n)
+        .flat_map(|i| c.act(batch.z(i), batch.cell(i), batch.hidden(i)))
+        .collect();
+    batch.step(&acts, 1.0, &mut rng).unwrap();
+    assert!(
+        batch.reset_random(n, &mut rng).is_err(),
+        "out-of-range index is an error"
+    );
+}

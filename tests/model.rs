@@ -1,0 +1,768 @@
+//! V, M, C, the model file and the backends.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::{Distribution, ElementConversion, TensorData};
+use dreamplay::envs::{EnvKind, Frame};
+use dreamplay::model::backend::{
+    self, BackendRequest, FlexBackend, FlexDevice, SelectedBackend, WgpuBackend,
+};
+use dreamplay::model::bundle::{
+    self, BundleError, Expect, ModelSpec, Part, Precision, WorldModel, collect_params,
+};
+use dreamplay::model::controller::{Controller, ControllerKind};
+use dreamplay::model::mdrnn::{self, MdnRnnConfig, MdnRnnState, Mixture, sample_mixture};
+use dreamplay::model::vae::{self, ConvVaeConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type B = FlexBackend;
+type AD = Autodiff<FlexBackend>;
+
+fn dev() -> FlexDevice {
+    FlexDevice
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dreamplay-model-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A 64x64 frame with a background colour and a coloured rectangle and disc, from `seed`.
+fn synthetic_frame(seed: u64) -> Frame {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bg = [
+        rng.random::<u8>() / 2,
+        rng.random::<u8>() / 2,
+        rng.random::<u8>() / 2,
+    ];
+    let rect_col = [rng.random::<u8>(), rng.random::<u8>(), 255];
+    let disc_col = [255, rng.random::<u8>(), rng.random::<u8>()];
+    let (rx, ry, rw, rh) = (
+        rng.random_range(0..40),
+        rng.random_range(0..40),
+        rng.random_range(8..24),
+        rng.random_range(8..24),
+    );
+    let (cx, cy, r) = (
+        rng.random_range(10..54) as f32,
+        rng.random_range(10..54) as f32,
+        rng.random_range(4..12) as f32,
+    );
+    Frame::from_fn(64, 64, |x, y| {
+        let (xf, yf) = (x as f32, y as f32);
+        if (xf - cx).powi(2) + (yf - cy).powi(2) < r * r {
+            image::Rgb(disc_col)
+        } else if x >= rx && x < rx + rw && y >= ry && y < ry + rh {
+            image::Rgb(rect_col)
+        } else {
+            image::Rgb(bg)
+        }
+    })
+}
+
+// ---------------------------------------------------------------- V
+
+#[test]
+fn vae_parameter_count_matches_the_paper() {
+    assert_eq!(
+        ConvVaeConfig::new(32).init::<B>(&dev()).num_params(),
+        4_348_547
+    );
+    assert_eq!(
+        ConvVaeConfig::new(64).init::<B>(&dev()).num_params(),
+        4_446_915
+    );
+}
+
+#[test]
+fn vae_shapes() {
+    let device = dev();
+    let vae = ConvVaeConfig::new(32).init::<B>(&device);
+    let x = Tensor::<B, 4>::random([2, 3, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
+    let (mu, logvar) = vae.encode(x.clone());
+    assert_eq!(mu.dims(), [2, 32]);
+    assert_eq!(logvar.dims(), [2, 32]);
+    let frames: Vec<Frame> = (0..2).map(synthetic_frame).collect();
+    let (mu_host, logvar_host) = vae.encode_frames(&frames.iter().collect::<Vec<_>>(), &device);
+    assert_eq!((mu_host.len(), logvar_host.len()), (64, 64));
+    assert_eq!(vae.decode_to_frames(&mu_host, &device).len(), 2);
+    let out = vae.forward(x);
+    assert_eq!(out.recon.dims(), [2, 3, 64, 64]);
+    assert_eq!(out.z.dims(), [2, 32]);
+    let recon = out.recon.into_data().to_vec::<f32>().unwrap();
+    assert!(
+        recon.iter().all(|v| (0.0..=1.0).contains(v)),
+        "sigmoid output must lie in [0, 1]"
+    );
+}
+
+#[test]
+fn decoder_matmul_form_equals_the_transposed_conv() {
+    let device = dev();
+    let vae = ConvVaeConfig::new(32).init::<B>(&device);
+    let z = Tensor::<B, 2>::random([3, 32], Distribution::Normal(0.0, 1.0), &device);
+    let diff = (vae.decode(z.clone()) - vae.decode_reference(z))
+        .abs()
+        .max()
+        .into_scalar()
+        .elem::<f32>();
+    assert!(
+        diff < 1e-5,
+        "dec1 as matmul differs from the conv by {diff}"
+    );
+}
+
+#[test]
+fn frames_round_trip_through_tensors() {
+    let frames: Vec<Frame> = (0..3).map(synthetic_frame).collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let t = vae::frames_to_tensor::<B>(&refs, &dev());
+    assert_eq!(t.dims(), [3, 3, 64, 64]);
+    assert_eq!(vae::tensor_to_frames(t), frames);
+}
+
+#[test]
+fn vae_loss_matches_a_hand_computation() {
+    let device = dev();
+    let recon = Tensor::<B, 4>::full([2, 3, 64, 64], 0.5, &device);
+    let target = Tensor::<B, 4>::zeros([2, 3, 64, 64], &device);
+    let mu = Tensor::<B, 2>::from_floats([[3.0, 0.0], [0.0, 0.0]], &device);
+    let logvar = Tensor::<B, 2>::zeros([2, 2], &device);
+    let (total, rec, kl) = vae::vae_loss(recon, target, mu, logvar, 0.5);
+    let rec = rec.into_scalar().elem::<f32>();
+    let kl = kl.into_scalar().elem::<f32>();
+    assert!((rec - 0.25 * 3.0 * 4096.0).abs() < 1e-2, "recon {rec}");
+    // sample 0: KL = 0.5 * 9 = 4.5 > floor 1.0; sample 1: KL = 0 -> floor 0.5 * 2 = 1.0.
+    assert!((kl - (4.5 + 1.0) / 2.0).abs() < 1e-5, "kl {kl}");
+    assert!((total.into_scalar().elem::<f32>() - rec - kl).abs() < 1e-2);
+}
+
+#[test]
+fn vae_loss_goes_down_on_synthetic_frames() {
+    let device = dev();
+    AD::seed(&device, 7);
+    let frames: Vec<Frame> = (0..24).map(synthetic_frame).collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let data = vae::frames_to_tensor::<AD>(&refs, &device);
+    let mut model = ConvVaeConfig::new(32).init::<AD>(&device);
+    let mut optim = AdamConfig::new().init();
+    let mut losses = Vec::new();
+    for step in 0..24 {
+        let start = (step * 8) % 24;
+        let x = data.clone().narrow(0, start, 8);
+        let out = model.forward(x.clone());
+        let (total, rec, _) = vae::vae_loss(out.recon, x, out.mu, out.logvar, vae::KL_TOLERANCE);
+        losses.push(rec.into_scalar().elem::<f32>());
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+    }
+    let first = losses[..3].iter().sum::<f32>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f32>() / 3.0;
+    println!("VAE recon loss {first:.1} -> {last:.1}");
+    assert!(
+        last < 0.7 * first,
+        "VAE recon loss did not go down: {first} -> {last}"
+    );
+}
+
+// ---------------------------------------------------------------- M
+
+#[test]
+fn mdrnn_parameter_counts_match_the_paper() {
+    let device = dev();
+    // The paper counts the LSTM and the mixture head (plus Doom's done head). Ours adds a reward
+    // head (and CarRacing gets a done head too): hidden + 1 parameters each.
+    let car = ModelSpec::paper(EnvKind::CarRacing)
+        .mdrnn_config()
+        .init::<B>(&device);
+    assert_eq!(car.num_params() - 2 * (256 + 1), 422_368);
+    let doom = ModelSpec::paper(EnvKind::TakeCover)
+        .mdrnn_config()
+        .init::<B>(&device);
+    assert_eq!(doom.num_params() - (512 + 1), 1_678_785);
+}
+
+#[test]
+fn mdrnn_shapes_and_normalised_mixture() {
+    let device = dev();
+    let m = MdnRnnConfig::new(32, 3, 64).init::<B>(&device);
+    let z = Tensor::<B, 3>::random([2, 7, 32], Distribution::Normal(0.0, 1.0), &device);
+    let a = Tensor::<B, 3>::random([2, 7, 3], Distribution::Uniform(-1.0, 1.0), &device);
+    let out = m.forward(z.clone(), a.clone(), None);
+    assert_eq!(out.mixture.logmix.dims(), [2, 7, 32, 5]);
+    assert_eq!(out.mixture.mu.dims(), [2, 7, 32, 5]);
+    assert_eq!(out.mixture.logsigma.dims(), [2, 7, 32, 5]);
+    assert_eq!(out.done_logit.dims(), [2, 7]);
+    assert_eq!(out.reward.dims(), [2, 7]);
+    assert_eq!(out.state.hidden.dims(), [2, 64]);
+    let sums = out
+        .mixture
+        .logmix
+        .exp()
+        .sum_dim(3)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(
+        sums.iter().all(|s| (s - 1.0).abs() < 1e-5),
+        "mixture weights must sum to 1"
+    );
+
+    // Stepping one at a time equals the sequence forward.
+    let mut state = MdnRnnState::zeros(2, 64, &device);
+    let mut last = None;
+    for t in 0..7 {
+        let zt = z.clone().narrow(1, t, 1).reshape([2, 32]);
+        let at = a.clone().narrow(1, t, 1).reshape([2, 3]);
+        let s = m.step(zt, at, state);
+        assert_eq!(s.mixture.mu.dims(), [2, 32, 5]);
+        assert_eq!(s.done_logit.dims(), [2]);
+        state = s.state.clone();
+        last = Some(s);
+    }
+    let last = last.unwrap();
+    let seq_mu = out.mixture.mu.narrow(1, 6, 1).reshape([2, 32, 5]);
+    let diff = (seq_mu - last.mixture.mu)
+        .abs()
+        .max()
+        .into_scalar()
+        .elem::<f32>();
+    assert!(diff < 1e-5, "step and forward disagree by {diff}");
+}
+
+/// Builds a 1-step, 1-dim mixture [1, 1, 1, k] from plain values.
+fn mixture_4d(logmix: &[f32], mu: &[f32], logsigma: &[f32]) -> Mixture<B, 4> {
+    let k = logmix.len();
+    let t =
+        |v: &[f32]| Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), [1, 1, 1, k]), &dev());
+    let logmix = burn::tensor::activation::log_softmax(t(logmix), 3);
+    Mixture {
+        logmix,
+        mu: t(mu),
+        logsigma: t(logsigma),
+    }
+}
+
+#[test]
+fn mdn_loss_matches_a_hand_computation() {
+    let w = [0.2f32, 0.8];
+    let mu = [0.0f32, 2.0];
+    let sigma = [1.0f32, 0.5];
+    let x = 1.0f32;
+    let logmix: Vec<f32> = w.iter().map(|v| v.ln()).collect();
+    let logsigma: Vec<f32> = sigma.iter().map(|v| v.ln()).collect();
+    let mix = mixture_4d(&logmix, &mu, &logsigma);
+    let target = Tensor::<B, 3>::from_floats([[[x]]], &dev());
+    let nll = mdrnn::mdn_loss(&mix, target).into_scalar().elem::<f32>();
+    let pdf = |m: f32, s: f32| {
+        (-(x - m).powi(2) / (2.0 * s * s)).exp() / (s * (2.0 * std::f32::consts::PI).sqrt())
+    };
+    let expected = -(w[0] * pdf(mu[0], sigma[0]) + w[1] * pdf(mu[1], sigma[1])).ln();
+    assert!(
+        (nll - expected).abs() < 1e-5,
+        "nll {nll} expected {expected}"
+    );
+}
+
+#[test]
+fn done_loss_weights_positives_ten_times() {
+    let device = dev();
+    let logit = Tensor::<B, 2>::from_floats([[0.0, 0.0]], &device);
+    let done = Tensor::<B, 2>::from_floats([[1.0, 0.0]], &device);
+    let l = mdrnn::done_loss(logit, done, mdrnn::DONE_POS_WEIGHT)
+        .into_scalar()
+        .elem::<f32>();
+    let ln2 = std::f32::consts::LN_2;
+    assert!((l - (10.0 * ln2 + ln2) / 2.0).abs() < 1e-5, "done loss {l}");
+}
+
+const W: [f32; 3] = [0.2, 0.5, 0.3];
+const MU: [f32; 3] = [-2.0, 1.0, 4.0];
+const SIGMA: [f32; 3] = [0.5, 0.3, 1.0];
+
+fn sample_stats(tau: f32, n: usize, seed: u64) -> (f64, f64) {
+    let logmix: Vec<f32> = W.iter().map(|w| w.ln()).collect();
+    let logsigma: Vec<f32> = SIGMA.iter().map(|s| s.ln()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let xs: Vec<f64> = (0..n)
+        .map(|_| sample_mixture(&logmix, &MU, &logsigma, tau, &mut rng) as f64)
+        .collect();
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+    (mean, var)
+}
+
+#[test]
+fn temperature_zero_collapses_to_the_most_likely_mean() {
+    let logmix: Vec<f32> = W.iter().map(|w| w.ln()).collect();
+    let logsigma: Vec<f32> = SIGMA.iter().map(|s| s.ln()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for tau in [0.0, 1e-9, 1e-7, -1.0, f32::NAN] {
+        assert_eq!(
+            sample_mixture(&logmix, &MU, &logsigma, tau, &mut rng),
+            1.0,
+            "tau {tau}"
+        );
+    }
+    // Just above the deterministic cut-off: finite and at the mode's mean within its tiny sigma.
+    for tau in [1e-5f32, 1e-3] {
+        for _ in 0..100 {
+            let x = sample_mixture(&logmix, &MU, &logsigma, tau, &mut rng);
+            assert!(
+                x.is_finite() && (x - 1.0).abs() < 0.3 * tau.sqrt() * 6.0,
+                "tau {tau}: {x}"
+            );
+        }
+    }
+    // Extreme logits do not produce NaN.
+    let x = sample_mixture(&[-1e30, 1e30, 0.0], &MU, &logsigma, 0.5, &mut rng);
+    assert!(x.is_finite());
+}
+
+#[test]
+fn temperature_one_matches_the_mixture_moments() {
+    let mean: f64 = W.iter().zip(MU).map(|(w, m)| (*w * m) as f64).sum();
+    let second: f64 = W
+        .iter()
+        .zip(MU)
+        .zip(SIGMA)
+        .map(|((w, m), s)| (*w * (s * s + m * m)) as f64)
+        .sum();
+    let var = second - mean * mean;
+    let (m, v) = sample_stats(1.0, 200_000, 3);
+    assert!((m - mean).abs() < 0.03, "mean {m} vs {mean}");
+    assert!((v - var).abs() / var < 0.03, "var {v} vs {var}");
+}
+
+#[test]
+fn higher_temperature_spreads_wider() {
+    let (_, v_low) = sample_stats(0.5, 50_000, 4);
+    let (_, v_one) = sample_stats(1.0, 50_000, 5);
+    let (_, v_high) = sample_stats(2.0, 50_000, 6);
+    assert!(
+        v_low < v_one && v_one < v_high,
+        "variances {v_low} {v_one} {v_high}"
+    );
+}
+
+#[test]
+fn mdrnn_loss_goes_down_on_synthetic_sequences() {
+    let device = dev();
+    AD::seed(&device, 11);
+    // z_{t+1} = 0.8 z_t + 0.5 a_t (+ small noise); done when z_0 > 1; reward = a_t.
+    let (batch, seq, zs) = (16, 12, 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (mut zv, mut av, mut nv, mut dv, mut rv) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..batch {
+        let mut z: Vec<f32> = (0..zs).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for _ in 0..seq {
+            let a: f32 = rng.random_range(-1.0..1.0);
+            let next: Vec<f32> = z
+                .iter()
+                .map(|v| 0.8 * v + 0.5 * a + 0.05 * (rng.random::<f32>() - 0.5))
+                .collect();
+            zv.extend(&z);
+            av.push(a);
+            nv.extend(&next);
+            dv.push(if next[0] > 0.6 { 1.0 } else { 0.0 });
+            rv.push(a);
+            z = next;
+        }
+    }
+    let t3 = |v: Vec<f32>, d: usize| {
+        Tensor::<AD, 3>::from_data(TensorData::new(v, [batch, seq, d]), &device)
+    };
+    let t2 = |v: Vec<f32>| Tensor::<AD, 2>::from_data(TensorData::new(v, [batch, seq]), &device);
+    let (z, a, next, done, reward) = (t3(zv, zs), t3(av, 1), t3(nv, zs), t2(dv), t2(rv));
+    let mut model = MdnRnnConfig::new(zs, 1, 32).init::<AD>(&device);
+    let mut optim = AdamConfig::new().init();
+    let mut history = Vec::new();
+    for _ in 0..40 {
+        let out = model.forward(z.clone(), a.clone(), None);
+        let l_mdn = mdrnn::mdn_loss(&out.mixture, next.clone());
+        let l_done = mdrnn::done_loss(out.done_logit, done.clone(), mdrnn::DONE_POS_WEIGHT);
+        let l_reward = mdrnn::reward_loss(out.reward, reward.clone());
+        let scalars = [&l_mdn, &l_done, &l_reward].map(|l| l.clone().into_scalar().elem::<f32>());
+        history.push(scalars);
+        let total = l_mdn + l_done + l_reward;
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let (first, last) = (history[0], history[history.len() - 1]);
+    println!("M losses (mdn, done, reward): {first:?} -> {last:?}");
+    assert!(
+        last[0] < first[0] - 0.5,
+        "MDN loss did not go down: {} -> {}",
+        first[0],
+        last[0]
+    );
+    assert!(
+        last[1] < 0.8 * first[1],
+        "done loss did not go down: {} -> {}",
+        first[1],
+        last[1]
+    );
+    assert!(
+        last[2] < 0.5 * first[2],
+        "reward loss did not go down: {} -> {}",
+        first[2],
+        last[2]
+    );
+}
+
+// ---------------------------------------------------------------- C
+
+#[test]
+fn controller_parameter_counts_match_the_paper() {
+    assert_eq!(
+        ModelSpec::paper(EnvKind::CarRacing)
+            .controller()
+            .param_count(),
+        867
+    );
+    assert_eq!(
+        ModelSpec::paper(EnvKind::TakeCover)
+            .controller()
+            .param_count(),
+        1_088
+    );
+}
+
+#[test]
+fn controller_forward_and_action_mapping() {
+    let mut car = Controller::new(ControllerKind::CarRacing, 2, 3);
+    assert_eq!(car.param_count(), 3 * 5 + 3);
+    assert!(car.set_params(&[0.0; 4]).is_err());
+    // Row 0 reads z[0]; row 1 has bias 0.5; row 2 reads h[2] negatively.
+    let mut p = vec![0.0f32; 18];
+    p[0] = 1.0; // W[0][z0]
+    p[10 + 4] = -2.0; // W[2][h2]
+    p[15 + 1] = 0.5; // b[1]
+    car.set_params(&p).unwrap();
+    assert_eq!(car.params(), &p[..]);
+    let (z, h) = ([0.3f32, 9.0], [0.0f32, 0.0, 0.25]);
+    let raw = car.forward(&z, &[], &h);
+    assert_eq!(raw.len(), 3);
+    assert!((raw[0] - 0.3f32.tanh()).abs() < 1e-6);
+    assert!((raw[1] - 0.5f32.tanh()).abs() < 1e-6);
+    assert!((raw[2] - (-0.5f32).tanh()).abs() < 1e-6);
+    let act = car.to_env_action(&raw);
+    assert!((act[1] - (0.5f32.tanh() + 1.0) / 2.0).abs() < 1e-6);
+    assert_eq!(act[2], 0.0, "brake is clipped at 0");
+
+    let mut doom = Controller::new(ControllerKind::TakeCover, 2, 2);
+    assert_eq!(doom.param_count(), 6);
+    doom.set_params(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]).unwrap(); // reads c[0]
+    let out = doom.act(&[5.0, 5.0], &[0.7, 0.0], &[3.0, 3.0]);
+    assert_eq!(out.len(), 1);
+    assert!((out[0] - 0.7f32.tanh()).abs() < 1e-6);
+}
+
+// ---------------------------------------------------------------- the model file
+
+fn small_spec(env: EnvKind) -> ModelSpec {
+    ModelSpec {
+        hidden_size: 16,
+        ..ModelSpec::paper(env)
+    }
+}
+
+fn filled_model(spec: ModelSpec) -> WorldModel<B> {
+    let mut model = WorldModel::<B>::init(spec, &dev());
+    let c = model.controller.as_mut().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let p: Vec<f32> = (0..c.param_count())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    c.set_params(&p).unwrap();
+    model.provenance.vae = Some(bundle::TrainingInfo {
+        data_size: Some(1000),
+        epochs: Some(1),
+        ..Default::default()
+    });
+    model
+}
+
+#[test]
+fn bundle_round_trip_f32_is_exact() {
+    let spec = small_spec(EnvKind::CarRacing);
+    let model = filled_model(spec);
+    let path = temp_path("f32.bin");
+    bundle::save(&model, &path, Precision::F32).unwrap();
+    let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
+    assert_eq!(loaded.spec, spec);
+    assert_eq!(loaded.provenance, model.provenance);
+    assert_eq!(
+        collect_params(loaded.vae.as_ref().unwrap()),
+        collect_params(model.vae.as_ref().unwrap())
+    );
+    assert_eq!(
+        collect_params(loaded.mdrnn.as_ref().unwrap()),
+        collect_params(model.mdrnn.as_ref().unwrap())
+    );
+    assert_eq!(loaded.controller, model.controller);
+    let header = bundle::read_header(&path).unwrap();
+    assert!(header.has(Part::Vae) && header.has(Part::Mdrnn) && header.has(Part::Controller));
+}
+
+#[test]
+fn bundle_round_trip_f16_equals_rounded_weights_and_reconstructs_the_same() {
+    let spec = small_spec(EnvKind::TakeCover);
+    let model = filled_model(spec);
+    let path = temp_path("f16.bin");
+    bundle::save(&model, &path, Precision::F16).unwrap();
+    let f32_size = bundle::to_bytes(&model, Precision::F32).len();
+    let f16_size = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(
+        f16_size < f32_size * 6 / 10,
+        "f16 file {f16_size} vs f32 {f32_size}"
+    );
+    let loaded = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), &dev()).unwrap();
+    let rounded = |m: Vec<(Vec<usize>, Vec<f32>)>| -> Vec<(Vec<usize>, Vec<f32>)> {
+        m.into_iter()
+            .map(|(s, v)| {
+                (
+                    s,
+                    v.into_iter()
+                        .map(|x| half::f16::from_f32(x).to_f32())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let vae = model.vae.as_ref().unwrap();
+    assert_eq!(
+        collect_params(loaded.vae.as_ref().unwrap()),
+        rounded(collect_params(vae))
+    );
+    assert_eq!(
+        collect_params(loaded.mdrnn.as_ref().unwrap()),
+        rounded(collect_params(model.mdrnn.as_ref().unwrap()))
+    );
+    assert_eq!(
+        loaded.controller, model.controller,
+        "C is always stored in f32"
+    );
+    // The reconstruction barely moves: well under one 8-bit grey level on average.
+    let frames: Vec<Frame> = (0..4).map(synthetic_frame).collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let x = vae::frames_to_tensor::<B>(&refs, &dev());
+    let recon = |v: &vae::ConvVae<B>| v.decode(v.encode(x.clone()).0);
+    let diff = (recon(vae) - recon(loaded.vae.as_ref().unwrap())).abs();
+    let max = diff.clone().max().into_scalar().elem::<f32>();
+    let mean = diff.mean().into_scalar().elem::<f32>();
+    println!("f16 round trip: reconstruction max diff {max:.2e}, mean {mean:.2e}");
+    assert!(
+        max < 2.0 / 255.0 && mean < 0.2 / 255.0,
+        "max {max}, mean {mean}"
+    );
+}
+
+#[test]
+fn bundle_with_v_only_loads_v_and_says_m_is_missing() {
+    let spec = small_spec(EnvKind::CarRacing);
+    let mut model = WorldModel::<B>::empty(spec);
+    model.vae = Some(spec.vae_config().init(&dev()));
+    let path = temp_path("v-only.bin");
+    bundle::save(&model, &path, Precision::F16).unwrap();
+    let vae = bundle::load_vae::<B>(&path, &Expect::env(EnvKind::CarRacing), &dev()).unwrap();
+    assert_eq!(vae.z_size(), 32);
+    let err = bundle::load_mdrnn::<B>(&path, &Expect::env(EnvKind::CarRacing), &dev()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            BundleError::MissingPart {
+                part: Part::Mdrnn,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("v-only.bin") && msg.contains("M (mdrnn)") && msg.contains("holds: V"),
+        "{msg}"
+    );
+}
+
+fn expect_err(path: &Path, expect: &Expect) -> (BundleError, String) {
+    let err = bundle::load::<B>(path, expect, &dev()).expect_err("loading a bad file must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error must name the file: {msg}"
+    );
+    (err, msg)
+}
+
+#[test]
+fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
+    let spec = small_spec(EnvKind::CarRacing);
+    let model = filled_model(spec);
+    let good = bundle::to_bytes(&model, Precision::F16);
+    let expect = Expect::spec(&spec);
+
+    let missing = temp_path("does-not-exist.bin");
+    let (err, _) = expect_err(&missing, &expect);
+    assert!(matches!(err, BundleError::NotFound { .. }));
+
+    let truncated = temp_path("truncated.bin");
+    std::fs::write(&truncated, &good[..good.len() - 100]).unwrap();
+    let (err, msg) = expect_err(&truncated, &expect);
+    assert!(matches!(err, BundleError::Truncated { .. }), "{msg}");
+    std::fs::write(&truncated, &good[..10]).unwrap();
+    assert!(matches!(
+        expect_err(&truncated, &expect).0,
+        BundleError::Truncated { .. }
+    ));
+    std::fs::write(&truncated, &good[..200]).unwrap();
+    assert!(matches!(
+        expect_err(&truncated, &expect).0,
+        BundleError::Truncated { .. }
+    ));
+
+    let garbage = temp_path("garbage.bin");
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    std::fs::write(
+        &garbage,
+        (0..5000).map(|_| rng.random::<u8>()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let (err, msg) = expect_err(&garbage, &expect);
+    assert!(matches!(err, BundleError::NotABundle { .. }), "{msg}");
+    std::fs::write(&garbage, b"").unwrap();
+    assert!(matches!(
+        expect_err(&garbage, &expect).0,
+        BundleError::NotABundle { .. }
+    ));
+
+    let flipped = temp_path("flipped.bin");
+    let mut bytes = good.clone();
+    let n = bytes.len();
+    bytes[n - 7] ^= 0x55;
+    std::fs::write(&flipped, &bytes).unwrap();
+    let (err, msg) = expect_err(&flipped, &expect);
+    assert!(
+        matches!(err, BundleError::Corrupt { .. }) && msg.contains("checksum"),
+        "{msg}"
+    );
+
+    let bad_header = temp_path("bad-header.bin");
+    let mut bytes = good.clone();
+    bytes[16] = b'#';
+    std::fs::write(&bad_header, &bytes).unwrap();
+    assert!(matches!(
+        expect_err(&bad_header, &expect).0,
+        BundleError::Header { .. }
+    ));
+
+    let version = temp_path("version.bin");
+    let mut bytes = good.clone();
+    bytes[8] = 99;
+    std::fs::write(&version, &bytes).unwrap();
+    let (err, msg) = expect_err(&version, &expect);
+    assert!(
+        matches!(err, BundleError::Version { found: 99, .. }) && msg.contains("99"),
+        "{msg}"
+    );
+
+    let car = temp_path("car.bin");
+    std::fs::write(&car, &good).unwrap();
+    let wrong_z = Expect {
+        z_size: Some(64),
+        ..expect
+    };
+    let (_, msg) = expect_err(&car, &wrong_z);
+    assert!(
+        msg.contains("z size") && msg.contains("64") && msg.contains("32"),
+        "{msg}"
+    );
+    let (_, msg) = expect_err(&car, &Expect::env(EnvKind::TakeCover));
+    assert!(
+        msg.contains("env") && msg.contains("take-cover") && msg.contains("car-racing"),
+        "{msg}"
+    );
+    assert!(
+        bundle::load::<B>(&car, &expect, &dev()).is_ok(),
+        "the intact file loads"
+    );
+}
+
+// ---------------------------------------------------------------- backends
+
+#[test]
+fn backend_selection_honours_overrides_and_never_panics() {
+    let sel = backend::select(Some("flex"));
+    assert!(matches!(sel.backend, SelectedBackend::Flex(_)));
+    assert!(sel.backend.describe().starts_with("flex"));
+    let sel = backend::select(Some("bogus"));
+    assert!(sel.note.unwrap().contains("bogus"));
+    let auto = backend::select(None);
+    println!(
+        "auto backend: {} (note: {:?})",
+        auto.backend.describe(),
+        auto.note
+    );
+    assert_eq!("wgpu".parse::<BackendRequest>(), Ok(BackendRequest::Wgpu));
+    let n = dreamplay::with_backend!(&auto.backend, |Bk, device| {
+        Tensor::<Bk, 1>::from_floats([1.0, 2.0], &device)
+            .sum()
+            .into_scalar()
+            .elem::<f32>()
+    });
+    assert_eq!(n, 3.0);
+}
+
+/// flex and wgpu agree on the same weights, loaded from one file. Tiny (batch-1 decode) because
+/// CI's wgpu is Mesa's software Vulkan.
+#[test]
+fn flex_and_wgpu_agree_on_the_same_weights() {
+    let adapters = backend::probe_adapters();
+    let Some(adapter) = adapters.first() else {
+        println!(
+            "SKIPPED flex_and_wgpu_agree_on_the_same_weights: no wgpu adapter on this machine"
+        );
+        return;
+    };
+    let mut notes = Vec::new();
+    let SelectedBackend::Wgpu { device, .. } =
+        backend::select_request(BackendRequest::Wgpu, &mut notes)
+    else {
+        println!(
+            "SKIPPED flex_and_wgpu_agree_on_the_same_weights: wgpu on {adapter} failed: {notes:?}"
+        );
+        return;
+    };
+    let spec = small_spec(EnvKind::CarRacing);
+    let path = temp_path("cross-backend.bin");
+    bundle::save(&filled_model(spec), &path, Precision::F16).unwrap();
+    let on_flex = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
+    let on_wgpu = bundle::load::<WgpuBackend>(&path, &Expect::spec(&spec), &device).unwrap();
+    assert_eq!(
+        collect_params(on_flex.vae.as_ref().unwrap()),
+        collect_params(on_wgpu.vae.as_ref().unwrap())
+    );
+    let z: Vec<f32> = (0..32).map(|i| ((i as f32) * 0.37).sin()).collect();
+    let a = on_flex.vae.unwrap().decode(Tensor::from_data(
+        TensorData::new(z.clone(), [1, 32]),
+        &dev(),
+    ));
+    let b = on_wgpu
+        .vae
+        .unwrap()
+        .decode(Tensor::from_data(TensorData::new(z, [1, 32]), &device));
+    let a = a.into_data().to_vec::<f32>().unwrap();
+    let b = b.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    println!("flex vs wgpu ({adapter}) decode max diff {max:.2e}");
+    assert!(max < 1e-3, "flex and wgpu disagree by {max}");
+}
