@@ -10,6 +10,7 @@
 //! - [`train`]: the pipeline: collect, fit, evolve, evaluate.
 //! - [`cli`]: the `dreamplay` command line.
 
+pub mod app;
 pub mod cli;
 pub mod dream;
 pub mod envs;

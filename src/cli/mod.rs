@@ -3,6 +3,7 @@
 mod bench;
 mod collect;
 mod env;
+mod play;
 
 use clap::{Parser, Subcommand};
 
@@ -12,8 +13,9 @@ use crate::envs::EnvKind;
 #[derive(Debug, Parser)]
 #[command(name = "dreamplay", version, about, propagate_version = true)]
 pub struct Cli {
+    /// With no command, the playground opens (as `dreamplay play`).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,13 +28,17 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Random-policy rollouts of a real env, one .npz per rollout: the data V and M train on.
     Collect(collect::CollectArgs),
+    /// The playground: reality, what V sees and the dream side by side; drive, or let C drive.
+    Play(play::PlayArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Env(cmd) => env::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
-        Command::Collect(args) => collect::run(args),
+        Some(Command::Env(cmd)) => env::run(cmd),
+        Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Collect(args)) => collect::run(args),
+        Some(Command::Play(args)) => play::run(args),
+        None => play::run(play::PlayArgs::default()),
     }
 }
 

@@ -1,0 +1,646 @@
+//! The egui panels: top bar (modes, env), side panel (tau, driver, dream, lecture tools), the HUD,
+//! the latent explorer's sliders, the three views and the help overlay. The `_ui` functions only
+//! draw and send [`PlayCommand`]s; the plugins that own the state apply them.
+//!
+//! egui 0.36 shows panels inside a `Ui`, so one system builds the root `Ui` and lays the panels
+//! out in order: top, bottom, sides, then the central views.
+
+use bevy::prelude::*;
+use bevy_egui::egui::{self, Color32, RichText, Ui, UiBuilder, vec2};
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use super::commands::{Mode, PlayCommand};
+use super::drive::{Driver, TAU_PRESETS, tau_range};
+use super::hud::{self, HudData};
+use super::input::CONTROLS_HELP;
+use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
+use super::recording::Recording;
+use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, Timings};
+use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
+use super::world_model::{ModelStatus, WorldModelRuntime};
+use crate::envs::EnvKind;
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(EguiPrimaryContextPass, playground_ui);
+}
+
+/// The default latent slider range where the model ships no statistics.
+pub const DEFAULT_LATENT_RANGE: (f32, f32) = (-3.0, 3.0);
+/// Heading size of the view labels, in points (before the UI scale).
+const VIEW_LABEL_SIZE: f32 = 30.0;
+/// Height kept for the lockstep plot, in points.
+const PLOT_HEIGHT: f32 = 190.0;
+
+/// The texture ids of the view images, for this frame.
+struct ViewTextures {
+    reality: egui::TextureId,
+    v_input: egui::TextureId,
+    v_reconstruction: egui::TextureId,
+    dream: egui::TextureId,
+}
+
+/// The state the panels read (all read-only: changes go through commands).
+#[derive(bevy::ecs::system::SystemParam)]
+struct UiState<'w> {
+    session: Res<'w, Session>,
+    reality: Res<'w, Reality>,
+    dream: Res<'w, DreamEpisode>,
+    runtime: Res<'w, WorldModelRuntime>,
+    divergence: Res<'w, Divergence>,
+    timings: Res<'w, Timings>,
+    notice: Res<'w, Notice>,
+    presentation: Res<'w, Presentation>,
+    recording: Res<'w, Recording>,
+}
+
+fn playground_ui(
+    mut contexts: EguiContexts,
+    views: Option<Res<ViewImages>>,
+    state: UiState,
+    mut reality_size: ResMut<RealitySize>,
+    mut view_rects: ResMut<ViewRects>,
+    mut commands: MessageWriter<PlayCommand>,
+    mut styled: Local<bool>,
+) -> Result {
+    let Some(views) = views else { return Ok(()) };
+    let textures = ViewTextures {
+        reality: contexts.add_image(EguiTextureHandle::Weak(views.reality.id())),
+        v_input: contexts.add_image(EguiTextureHandle::Weak(views.v_input.id())),
+        v_reconstruction: contexts.add_image(EguiTextureHandle::Weak(views.v_reconstruction.id())),
+        dream: contexts.add_image(EguiTextureHandle::Weak(views.dream.id())),
+    };
+    let ctx = contexts.ctx_mut()?;
+    if !*styled {
+        *styled = true;
+        apply_style(ctx);
+    }
+    if (ctx.zoom_factor() - state.presentation.ui_scale).abs() > 1e-3 {
+        ctx.set_zoom_factor(state.presentation.ui_scale);
+    }
+    let pixels_per_point = ctx.pixels_per_point();
+    let mut sent = Vec::new();
+    let mut root = Ui::new(
+        ctx.clone(),
+        "playground".into(),
+        UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    );
+
+    egui::Panel::top("top_bar").show(&mut root, |ui| top_bar_ui(ui, &state, &mut sent));
+    egui::Panel::bottom("hud").show(&mut root, |ui| {
+        ui.add_space(4.0);
+        hud::hud_ui(
+            ui,
+            &HudData {
+                session: &state.session,
+                reality: &state.reality,
+                dream: &state.dream,
+                timings: &state.timings,
+            },
+        );
+        ui.add_space(4.0);
+    });
+    if state.presentation.side_panel_visible {
+        egui::Panel::left("controls")
+            .resizable(false)
+            .exact_size(300.0)
+            .show(&mut root, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| side_panel_ui(ui, &state, &mut sent));
+            });
+    }
+    if state.session.mode == Mode::LatentExplorer {
+        egui::Panel::right("latent")
+            .resizable(false)
+            .exact_size(320.0)
+            .show(&mut root, |ui| {
+                latent_panel_ui(ui, &state, &mut sent);
+            });
+    }
+    egui::CentralPanel::default().show(&mut root, |ui| {
+        let (size, rects) = views_ui(ui, &state, &textures);
+        let physical = |rect: egui::Rect| {
+            let at = |v: f32| (v * pixels_per_point).round().max(0.0) as u32;
+            [
+                at(rect.left()),
+                at(rect.top()),
+                at(rect.width()),
+                at(rect.height()),
+            ]
+        };
+        let rects = ViewRects {
+            reality: rects[0].map(physical),
+            v_input: rects[1].map(physical),
+            v_reconstruction: rects[2].map(physical),
+            dream: rects[3].map(physical),
+        };
+        if *view_rects != rects {
+            *view_rects = rects;
+        }
+        let physical = (
+            (size.x * pixels_per_point).round() as u32,
+            (size.y * pixels_per_point).round() as u32,
+        );
+        if reality_size.requested != physical {
+            reality_size.requested = physical;
+        }
+    });
+    if state.presentation.help_open {
+        help_overlay_ui(ctx, &mut sent);
+    }
+    for command in sent {
+        commands.write(command);
+    }
+    Ok(())
+}
+
+/// Big, high-contrast text: the app is shown on projectors.
+fn apply_style(ctx: &egui::Context) {
+    ctx.all_styles_mut(|style| {
+        use egui::{FontFamily, FontId, TextStyle};
+        style.text_styles = [
+            (
+                TextStyle::Heading,
+                FontId::new(28.0, FontFamily::Proportional),
+            ),
+            (TextStyle::Body, FontId::new(18.0, FontFamily::Proportional)),
+            (
+                TextStyle::Button,
+                FontId::new(18.0, FontFamily::Proportional),
+            ),
+            (
+                TextStyle::Monospace,
+                FontId::new(17.0, FontFamily::Monospace),
+            ),
+            (
+                TextStyle::Small,
+                FontId::new(14.0, FontFamily::Proportional),
+            ),
+        ]
+        .into();
+        style.spacing.item_spacing = vec2(10.0, 8.0);
+        style.spacing.button_padding = vec2(10.0, 5.0);
+        style.spacing.slider_width = 180.0;
+    });
+}
+
+fn top_bar_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    ui.add_space(4.0);
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new("dreamplay").size(26.0).strong());
+        for env in EnvKind::ALL {
+            let label = RichText::new(env_title(env)).size(20.0);
+            if ui
+                .selectable_label(state.session.env == env, label)
+                .on_hover_text("E switches env")
+                .clicked()
+            {
+                sent.push(PlayCommand::SwitchEnv(Some(env)));
+            }
+        }
+        ui.separator();
+        for mode in Mode::ALL {
+            let label = RichText::new(mode.label()).size(20.0);
+            let response = ui
+                .selectable_label(state.session.mode == mode, label)
+                .on_hover_text(mode.key_label());
+            if response.clicked() {
+                sent.push(PlayCommand::SetMode(mode));
+            }
+        }
+        ui.separator();
+        if let Some((path, frames)) = state.recording.status() {
+            ui.label(
+                RichText::new(format!("REC {} ({frames})", file_name(&path)))
+                    .color(Color32::RED)
+                    .strong(),
+            );
+        }
+        if state.notice.seconds_left > 0.0 {
+            ui.label(RichText::new(&state.notice.text).color(Color32::from_rgb(250, 220, 120)));
+        }
+        ui.label(RichText::new("F1 help").weak());
+    });
+    ui.add_space(2.0);
+}
+
+fn env_title(env: EnvKind) -> &'static str {
+    match env {
+        EnvKind::CarRacing => "CarRacing",
+        EnvKind::TakeCover => "Take Cover",
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    let session = &state.session;
+    // Narrow sliders, so their labels fit the panel.
+    ui.spacing_mut().slider_width = 120.0;
+    ui.heading("Temperature");
+    let (low, high) = tau_range(session.env);
+    let mut tau = session.tau;
+    if ui
+        .add(
+            egui::Slider::new(&mut tau, low..=high)
+                .text("tau")
+                .fixed_decimals(2),
+        )
+        .changed()
+    {
+        sent.push(PlayCommand::SetTau(tau));
+    }
+    ui.horizontal_wrapped(|ui| {
+        for (index, preset) in TAU_PRESETS.iter().enumerate() {
+            let selected = (session.tau - preset).abs() < 1e-4;
+            if ui
+                .selectable_label(selected, format!("{preset}"))
+                .on_hover_text(format!("key {}", index + 1))
+                .clicked()
+            {
+                sent.push(PlayCommand::TauPreset(index));
+            }
+        }
+    });
+    ui.separator();
+
+    ui.heading("Who drives");
+    let controller = state.runtime.controller_available();
+    ui.horizontal(|ui| {
+        if ui
+            .selectable_label(session.driver == Driver::Human, "Human")
+            .on_hover_text("any key or stick")
+            .clicked()
+        {
+            // Taking the wheel needs no command: touching the controls does it. A click shows how.
+        }
+        let c_button = ui.add_enabled(
+            controller,
+            egui::Button::selectable(session.driver == Driver::Controller, "C"),
+        );
+        let c_button = if controller {
+            c_button.on_hover_text("key C: hand the wheel to the controller")
+        } else {
+            c_button.on_disabled_hover_text("no trained controller loaded")
+        };
+        if c_button.clicked() {
+            sent.push(PlayCommand::HandToController);
+        }
+    });
+    ui.separator();
+
+    ui.heading("Dream");
+    if ui.button("Dream from here (F)").clicked() {
+        sent.push(PlayCommand::DreamFromReality);
+    }
+    if ui.button("Dream from random z (G)").clicked() {
+        sent.push(PlayCommand::DreamFromRandom);
+    }
+    ui.separator();
+
+    ui.heading("Sim");
+    ui.horizontal_wrapped(|ui| {
+        let pause = if session.paused {
+            "Resume (Space)"
+        } else {
+            "Pause (Space)"
+        };
+        if ui.button(pause).clicked() {
+            sent.push(PlayCommand::TogglePause);
+        }
+        if ui.button("Step (N)").clicked() {
+            sent.push(PlayCommand::StepOnce);
+        }
+        if ui.button("Restart episode").clicked() {
+            sent.push(PlayCommand::ResetEpisode);
+        }
+    });
+    ui.separator();
+
+    ui.heading("Show");
+    ui.horizontal_wrapped(|ui| {
+        let record = if state.recording.is_recording() {
+            "Stop GIF (R)"
+        } else {
+            "Record GIF (R)"
+        };
+        if ui.button(record).clicked() {
+            sent.push(PlayCommand::ToggleRecording);
+        }
+        if ui.button("Screenshot (P)").clicked() {
+            sent.push(PlayCommand::Screenshot);
+        }
+        if ui.button("Fullscreen (F11)").clicked() {
+            sent.push(PlayCommand::ToggleFullscreen);
+        }
+    });
+    let mut scale = state.presentation.ui_scale;
+    if ui
+        .add(
+            egui::Slider::new(&mut scale, UI_SCALE_MIN..=UI_SCALE_MAX)
+                .text("UI scale (+/-)")
+                .fixed_decimals(1),
+        )
+        .changed()
+    {
+        sent.push(PlayCommand::SetUiScale(scale));
+    }
+    ui.separator();
+
+    ui.heading("World model");
+    model_status_ui(ui, &state.runtime.status);
+}
+
+fn model_status_ui(ui: &mut Ui, status: &ModelStatus) {
+    match status {
+        ModelStatus::Ready {
+            backend,
+            controller,
+        } => {
+            ui.label(format!("V + M on {backend}"));
+            ui.label(if *controller {
+                "C: trained controller loaded"
+            } else {
+                "C: none (you drive)"
+            });
+        }
+        other => {
+            ui.label(RichText::new(other.headline()).color(Color32::from_rgb(250, 200, 90)));
+            ui.label(RichText::new(other.explanation()).small().monospace());
+        }
+    }
+}
+
+fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    ui.heading("Latent z");
+    let Some(runner) = state.runtime.runner.as_deref() else {
+        ui.label("The latent explorer needs V and M.");
+        ui.label(
+            RichText::new(state.runtime.status.explanation())
+                .small()
+                .monospace(),
+        );
+        return;
+    };
+    ui.horizontal_wrapped(|ui| {
+        if ui.button("Randomize z").clicked() {
+            sent.push(PlayCommand::DreamFromRandom);
+        }
+        if ui.button("From real frame").clicked() {
+            sent.push(PlayCommand::DreamFromReality);
+        }
+        if ui.button("Step dream").clicked() {
+            sent.push(PlayCommand::StepOnce);
+        }
+    });
+    let z = runner.z();
+    let ranges = runner
+        .latent_ranges()
+        .filter(|ranges| ranges.len() == z.len());
+    ui.label(
+        RichText::new(if ranges.is_some() {
+            "ranges: over the training data"
+        } else {
+            "ranges: -3..3 (no stats shipped)"
+        })
+        .small(),
+    );
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        ui.spacing_mut().slider_width = 190.0;
+        for (dim, value) in z.iter().enumerate() {
+            let (low, high) = ranges
+                .as_ref()
+                .and_then(|r| r.get(dim).copied())
+                .unwrap_or(DEFAULT_LATENT_RANGE);
+            let mut edited = *value;
+            let slider = egui::Slider::new(&mut edited, low.min(*value)..=high.max(*value))
+                .text(format!("z{dim}"))
+                .fixed_decimals(2);
+            if ui.add(slider).changed() {
+                sent.push(PlayCommand::SetLatentDim { dim, value: edited });
+            }
+        }
+    });
+}
+
+/// The three labelled views side by side. Returns the reality image's size in points and where the
+/// images went: reality, V's input, V's reconstruction, the dream.
+fn views_ui(
+    ui: &mut Ui,
+    state: &UiState,
+    textures: &ViewTextures,
+) -> (egui::Vec2, [Option<egui::Rect>; 4]) {
+    let mut rects = [None; 4];
+    let lockstep = state.session.mode == Mode::Lockstep;
+    let plot_height = if lockstep { PLOT_HEIGHT } else { 0.0 };
+    let available = ui.available_size();
+    let label_height = VIEW_LABEL_SIZE * 2.4;
+    let gap = 16.0;
+    let column_width = ((available.x - 2.0 * gap) / 3.0).max(40.0);
+    let view_height = (available.y - plot_height - label_height).max(40.0);
+    let aspect = reality_aspect(state.session.env);
+    let reality_size = fit(vec2(column_width, view_height), aspect);
+    let model_side = column_width.min(view_height);
+    let v_side = (view_height / 2.0 - 28.0).min(column_width).max(20.0);
+    let status = &state.runtime.status;
+    let has_model = state.runtime.runner.is_some();
+
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = gap;
+        column_ui(
+            ui,
+            column_width,
+            "Reality",
+            "the real env, at screen resolution",
+            |ui| {
+                rects[0] = Some(
+                    ui.add(egui::Image::from_texture((textures.reality, reality_size)))
+                        .rect,
+                );
+            },
+        );
+        column_ui(
+            ui,
+            column_width,
+            "What V sees",
+            "the 64x64 input, then V's reconstruction",
+            |ui| {
+                rects[1] = Some(
+                    ui.add(egui::Image::from_texture((
+                        textures.v_input,
+                        vec2(v_side, v_side),
+                    )))
+                    .rect,
+                );
+                ui.label(RichText::new("V's reconstruction").small());
+                let response = ui.add(egui::Image::from_texture((
+                    textures.v_reconstruction,
+                    vec2(v_side, v_side),
+                )));
+                rects[2] = Some(response.rect);
+                if !has_model {
+                    overlay_message_ui(
+                        ui,
+                        response.rect,
+                        &status.headline(),
+                        "V reconstructs the input once a model is trained.",
+                    );
+                }
+            },
+        );
+        let dream_caption = match state.session.mode {
+            Mode::DriveReality => "M's one-step prediction, decoded by V",
+            Mode::DriveDream => "inside M: only the dream steps",
+            Mode::Lockstep => "a dream forked from reality, same actions",
+            Mode::LatentExplorer => "z from the sliders, decoded by V",
+        };
+        column_ui(ui, column_width, "The dream", dream_caption, |ui| {
+            let response = ui.add(egui::Image::from_texture((
+                textures.dream,
+                vec2(model_side, model_side),
+            )));
+            rects[3] = Some(response.rect);
+            if !has_model {
+                overlay_message_ui(ui, response.rect, &status.headline(), &status.explanation());
+            } else if !state.dream.forked {
+                overlay_message_ui(
+                    ui,
+                    response.rect,
+                    "No dream yet",
+                    "Press F to dream from the real frame, G from a random z.",
+                );
+            }
+        });
+    });
+    if lockstep {
+        divergence_plot_ui(ui, &state.divergence);
+    }
+    (reality_size, rects)
+}
+
+/// The largest size of `aspect` (width / height) inside `space`.
+fn fit(space: egui::Vec2, aspect: f32) -> egui::Vec2 {
+    if space.x / space.y > aspect {
+        vec2(space.y * aspect, space.y)
+    } else {
+        vec2(space.x, space.x / aspect)
+    }
+}
+
+fn column_ui(
+    ui: &mut Ui,
+    width: f32,
+    title: &str,
+    caption: &str,
+    add_contents: impl FnOnce(&mut Ui),
+) {
+    ui.allocate_ui_with_layout(
+        vec2(width, ui.available_height()),
+        egui::Layout::top_down(egui::Align::Center),
+        |ui| {
+            ui.set_width(width);
+            ui.label(
+                RichText::new(title)
+                    .size(VIEW_LABEL_SIZE)
+                    .strong()
+                    .color(Color32::WHITE),
+            );
+            ui.label(RichText::new(caption).size(16.0).weak());
+            add_contents(ui);
+        },
+    );
+}
+
+/// A dark box over a view with a headline and an explanation, sized to the view and clipped to it.
+fn overlay_message_ui(ui: &mut Ui, rect: egui::Rect, headline: &str, explanation: &str) {
+    let inner = rect.shrink(rect.width().min(rect.height()) * 0.05);
+    ui.painter()
+        .rect_filled(inner, 8.0, Color32::from_black_alpha(200));
+    let headline_size = (inner.height() / 9.0).clamp(11.0, 24.0);
+    let text_size = (inner.height() / 19.0).clamp(8.0, 15.0);
+    let content = inner.shrink(8.0);
+    ui.scope_builder(
+        UiBuilder::new()
+            .max_rect(content)
+            .layout(egui::Layout::top_down(egui::Align::Center)),
+        |ui| {
+            ui.set_clip_rect(content);
+            ui.spacing_mut().item_spacing.y = 4.0;
+            ui.label(
+                RichText::new(headline)
+                    .size(headline_size)
+                    .strong()
+                    .color(Color32::from_rgb(250, 200, 90)),
+            );
+            ui.add(
+                egui::Label::new(
+                    RichText::new(explanation)
+                        .size(text_size)
+                        .color(Color32::from_gray(230)),
+                )
+                .wrap(),
+            );
+        },
+    );
+}
+
+fn divergence_plot_ui(ui: &mut Ui, divergence: &Divergence) {
+    ui.add_space(6.0);
+    ui.label(
+        RichText::new("Reality vs dream: how fast they drift apart")
+            .size(18.0)
+            .strong(),
+    );
+    let pixel: PlotPoints = divergence
+        .points
+        .iter()
+        .map(|(step, pixel, _)| [f64::from(*step), *pixel])
+        .collect();
+    // z distances are tens of units; scaled to share the axis with the [0, 1] pixel error.
+    let z_gap: PlotPoints = divergence
+        .points
+        .iter()
+        .map(|(step, _, z)| [f64::from(*step), *z / 10.0])
+        .collect();
+    Plot::new("divergence")
+        .height((ui.available_height() - 8.0).max(80.0))
+        .legend(Legend::default())
+        .allow_scroll(false)
+        .allow_drag(false)
+        .show(ui, |plot| {
+            plot.line(Line::new("pixel error (mean |real - dream|, 0..1)", pixel));
+            plot.line(Line::new("z distance / 10 (|V(real) - z_dream|)", z_gap));
+        });
+}
+
+fn help_overlay_ui(ctx: &egui::Context, sent: &mut Vec<PlayCommand>) {
+    let mut open = true;
+    egui::Window::new(RichText::new("Controls").size(26.0))
+        .collapsible(false)
+        .resizable(false)
+        .open(&mut open)
+        .anchor(egui::Align2::CENTER_CENTER, vec2(0.0, 0.0))
+        .show(ctx, |ui| {
+            egui::Grid::new("controls_help")
+                .num_columns(2)
+                .spacing(vec2(24.0, 8.0))
+                .striped(true)
+                .show(ui, |ui| {
+                    for (keys, action) in CONTROLS_HELP {
+                        ui.label(RichText::new(*keys).monospace().strong());
+                        ui.label(*action);
+                        ui.end_row();
+                    }
+                });
+            ui.label(RichText::new("F1, H or Escape closes this.").weak());
+        });
+    if !open {
+        sent.push(PlayCommand::ToggleHelp);
+    }
+}

@@ -1,0 +1,169 @@
+//! The one seam between the playground and the world model: [`DreamRunner`], held by the
+//! [`WorldModelRuntime`] resource. Everything else in the app talks to V, M and C through it, so the
+//! app runs (reality only, with a clear note) when no model is there.
+
+use std::path::{Path, PathBuf};
+
+use bevy::prelude::*;
+
+use crate::envs::{EnvKind, Frame};
+
+pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<WorldModelRuntime>();
+}
+
+/// What one dream step returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DreamOutcome {
+    /// M's predicted reward for the step (0 where M has no reward head).
+    pub reward: f32,
+    /// M predicted the end of the episode.
+    pub done: bool,
+}
+
+/// A world model the app can drive: V to see, M to dream, C to act. One dream at a time.
+///
+/// "The dream's state" is z plus M's recurrent state (h, c).
+pub trait DreamRunner: Send + Sync {
+    /// One line for the UI, e.g. `flex (CPU, 2 threads)`.
+    fn describe_backend(&self) -> String;
+    /// Latent size (32 for CarRacing, 64 for Take Cover).
+    fn z_size(&self) -> usize;
+    /// The range each latent dimension spans over the training data, if the bundle ships it.
+    fn latent_ranges(&self) -> Option<Vec<(f32, f32)>> {
+        None
+    }
+    /// C exists in the bundle and can drive.
+    fn has_controller(&self) -> bool;
+
+    /// V's encoding (mu) of a 64x64 frame.
+    fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>>;
+    /// V's decoding of a latent to a 64x64 frame.
+    fn decode(&mut self, z: &[f32]) -> anyhow::Result<Frame>;
+    /// decode(encode(frame)): what V keeps of a frame.
+    fn reconstruct(&mut self, frame: &Frame) -> anyhow::Result<Frame> {
+        let z = self.encode(frame)?;
+        self.decode(&z)
+    }
+
+    /// Forks the dream from a real frame: z = V's encoding, M's state zeroed.
+    fn reset_from_frame(&mut self, frame: &Frame) -> anyhow::Result<()>;
+    /// Starts the dream from z ~ N(0, I), M's state zeroed.
+    fn reset_random(&mut self) -> anyhow::Result<()>;
+    /// Replaces z and keeps M's state (h, c): the latent explorer's sliders, and keeping M in step
+    /// with reality while reality drives.
+    fn set_z(&mut self, z: &[f32]) -> anyhow::Result<()>;
+    /// One M step at temperature `tau`: samples the next z.
+    fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamOutcome>;
+    /// The dream's current z decoded by V.
+    fn frame(&mut self) -> anyhow::Result<Frame>;
+    /// The dream's current z.
+    fn z(&self) -> Vec<f32>;
+    /// C's action from the dream's state ([z, h] or [z, c, h]); `None` without a controller.
+    fn controller_action(&self) -> Option<Vec<f32>>;
+}
+
+/// Why there is no runner, said so that a user can fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelStatus {
+    /// Loaded and ready.
+    Ready { backend: String, controller: bool },
+    /// Nothing at the expected path.
+    Missing { path: PathBuf, env: EnvKind },
+    /// The file is there but unusable, or this build has no world model code yet.
+    Unavailable { reason: String },
+}
+
+impl ModelStatus {
+    /// A short headline for the dream and V panes.
+    pub fn headline(&self) -> String {
+        match self {
+            ModelStatus::Ready { backend, .. } => format!("world model on {backend}"),
+            ModelStatus::Missing { .. } => "No world model yet".to_string(),
+            ModelStatus::Unavailable { .. } => "World model unavailable".to_string(),
+        }
+    }
+
+    /// The full explanation: what is missing and the command that makes it.
+    pub fn explanation(&self) -> String {
+        match self {
+            ModelStatus::Ready {
+                controller: false, ..
+            } => "The model has no controller (C) yet: you drive.".to_string(),
+            ModelStatus::Ready { .. } => String::new(),
+            ModelStatus::Missing { path, env } => format!(
+                "Expected {}.\nMake it with:\n{}",
+                path.display(),
+                training_commands(*env)
+            ),
+            ModelStatus::Unavailable { reason } => reason.clone(),
+        }
+    }
+}
+
+/// The commands that train a world model for `env`, as the README lists them.
+pub fn training_commands(env: EnvKind) -> String {
+    let env = env.name();
+    format!(
+        "  dreamplay collect --env {env}\n  dreamplay train-vae --env {env}\n  dreamplay train-mdrnn --env {env}\n  dreamplay train-controller --env {env}"
+    )
+}
+
+/// The world model for the current env, if one loaded, and why not otherwise.
+#[derive(Resource)]
+pub struct WorldModelRuntime {
+    pub runner: Option<Box<dyn DreamRunner>>,
+    pub status: ModelStatus,
+}
+
+impl Default for WorldModelRuntime {
+    fn default() -> Self {
+        Self {
+            runner: None,
+            status: ModelStatus::Unavailable {
+                reason: "no world model loaded".to_string(),
+            },
+        }
+    }
+}
+
+impl WorldModelRuntime {
+    /// A runtime around an already-built runner (tests, and the loader below).
+    pub fn ready(runner: Box<dyn DreamRunner>) -> Self {
+        let status = ModelStatus::Ready {
+            backend: runner.describe_backend(),
+            controller: runner.has_controller(),
+        };
+        Self {
+            runner: Some(runner),
+            status,
+        }
+    }
+
+    pub fn controller_available(&self) -> bool {
+        self.runner
+            .as_ref()
+            .is_some_and(|runner| runner.has_controller())
+    }
+}
+
+/// Where a world model for `env` lives under `models_dir` (the bundle's own convention).
+pub fn model_path(models_dir: &Path, env: EnvKind) -> PathBuf {
+    crate::model::bundle::default_path(models_dir, env)
+}
+
+/// Loads the world model for `env` from `models_dir`, or says why not. Never panics.
+pub fn load_runtime(
+    models_dir: &Path,
+    env: EnvKind,
+    backend_flag: Option<&str>,
+) -> WorldModelRuntime {
+    let path = model_path(models_dir, env);
+    if !path.exists() {
+        return WorldModelRuntime {
+            runner: None,
+            status: ModelStatus::Missing { path, env },
+        };
+    }
+    super::burn_runner::load_burn_runtime(&path, env, backend_flag)
+}

@@ -1,0 +1,113 @@
+//! `dreamplay play` (and `dreamplay` alone): the playground window.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::app::script::Script;
+use crate::app::{PlayOptions, run as run_app};
+use crate::envs::EnvKind;
+
+use super::parse_env;
+
+#[derive(Debug, Args, Clone)]
+pub struct PlayArgs {
+    /// Which env to start with (E switches in the app).
+    #[arg(long, value_parser = parse_env, default_value = "car-racing")]
+    pub env: EnvKind,
+    /// Directory holding the trained models (`<dir>/<env>/world-model.bin`).
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Backend for the world model: auto (a real GPU if there is one, else the CPU), wgpu or flex.
+    #[arg(long, value_parser = ["auto", "wgpu", "flex"])]
+    pub backend: Option<String>,
+    /// Seed of the first real episode.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Start fullscreen (F11 toggles).
+    #[arg(long)]
+    pub fullscreen: bool,
+    /// UI scale, e.g. 1.5 for a lecture hall (+ and - change it in the app).
+    #[arg(long, default_value_t = 1.0)]
+    pub ui_scale: f32,
+    /// Window size in logical pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1600x900", value_parser = parse_window_size)]
+    pub window_size: (u32, u32),
+    /// Run N frames, print frame-time and dream-step statistics, exit.
+    #[arg(long)]
+    pub bench_frames: Option<u32>,
+    /// Take the screenshot after N frames, then exit (default: after the script, or 60 frames).
+    #[arg(long)]
+    pub screenshot_after: Option<u32>,
+    /// Where the screenshot goes (PNG); with --screenshot-after or --script.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Scripted keys, e.g. "hold up 40; hold up+left 20; press f6; wait 10" (see the app's script docs).
+    #[arg(long)]
+    pub script: Option<String>,
+}
+
+impl Default for PlayArgs {
+    fn default() -> Self {
+        Self {
+            env: EnvKind::CarRacing,
+            models: PathBuf::from("models"),
+            backend: None,
+            seed: 0,
+            fullscreen: false,
+            ui_scale: 1.0,
+            window_size: (1600, 900),
+            bench_frames: None,
+            screenshot_after: None,
+            screenshot: None,
+            script: None,
+        }
+    }
+}
+
+fn parse_window_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("window size '{text}': expected WIDTHxHEIGHT, e.g. 1600x900"))?;
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("window size '{text}': '{s}' is not a whole number"))
+    };
+    let (w, h) = (parse(w)?, parse(h)?);
+    if !(320..=16384).contains(&w) || !(240..=16384).contains(&h) {
+        return Err(format!("window size '{text}': expected at least 320x240"));
+    }
+    Ok((w, h))
+}
+
+pub fn run(args: PlayArgs) -> anyhow::Result<()> {
+    if !(args.ui_scale.is_finite() && args.ui_scale > 0.0) {
+        anyhow::bail!(
+            "--ui-scale must be a positive number, got {}",
+            args.ui_scale
+        );
+    }
+    if args.bench_frames == Some(0) {
+        anyhow::bail!("--bench-frames must be at least 1");
+    }
+    let script = match &args.script {
+        Some(text) => Some(
+            text.parse::<Script>()
+                .map_err(|err| anyhow::anyhow!("--script: {err}"))?,
+        ),
+        None => None,
+    };
+    let mut options = PlayOptions::new(args.env);
+    options.seed = args.seed;
+    options.models_dir = args.models;
+    options.backend = args.backend;
+    options.fullscreen = args.fullscreen;
+    options.ui_scale = args.ui_scale;
+    options.window_size = args.window_size;
+    options.bench_frames = args.bench_frames;
+    options.screenshot_after = args.screenshot_after;
+    options.screenshot = args.screenshot;
+    options.script = script;
+    run_app(options)
+}

@@ -1,0 +1,597 @@
+//! The playground's logic under bevy, with no window: keys and gamepads in, actions, modes and
+//! settings out. Time advances exactly one sim step per `update`, so counts are exact.
+//!
+//! Note the frame order: `FixedUpdate` (the sim) runs before `Update` (input), so input read on one
+//! frame drives the sim step of the next.
+
+use std::time::Duration;
+
+use bevy::input::gamepad::{Gamepad, GamepadAxis, GamepadButton};
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+
+use dreamplay::app::commands::{Mode, PlayCommand};
+use dreamplay::app::drive::Driver;
+use dreamplay::app::lecture::Presentation;
+use dreamplay::app::sim::{Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session};
+use dreamplay::app::world_model::{DreamOutcome, DreamRunner, ModelStatus, WorldModelRuntime};
+use dreamplay::app::{LogicPlugin, PlayOptions};
+use dreamplay::envs::{EnvKind, Frame};
+
+/// The action the fake controller always takes: hard right, full gas.
+const FAKE_C_ACTION: [f32; 3] = [0.5, 1.0, 0.0];
+/// The fake dream predicts "done" after this many steps.
+const FAKE_DONE_AFTER: u32 = 5;
+
+/// A stand-in world model: z is the frame's mean colour plus a step counter, decoding paints it.
+struct FakeDream {
+    z: Vec<f32>,
+    steps: u32,
+    controller: bool,
+}
+
+impl FakeDream {
+    fn new(controller: bool) -> Self {
+        Self {
+            z: vec![0.0; 4],
+            steps: 0,
+            controller,
+        }
+    }
+}
+
+impl DreamRunner for FakeDream {
+    fn describe_backend(&self) -> String {
+        "fake".into()
+    }
+    fn z_size(&self) -> usize {
+        4
+    }
+    fn has_controller(&self) -> bool {
+        self.controller
+    }
+    fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
+        let mut mean = [0.0f32; 3];
+        for pixel in frame.pixels() {
+            for c in 0..3 {
+                mean[c] += f32::from(pixel[c]) / 255.0;
+            }
+        }
+        let n = (frame.width() * frame.height()).max(1) as f32;
+        Ok(vec![mean[0] / n, mean[1] / n, mean[2] / n, 0.0])
+    }
+    fn decode(&mut self, z: &[f32]) -> anyhow::Result<Frame> {
+        let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0) as u8;
+        Ok(Frame::from_pixel(
+            64,
+            64,
+            image::Rgb([level(z[0]), level(z[1]), level(z[2])]),
+        ))
+    }
+    fn reset_from_frame(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.z = self.encode(frame)?;
+        self.steps = 0;
+        Ok(())
+    }
+    fn reset_random(&mut self) -> anyhow::Result<()> {
+        self.z = vec![0.9, 0.1, 0.5, 0.0];
+        self.steps = 0;
+        Ok(())
+    }
+    fn set_z(&mut self, z: &[f32]) -> anyhow::Result<()> {
+        anyhow::ensure!(z.len() == 4, "z of {} values", z.len());
+        self.z = z.to_vec();
+        Ok(())
+    }
+    fn step(&mut self, action: &[f32], _tau: f32) -> anyhow::Result<DreamOutcome> {
+        self.steps += 1;
+        self.z[3] += 1.0;
+        self.z[0] = (self.z[0] + 0.01 * action[0]).clamp(0.0, 1.0);
+        Ok(DreamOutcome {
+            reward: 1.0,
+            done: self.steps >= FAKE_DONE_AFTER,
+        })
+    }
+    fn frame(&mut self) -> anyhow::Result<Frame> {
+        let z = self.z.clone();
+        self.decode(&z)
+    }
+    fn z(&self) -> Vec<f32> {
+        self.z.clone()
+    }
+    fn controller_action(&self) -> Option<Vec<f32>> {
+        self.controller.then(|| FAKE_C_ACTION.to_vec())
+    }
+}
+
+fn app_for(env: EnvKind) -> App {
+    let mut options = PlayOptions::new(env);
+    // A directory that holds no models: the fresh-clone state.
+    options.models_dir = std::env::temp_dir().join("dreamplay-tests-no-models");
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins);
+    app.add_plugins(LogicPlugin { options });
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(
+        1.0 / f64::from(env.steps_per_second()),
+    )));
+    // Time starts on the first update; from the second on, each update is one sim step.
+    app.update();
+    app.update();
+    app
+}
+
+fn app_with_model(env: EnvKind, controller: bool) -> App {
+    let mut app = app_for(env);
+    app.insert_resource(WorldModelRuntime::ready(Box::new(FakeDream::new(
+        controller,
+    ))));
+    app
+}
+
+fn keys(app: &mut App) -> Mut<'_, ButtonInput<KeyCode>> {
+    app.world_mut().resource_mut::<ButtonInput<KeyCode>>()
+}
+
+/// Without bevy's InputPlugin nobody clears `just_pressed`, so the tests do it after each frame.
+fn frame(app: &mut App) {
+    app.update();
+    keys(app).clear();
+}
+
+fn frames(app: &mut App, n: usize) {
+    for _ in 0..n {
+        frame(app);
+    }
+}
+
+/// Press and release a key within one frame, as a quick tap.
+fn tap(app: &mut App, key: KeyCode) {
+    keys(app).press(key);
+    frame(app);
+    keys(app).release(key);
+    frame(app);
+}
+
+fn session(app: &App) -> &Session {
+    app.world().resource::<Session>()
+}
+
+fn real_steps(app: &App) -> u32 {
+    app.world().resource::<Reality>().steps()
+}
+
+fn send(app: &mut App, command: PlayCommand) {
+    app.world_mut().write_message(command);
+    frame(app);
+}
+
+#[test]
+fn one_update_is_one_sim_step() {
+    let mut app = app_for(EnvKind::CarRacing);
+    let before = real_steps(&app);
+    frames(&mut app, 10);
+    assert_eq!(real_steps(&app) - before, 10);
+}
+
+#[test]
+fn held_keys_ramp_a_tenth_per_step_and_decay_when_released() {
+    let mut app = app_for(EnvKind::CarRacing);
+    keys(&mut app).press(KeyCode::ArrowUp);
+    keys(&mut app).press(KeyCode::KeyA);
+    frame(&mut app); // input read; the sim sees it from the next step on
+    frames(&mut app, 3);
+    let axes = session(&app).human_axes;
+    assert!(
+        (axes.gas - 0.3).abs() < 1e-5,
+        "gas after 3 steps: {}",
+        axes.gas
+    );
+    assert!(
+        (axes.steer + 0.3).abs() < 1e-5,
+        "steer after 3 steps: {}",
+        axes.steer
+    );
+    assert_eq!(session(&app).last_action.len(), 3);
+    assert!(
+        (session(&app).last_action[1] - 0.3).abs() < 1e-5,
+        "the env got the ramped gas"
+    );
+
+    keys(&mut app).release(KeyCode::ArrowUp);
+    keys(&mut app).release(KeyCode::KeyA);
+    // One more ramped step (from the input read before the release), then the first decay.
+    frames(&mut app, 2);
+    let axes = session(&app).human_axes;
+    assert!(
+        (axes.gas - 0.36).abs() < 1e-5,
+        "gas one step after release: {}",
+        axes.gas
+    );
+    assert!(
+        (axes.steer + 0.36).abs() < 1e-5,
+        "steer one step after release: {}",
+        axes.steer
+    );
+    assert_eq!(session(&app).driver, Driver::Human);
+}
+
+#[test]
+fn a_tap_shorter_than_a_sim_step_still_counts() {
+    let mut app = app_for(EnvKind::CarRacing);
+    // Two display frames per sim step: the key is held on the first only.
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+        10,
+    )));
+    frame(&mut app);
+    keys(&mut app).press(KeyCode::ArrowRight);
+    frame(&mut app);
+    keys(&mut app).release(KeyCode::ArrowRight);
+    frames(&mut app, 3);
+    assert!(
+        session(&app).human_axes.steer > 0.05,
+        "steer {}",
+        session(&app).human_axes.steer
+    );
+}
+
+#[test]
+fn a_gamepad_drives_and_unplugging_it_is_harmless() {
+    let mut app = app_for(EnvKind::CarRacing);
+    let mut pad = Gamepad::default();
+    pad.analog_mut().set(GamepadAxis::LeftStickX, -0.7);
+    pad.analog_mut().set(GamepadButton::RightTrigger2, 0.9);
+    let entity = app.world_mut().spawn(pad).id();
+    frames(&mut app, 2);
+    let axes = session(&app).human_axes;
+    assert!((axes.steer + 0.7).abs() < 1e-5, "steer {}", axes.steer);
+    assert!((axes.gas - 0.9).abs() < 1e-5, "gas {}", axes.gas);
+    assert!((session(&app).last_action[0] + 0.7).abs() < 1e-5);
+
+    app.world_mut().despawn(entity);
+    frames(&mut app, 2);
+    let axes = session(&app).human_axes;
+    assert!(
+        (axes.steer + 0.63).abs() < 1e-4,
+        "steer decays once the pad is gone: {}",
+        axes.steer
+    );
+}
+
+#[test]
+fn a_gamepad_dpad_strafes_in_take_cover() {
+    let mut app = app_for(EnvKind::TakeCover);
+    let mut pad = Gamepad::default();
+    pad.digital_mut().press(GamepadButton::DPadLeft);
+    app.world_mut().spawn(pad);
+    frames(&mut app, 2);
+    assert_eq!(session(&app).last_action, vec![-1.0]);
+}
+
+#[test]
+fn the_controller_drives_until_a_human_touches_the_controls() {
+    let mut app = app_with_model(EnvKind::CarRacing, true);
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Controller);
+    frames(&mut app, 2);
+    assert_eq!(
+        session(&app).last_action,
+        FAKE_C_ACTION.to_vec(),
+        "C's action reaches the env"
+    );
+
+    keys(&mut app).press(KeyCode::ArrowLeft);
+    frames(&mut app, 2);
+    assert_eq!(
+        session(&app).driver,
+        Driver::Human,
+        "any human input takes over"
+    );
+    assert!(
+        session(&app).last_action[0] < 0.0,
+        "and the human's steering is what the env gets"
+    );
+    keys(&mut app).release(KeyCode::ArrowLeft);
+    frames(&mut app, 3);
+    assert_eq!(
+        session(&app).driver,
+        Driver::Human,
+        "releasing does not hand back"
+    );
+
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(
+        session(&app).driver,
+        Driver::Controller,
+        "C hands the wheel back"
+    );
+}
+
+#[test]
+fn a_gamepad_also_takes_the_wheel_from_c() {
+    let mut app = app_with_model(EnvKind::CarRacing, true);
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Controller);
+    let mut pad = Gamepad::default();
+    pad.analog_mut().set(GamepadButton::LeftTrigger2, 0.8);
+    app.world_mut().spawn(pad);
+    frames(&mut app, 2);
+    assert_eq!(session(&app).driver, Driver::Human);
+    assert!(
+        (session(&app).last_action[2] - 0.8).abs() < 1e-5,
+        "brake {:?}",
+        session(&app).last_action
+    );
+}
+
+#[test]
+fn without_a_controller_c_stays_human_and_says_why() {
+    let mut app = app_for(EnvKind::CarRacing);
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Human);
+    let notice = app.world().resource::<Notice>();
+    assert!(
+        notice.text.contains("C cannot drive"),
+        "notice: {}",
+        notice.text
+    );
+    let status = &app.world().resource::<WorldModelRuntime>().status;
+    assert!(matches!(status, ModelStatus::Missing { .. }), "{status:?}");
+    assert!(
+        status
+            .explanation()
+            .contains("dreamplay train-vae --env car-racing"),
+        "{}",
+        status.explanation()
+    );
+}
+
+#[test]
+fn tau_presets_and_the_slider_are_clamped_per_env() {
+    let mut app = app_for(EnvKind::CarRacing);
+    tap(&mut app, KeyCode::Digit1);
+    assert_eq!(session(&app).tau, 0.1);
+    tap(&mut app, KeyCode::Digit4);
+    assert_eq!(session(&app).tau, 1.15);
+    tap(&mut app, KeyCode::Digit5);
+    assert_eq!(session(&app).tau, 1.3);
+    send(&mut app, PlayCommand::SetTau(9.0));
+    assert_eq!(session(&app).tau, 1.5, "CarRacing's slider stops at 1.5");
+    send(&mut app, PlayCommand::SetTau(f32::NAN));
+    assert_eq!(session(&app).tau, 1.5, "nonsense is ignored");
+    send(&mut app, PlayCommand::TauPreset(99));
+    assert_eq!(session(&app).tau, 1.5, "an unknown preset is ignored");
+
+    let mut app = app_for(EnvKind::TakeCover);
+    send(&mut app, PlayCommand::SetTau(2.5));
+    assert_eq!(session(&app).tau, 2.5, "Take Cover goes up to 3.0");
+}
+
+#[test]
+fn modes_step_the_right_things() {
+    let mut app = app_with_model(EnvKind::CarRacing, false);
+    // Drive reality: the env steps and M predicts one step ahead.
+    let before = real_steps(&app);
+    frames(&mut app, 3);
+    assert_eq!(real_steps(&app) - before, 3);
+    assert!(
+        app.world()
+            .resource::<ModelFrames>()
+            .reconstruction
+            .is_some(),
+        "V reconstructs reality"
+    );
+    assert!(
+        app.world().resource::<ModelFrames>().dream.is_some(),
+        "M's prediction is decoded"
+    );
+
+    // Drive the dream: reality freezes, the dream steps and restarts on a predicted done.
+    tap(&mut app, KeyCode::F6);
+    assert_eq!(session(&app).mode, Mode::DriveDream);
+    let frozen = real_steps(&app);
+    frames(&mut app, 3);
+    assert_eq!(
+        real_steps(&app),
+        frozen,
+        "reality does not step in the dream"
+    );
+    let dream = app.world().resource::<DreamEpisode>();
+    assert!(
+        dream.forked && dream.steps > 0,
+        "the dream steps: {dream:?}"
+    );
+    frames(&mut app, 2 * FAKE_DONE_AFTER as usize);
+    assert!(
+        app.world().resource::<DreamEpisode>().restarts >= 1,
+        "a predicted done restarts the dream"
+    );
+
+    // Lockstep: both step, and the gap is recorded.
+    tap(&mut app, KeyCode::F7);
+    assert_eq!(session(&app).mode, Mode::Lockstep);
+    let before = real_steps(&app);
+    frames(&mut app, 4);
+    assert!(real_steps(&app) > before);
+    assert!(
+        app.world().resource::<Divergence>().points.len() >= 3,
+        "divergence is plotted"
+    );
+
+    // Latent explorer: nothing steps; the sliders set z; N steps the dream once.
+    tap(&mut app, KeyCode::F8);
+    assert_eq!(session(&app).mode, Mode::LatentExplorer);
+    let frozen = real_steps(&app);
+    let dream_steps = app.world().resource::<DreamEpisode>().steps;
+    frames(&mut app, 3);
+    assert_eq!(real_steps(&app), frozen);
+    assert_eq!(
+        app.world().resource::<DreamEpisode>().steps,
+        dream_steps,
+        "the dream is paused"
+    );
+    send(
+        &mut app,
+        PlayCommand::SetLatentDim {
+            dim: 1,
+            value: 0.75,
+        },
+    );
+    let z = app
+        .world()
+        .resource::<WorldModelRuntime>()
+        .runner
+        .as_ref()
+        .map(|r| r.z());
+    assert_eq!(z.as_ref().map(|z| z[1]), Some(0.75));
+    send(
+        &mut app,
+        PlayCommand::SetLatentDim {
+            dim: 99,
+            value: 0.75,
+        },
+    );
+    assert!(
+        app.world().resource::<WorldModelRuntime>().runner.is_none(),
+        "a bad dimension is an error, reported"
+    );
+}
+
+#[test]
+fn single_step_in_the_latent_explorer_steps_the_dream_once() {
+    let mut app = app_with_model(EnvKind::CarRacing, false);
+    tap(&mut app, KeyCode::F8);
+    let dream_steps = app.world().resource::<DreamEpisode>().steps;
+    tap(&mut app, KeyCode::KeyN);
+    frames(&mut app, 3);
+    assert_eq!(
+        app.world().resource::<DreamEpisode>().steps,
+        dream_steps + 1
+    );
+}
+
+#[test]
+fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
+    let mut app = app_for(EnvKind::CarRacing);
+    tap(&mut app, KeyCode::KeyM);
+    assert_eq!(session(&app).mode, Mode::DriveDream);
+    let frozen = real_steps(&app);
+    frames(&mut app, 3);
+    assert_eq!(real_steps(&app), frozen);
+    assert!(!app.world().resource::<DreamEpisode>().forked);
+    assert!(
+        app.world()
+            .resource::<Notice>()
+            .text
+            .contains("No world model"),
+        "{}",
+        app.world().resource::<Notice>().text
+    );
+    for expected in [Mode::Lockstep, Mode::LatentExplorer, Mode::DriveReality] {
+        tap(&mut app, KeyCode::KeyM);
+        assert_eq!(session(&app).mode, expected);
+    }
+    let before = real_steps(&app);
+    frames(&mut app, 2);
+    assert_eq!(
+        real_steps(&app) - before,
+        2,
+        "back in reality, it steps again"
+    );
+}
+
+#[test]
+fn pause_and_single_step() {
+    let mut app = app_for(EnvKind::CarRacing);
+    tap(&mut app, KeyCode::Space);
+    assert!(session(&app).paused);
+    let frozen = real_steps(&app);
+    frames(&mut app, 5);
+    assert_eq!(real_steps(&app), frozen);
+    tap(&mut app, KeyCode::Period);
+    frames(&mut app, 3);
+    assert_eq!(real_steps(&app), frozen + 1, "one step per N");
+    tap(&mut app, KeyCode::Space);
+    frames(&mut app, 2);
+    assert!(real_steps(&app) > frozen + 1);
+}
+
+#[test]
+fn switching_env_swaps_reality_rate_and_model() {
+    let mut app = app_with_model(EnvKind::CarRacing, true);
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Controller);
+    tap(&mut app, KeyCode::F7);
+    tap(&mut app, KeyCode::KeyE);
+    assert_eq!(session(&app).env, EnvKind::TakeCover);
+    assert_eq!(app.world().resource::<Reality>().kind(), EnvKind::TakeCover);
+    assert_eq!(
+        session(&app).mode,
+        Mode::Lockstep,
+        "the mode survives the switch"
+    );
+    assert_eq!(
+        session(&app).driver,
+        Driver::Human,
+        "no Take Cover model, so no C"
+    );
+    let timestep = app.world().resource::<Time<Fixed>>().timestep();
+    assert!(
+        (timestep.as_secs_f64() - 1.0 / 35.0).abs() < 1e-6,
+        "Take Cover steps at 35 Hz: {timestep:?}"
+    );
+    let status = &app.world().resource::<WorldModelRuntime>().status;
+    assert!(
+        matches!(
+            status,
+            ModelStatus::Missing {
+                env: EnvKind::TakeCover,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+
+    // Take Cover steps at its own rate with a one-value action.
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(
+        1.0 / 35.0,
+    )));
+    keys(&mut app).press(KeyCode::ArrowRight);
+    frames(&mut app, 3);
+    assert_eq!(session(&app).last_action, vec![1.0]);
+
+    send(&mut app, PlayCommand::SwitchEnv(Some(EnvKind::CarRacing)));
+    assert_eq!(app.world().resource::<Reality>().kind(), EnvKind::CarRacing);
+    assert_eq!(session(&app).last_action.len(), 3);
+}
+
+#[test]
+fn lecture_controls_toggle_and_clamp() {
+    let mut app = app_for(EnvKind::CarRacing);
+    tap(&mut app, KeyCode::Escape);
+    assert!(
+        !app.world().resource::<Presentation>().help_open,
+        "Escape never opens the help"
+    );
+    tap(&mut app, KeyCode::F1);
+    assert!(app.world().resource::<Presentation>().help_open);
+    tap(&mut app, KeyCode::Escape);
+    assert!(
+        !app.world().resource::<Presentation>().help_open,
+        "Escape closes it"
+    );
+    tap(&mut app, KeyCode::Tab);
+    assert!(!app.world().resource::<Presentation>().side_panel_visible);
+    tap(&mut app, KeyCode::Equal);
+    let scale = app.world().resource::<Presentation>().ui_scale;
+    assert!((scale - 1.1).abs() < 1e-5, "scale {scale}");
+    for _ in 0..40 {
+        tap(&mut app, KeyCode::Equal);
+    }
+    assert_eq!(
+        app.world().resource::<Presentation>().ui_scale,
+        4.0,
+        "the scale is bounded"
+    );
+    tap(&mut app, KeyCode::F11);
+    assert!(app.world().resource::<Presentation>().fullscreen);
+}

@@ -1,0 +1,221 @@
+//! The real binary in a real window: scripted driving, a screenshot, and checks on its pixels.
+//!
+//! Without a display the test runs the binary under `xvfb-run -a` (X in memory, Mesa's software
+//! Vulkan renders), so `cargo test` alone works in CI. Without `xvfb-run` it fails and says to run
+//! `.ci/setup`. The screenshot is kept under `target/test-artifacts/` and its path printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dreamplay::app::recording::view_rects_path;
+use dreamplay::app::views::ViewRects;
+use image::RgbImage;
+
+/// lavapipe renders slowly: a small window and few frames keep this well under two minutes.
+const WINDOW_SIZE: &str = "960x540";
+const SCRIPT: &str = "hold up 25; hold up+right 10; wait 3";
+const TIMEOUT: Duration = Duration::from_secs(110);
+
+fn artifacts_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp; artifacts sit beside it.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("test-artifacts")
+}
+
+fn has_display() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    set("DISPLAY") || set("WAYLAND_DISPLAY")
+}
+
+fn xvfb_run_available() -> bool {
+    Command::new("sh")
+        .args(["-c", "command -v xvfb-run"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Runs the binary with `args`, under xvfb-run when there is no display; returns (stdout, stderr).
+fn run_app(args: &[&str]) -> (String, String) {
+    let binary = env!("CARGO_BIN_EXE_dreamplay");
+    let mut command = if has_display() {
+        Command::new(binary)
+    } else {
+        assert!(
+            xvfb_run_available(),
+            "no display and no xvfb-run: run .ci/setup (it installs xvfb and mesa-vulkan-drivers) and try again"
+        );
+        let mut command = Command::new("xvfb-run");
+        command.args(["-a", "-s", "-screen 0 1280x800x24", binary]);
+        command
+    };
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Keep the log readable; bevy's INFO lines are enough.
+    command.env("RUST_LOG", "warn,dreamplay=info");
+    let mut child = command.spawn().expect("the dreamplay binary starts");
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > TIMEOUT => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("collect output after kill");
+                panic!(
+                    "the app did not exit within {TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(err) => panic!("waiting for the app failed: {err}"),
+        }
+    }
+    let output = child.wait_with_output().expect("collect output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "the app failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    (stdout, stderr)
+}
+
+/// The region `[x, y, w, h]` of `image`, reduced to a 32x32 RGB thumbnail, values in [0, 1].
+fn thumbnail(image: &RgbImage, rect: [u32; 4]) -> Vec<f32> {
+    let [x, y, w, h] = rect;
+    assert!(w >= 8 && h >= 8, "view too small: {rect:?}");
+    assert!(
+        x + w <= image.width() && y + h <= image.height(),
+        "view {rect:?} outside the {}x{} screenshot",
+        image.width(),
+        image.height()
+    );
+    let region = image::imageops::crop_imm(image, x, y, w, h).to_image();
+    let small = image::imageops::resize(&region, 32, 32, image::imageops::FilterType::Triangle);
+    small
+        .pixels()
+        .flat_map(|p| p.0)
+        .map(|v| f32::from(v) / 255.0)
+        .collect()
+}
+
+/// The smallest rect holding both.
+fn union(a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
+    let (x, y) = (a[0].min(b[0]), a[1].min(b[1]));
+    let (right, bottom) = (
+        (a[0] + a[2]).max(b[0] + b[2]),
+        (a[1] + a[3]).max(b[1] + b[3]),
+    );
+    [x, y, right - x, bottom - y]
+}
+
+fn std_dev(values: &[f32]) -> f32 {
+    let mean = values.iter().sum::<f32>() / values.len() as f32;
+    (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / values.len() as f32).sqrt()
+}
+
+fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+}
+
+#[test]
+fn the_window_shows_three_distinct_views() {
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    let screenshot = dir.join("app_window.png");
+    let _ = std::fs::remove_file(&screenshot);
+    // No models here: the fresh-clone state, which must still show reality and explain the rest.
+    let empty_models = dir.join("no-models");
+    std::fs::create_dir_all(&empty_models).expect("create an empty models dir");
+
+    let (stdout, _stderr) = run_app(&[
+        "play",
+        "--window-size",
+        WINDOW_SIZE,
+        "--models",
+        empty_models.to_str().expect("utf-8 path"),
+        "--script",
+        SCRIPT,
+        "--screenshot",
+        screenshot.to_str().expect("utf-8 path"),
+    ]);
+    println!("screenshot: {}", screenshot.display());
+    assert!(
+        stdout.contains("screenshot: "),
+        "the app reports the screenshot it saved:\n{stdout}"
+    );
+
+    let image = image::open(&screenshot)
+        .expect("the screenshot is a readable PNG")
+        .to_rgb8();
+    let layout =
+        std::fs::read_to_string(view_rects_path(&screenshot)).expect("the views layout file");
+    let rects: ViewRects = serde_json::from_str(&layout).expect("a valid views layout");
+    let drawn =
+        |name: &str, rect: Option<[u32; 4]>| rect.unwrap_or_else(|| panic!("{name} was not drawn"));
+    let v_input = drawn("V's input", rects.v_input);
+    let v_reconstruction = drawn("V's reconstruction", rects.v_reconstruction);
+    let panes = [
+        ("Reality", drawn("Reality", rects.reality)),
+        ("What V sees", union(v_input, v_reconstruction)),
+        ("The dream", drawn("The dream", rects.dream)),
+    ];
+    let input_spread = std_dev(&thumbnail(&image, v_input));
+    assert!(
+        input_spread > 0.02,
+        "V's 64x64 input looks blank (spread {input_spread:.4})"
+    );
+    let thumbs: Vec<(&str, Vec<f32>)> = panes
+        .iter()
+        .map(|(name, rect)| (*name, thumbnail(&image, *rect)))
+        .collect();
+    for (name, thumb) in &thumbs {
+        let spread = std_dev(thumb);
+        println!("{name}: spread {spread:.3}");
+        assert!(
+            spread > 0.02,
+            "{name} looks blank (spread {spread:.4}) in {}",
+            screenshot.display()
+        );
+    }
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let gap = mean_abs_diff(&thumbs[i].1, &thumbs[j].1);
+        println!(
+            "{} vs {}: mean difference {gap:.3}",
+            thumbs[i].0, thumbs[j].0
+        );
+        assert!(
+            gap > 0.03,
+            "{} and {} look the same (mean difference {gap:.4})",
+            thumbs[i].0,
+            thumbs[j].0
+        );
+    }
+}
+
+#[test]
+fn a_window_that_cannot_open_says_what_to_do() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dreamplay"))
+        .args(["play"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("the binary runs");
+    if cfg!(target_os = "linux") {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("xvfb-run -a dreamplay play"),
+            "stderr: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "a clear error, not a panic: {stderr}"
+        );
+    }
+}
