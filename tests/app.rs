@@ -595,3 +595,139 @@ fn lecture_controls_toggle_and_clamp() {
     tap(&mut app, KeyCode::F11);
     assert!(app.world().resource::<Presentation>().fullscreen);
 }
+
+/// A real (untrained, randomly initialised) model bundle on disk, with a random controller.
+fn write_random_bundle(env: EnvKind) -> std::path::PathBuf {
+    use dreamplay::model::bundle::{self, Precision};
+    use dreamplay::model::{FlexBackend, ModelSpec, WorldModel};
+    use rand::{Rng, SeedableRng};
+
+    let dir = std::env::temp_dir().join(format!(
+        "dreamplay-app-models-{}-{}",
+        std::process::id(),
+        env.name()
+    ));
+    let device = Default::default();
+    let mut model = WorldModel::<FlexBackend>::init(ModelSpec::paper(env), &device);
+    if let Some(controller) = model.controller.as_mut() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let params: Vec<f32> = (0..controller.param_count())
+            .map(|_| rng.random_range(-0.1..0.1))
+            .collect();
+        controller
+            .set_params(&params)
+            .expect("params of the right length");
+    }
+    let path = dreamplay::app::world_model::model_path(&dir, env);
+    bundle::save(&model, &path, Precision::F32).expect("save the bundle");
+    dir
+}
+
+fn app_with_models_dir(env: EnvKind, models_dir: std::path::PathBuf) -> App {
+    let mut options = PlayOptions::new(env);
+    options.models_dir = models_dir;
+    options.backend = Some("flex".into());
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins);
+    app.add_plugins(LogicPlugin { options });
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(
+        1.0 / f64::from(env.steps_per_second()),
+    )));
+    app.update();
+    app.update();
+    app
+}
+
+#[test]
+fn a_model_bundle_on_disk_runs_every_mode() {
+    let dir = write_random_bundle(EnvKind::CarRacing);
+    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.clone());
+    let status = app.world().resource::<WorldModelRuntime>().status.clone();
+    assert!(
+        matches!(
+            status,
+            ModelStatus::Ready {
+                controller: true,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+
+    frames(&mut app, 3);
+    let frames_now = app.world().resource::<ModelFrames>();
+    let reconstruction = frames_now.reconstruction.as_ref().expect("V reconstructs");
+    assert_eq!(reconstruction.dimensions(), (64, 64));
+    assert!(frames_now.dream.is_some(), "M's prediction is decoded");
+
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Controller);
+    frames(&mut app, 2);
+    let action = session(&app).last_action.clone();
+    assert_eq!(action.len(), 3);
+    assert!(
+        (-1.0..=1.0).contains(&action[0])
+            && (0.0..=1.0).contains(&action[1])
+            && (0.0..=1.0).contains(&action[2]),
+        "C's action is in the action space: {action:?}"
+    );
+
+    tap(&mut app, KeyCode::F6);
+    let generation = app.world().resource::<DreamEpisode>().generation;
+    frames(&mut app, 3);
+    // An untrained M may predict "done" at once, restarting the dream every step: either way, it moves.
+    let dream = app.world().resource::<DreamEpisode>();
+    assert!(
+        dream.generation >= generation + 2,
+        "the dream steps: {} steps, {} restarts",
+        dream.steps,
+        dream.restarts
+    );
+    tap(&mut app, KeyCode::F7);
+    frames(&mut app, 3);
+    assert!(!app.world().resource::<Divergence>().points.is_empty());
+    tap(&mut app, KeyCode::F8);
+    send(
+        &mut app,
+        PlayCommand::SetLatentDim {
+            dim: 31,
+            value: 2.5,
+        },
+    );
+    let z = app
+        .world()
+        .resource::<WorldModelRuntime>()
+        .runner
+        .as_ref()
+        .map(|r| r.z());
+    assert_eq!(z.map(|z| (z.len(), z[31])), Some((32, 2.5)));
+    assert!(
+        app.world().resource::<WorldModelRuntime>().runner.is_some(),
+        "nothing failed on the way"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_broken_model_file_is_explained_and_reality_still_runs() {
+    let dir = std::env::temp_dir().join(format!("dreamplay-app-broken-{}", std::process::id()));
+    let path = dreamplay::app::world_model::model_path(&dir, EnvKind::CarRacing);
+    std::fs::create_dir_all(path.parent().expect("a parent dir")).expect("create the models dir");
+    std::fs::write(&path, b"not a model at all").expect("write the broken file");
+    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.clone());
+    let status = app.world().resource::<WorldModelRuntime>().status.clone();
+    let ModelStatus::Unavailable { reason } = status else {
+        panic!("expected an unavailable model, got {status:?}");
+    };
+    assert!(
+        reason.contains("world-model.bin"),
+        "the reason names the file: {reason}"
+    );
+    let before = real_steps(&app);
+    frames(&mut app, 3);
+    assert_eq!(real_steps(&app) - before, 3);
+    tap(&mut app, KeyCode::F6);
+    frames(&mut app, 2);
+    assert!(!app.world().resource::<DreamEpisode>().forked);
+    let _ = std::fs::remove_dir_all(dir);
+}
