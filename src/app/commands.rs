@@ -77,6 +77,8 @@ pub enum PlayCommand {
     DreamFromRandom,
     /// Give the wheel back to C.
     HandToController,
+    /// The human takes the wheel (touching any control does the same).
+    TakeWheel,
     /// Latent explorer: set one dimension of z.
     SetLatentDim {
         dim: usize,

@@ -79,18 +79,24 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
         let fps = data
             .timings
             .frame
-            .mean_recent()
+            .median_recent()
             .filter(|ms| *ms > 0.0)
             .map(|ms| 1000.0 / ms);
         ui.label(stat(fps.map_or_else(
             || "fps -".to_string(),
             |fps| format!("{fps:.0} fps"),
         )));
-        let dream_ms = data.timings.dream_step.mean_recent();
-        ui.label(stat(dream_ms.map_or_else(
-            || "dream step -".to_string(),
-            |ms| format!("dream step {ms:.1} ms"),
-        )));
+        // A dream step as the viewer sees it: M's step, then V decoding the new z.
+        let step_ms = data.timings.dream_step.mean_recent();
+        let decode_ms = data.timings.dream_decode.mean_recent();
+        let dream = match (step_ms, decode_ms) {
+            (Some(step), Some(decode)) => {
+                format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)")
+            }
+            (Some(step), None) => format!("dream step {step:.1} ms (M)"),
+            _ => "dream step -".to_string(),
+        };
+        ui.label(stat(dream));
     });
 }
 

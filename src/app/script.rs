@@ -277,6 +277,7 @@ fn count_frame(
     if plan.bench_frames.is_some() {
         timings.frame.keep_all = true;
         timings.dream_step.keep_all = true;
+        timings.dream_decode.keep_all = true;
     }
     if let Some(frames) = plan.bench_frames
         && plan.frame >= frames.max(2)
@@ -348,21 +349,22 @@ fn print_bench(env: Option<EnvKind>, frames: u32, timings: &Timings) {
     let env = env.map_or_else(String::new, |env| format!(" {env}"));
     println!("dreamplay play --bench-frames {frames}{env}: times in ms");
     println!(
-        "{:<12} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "{:<15} {:>7} {:>9} {:>9} {:>9} {:>9}",
         "", "count", "mean", "p50", "p95", "max"
     );
     let row = |name: &str, samples: &[f64]| match stats(samples) {
         Some(s) => println!(
-            "{name:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{name:<15} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             s.count, s.mean, s.p50, s.p95, s.max
         ),
         None => println!(
-            "{name:<12} {:>7} (none: no world model loaded, or the dream never stepped)",
+            "{name:<15} {:>7} (none: no world model loaded, or the dream never stepped)",
             0
         ),
     };
     row("frame", &timings.frame.all);
-    row("dream step", &timings.dream_step.all);
+    row("dream step (M)", &timings.dream_step.all);
+    row("V decode", &timings.dream_decode.all);
 }
 
 #[cfg(test)]

@@ -238,6 +238,13 @@ impl Samples {
         }
     }
 
+    /// The median of the recent samples: one slow frame (a shader compiling) does not swing it.
+    pub fn median_recent(&self) -> Option<f64> {
+        let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied()
+    }
+
     pub fn mean_recent(&self) -> Option<f64> {
         (!self.recent.is_empty())
             .then(|| self.recent.iter().sum::<f64>() / self.recent.len() as f64)
@@ -248,7 +255,10 @@ impl Samples {
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Timings {
     pub frame: Samples,
+    /// One M step (sampling the next z included).
     pub dream_step: Samples,
+    /// V decoding the dream's z into the frame shown.
+    pub dream_decode: Samples,
 }
 
 /// V's and M's frames for the views, decoded once per display frame at most.
@@ -380,6 +390,10 @@ fn apply_sim_commands(
                 divergence.clear();
             }
             PlayCommand::DreamFromRandom => fork_from_random(&mut dream, &mut runtime, &mut notice),
+            PlayCommand::TakeWheel => {
+                session.driver = Driver::Human;
+                session.hand_back_requested = false;
+            }
             PlayCommand::HandToController => {
                 if runtime.controller_available() {
                     session.hand_back_requested = true;
@@ -732,6 +746,7 @@ fn refresh_model_frames(
     mut runtime: ResMut<WorldModelRuntime>,
     mut frames: ResMut<ModelFrames>,
     mut notice: ResMut<Notice>,
+    mut timings: ResMut<Timings>,
     time: Res<Time>,
 ) {
     notice.seconds_left = (notice.seconds_left - time.delta_secs()).max(0.0);
@@ -749,7 +764,10 @@ fn refresh_model_frames(
     if frames.seen_dream != Some(dream.generation) {
         frames.seen_dream = Some(dream.generation);
         frames.dream = if dream.forked {
-            with_runner(&mut runtime, &mut notice, |runner| runner.frame())
+            let started = Instant::now();
+            let decoded = with_runner(&mut runtime, &mut notice, |runner| runner.frame());
+            timings.dream_decode.push(millis(started.elapsed()));
+            decoded
         } else {
             None
         };

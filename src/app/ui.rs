@@ -275,10 +275,10 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     ui.horizontal(|ui| {
         if ui
             .selectable_label(session.driver == Driver::Human, "Human")
-            .on_hover_text("any key or stick")
+            .on_hover_text("any key or stick takes the wheel")
             .clicked()
         {
-            // Taking the wheel needs no command: touching the controls does it. A click shows how.
+            sent.push(PlayCommand::TakeWheel);
         }
         let c_button = ui.add_enabled(
             controller,
@@ -287,7 +287,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         let c_button = if controller {
             c_button.on_hover_text("key C: hand the wheel to the controller")
         } else {
-            c_button.on_disabled_hover_text("no trained controller loaded")
+            c_button.on_disabled_hover_text("no controller (C) in the loaded model")
         };
         if c_button.clicked() {
             sent.push(PlayCommand::HandToController);
@@ -365,7 +365,7 @@ fn model_status_ui(ui: &mut Ui, status: &ModelStatus) {
         } => {
             ui.label(format!("V + M on {backend}"));
             ui.label(if *controller {
-                "C: trained controller loaded"
+                "C: controller loaded"
             } else {
                 "C: none (you drive)"
             });
