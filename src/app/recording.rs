@@ -29,6 +29,7 @@ pub(super) fn plugin(app: &mut App) {
     );
     // After the sim step, so each recorded frame shows the step just taken.
     app.add_systems(FixedPostUpdate, record_step);
+    app.add_systems(Last, finish_recordings_on_exit);
 }
 
 /// Frames the encoder may fall behind before new ones are dropped.
@@ -216,6 +217,31 @@ fn finish_recordings(mut recording: ResMut<Recording>, mut notice: ResMut<Notice
                 "Recording {} failed: the encoder crashed",
                 finishing.path.display()
             )),
+        }
+    }
+}
+
+/// On exit, closes the GIF being recorded and waits for the encoders, so no file is left cut off.
+fn finish_recordings_on_exit(mut exits: MessageReader<AppExit>, mut recording: ResMut<Recording>) {
+    if exits.read().next().is_none() {
+        return;
+    }
+    if let Some(active) = recording.active.take() {
+        drop(active.sender);
+        recording.finishing.push(FinishingRecording {
+            path: active.path,
+            worker: active.worker,
+            frames_dropped: active.frames_dropped,
+        });
+    }
+    for finishing in recording.finishing.drain(..) {
+        match finishing.worker.join() {
+            Ok(Ok(frames)) => info!("Saved {} ({frames} frames)", finishing.path.display()),
+            Ok(Err(reason)) => error!("Recording {} failed: {reason}", finishing.path.display()),
+            Err(_) => error!(
+                "Recording {} failed: the encoder crashed",
+                finishing.path.display()
+            ),
         }
     }
 }
