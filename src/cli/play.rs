@@ -48,20 +48,15 @@ pub struct PlayArgs {
 }
 
 impl Default for PlayArgs {
+    /// `dreamplay` with no command: the same defaults as `dreamplay play`, read from the clap
+    /// attributes above so they live in one place.
     fn default() -> Self {
-        Self {
-            env: EnvKind::CarRacing,
-            models: PathBuf::from("models"),
-            backend: None,
-            seed: 0,
-            fullscreen: false,
-            ui_scale: 1.0,
-            window_size: (1600, 900),
-            bench_frames: None,
-            screenshot_after: None,
-            screenshot: None,
-            script: None,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: PlayArgs,
         }
+        <Defaults as clap::Parser>::parse_from(["play"]).args
     }
 }
 
