@@ -1,0 +1,88 @@
+//! `dreamplay eval`: C's score in the real env and, optionally, in the dream at several
+//! temperatures (the paper's table of dream score vs real score).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::parse_env;
+use crate::envs::EnvKind;
+use crate::model::backend;
+use crate::model::bundle::default_path;
+use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long, value_parser = parse_env)]
+    pub env: EnvKind,
+    /// The world-model bundle (default: models/<env>/world-model.bin; a run's is runs/<env>/world-model.bin).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Real episodes (and dreams per tau).
+    #[arg(long, default_value_t = 100)]
+    pub episodes: usize,
+    /// Episode i's env seed derives from (seed, i).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Steps per episode at most (default: 1000 for car-racing, 2100 for take-cover).
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+    /// Also score in the dream at these temperatures, e.g. 0.1,1.0,1.15.
+    #[arg(long, value_delimiter = ',')]
+    pub dream_tau: Vec<f32>,
+    /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
+    #[arg(long)]
+    pub random: bool,
+    /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let env = args.env;
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| default_path(Path::new("models"), env));
+    let mut config = EvalConfig::new(env, model);
+    config.episodes = args.episodes;
+    config.seed = args.seed;
+    if let Some(max_steps) = args.max_steps {
+        config.max_steps = max_steps;
+    }
+    config.dream_taus = args.dream_tau.clone();
+    config.random = args.random;
+    config.csv = args.csv.clone();
+    config.validate()?;
+
+    let selection = backend::select(args.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("note: {note}");
+    }
+    let report = crate::with_backend!(&selection.backend, |B, device| {
+        evaluate::<B>(&config, &device)
+    })?;
+
+    println!(
+        "{env}: {}, seed {}, up to {} steps",
+        report.agent, config.seed, config.max_steps
+    );
+    println!(
+        "real: {}",
+        ScoreSummary::of(&report.real).describe("episodes")
+    );
+    for (tau, results) in &report.dream {
+        println!(
+            "dream at tau {tau}: {}",
+            ScoreSummary::of(results).describe("dreams")
+        );
+    }
+    if let Some(csv) = &config.csv {
+        println!("per-episode returns: {}", csv.display());
+    }
+    Ok(())
+}

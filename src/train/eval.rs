@@ -1,0 +1,711 @@
+//! Scoring C: in the real env (many episodes stepped as one batch), in M's dream, and
+//! `dreamplay eval`'s report of both (the paper's table: dream score vs real score).
+//!
+//! # The agent in the real env
+//! At step t the agent sees the frame `obs_t`, V encodes it to z_t = mu (no sampling), C acts
+//! from `[z_t, c_t, h_t]` (CarRacing's C reads `[z_t, h_t]`), the env steps, and then M's LSTM
+//! steps on `[z_t, a_t]` to give h_{t+1}, c_{t+1} (the paper: "action from z_t and h_t"). h and c
+//! start at zero. The dream ([`dream_returns`]) follows the same order, with M's sampled
+//! z_{t+1} in place of V's encoding of a real frame.
+//!
+//! [`run_real_episodes`] steps every episode of a call together: the envs in parallel (rayon), V
+//! on all the step's frames in ONE batch, M's `lstm_step` on all of them in ONE batch. Episodes
+//! that end leave the batch. An episode's result depends only on its seed and its controller,
+//! not on which other episodes share the batch (up to the backend's float differences).
+//!
+//! # Seeds
+//! Everything random derives from a `u64` seed through [`mix_seed`] (SplitMix64), so every
+//! episode is reproducible on its own.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail, ensure};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+use rayon::prelude::*;
+
+use crate::dream::DreamBatch;
+use crate::envs::{Env, EnvKind, Frame, Step};
+use crate::model::bundle::{self, Expect, WorldModel};
+use crate::model::controller::{Controller, ControllerKind};
+use crate::model::mdrnn::{MdnRnn, MdnRnnState};
+use crate::model::vae::{ConvVae, frames_to_tensor};
+use crate::policy::UniformRandom;
+use crate::train::progress::{CsvLog, bar};
+
+/// Stream constant for `dreamplay eval`'s episodes (kept apart from training's episodes).
+const EVAL_STREAM: u64 = 0x6576_616c_2d65_7069;
+/// Stream constant for the dream's per-step sampling in `dreamplay eval`.
+const EVAL_DREAM_STREAM: u64 = 0x6576_616c_2d64_7265;
+/// Stream constant for the random baseline's actions (apart from the env's own seed use).
+const RANDOM_POLICY_STREAM: u64 = 0x7261_6e64_6f6d_2121;
+
+/// How one episode (real or dreamt) went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpisodeResult {
+    /// The return: the sum of rewards (real env), or the dream's fitness (see [`dream_returns`]).
+    pub ret: f64,
+    /// Steps taken.
+    pub steps: u32,
+    /// The episode ended on its own (the env terminated, or M predicted done), not on the step
+    /// cap or the env's time limit.
+    pub done: bool,
+}
+
+/// Mean, standard deviation (population, as numpy's `std`), min and max of some returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreSummary {
+    pub n: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl ScoreSummary {
+    /// The summary of `results`' returns; all NaN when there are none.
+    pub fn of(results: &[EpisodeResult]) -> Self {
+        let returns: Vec<f64> = results.iter().map(|r| r.ret).collect();
+        Self::of_values(&returns)
+    }
+
+    pub fn of_values(values: &[f64]) -> Self {
+        let n = values.len();
+        if n == 0 {
+            return Self {
+                n,
+                mean: f64::NAN,
+                sd: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+        Self {
+            n,
+            mean,
+            sd: var.sqrt(),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
+    /// `mean +- sd over N <unit> (min, max)`, the paper's form.
+    pub fn describe(&self, unit: &str) -> String {
+        format!(
+            "{:.1} +- {:.1} over {} {unit} ({:.1}, {:.1})",
+            self.mean, self.sd, self.n, self.min, self.max
+        )
+    }
+}
+
+impl fmt::Display for ScoreSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe("episodes"))
+    }
+}
+
+/// SplitMix64's output function: a bijective 64-bit mix with good avalanche.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One seed from several parts, order-sensitive: `splitmix64` chained over the parts.
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    parts
+        .iter()
+        .fold(splitmix64(0x6472_6561_6d70_6c61), |acc, &p| {
+            splitmix64(acc ^ p)
+        })
+}
+
+/// The env seed of `dreamplay eval`'s episode `episode` under `seed`.
+pub fn eval_episode_seed(seed: u64, episode: u64) -> u64 {
+    mix_seed(&[seed, EVAL_STREAM, episode])
+}
+
+/// What the agent needs besides C: V to see, M's LSTM to remember, on one device.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentModel<'a, B: Backend> {
+    pub env: EnvKind,
+    pub vae: &'a ConvVae<B>,
+    pub rnn: &'a MdnRnn<B>,
+    pub device: &'a B::Device,
+}
+
+impl<B: Backend> AgentModel<'_, B> {
+    fn check(&self, controllers: &[&Controller]) -> anyhow::Result<()> {
+        let (zs, hs) = (self.rnn.z_size(), self.rnn.hidden_size());
+        ensure!(
+            self.vae.z_size() == zs,
+            "V's z has {} values but M's has {zs}",
+            self.vae.z_size()
+        );
+        let action_size = self.env.action_space().len();
+        ensure!(
+            self.rnn.action_size() == action_size,
+            "M takes {} action values but {} has {action_size}",
+            self.rnn.action_size(),
+            self.env
+        );
+        for (k, c) in controllers.iter().enumerate() {
+            ensure!(
+                c.z_size() == zs && c.hidden_size() == hs,
+                "controller {k} is for z {} / hidden {}, the model has z {zs} / hidden {hs}",
+                c.z_size(),
+                c.hidden_size()
+            );
+            ensure!(
+                c.kind() == ControllerKind::from(self.env),
+                "controller {k} is a {:?} controller, not one for {}",
+                c.kind(),
+                self.env
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One episode in flight.
+struct Running {
+    index: usize,
+    env: Box<dyn Env>,
+    obs: Frame,
+    ret: f64,
+    steps: u32,
+    /// M's h and c for this episode, `[hidden]` each.
+    hidden: Vec<f32>,
+    cell: Vec<f32>,
+}
+
+/// Runs `controllers[i]` in the real env from seed `seeds[i]`, for every i at once, until each
+/// episode ends (terminated or truncated) or reaches `max_steps`. `on_finished(i, result)` is
+/// called as episode i ends. Returns the results in the order of `seeds`.
+pub fn run_real_episodes<B: Backend>(
+    model: &AgentModel<'_, B>,
+    controllers: &[&Controller],
+    seeds: &[u64],
+    max_steps: u32,
+    on_finished: &mut dyn FnMut(usize, &EpisodeResult),
+) -> anyhow::Result<Vec<EpisodeResult>> {
+    ensure!(
+        controllers.len() == seeds.len(),
+        "{} controllers for {} episodes",
+        controllers.len(),
+        seeds.len()
+    );
+    ensure!(max_steps >= 1, "max_steps must be at least 1");
+    model.check(controllers)?;
+    let (zs, hs) = (model.rnn.z_size(), model.rnn.hidden_size());
+    let action_size = model.rnn.action_size();
+    let env_kind = model.env;
+    // make() resets the env with the seed (a CarRacing track takes a moment: in parallel).
+    let mut running: Vec<Running> = seeds
+        .par_iter()
+        .enumerate()
+        .map(|(index, &seed)| {
+            let env = env_kind.make(seed);
+            let obs = env.observation();
+            Running {
+                index,
+                env,
+                obs,
+                ret: 0.0,
+                steps: 0,
+                hidden: vec![0.0; hs],
+                cell: vec![0.0; hs],
+            }
+        })
+        .collect();
+    let mut results: Vec<Option<EpisodeResult>> = vec![None; seeds.len()];
+
+    while !running.is_empty() {
+        let m = running.len();
+        // V: z = mu for every running episode's frame, one batch [m, zs].
+        let frames: Vec<&Frame> = running.iter().map(|r| &r.obs).collect();
+        let (mu, _) = model
+            .vae
+            .encode(frames_to_tensor::<B>(&frames, model.device));
+        let z = read_f32(mu)?;
+        // C: one action per episode, from [z_t, c_t, h_t].
+        let actions: Vec<Vec<f32>> = running
+            .iter()
+            .enumerate()
+            .map(|(k, r)| controllers[r.index].act(&z[k * zs..(k + 1) * zs], &r.cell, &r.hidden))
+            .collect();
+        // The envs, in parallel.
+        let outcomes: Vec<Result<Step, crate::envs::ActionError>> = running
+            .par_iter_mut()
+            .zip(actions.par_iter())
+            .map(|(r, a)| r.env.step(a))
+            .collect();
+        let mut keep = Vec::with_capacity(m);
+        for (k, (r, outcome)) in running.iter_mut().zip(outcomes).enumerate() {
+            let step = outcome
+                .with_context(|| format!("episode {} (seed {})", r.index, seeds[r.index]))?;
+            r.ret += f64::from(step.reward);
+            r.steps += 1;
+            let ended = step.done() || r.steps >= max_steps;
+            r.obs = step.obs;
+            if ended {
+                let result = EpisodeResult {
+                    ret: r.ret,
+                    steps: r.steps,
+                    done: step.terminated,
+                };
+                results[r.index] = Some(result);
+                on_finished(r.index, &result);
+            } else {
+                keep.push(k);
+            }
+        }
+        if keep.is_empty() {
+            break;
+        }
+        // M's LSTM on [z_t, a_t] for the episodes that go on, one batch.
+        let n = keep.len();
+        let mut z_keep = Vec::with_capacity(n * zs);
+        let mut a_keep = Vec::with_capacity(n * action_size);
+        let mut h_keep = Vec::with_capacity(n * hs);
+        let mut c_keep = Vec::with_capacity(n * hs);
+        for &k in &keep {
+            z_keep.extend_from_slice(&z[k * zs..(k + 1) * zs]);
+            a_keep.extend_from_slice(&actions[k]);
+            h_keep.extend_from_slice(&running[k].hidden);
+            c_keep.extend_from_slice(&running[k].cell);
+        }
+        let device = model.device;
+        let state = MdnRnnState {
+            hidden: Tensor::from_data(TensorData::new(h_keep, [n, hs]), device),
+            cell: Tensor::from_data(TensorData::new(c_keep, [n, hs]), device),
+        };
+        let state = model.rnn.lstm_step(
+            Tensor::from_data(TensorData::new(z_keep, [n, zs]), device),
+            Tensor::from_data(TensorData::new(a_keep, [n, action_size]), device),
+            state,
+        );
+        // One read-back: [n, 2 * hs] = [h | c].
+        let hc = read_f32(Tensor::cat(vec![state.hidden, state.cell], 1))?;
+        let mut next = Vec::with_capacity(n);
+        let mut keep_iter = keep.iter().peekable();
+        for (k, mut r) in running.into_iter().enumerate() {
+            if keep_iter.peek() == Some(&&k) {
+                let row = next.len();
+                let base = row * 2 * hs;
+                r.hidden.copy_from_slice(&hc[base..base + hs]);
+                r.cell.copy_from_slice(&hc[base + hs..base + 2 * hs]);
+                next.push(r);
+                keep_iter.next();
+            }
+        }
+        running = next;
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("episode {i} never finished")))
+        .collect()
+}
+
+/// The uniform-random baseline in the real env (no model): episode i from seed `seeds[i]`, its
+/// actions from a generator seeded by the same seed. Episodes run in parallel.
+pub fn run_random_episodes(
+    env: EnvKind,
+    seeds: &[u64],
+    max_steps: u32,
+) -> anyhow::Result<Vec<EpisodeResult>> {
+    ensure!(max_steps >= 1, "max_steps must be at least 1");
+    seeds
+        .par_iter()
+        .map(|&seed| {
+            let mut e = env.make(seed);
+            let mut policy =
+                UniformRandom::new(env.action_space(), mix_seed(&[seed, RANDOM_POLICY_STREAM]));
+            let (mut ret, mut steps) = (0.0, 0u32);
+            loop {
+                let step = e.step(&policy.act())?;
+                ret += f64::from(step.reward);
+                steps += 1;
+                if step.done() || steps >= max_steps {
+                    return Ok(EpisodeResult {
+                        ret,
+                        steps,
+                        done: step.terminated,
+                    });
+                }
+            }
+        })
+        .collect()
+}
+
+/// Who acts in a dream.
+#[derive(Debug, Clone)]
+pub enum DreamAgent<'a> {
+    Controller(&'a Controller),
+    /// Uniform over the action space (the baseline).
+    Random(Box<UniformRandom>),
+}
+
+impl DreamAgent<'_> {
+    fn act(&mut self, z: &[f32], cell: &[f32], hidden: &[f32]) -> Vec<f32> {
+        match self {
+            DreamAgent::Controller(c) => c.act(z, cell, hidden),
+            DreamAgent::Random(policy) => policy.act(),
+        }
+    }
+}
+
+/// Runs dream i from latent `starts[i]` (h = c = 0) with `agents[i]` acting, all dreams of
+/// `dream` as one batch at temperature `tau`, until every dream is done or `max_steps` steps.
+///
+/// The return of a dream:
+/// - Take Cover: the steps survived, +1 per step up to and including the step M predicts done
+///   (the paper's +1 per tic alive), so at most `max_steps`;
+/// - CarRacing: the sum of M's predicted rewards, up to and including the done step.
+///
+/// A finished dream keeps stepping in the batch with a zero action (the batch has a fixed size);
+/// its return is frozen. `rng` draws every z sample, so the returns are deterministic under it.
+pub fn dream_returns<B: Backend>(
+    dream: &mut DreamBatch<B>,
+    env: EnvKind,
+    agents: &mut [DreamAgent<'_>],
+    starts: &[Vec<f32>],
+    tau: f32,
+    max_steps: u32,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<Vec<EpisodeResult>> {
+    let n = dream.batch_size();
+    ensure!(
+        agents.len() == n && starts.len() == n,
+        "a dream batch of {n} needs {n} agents and {n} starts, got {} and {}",
+        agents.len(),
+        starts.len()
+    );
+    ensure!(max_steps >= 1, "max_steps must be at least 1");
+    ensure!(
+        tau.is_finite() && tau > 0.0,
+        "tau must be a positive number, got {tau}"
+    );
+    let zs = dream.z_size();
+    for (i, z) in starts.iter().enumerate() {
+        ensure!(
+            z.len() == zs,
+            "start {i} has {} values, z has {zs}",
+            z.len()
+        );
+        dream.reset_to_z(i, z)?;
+    }
+    let a = dream.action_size();
+    let mut results = vec![
+        EpisodeResult {
+            ret: 0.0,
+            steps: 0,
+            done: false,
+        };
+        n
+    ];
+    let mut alive = vec![true; n];
+    let mut actions = vec![0.0f32; n * a];
+    for _ in 0..max_steps {
+        if !alive.iter().any(|&x| x) {
+            break;
+        }
+        for i in 0..n {
+            let slot = &mut actions[i * a..(i + 1) * a];
+            if alive[i] {
+                let act = agents[i].act(dream.z(i), dream.cell(i), dream.hidden(i));
+                ensure!(
+                    act.len() == a,
+                    "agent {i} gave {} action values, M takes {a}",
+                    act.len()
+                );
+                slot.copy_from_slice(&act);
+            } else {
+                slot.fill(0.0);
+            }
+        }
+        dream.step(&actions, tau, rng)?;
+        let (rewards, dones) = (dream.rewards(), dream.dones());
+        for i in 0..n {
+            if !alive[i] {
+                continue;
+            }
+            let r = &mut results[i];
+            r.steps += 1;
+            r.ret += match env {
+                EnvKind::TakeCover => 1.0,
+                EnvKind::CarRacing => f64::from(rewards[i]),
+            };
+            if dones[i] {
+                r.done = true;
+                alive[i] = false;
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// A start latent from a frame's V posterior: z = mu + exp(logvar / 2) * eps.
+pub fn sample_posterior<R: Rng + ?Sized>(mu: &[f32], logvar: &[f32], rng: &mut R) -> Vec<f32> {
+    mu.iter()
+        .zip(logvar)
+        .map(|(m, lv)| {
+            let eps: f32 = StandardNormal.sample(rng);
+            m + (0.5 * lv).exp() * eps
+        })
+        .collect()
+}
+
+/// What `dreamplay eval` runs.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub env: EnvKind,
+    /// The bundle (not read with `random` and no `dream_taus`).
+    pub model: PathBuf,
+    pub episodes: usize,
+    pub seed: u64,
+    pub max_steps: u32,
+    /// Also score in the dream at each of these temperatures.
+    pub dream_taus: Vec<f32>,
+    /// The uniform-random policy instead of C.
+    pub random: bool,
+    /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
+    pub csv: Option<PathBuf>,
+}
+
+impl EvalConfig {
+    pub fn new(env: EnvKind, model: PathBuf) -> Self {
+        Self {
+            env,
+            model,
+            episodes: 100,
+            seed: 0,
+            max_steps: crate::train::collect::default_max_steps(env),
+            dream_taus: Vec::new(),
+            random: false,
+            csv: None,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(self.episodes >= 1, "--episodes must be at least 1");
+        ensure!(self.max_steps >= 1, "--max-steps must be at least 1");
+        for &tau in &self.dream_taus {
+            ensure!(
+                tau.is_finite() && tau > 0.0,
+                "--dream-tau values must be positive numbers, got {tau}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What `dreamplay eval` measured.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    /// Who acted: "C from <file>" or "the uniform-random policy".
+    pub agent: String,
+    pub real: Vec<EpisodeResult>,
+    /// Per tau, the dreams' returns.
+    pub dream: Vec<(f32, Vec<EpisodeResult>)>,
+}
+
+/// The commands that make each part, for error messages.
+fn train_hint(env: EnvKind) -> String {
+    format!(
+        "`dreamplay collect --env {env}`, `dreamplay train-vae --env {env}`, `dreamplay encode --env {env}`, \
+         `dreamplay train-mdrnn --env {env}`, `dreamplay train-controller --env {env}`"
+    )
+}
+
+/// Loads the bundle for eval and checks it has what is needed: V and M always, C unless `random`.
+fn load_for_eval<B: Backend>(
+    config: &EvalConfig,
+    device: &B::Device,
+) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
+    let path = &config.model;
+    let env = config.env;
+    let model: WorldModel<B> =
+        bundle::load(path, &Expect::env(env), device).with_context(|| {
+            format!(
+                "cannot evaluate {env} without a model; the pipeline that makes one: {}",
+                train_hint(env)
+            )
+        })?;
+    let missing = |part: &str, command: &str| {
+        anyhow::anyhow!(
+            "{} has no {part}: train it with `dreamplay {command} --env {env}` \
+             (train-controller writes C into the run's bundle, runs/{env}/world-model.bin by default; \
+             pass --model to evaluate that file)",
+            path.display()
+        )
+    };
+    let vae = model
+        .vae
+        .ok_or_else(|| missing("V (the VAE)", "train-vae"))?;
+    let rnn = model
+        .mdrnn
+        .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
+    let controller = if config.random {
+        None
+    } else {
+        Some(
+            model
+                .controller
+                .ok_or_else(|| missing("C (the controller)", "train-controller"))?,
+        )
+    };
+    Ok((vae, rnn, controller))
+}
+
+/// Runs `dreamplay eval`: C (or the random policy) over `episodes` real episodes, and over as
+/// many dreams at each `dream_taus`. Episode i uses env seed [`eval_episode_seed`]`(seed, i)`;
+/// dream i starts from V's posterior of that episode's first frame.
+pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::Result<EvalReport> {
+    config.validate()?;
+    let env = config.env;
+    let seeds: Vec<u64> = (0..config.episodes as u64)
+        .map(|i| eval_episode_seed(config.seed, i))
+        .collect();
+    let needs_model = !config.random || !config.dream_taus.is_empty();
+    let loaded = if needs_model {
+        Some(load_for_eval::<B>(config, device)?)
+    } else {
+        None
+    };
+    let progress = bar(
+        (config.episodes * (1 + config.dream_taus.len())) as u64,
+        "episodes",
+    );
+    progress.set_message("real env");
+    let real = match &loaded {
+        Some((vae, rnn, Some(c))) => {
+            let agent = AgentModel {
+                env,
+                vae,
+                rnn,
+                device,
+            };
+            let controllers = vec![c; seeds.len()];
+            run_real_episodes(
+                &agent,
+                &controllers,
+                &seeds,
+                config.max_steps,
+                &mut |_, _| progress.inc(1),
+            )?
+        }
+        _ => {
+            let r = run_random_episodes(env, &seeds, config.max_steps)?;
+            progress.inc(r.len() as u64);
+            r
+        }
+    };
+    let mut dream = Vec::new();
+    if let Some((vae, rnn, controller)) = &loaded
+        && !config.dream_taus.is_empty()
+    {
+        // Each dream starts from the real episode's first frame, encoded by V in one batch.
+        let frames: Vec<Frame> = seeds
+            .par_iter()
+            .map(|&s| env.make(s).observation())
+            .collect();
+        let refs: Vec<&Frame> = frames.iter().collect();
+        let (mu, logvar) = vae.encode_frames(&refs, device);
+        let zs = vae.z_size();
+        let starts: Vec<Vec<f32>> = seeds
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(s);
+                sample_posterior(
+                    &mu[i * zs..(i + 1) * zs],
+                    &logvar[i * zs..(i + 1) * zs],
+                    &mut rng,
+                )
+            })
+            .collect();
+        let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), seeds.len(), device);
+        for &tau in &config.dream_taus {
+            progress.set_message(format!("dream at tau {tau}"));
+            let mut agents: Vec<DreamAgent> = seeds
+                .iter()
+                .map(|&s| match controller {
+                    Some(c) => DreamAgent::Controller(c),
+                    None => DreamAgent::Random(Box::new(UniformRandom::new(
+                        env.action_space(),
+                        mix_seed(&[s, RANDOM_POLICY_STREAM]),
+                    ))),
+                })
+                .collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+                config.seed,
+                EVAL_DREAM_STREAM,
+                u64::from(tau.to_bits()),
+            ]));
+            let results = dream_returns(
+                &mut batch,
+                env,
+                &mut agents,
+                &starts,
+                tau,
+                config.max_steps,
+                &mut rng,
+            )?;
+            progress.inc(results.len() as u64);
+            dream.push((tau, results));
+        }
+    }
+    progress.finish_and_clear();
+    let report = EvalReport {
+        agent: if config.random {
+            "the uniform-random policy".to_string()
+        } else {
+            format!("C from {}", config.model.display())
+        },
+        real,
+        dream,
+    };
+    if let Some(path) = &config.csv {
+        write_eval_csv(path, &report)
+            .with_context(|| format!("cannot write the per-episode CSV {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// `episode,tau,return,steps,done`: the real episodes first (tau empty), then each tau's dreams.
+pub fn write_eval_csv(path: &Path, report: &EvalReport) -> std::io::Result<()> {
+    let mut log = CsvLog::open(path, &["episode", "tau", "return", "steps", "done"], None)?;
+    let mut rows = |tau: f64, results: &[EpisodeResult]| -> std::io::Result<()> {
+        for (i, r) in results.iter().enumerate() {
+            log.row(&[
+                i as f64,
+                tau,
+                r.ret,
+                f64::from(r.steps),
+                f64::from(u8::from(r.done)),
+            ])?;
+        }
+        Ok(())
+    };
+    rows(f64::NAN, &report.real)?;
+    for (tau, results) in &report.dream {
+        rows(f64::from(*tau), results)?;
+    }
+    Ok(())
+}
+
+fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> anyhow::Result<Vec<f32>> {
+    match t.into_data().convert::<f32>().to_vec::<f32>() {
+        Ok(v) => Ok(v),
+        Err(e) => bail!("reading a tensor back: {e:?}"),
+    }
+}
