@@ -3,7 +3,9 @@
 mod bench;
 mod collect;
 mod env;
+mod eval;
 mod play;
+mod train_controller;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,10 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Random-policy rollouts of a real env, one .npz per rollout: the data V and M train on.
     Collect(collect::CollectArgs),
+    /// Evolve C with CMA-ES in M's dream (or the real env); checkpoints and resumes.
+    TrainController(train_controller::TrainControllerArgs),
+    /// Score C in the real env (and in the dream at chosen temperatures), or the random baseline.
+    Eval(eval::EvalArgs),
     /// The playground: reality, what V sees and the dream side by side; drive, or let C drive.
     Play(play::PlayArgs),
 }
@@ -37,6 +43,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Env(cmd)) => env::run(cmd),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Collect(args)) => collect::run(args),
+        Some(Command::TrainController(args)) => train_controller::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Play(args)) => play::run(args),
         None => play::run(play::PlayArgs::default()),
     }
