@@ -5,6 +5,7 @@ mod collect;
 mod env;
 mod eval;
 mod play;
+mod train;
 mod train_controller;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,12 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Random-policy rollouts of a real env, one .npz per rollout: the data V and M train on.
     Collect(collect::CollectArgs),
+    /// Fit V (the ConvVAE) on the collected frames, streaming them; checkpoints and resumes.
+    TrainVae(train::TrainVaeArgs),
+    /// Encode every rollout with V into mu/logvar series, so M trains without frames.
+    Encode(train::EncodeArgs),
+    /// Fit M (the MDN-RNN) on the encoded series; checkpoints and resumes.
+    TrainMdrnn(train::TrainMdrnnArgs),
     /// Evolve C with CMA-ES in M's dream (or the real env); checkpoints and resumes.
     TrainController(train_controller::TrainControllerArgs),
     /// Score C in the real env (and in the dream at chosen temperatures), or the random baseline.
@@ -43,6 +50,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Env(cmd)) => env::run(cmd),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Collect(args)) => collect::run(args),
+        Some(Command::TrainVae(args)) => train::train_vae_cmd(args),
+        Some(Command::Encode(args)) => train::encode_cmd(args),
+        Some(Command::TrainMdrnn(args)) => train::train_mdrnn_cmd(args),
         Some(Command::TrainController(args)) => train_controller::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Play(args)) => play::run(args),

@@ -322,6 +322,51 @@ pub fn mdn_loss<B: Backend>(mixture: &Mixture<B, 4>, target: Tensor<B, 3>) -> Te
     lse.neg().mean()
 }
 
+/// [`mdn_loss`] counting only the steps where `mask` is 1 (a window's last step has no next z;
+/// padding past an episode's end has nothing at all): the mean over masked steps and z dims.
+///
+/// # Shapes
+/// - mixture tensors `[batch, seq, z, k]`, `target`: `[batch, seq, z]`, `mask`: `[batch, seq]`
+pub fn mdn_loss_masked<B: Backend>(
+    mixture: &Mixture<B, 4>,
+    target: Tensor<B, 3>,
+    mask: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [_, _, z, _] = mixture.mu.dims();
+    let target = target.unsqueeze_dim::<4>(3);
+    let log_sqrt_two_pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let scaled = (target - mixture.mu.clone()) * mixture.logsigma.clone().neg().exp();
+    let log_prob = scaled.powi_scalar(2) * -0.5 - mixture.logsigma.clone() - log_sqrt_two_pi;
+    let v = mixture.logmix.clone() + log_prob;
+    let max = v.clone().max_dim(3).detach();
+    let lse = (v - max.clone()).exp().sum_dim(3).log() + max; // [batch, seq, z, 1]
+    let per_step = lse.sum_dim(2).squeeze_dims::<2>(&[2, 3]); // [batch, seq]
+    let count = mask.clone().sum().clamp_min(1.0) * z as f64;
+    (per_step * mask).sum().neg() / count
+}
+
+/// [`done_loss`] and [`reward_loss`] over the steps where `mask` is 1, as `(done, reward)`.
+///
+/// # Shapes
+/// - `logit`, `done`, `pred`, `reward`, `mask`: `[batch, seq]`
+pub fn done_reward_loss_masked<B: Backend>(
+    logit: Tensor<B, 2>,
+    done: Tensor<B, 2>,
+    pred: Tensor<B, 2>,
+    reward: Tensor<B, 2>,
+    mask: Tensor<B, 2>,
+    pos_weight: f64,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let count = mask.clone().sum().clamp_min(1.0);
+    let softplus_neg =
+        logit.clone().neg().clamp_min(0.0) + (logit.clone().abs().neg().exp() + 1.0).log();
+    let pos = softplus_neg.clone() * done.clone() * pos_weight;
+    let neg = (softplus_neg + logit) * (done.neg() + 1.0);
+    let done_loss = ((pos + neg) * mask.clone()).sum() / count.clone();
+    let reward_loss = ((pred - reward).powi_scalar(2) * mask).sum() / count;
+    (done_loss, reward_loss)
+}
+
 /// Sigmoid cross-entropy on the done flag, with done = 1 weighted by `pos_weight` (the paper: 10).
 ///
 /// # Shapes

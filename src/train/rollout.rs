@@ -520,7 +520,7 @@ fn check_small_arrays(
     Ok(())
 }
 
-fn open_npz(path: &Path) -> Result<NpzReader<BufReader<File>>, RolloutError> {
+pub(crate) fn open_npz(path: &Path) -> Result<NpzReader<BufReader<File>>, RolloutError> {
     let file = File::open(path).map_err(|source| RolloutError::Open {
         path: path.to_path_buf(),
         source,
@@ -531,7 +531,7 @@ fn open_npz(path: &Path) -> Result<NpzReader<BufReader<File>>, RolloutError> {
     })
 }
 
-fn array_names(
+pub(crate) fn array_names(
     path: &Path,
     npz: &mut NpzReader<BufReader<File>>,
 ) -> Result<Vec<String>, RolloutError> {
@@ -541,7 +541,7 @@ fn array_names(
     })
 }
 
-fn read_array<E, D>(
+pub(crate) fn read_array<E, D>(
     path: &Path,
     npz: &mut NpzReader<BufReader<File>>,
     names: &[String],
@@ -581,7 +581,7 @@ fn read_env_seed(
 
 /// Makes a rename durable by syncing the folder that holds it. Best effort: some platforms and file
 /// systems cannot open or sync a directory, and the file's own data is already synced.
-fn sync_parent_dir(path: &Path) {
+pub(crate) fn sync_parent_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && let Ok(handle) = File::open(dir)
     {

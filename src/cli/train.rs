@@ -1,0 +1,212 @@
+//! `dreamplay train-vae`, `encode` and `train-mdrnn`: thin wrappers over [`crate::train`].
+
+use std::path::PathBuf;
+
+use burn::backend::Autodiff;
+use clap::Args;
+
+use super::parse_env;
+use crate::envs::EnvKind;
+use crate::model::backend;
+use crate::train::progress::human_duration;
+use crate::train::vae::{VaeTrainConfig, train_vae};
+
+/// The options every stage shares: which env, where the data and the run live, the backend.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long, value_parser = parse_env)]
+    pub env: EnvKind,
+    /// The rollouts from `dreamplay collect` (default: data/<env>).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The run folder the stages share (default: runs/<env>).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Ignore any checkpoint and start over.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+impl StageArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| PathBuf::from("data").join(self.env.name()))
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.clone().unwrap_or_else(|| PathBuf::from("runs").join(self.env.name()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainVaeArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Passes over the training frames.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Adam's learning rate (the paper: 1e-4 over 100x more data).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Share of the rollouts held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Train on every n-th frame (consecutive frames are near-duplicates).
+    #[arg(long, default_value_t = 1)]
+    pub frame_stride: usize,
+    /// Rollouts held in memory at once (frames are shuffled within them).
+    #[arg(long, default_value_t = 16)]
+    pub chunk: usize,
+    /// Batches between checkpoints within an epoch.
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
+    let stage = &args.stage;
+    let mut config = VaeTrainConfig::new(stage.env, stage.data_dir(), stage.run_dir());
+    config.epochs = args.epochs;
+    config.batch_size = args.batch;
+    config.learning_rate = args.lr;
+    config.val_fraction = args.val_fraction;
+    config.frame_stride = args.frame_stride;
+    config.chunk = args.chunk;
+    config.checkpoint_every = args.checkpoint_every;
+    config.seed = args.seed;
+    let selection = backend::select(stage.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("{note}");
+    }
+    eprintln!("backend: {}", selection.backend.describe());
+    let summary = crate::with_backend!(&selection.backend, |B, device| {
+        train_vae::<Autodiff<B>>(&config, stage.fresh, &device)
+    })?;
+    println!(
+        "V trained: {} steps, {} epochs, {} training frames, in {} (this session{})",
+        summary.steps,
+        summary.epochs,
+        summary.train_frames,
+        human_duration(summary.seconds),
+        summary
+            .resumed_from_step
+            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+    );
+    println!("train loss per frame: recon {:.2}, kl {:.2}", summary.recon, summary.kl);
+    if let (Some(r), Some(k)) = (summary.val_recon, summary.val_kl) {
+        println!("held-out ({} frames, z = mu): recon {:.2}, kl {:.2}", summary.val_frames, r, k);
+    }
+    for f in &summary.skipped_files {
+        println!("skipped: {f}");
+    }
+    println!(
+        "wrote {} (V), {}/vae/loss.csv, loss.png, reconstructions.png",
+        summary.model_path.display(),
+        config.run_dir.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Frames encoded per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+}
+
+pub fn encode_cmd(args: EncodeArgs) -> anyhow::Result<()> {
+    let stage = &args.stage;
+    let selection = backend::select(stage.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("{note}");
+    }
+    if stage.fresh {
+        // A series is redone whenever its V differs; --fresh redoes the rest too.
+        let _ = std::fs::remove_dir_all(stage.run_dir().join("series"));
+    }
+    let started = std::time::Instant::now();
+    let summary = crate::with_backend!(&selection.backend, |B, device| {
+        crate::train::encode::encode_all::<B>(&stage.data_dir(), &stage.run_dir(), args.batch.max(1), &device)
+    })?;
+    println!(
+        "{}: {} rollouts encoded ({} frames) in {}, {} already done, {} skipped",
+        summary.out_dir.display(),
+        summary.encoded,
+        summary.frames,
+        human_duration(started.elapsed().as_secs_f64()),
+        summary.skipped,
+        summary.failed.len()
+    );
+    for f in &summary.failed {
+        println!("skipped: {f}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TrainMdrnnArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Steps per window (backpropagation through time).
+    #[arg(long, default_value_t = 100)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
+    let stage = &args.stage;
+    let mut config = crate::train::mdrnn::MdrnnTrainConfig::new(stage.env, stage.run_dir());
+    config.epochs = args.epochs;
+    config.batch_size = args.batch;
+    config.seq_len = args.seq_len;
+    config.learning_rate = args.lr;
+    config.val_fraction = args.val_fraction;
+    config.checkpoint_every = args.checkpoint_every;
+    config.seed = args.seed;
+    let selection = backend::select(stage.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("{note}");
+    }
+    eprintln!("backend: {}", selection.backend.describe());
+    let s = crate::with_backend!(&selection.backend, |B, device| {
+        crate::train::mdrnn::train_mdrnn::<Autodiff<B>>(&config, stage.fresh, &device)
+    })?;
+    println!(
+        "M trained: {} steps, {} epochs over {} episodes ({} steps each epoch), in {}{}",
+        s.steps,
+        s.epochs,
+        s.episodes,
+        s.steps_per_epoch,
+        human_duration(s.seconds),
+        s.resumed_from_step
+            .map_or(String::new(), |r| format!(", resumed at step {r}"))
+    );
+    println!("train loss: mdn {:.3}, done {:.3}, reward {:.4}", s.losses[0], s.losses[1], s.losses[2]);
+    if let Some(v) = s.val {
+        println!("held-out ({} episodes): mdn {:.3}, done {:.3}, reward {:.4}", s.val_episodes, v[0], v[1], v[2]);
+    }
+    for f in &s.skipped_files {
+        println!("skipped: {f}");
+    }
+    println!("wrote {} (V + M), {}/mdrnn/loss.csv, loss.png", s.model_path.display(), config.run_dir.display());
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Checkpoints shared by the gradient-trained stages (V, M): weights, Adam's state and a
+//! `state.json` that names the last complete checkpoint.
+
+use std::path::Path;
+
+use anyhow::Context;
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::progress;
+use crate::model::bundle::{self, Precision, WorldModel};
+
+/// The weights in a checkpoint folder.
+pub const MODEL_FILE: &str = "weights.bin";
+/// Adam's state in a checkpoint folder.
+pub const OPTIMIZER_FILE: &str = "adam.bin";
+/// Where a stage stands, in the stage folder.
+pub const STATE_FILE: &str = "state.json";
+
+/// Reads a stage's `state.json`; `None` when there is none (a fresh run).
+pub fn read_state<S: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<S>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("{} is corrupt; pass --fresh to start over", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes checkpoint folder `name` under `stage_dir` (the weights as a bundle, Adam's state),
+/// then `state.json`, then removes the `previous` checkpoint folder. `state.json` comes last, so
+/// it only ever names a complete checkpoint.
+pub fn save<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>, S: Serialize>(
+    stage_dir: &Path,
+    name: &str,
+    weights: &WorldModel<B::InnerBackend>,
+    optim: &O,
+    state: &S,
+    previous: Option<&str>,
+) -> anyhow::Result<()> {
+    let dir = stage_dir.join(name);
+    bundle::save(weights, &dir.join(MODEL_FILE), Precision::F32)?;
+    save_optimizer::<B, M, O>(optim, &dir.join(OPTIMIZER_FILE))?;
+    let json = serde_json::to_vec_pretty(state).context("cannot serialise the training state")?;
+    let state_path = stage_dir.join(STATE_FILE);
+    progress::write_atomic(&state_path, &json)
+        .with_context(|| format!("cannot write {}", state_path.display()))?;
+    if let Some(prev) = previous
+        && prev != name
+    {
+        let _ = std::fs::remove_dir_all(stage_dir.join(prev));
+    }
+    Ok(())
+}
+
+/// Adam's state as bytes via burn's recorder, written atomically.
+pub(crate) fn save_optimizer<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
+    optim: &O,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(optim.to_record(), ())
+        .map_err(|e| anyhow::anyhow!("cannot serialise Adam's state: {e:?}"))?;
+    progress::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Restores Adam's state. burn's recorder panics on malformed bytes, so the panic is caught and
+/// turned into an error (the caller then restarts Adam from zero rather than losing the run).
+pub(crate) fn load_optimizer<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
+    optim: O,
+    path: &Path,
+    device: &B::Device,
+) -> Result<O, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let device = device.clone();
+    let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes, &device)
+    }))
+    .map_err(|_| format!("{} is corrupt", path.display()))?
+    .map_err(|e| format!("{}: {e:?}", path.display()))?;
+    Ok(optim.load_record(record))
+}

@@ -1,0 +1,537 @@
+//! `train-mdrnn`: fits M on the encoded series.
+//!
+//! - **Windows.** An epoch is `steps / seq_len` windows of `seq_len` steps, each from an episode
+//!   drawn in proportion to its length, starting uniformly in `[0, T - seq_len]` (so the final,
+//!   done step is in reach). The LSTM starts each window from zeros, as in the paper.
+//! - **z is re-sampled** from each frame's mu/logvar every time a window is drawn (the paper's
+//!   augmentation); the same draw is step t's input and step t-1's target.
+//! - **Losses**: the mixture's negative log-likelihood per z dim, the done cross-entropy with done
+//!   weighted x10 (the paper), and the reward's squared error (our addition, so CarRacing can train
+//!   in the dream). The last step of an episode has no next z; it still teaches done and reward.
+//! - **CarRacing**: an episode is cut at its first `done` (leaving the playfield, -100): the data
+//!   was collected with done suppressed, and what follows is the car on an empty field.
+//! - Checkpoints and resume as in [`super::vae`]; Adam at 1e-3 with gradient norm clipped at 1
+//!   (the paper's M settings).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::backend::AutodiffBackend;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint;
+use super::collect::splitmix64;
+use super::encode::{Series, list_series, vae_id};
+use super::progress::{self, CsvLog};
+use crate::envs::EnvKind;
+use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo};
+use crate::model::mdrnn::{DONE_POS_WEIGHT, MdnRnn, done_reward_loss_masked, mdn_loss_masked};
+
+/// Validation windows scored at each epoch's end.
+pub const VAL_WINDOWS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MdrnnTrainConfig {
+    pub env: EnvKind,
+    pub run_dir: PathBuf,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub learning_rate: f64,
+    pub val_fraction: f64,
+    pub checkpoint_every: usize,
+    pub seed: u64,
+}
+
+impl MdrnnTrainConfig {
+    pub fn new(env: EnvKind, run_dir: PathBuf) -> Self {
+        Self {
+            env,
+            run_dir,
+            epochs: 10,
+            batch_size: 32,
+            seq_len: 100,
+            learning_rate: 1e-3,
+            val_fraction: 0.05,
+            checkpoint_every: 100,
+            seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 || self.seq_len == 0 || self.checkpoint_every == 0 {
+            bail!("--epochs, --batch, --seq-len and --checkpoint-every must be at least 1");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.learning_rate);
+        }
+        if !(0.0..0.5).contains(&self.val_fraction) {
+            bail!("--val-fraction must be in [0, 0.5), got {}", self.val_fraction);
+        }
+        Ok(())
+    }
+
+    fn fingerprint(&self, vae_id: u64) -> String {
+        format!(
+            "env {} vae {vae_id:016x} batch {} seq {} lr {} val {} seed {}",
+            self.env, self.batch_size, self.seq_len, self.learning_rate, self.val_fraction, self.seed
+        )
+    }
+}
+
+/// One episode's series, flattened, cut where M should stop learning from it.
+struct Episode {
+    len: usize,
+    mu: Vec<f32>,
+    sigma: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    dones: Vec<f32>,
+}
+
+impl Episode {
+    fn from_series(s: &Series, env: EnvKind) -> Self {
+        let mut len = s.len();
+        if env == EnvKind::CarRacing
+            && let Some(first) = s.dones.iter().position(|&d| d == 1)
+        {
+            len = first + 1;
+        }
+        let zs = s.z_size();
+        let a = s.actions.ncols();
+        let flat = |v: &ndarray::Array2<f32>, width: usize| v.iter().take(len * width).copied().collect::<Vec<_>>();
+        Self {
+            len,
+            mu: flat(&s.mu, zs),
+            sigma: flat(&s.logvar, zs).into_iter().map(|lv| (0.5 * lv).exp()).collect(),
+            actions: flat(&s.actions, a),
+            rewards: s.rewards.iter().take(len).copied().collect(),
+            dones: s.dones.iter().take(len).map(|&d| f32::from(d)).collect(),
+        }
+    }
+}
+
+/// A window: (episode, start step).
+type Window = (usize, usize);
+
+/// The tensors of one batch of windows, on the host.
+struct Batch {
+    z: Vec<f32>,
+    actions: Vec<f32>,
+    target: Vec<f32>,
+    next_mask: Vec<f32>,
+    step_mask: Vec<f32>,
+    dones: Vec<f32>,
+    rewards: Vec<f32>,
+}
+
+fn make_batch(episodes: &[Episode], windows: &[Window], l: usize, zs: usize, a: usize, rng: &mut ChaCha8Rng) -> Batch {
+    let b = windows.len();
+    let mut out = Batch {
+        z: vec![0.0; b * l * zs],
+        actions: vec![0.0; b * l * a],
+        target: vec![0.0; b * l * zs],
+        next_mask: vec![0.0; b * l],
+        step_mask: vec![0.0; b * l],
+        dones: vec![0.0; b * l],
+        rewards: vec![0.0; b * l],
+    };
+    let mut sampled = vec![0.0f32; (l + 1) * zs];
+    for (w, &(e, start)) in windows.iter().enumerate() {
+        let ep = &episodes[e];
+        let steps = (ep.len - start).min(l + 1);
+        for j in 0..steps {
+            let t = start + j;
+            for d in 0..zs {
+                let eps: f32 = StandardNormal.sample(rng);
+                sampled[j * zs + d] = ep.mu[t * zs + d] + ep.sigma[t * zs + d] * eps;
+            }
+        }
+        for j in 0..l.min(ep.len - start) {
+            let t = start + j;
+            let row = w * l + j;
+            out.z[row * zs..(row + 1) * zs].copy_from_slice(&sampled[j * zs..(j + 1) * zs]);
+            out.actions[row * a..(row + 1) * a].copy_from_slice(&ep.actions[t * a..(t + 1) * a]);
+            out.step_mask[row] = 1.0;
+            out.dones[row] = ep.dones[t];
+            out.rewards[row] = ep.rewards[t];
+            if j + 1 < steps {
+                out.target[row * zs..(row + 1) * zs].copy_from_slice(&sampled[(j + 1) * zs..(j + 2) * zs]);
+                out.next_mask[row] = 1.0;
+            }
+        }
+    }
+    out
+}
+
+/// The windows of an epoch (depends only on the episodes, the config and the epoch).
+fn epoch_windows(episodes: &[Episode], config: &MdrnnTrainConfig, epoch: u64, salt: u64) -> Vec<Window> {
+    let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ salt) ^ splitmix64(epoch + 1));
+    let total: usize = episodes.iter().map(|e| e.len).sum();
+    let count = total.div_ceil(config.seq_len).max(1);
+    let mut cumulative = Vec::with_capacity(episodes.len());
+    let mut acc = 0usize;
+    for e in episodes {
+        acc += e.len;
+        cumulative.push(acc);
+    }
+    (0..count)
+        .map(|_| {
+            let pick = rng.random_range(0..total);
+            let e = cumulative.partition_point(|&c| c <= pick);
+            let span = episodes[e].len.saturating_sub(config.seq_len);
+            (e, rng.random_range(0..=span))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    fingerprint: String,
+    epoch: usize,
+    batch: usize,
+    step: u64,
+    checkpoint: String,
+    seconds: f64,
+    losses: [f64; 3],
+    val: Option<[f64; 3]>,
+}
+
+/// What a finished fit reports.
+#[derive(Debug, Clone)]
+pub struct MdrnnTrainSummary {
+    pub episodes: usize,
+    pub steps_per_epoch: usize,
+    pub val_episodes: usize,
+    pub steps: u64,
+    pub epochs: usize,
+    /// Smoothed training (mdn, done, reward).
+    pub losses: [f64; 3],
+    pub val: Option<[f64; 3]>,
+    pub seconds: f64,
+    pub resumed_from_step: Option<u64>,
+    pub skipped_files: Vec<String>,
+    pub model_path: PathBuf,
+}
+
+struct Tensors<B: Backend> {
+    z: Tensor<B, 3>,
+    actions: Tensor<B, 3>,
+    target: Tensor<B, 3>,
+    next_mask: Tensor<B, 2>,
+    step_mask: Tensor<B, 2>,
+    dones: Tensor<B, 2>,
+    rewards: Tensor<B, 2>,
+}
+
+fn to_tensors<B: Backend>(batch: Batch, b: usize, l: usize, zs: usize, a: usize, device: &B::Device) -> Tensors<B> {
+    let t3 = |v: Vec<f32>, w: usize| Tensor::<B, 3>::from_data(TensorData::new(v, [b, l, w]), device);
+    let t2 = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [b, l]), device);
+    Tensors {
+        z: t3(batch.z, zs),
+        actions: t3(batch.actions, a),
+        target: t3(batch.target, zs),
+        next_mask: t2(batch.next_mask),
+        step_mask: t2(batch.step_mask),
+        dones: t2(batch.dones),
+        rewards: t2(batch.rewards),
+    }
+}
+
+/// (total, [mdn, done, reward]) of M on a batch.
+fn losses<B: Backend>(model: &MdnRnn<B>, t: Tensors<B>) -> (Tensor<B, 1>, [Tensor<B, 1>; 3]) {
+    let out = model.forward(t.z, t.actions, None);
+    let mdn = mdn_loss_masked(&out.mixture, t.target, t.next_mask);
+    let (done, reward) =
+        done_reward_loss_masked(out.done_logit, t.dones, out.reward, t.rewards, t.step_mask, DONE_POS_WEIGHT);
+    (mdn.clone() + done.clone() + reward.clone(), [mdn, done, reward])
+}
+
+fn scalars<B: Backend>(parts: [Tensor<B, 1>; 3]) -> [f64; 3] {
+    parts.map(|p| f64::from(p.into_scalar().elem::<f32>()))
+}
+
+/// Loads every series in `run_dir/series` made by the run's V, split into (train, val) episodes.
+fn load_episodes(
+    config: &MdrnnTrainConfig,
+    spec: &ModelSpec,
+    vae_id: u64,
+) -> anyhow::Result<(Vec<Episode>, Vec<Episode>, Vec<String>)> {
+    let dir = config.run_dir.join("series");
+    let paths = list_series(&dir)?;
+    let mut skipped = Vec::new();
+    let mut all = Vec::new();
+    for path in paths {
+        match Series::read(&path) {
+            Ok(s) if s.vae_id != vae_id => skipped.push(format!(
+                "{}: encoded by another V; run `dreamplay encode` again",
+                path.display()
+            )),
+            Ok(s) if s.z_size() != spec.z_size || s.actions.ncols() != spec.action_size => skipped.push(format!(
+                "{}: z size {} and action size {}, expected {} and {}",
+                path.display(),
+                s.z_size(),
+                s.actions.ncols(),
+                spec.z_size,
+                spec.action_size
+            )),
+            Ok(s) => all.push(Episode::from_series(&s, config.env)),
+            Err(e) => skipped.push(format!("{e:#}")),
+        }
+    }
+    if all.is_empty() {
+        bail!(
+            "no usable series in {} ({} skipped); run `dreamplay encode --env {}` first",
+            dir.display(),
+            skipped.len(),
+            config.env
+        );
+    }
+    let every = (config.val_fraction > 0.0 && all.len() >= 2).then(|| ((1.0 / config.val_fraction).round() as usize).max(2));
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, e) in all.into_iter().enumerate() {
+        match every {
+            Some(k) if i % k == k - 1 => val.push(e),
+            _ => train.push(e),
+        }
+    }
+    if every.is_some() && val.is_empty() {
+        val.push(train.pop().expect("two episodes"));
+    }
+    Ok((train, val, skipped))
+}
+
+/// Fits M on the run's series; resumes from `run_dir/mdrnn/state.json` unless `fresh`.
+pub fn train_mdrnn<B: AutodiffBackend>(
+    config: &MdrnnTrainConfig,
+    fresh: bool,
+    device: &B::Device,
+) -> anyhow::Result<MdrnnTrainSummary> {
+    config.validate()?;
+    let spec = ModelSpec::paper(config.env);
+    let bundle_path = super::run_model_path(&config.run_dir);
+    let vae_id = vae_id(&bundle_path)?;
+    let (train, val, skipped) = load_episodes(config, &spec, vae_id)?;
+    let (zs, a, l, bs) = (spec.z_size, spec.action_size, config.seq_len, config.batch_size);
+    let steps_per_epoch: usize = train.iter().map(|e| e.len).sum();
+    let windows0 = epoch_windows(&train, config, 0, 0);
+    if windows0.len() < bs {
+        bail!(
+            "a batch of {bs} windows is more than an epoch holds ({} windows of {l} steps in {steps_per_epoch} steps); lower --batch or --seq-len",
+            windows0.len()
+        );
+    }
+    let batches_per_epoch = windows0.len() / bs;
+
+    let dir = config.run_dir.join("mdrnn");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let state_path = dir.join(checkpoint::STATE_FILE);
+    let mut state: Option<TrainState> = if fresh { None } else { checkpoint::read_state(&state_path)? };
+    let fingerprint = config.fingerprint(vae_id);
+    if let Some(s) = &state
+        && s.fingerprint != fingerprint
+    {
+        bail!(
+            "{} was started with a different configuration or V ({}); now: {fingerprint}. Pass --fresh to start over",
+            state_path.display(),
+            s.fingerprint
+        );
+    }
+    let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);
+    let adam = AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)));
+    let mut optim = adam.init::<B, MdnRnn<B>>();
+    if let Some(s) = &state {
+        let ck = dir.join(&s.checkpoint);
+        model = bundle::load_mdrnn::<B>(&ck.join(checkpoint::MODEL_FILE), &Expect::spec(&spec), device)?;
+        match checkpoint::load_optimizer::<B, MdnRnn<B>, _>(optim.clone(), &ck.join(checkpoint::OPTIMIZER_FILE), device) {
+            Ok(o) => optim = o,
+            Err(why) => eprintln!("warning: Adam's state not restored ({why}); it restarts from zero"),
+        }
+    }
+    let resumed_from_step = state.as_ref().map(|s| s.step);
+
+    // A fixed validation set: windows and z draws from a constant seed.
+    let val_batches: Vec<Batch> = if val.is_empty() {
+        Vec::new()
+    } else {
+        let mut windows = epoch_windows(&val, config, 0, 0x7661_6c00);
+        windows.truncate(VAL_WINDOWS);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7661_6c01);
+        windows.chunks(bs).map(|w| make_batch(&val, w, l, zs, a, &mut rng)).collect()
+    };
+
+    let mut log = CsvLog::open(
+        &dir.join("loss.csv"),
+        &["step", "epoch", "mdn", "done", "reward", "val_mdn", "val_done", "val_reward"],
+        resumed_from_step.map(|s| s as f64),
+    )
+    .context("cannot write the loss log")?;
+    let total = (config.epochs * batches_per_epoch) as u64;
+    let bar = progress::bar(total, "batches");
+    let (mut epoch, mut batch0, mut step, seconds_before) = match &state {
+        Some(s) => (s.epoch, s.batch, s.step, s.seconds),
+        None => (0, 0, 0u64, 0.0),
+    };
+    bar.set_position((epoch * batches_per_epoch + batch0).min(total as usize) as u64);
+    progress::say(
+        &bar,
+        format!(
+            "train-mdrnn {}: {} episodes ({steps_per_epoch} steps), {} held out; {batches_per_epoch} batches of {bs} x {l} steps per epoch{}",
+            config.env,
+            train.len(),
+            val.len(),
+            match resumed_from_step {
+                Some(s) => format!("; resuming at step {s}"),
+                None => String::new(),
+            }
+        ),
+    );
+    for s in &skipped {
+        progress::say(&bar, format!("skipping: {s}"));
+    }
+    let started = Instant::now();
+    let mut ema = state.as_ref().map_or([f64::NAN; 3], |s| s.losses);
+    let mut val_losses = state.as_ref().and_then(|s| s.val);
+    while epoch < config.epochs {
+        let windows = if epoch == 0 { windows0.clone() } else { epoch_windows(&train, config, epoch as u64, 0) };
+        for b in batch0..batches_per_epoch {
+            let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(step));
+            let batch = make_batch(&train, &windows[b * bs..(b + 1) * bs], l, zs, a, &mut rng);
+            let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, l, zs, a, device));
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(config.learning_rate, model, grads);
+            let values = scalars(parts);
+            for (e, v) in ema.iter_mut().zip(values) {
+                *e = if e.is_nan() { v } else { 0.95 * *e + 0.05 * v };
+            }
+            log.row(&[step as f64, epoch as f64, values[0], values[1], values[2], f64::NAN, f64::NAN, f64::NAN])?;
+            step += 1;
+            bar.inc(1);
+            bar.set_message(format!(
+                "epoch {} mdn {:.3} done {:.3} reward {:.3}",
+                epoch + 1,
+                ema[0],
+                ema[1],
+                ema[2]
+            ));
+            let end_of_epoch = b + 1 == batches_per_epoch;
+            if end_of_epoch && !val_batches.is_empty() {
+                let inner = model.valid();
+                let mut sum = [0.0; 3];
+                for vb in &val_batches {
+                    let n = vb.step_mask.len() / l;
+                    let t = to_tensors::<B::InnerBackend>(
+                        Batch {
+                            z: vb.z.clone(),
+                            actions: vb.actions.clone(),
+                            target: vb.target.clone(),
+                            next_mask: vb.next_mask.clone(),
+                            step_mask: vb.step_mask.clone(),
+                            dones: vb.dones.clone(),
+                            rewards: vb.rewards.clone(),
+                        },
+                        n,
+                        l,
+                        zs,
+                        a,
+                        device,
+                    );
+                    let v = scalars(losses(&inner, t).1);
+                    for k in 0..3 {
+                        sum[k] += v[k] / val_batches.len() as f64;
+                    }
+                }
+                val_losses = Some(sum);
+                log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, f64::NAN, sum[0], sum[1], sum[2]])?;
+            }
+            if end_of_epoch || (b + 1) % config.checkpoint_every == 0 {
+                let (next_epoch, next_batch) = if end_of_epoch { (epoch + 1, 0) } else { (epoch, b + 1) };
+                let s = TrainState {
+                    fingerprint: fingerprint.clone(),
+                    epoch: next_epoch,
+                    batch: next_batch,
+                    step,
+                    checkpoint: format!("checkpoint-{step:08}"),
+                    seconds: seconds_before + started.elapsed().as_secs_f64(),
+                    losses: ema,
+                    val: val_losses,
+                };
+                let mut weights = bundle::WorldModel::<B::InnerBackend>::empty(spec);
+                weights.mdrnn = Some(model.valid());
+                checkpoint::save(&dir, &s.checkpoint, &weights, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
+                if end_of_epoch {
+                    write_run_bundle::<B::InnerBackend>(config, &bundle_path, &model.valid(), &s, steps_per_epoch, device)?;
+                }
+                state = Some(s);
+            }
+        }
+        epoch += 1;
+        batch0 = 0;
+    }
+    bar.finish_and_clear();
+    let s = state.context("no training happened")?;
+    super::plot::plot_csv(
+        &dir.join("loss.csv"),
+        &dir.join("loss.png"),
+        &format!("M ({}) losses", config.env),
+        "step",
+        &["mdn", "val_mdn", "done", "val_done", "reward", "val_reward"],
+    )?;
+    Ok(MdrnnTrainSummary {
+        episodes: train.len(),
+        steps_per_epoch,
+        val_episodes: val.len(),
+        steps: s.step,
+        epochs: s.epoch,
+        losses: s.losses,
+        val: s.val,
+        seconds: s.seconds,
+        resumed_from_step,
+        skipped_files: skipped,
+        model_path: bundle_path,
+    })
+}
+
+/// Adds M to the run's bundle (keeping V). A new M invalidates a C evolved on the old one, so any
+/// C is dropped.
+fn write_run_bundle<B: Backend>(
+    config: &MdrnnTrainConfig,
+    bundle_path: &Path,
+    mdrnn: &MdnRnn<B>,
+    state: &TrainState,
+    steps_per_epoch: usize,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    let mut bundle = bundle::load::<B>(bundle_path, &Expect::env(config.env), device)?;
+    bundle.mdrnn = Some(mdrnn.clone());
+    bundle.controller = None;
+    bundle.provenance.controller = None;
+    let mut losses = std::collections::BTreeMap::new();
+    for (k, name) in ["mdn", "done", "reward"].iter().enumerate() {
+        losses.insert(name.to_string(), state.losses[k]);
+        if let Some(v) = state.val {
+            losses.insert(format!("val_{name}"), v[k]);
+        }
+    }
+    bundle.provenance.mdrnn = Some(TrainingInfo {
+        data_size: Some(steps_per_epoch as u64),
+        epochs: Some(state.epoch as u64),
+        final_losses: losses,
+        date: Some(super::vae::now_rfc3339()),
+        notes: Some(format!(
+            "Adam lr {}, grad norm clip 1, batch {} x {} steps, {} steps, {:.0} s",
+            config.learning_rate, config.batch_size, config.seq_len, state.step, state.seconds
+        )),
+    });
+    bundle::save(&bundle, bundle_path, Precision::F32)?;
+    Ok(())
+}

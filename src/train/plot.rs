@@ -1,0 +1,140 @@
+//! PNG plots of the training CSV logs (losses, fitness), drawn with plotters into an image buffer.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{Context, bail};
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+const WIDTH: u32 = 960;
+const HEIGHT: u32 = 540;
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+static FONT: Once = Once::new();
+
+/// plotters' ab_glyph text needs a registered font; egui's Ubuntu Light is already in the binary.
+fn register_fonts() {
+    FONT.call_once(|| {
+        let _ = register_font("sans-serif", FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT);
+    });
+}
+
+/// The series of a CSV log: for each of `columns`, the (x, y) points where both are present.
+pub fn read_series(csv: &Path, x_column: &str, columns: &[&str]) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
+    let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let index = |name: &str| header.iter().position(|h| *h == name);
+    let Some(xi) = index(x_column) else {
+        bail!("{} has no column {x_column}", csv.display());
+    };
+    let yi: Vec<Option<usize>> = columns.iter().map(|c| index(c)).collect();
+    let mut series = vec![Vec::new(); columns.len()];
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let value = |i: usize| cells.get(i).and_then(|c| c.trim().parse::<f64>().ok());
+        let Some(x) = value(xi) else { continue };
+        for (s, i) in series.iter_mut().zip(&yi) {
+            if let Some(y) = i.and_then(value).filter(|y| y.is_finite()) {
+                s.push((x, y));
+            }
+        }
+    }
+    Ok(series)
+}
+
+/// Plots `columns` of `csv` against `x_column` into `png`. Columns that are absent or empty are
+/// left out of the legend; a log with no points yet writes nothing.
+pub fn plot_csv(csv: &Path, png: &Path, title: &str, x_column: &str, columns: &[&str]) -> anyhow::Result<()> {
+    register_fonts();
+    let series = read_series(csv, x_column, columns)?;
+    let points = series.iter().flatten();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Ok(());
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+
+    let mut buffer = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (WIDTH, HEIGHT)).into_drawing_area();
+        let draw = |e| anyhow::anyhow!("plotting {}: {e:?}", png.display());
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_column)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(draw)?;
+        for (k, (name, s)) in columns.iter().zip(&series).enumerate() {
+            if s.is_empty() {
+                continue;
+            }
+            let colour = COLOURS[k % COLOURS.len()];
+            chart
+                .draw_series(LineSeries::new(s.iter().copied(), colour.stroke_width(2)))
+                .map_err(draw)?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .draw()
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).context("plot buffer size")?;
+    image.save(png).with_context(|| format!("cannot write {}", png.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_a_log_with_gaps_into_a_non_blank_png() {
+        let dir = std::env::temp_dir().join(format!("dreamplay-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("loss.csv");
+        std::fs::write(&csv, "step,recon,val\n0,10,\n1,8,9\n2,5,\n").unwrap();
+        let series = read_series(&csv, "step", &["recon", "val", "absent"]).unwrap();
+        assert_eq!(series[0], vec![(0.0, 10.0), (1.0, 8.0), (2.0, 5.0)]);
+        assert_eq!(series[1], vec![(1.0, 9.0)]);
+        assert!(series[2].is_empty());
+        let png = dir.join("loss.png");
+        plot_csv(&csv, &png, "loss", "step", &["recon", "val"]).unwrap();
+        let img = image::open(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
+        // The first series' colour is drawn somewhere.
+        assert!(img.pixels().any(|p| p.0 == [31, 119, 180]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
