@@ -37,6 +37,8 @@ pub enum Command {
     Encode(train::EncodeArgs),
     /// Fit M (the MDN-RNN) on the encoded series; checkpoints and resumes.
     TrainMdrnn(train::TrainMdrnnArgs),
+    /// Ship a run: its bundle in f16 into models/<env>/, with plots, a fresh score and a model card.
+    Export(train::ExportArgs),
     /// Evolve C with CMA-ES in M's dream (or the real env); checkpoints and resumes.
     TrainController(train_controller::TrainControllerArgs),
     /// Score C in the real env (and in the dream at chosen temperatures), or the random baseline.
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::TrainVae(args)) => train::train_vae_cmd(args),
         Some(Command::Encode(args)) => train::encode_cmd(args),
         Some(Command::TrainMdrnn(args)) => train::train_mdrnn_cmd(args),
+        Some(Command::Export(args)) => train::export_cmd(args),
         Some(Command::TrainController(args)) => train_controller::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Play(args)) => play::run(args),

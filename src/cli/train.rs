@@ -210,3 +210,55 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
     println!("wrote {} (V + M), {}/mdrnn/loss.csv, loss.png", s.model_path.display(), config.run_dir.display());
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long, value_parser = parse_env)]
+    pub env: EnvKind,
+    /// The run folder (default: runs/<env>).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// The models folder the app loads from.
+    #[arg(long, default_value = "models")]
+    pub out: PathBuf,
+    /// Real episodes to score C and the random policy on, for the model card (0: skip).
+    #[arg(long, default_value_t = 100)]
+    pub eval_episodes: usize,
+    /// Dream temperatures to score C at, for the model card.
+    #[arg(long, value_delimiter = ',', default_value = "1.0,1.15")]
+    pub dream_tau: Vec<f32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
+    let config = crate::train::export::ExportConfig {
+        env: args.env,
+        run_dir: args.run.clone().unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
+        models_dir: args.out.clone(),
+        eval_episodes: args.eval_episodes,
+        dream_taus: args.dream_tau.clone(),
+        seed: args.seed,
+    };
+    let selection = backend::select(args.backend.as_deref());
+    if let Some(note) = &selection.note {
+        eprintln!("{note}");
+    }
+    let s = crate::with_backend!(&selection.backend, |B, device| {
+        crate::train::export::export::<B>(&config, &device)
+    })?;
+    println!("wrote {} ({:.1} MB, f16)", s.bundle.display(), s.bytes as f64 / 1e6);
+    if let (Some(real), Some(random)) = (&s.real, &s.random) {
+        println!("C, real env: {}", real.describe("episodes"));
+        println!("random policy: {}", random.describe("episodes"));
+        for (tau, d) in &s.dream {
+            println!("C in the dream at tau {tau}: {}", d.describe("dreams"));
+        }
+    }
+    println!("model card: {}", s.card.display());
+    Ok(())
+}

@@ -685,6 +685,13 @@ pub fn train_controller<B: Backend>(
             real_mean,
         ])
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
+        super::plot::plot_csv(
+            &csv_path,
+            &dir.join("fitness.png"),
+            &format!("C ({env}): {}", config.describe_fitness()),
+            "generation",
+            &["best", "mean", "best_so_far", "real_mean"],
+        )?;
         chosen = Some(write_bundle(
             &mut model,
             &es,
@@ -880,52 +887,16 @@ fn write_bundle<B: Backend>(
         data_size: Some(es.evaluations() * config.trials as u64),
         epochs: Some(es.generation()),
         final_losses,
-        date: Some(now_rfc3339()),
+        date: Some(super::vae::now_rfc3339()),
         notes: Some(format!("{}; C is {description}", config.describe_fitness())),
     });
     bundle::save(model, path, Precision::F32)?;
     Ok(description)
 }
 
-/// Now in UTC as RFC 3339 (`2026-05-01T12:34:56Z`).
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339_from_unix(secs)
-}
-
-/// Unix seconds as RFC 3339 UTC (Howard Hinnant's `civil_from_days`).
-pub fn rfc3339_from_unix(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_rfc3339() {
-        assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_from_unix(1_767_225_599), "2025-12-31T23:59:59Z");
-    }
 
     #[test]
     fn episode_seeds_differ_by_every_part() {

@@ -110,13 +110,7 @@ impl fmt::Display for ScoreSummary {
     }
 }
 
-/// SplitMix64's output function: a bijective 64-bit mix with good avalanche.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub use super::collect::splitmix64;
 
 /// One seed from several parts, order-sensitive: `splitmix64` chained over the parts.
 pub fn mix_seed(parts: &[u64]) -> u64 {

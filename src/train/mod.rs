@@ -18,6 +18,7 @@ pub mod collect;
 pub mod controller;
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod mdrnn;
 pub mod plot;
 pub mod progress;
