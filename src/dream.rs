@@ -47,6 +47,21 @@ pub enum DreamError {
     FrameCount { frames: usize, indices: usize },
 }
 
+/// How a dream decides that M's done head has fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DoneRule {
+    /// The paper's rule: done when the logit is above 0.
+    #[default]
+    Threshold,
+    /// Done with M's probability of it, each step: sigmoid(logit - ln 10), undoing the x10 weight
+    /// on done = 1 in training. A departure from the paper for evolving C: with our small data,
+    /// M rarely grows sure enough of a death for the logit to cross 0, so under the threshold
+    /// every dream survives to the time limit and every candidate scores the same. Sampling
+    /// keeps M's hazard, so a policy that M thinks is safer lives longer.
+    Sample,
+}
+
 /// N dreams stepped together.
 #[derive(Debug, Clone)]
 pub struct DreamBatch<B: Backend> {
@@ -67,6 +82,7 @@ pub struct DreamBatch<B: Backend> {
     done: Vec<bool>,
     /// Steps since each dream's reset.
     steps: Vec<u32>,
+    done_rule: DoneRule,
 }
 
 impl<B: Backend> DreamBatch<B> {
@@ -87,7 +103,16 @@ impl<B: Backend> DreamBatch<B> {
             reward: vec![0.0; batch],
             done: vec![false; batch],
             steps: vec![0; batch],
+            done_rule: DoneRule::default(),
         }
+    }
+
+    /// How M's done head ends a dream (the paper's threshold unless set).
+    pub fn set_done_rule(&mut self, rule: DoneRule) {
+        self.done_rule = rule;
+    }
+    pub fn done_rule(&self) -> DoneRule {
+        self.done_rule
     }
 
     pub fn batch_size(&self) -> usize {
@@ -282,7 +307,13 @@ impl<B: Backend> DreamBatch<B> {
                 self.z[i * zs + d] =
                     sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
             }
-            self.done[i] = rest[0] > 0.0;
+            self.done[i] = match self.done_rule {
+                DoneRule::Threshold => rest[0] > 0.0,
+                DoneRule::Sample => {
+                    let logit = rest[0] - (crate::model::mdrnn::DONE_POS_WEIGHT as f32).ln();
+                    rng.random::<f32>() < 1.0 / (1.0 + (-logit).exp())
+                }
+            };
             self.reward[i] = rest[1];
             self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);
             self.cell[i * hs..(i + 1) * hs].copy_from_slice(&rest[2 + hs..2 + 2 * hs]);

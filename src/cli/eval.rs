@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// Also score in the dream at these temperatures, e.g. 0.1,1.0,1.15.
     #[arg(long, value_delimiter = ',')]
     pub dream_tau: Vec<f32>,
+    /// How M's done ends a dream: sample (with M's probability) or threshold (the paper's logit > 0).
+    #[arg(long, value_enum, default_value = "sample")]
+    pub dream_done: crate::dream::DoneRule,
     /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
     #[arg(long)]
     pub random: bool,
@@ -55,6 +58,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         config.max_steps = max_steps;
     }
     config.dream_taus = args.dream_tau.clone();
+    config.done_rule = args.dream_done;
     config.random = args.random;
     config.csv = args.csv.clone();
     config.validate()?;

@@ -24,6 +24,9 @@ pub struct TrainControllerArgs {
     /// The dream's temperature (the paper's Take Cover: 1.15).
     #[arg(long, default_value_t = 1.15)]
     pub tau: f32,
+    /// How M's done ends a dream: sample (with M's probability; our default, see DoneRule) or threshold (the paper's logit > 0).
+    #[arg(long, value_enum, default_value = "sample")]
+    pub dream_done: crate::dream::DoneRule,
     /// Candidates per generation (the paper: 64).
     #[arg(long, default_value_t = 32)]
     pub population: usize,
@@ -81,6 +84,7 @@ impl TrainControllerArgs {
         ControllerTrainConfig {
             fitness: self.fitness,
             tau: self.tau,
+            done_rule: self.dream_done,
             population: self.population,
             trials: self.trials.unwrap_or_else(|| self.fitness.default_trials()),
             sigma0: self.sigma0,

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::{Backend, Tensor};
 use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -20,6 +21,43 @@ pub const MODEL_FILE: &str = "weights.bin";
 pub const OPTIMIZER_FILE: &str = "adam.bin";
 /// Where a stage stands, in the stage folder.
 pub const STATE_FILE: &str = "state.json";
+/// The weights' burn parameter ids, in visit order.
+pub const PARAM_IDS_FILE: &str = "param-ids.json";
+
+/// The module's parameter ids in visit order.
+pub fn param_ids<B: Backend, M: Module<B>>(module: &M) -> Vec<u64> {
+    struct Ids(Vec<u64>);
+    impl<B: Backend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.id.val());
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// Gives the module's parameters the ids saved with a checkpoint. Adam's state is keyed by
+/// parameter id, and our weights file stores values only, so without this a resumed run would
+/// find no state for any parameter and restart Adam from zero (a loss spike at every resume).
+pub fn restore_param_ids<B: Backend, M: Module<B>>(module: M, checkpoint_dir: &Path) -> anyhow::Result<M> {
+    let path = checkpoint_dir.join(PARAM_IDS_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let ids: Vec<u64> = serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?;
+    let n = param_ids::<B, M>(&module).len();
+    if ids.len() != n {
+        anyhow::bail!("{} holds {} ids for {n} parameters", path.display(), ids.len());
+    }
+    struct Setter(std::vec::IntoIter<u64>);
+    impl<B: Backend> ModuleMapper<B> for Setter {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let id = self.0.next().map_or(id, ParamId::from);
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    Ok(module.map(&mut Setter(ids.into_iter())))
+}
 
 /// Reads a stage's `state.json`; `None` when there is none (a fresh run).
 pub fn read_state<S: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<S>> {
@@ -38,6 +76,7 @@ pub fn read_state<S: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<S>>
 pub fn save<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>, S: Serialize>(
     stage_dir: &Path,
     name: &str,
+    module: &M,
     weights: &WorldModel<B::InnerBackend>,
     optim: &O,
     state: &S,
@@ -46,6 +85,9 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>, S: Ser
     let dir = stage_dir.join(name);
     bundle::save(weights, &dir.join(MODEL_FILE), Precision::F32)?;
     save_optimizer::<B, M, O>(optim, &dir.join(OPTIMIZER_FILE))?;
+    let ids = serde_json::to_vec(&param_ids::<B, M>(module)).context("cannot serialise parameter ids")?;
+    progress::write_atomic(&dir.join(PARAM_IDS_FILE), &ids)
+        .with_context(|| format!("cannot write {}", dir.join(PARAM_IDS_FILE).display()))?;
     let json = serde_json::to_vec_pretty(state).context("cannot serialise the training state")?;
     let state_path = stage_dir.join(STATE_FILE);
     progress::write_atomic(&state_path, &json)

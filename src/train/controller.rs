@@ -49,7 +49,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dream::DreamBatch;
+use crate::dream::{DreamBatch, DoneRule};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
@@ -121,6 +121,8 @@ pub struct ControllerTrainConfig {
     pub fitness: FitnessMode,
     /// The dream's temperature (the paper: 1.15).
     pub tau: f32,
+    /// How M's done ends a dream during training (see [`DoneRule`]).
+    pub done_rule: DoneRule,
     pub population: usize,
     pub trials: usize,
     pub sigma0: f64,
@@ -151,6 +153,7 @@ impl ControllerTrainConfig {
             data_dir,
             fitness: FitnessMode::Dream,
             tau: 1.15,
+            done_rule: DoneRule::Sample,
             population: 32,
             trials: FitnessMode::Dream.default_trials(),
             sigma0: 0.1,
@@ -199,8 +202,8 @@ impl ControllerTrainConfig {
     pub fn describe_fitness(&self) -> String {
         match self.fitness {
             FitnessMode::Dream => format!(
-                "cma-es in the dream at tau {}, pop {}, trials {}",
-                self.tau, self.population, self.trials
+                "cma-es in the dream at tau {} (done: {:?}), pop {}, trials {}",
+                self.tau, self.done_rule, self.population, self.trials
             ),
             FitnessMode::Real => format!(
                 "cma-es in the real env, pop {}, trials {}",
@@ -596,12 +599,11 @@ pub fn train_controller<B: Backend>(
         device,
     };
     let mut dream = match config.fitness {
-        FitnessMode::Dream => Some(DreamBatch::new(
-            vae.clone(),
-            rnn.clone(),
-            config.population * config.trials,
-            device,
-        )),
+        FitnessMode::Dream => {
+            let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), config.population * config.trials, device);
+            batch.set_done_rule(config.done_rule);
+            Some(batch)
+        }
         FitnessMode::Real => None,
     };
 

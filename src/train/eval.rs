@@ -469,6 +469,8 @@ pub struct EvalConfig {
     pub max_steps: u32,
     /// Also score in the dream at each of these temperatures.
     pub dream_taus: Vec<f32>,
+    /// How M's done ends those dreams.
+    pub done_rule: crate::dream::DoneRule,
     /// The uniform-random policy instead of C.
     pub random: bool,
     /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
@@ -484,6 +486,7 @@ impl EvalConfig {
             seed: 0,
             max_steps: crate::train::collect::default_max_steps(env),
             dream_taus: Vec::new(),
+            done_rule: crate::dream::DoneRule::Sample,
             random: false,
             csv: None,
         }
@@ -628,6 +631,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             })
             .collect();
         let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), seeds.len(), device);
+        batch.set_done_rule(config.done_rule);
         for &tau in &config.dream_taus {
             progress.set_message(format!("dream at tau {tau}"));
             let mut agents: Vec<DreamAgent> = seeds

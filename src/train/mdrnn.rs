@@ -346,12 +346,21 @@ pub fn train_mdrnn<B: AutodiffBackend>(
             s.fingerprint
         );
     }
+    // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
+    B::seed(device, splitmix64(config.seed ^ 0x6d64_6e69_6e69_7400));
     let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);
     let adam = AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)));
     let mut optim = adam.init::<B, MdnRnn<B>>();
     if let Some(s) = &state {
         let ck = dir.join(&s.checkpoint);
         model = bundle::load_mdrnn::<B>(&ck.join(checkpoint::MODEL_FILE), &Expect::spec(&spec), device)?;
+        model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &ck) {
+            Ok(m) => m,
+            Err(why) => {
+                eprintln!("warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero");
+                model
+            }
+        };
         match checkpoint::load_optimizer::<B, MdnRnn<B>, _>(optim.clone(), &ck.join(checkpoint::OPTIMIZER_FILE), device) {
             Ok(o) => optim = o,
             Err(why) => eprintln!("warning: Adam's state not restored ({why}); it restarts from zero"),
@@ -467,7 +476,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
                 };
                 let mut weights = bundle::WorldModel::<B::InnerBackend>::empty(spec);
                 weights.mdrnn = Some(model.valid());
-                checkpoint::save(&dir, &s.checkpoint, &weights, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
+                checkpoint::save(&dir, &s.checkpoint, &model, &weights, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
                 if end_of_epoch {
                     write_run_bundle::<B::InnerBackend>(config, &bundle_path, &model.valid(), &s, steps_per_epoch, device)?;
                 }

@@ -432,11 +432,20 @@ pub fn train_vae<B: AutodiffBackend>(
         );
     }
     let spec = ModelSpec::paper(config.env);
+    // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
+    B::seed(device, splitmix64(config.seed ^ 0x7661_6569_6e69_7400));
     let mut model: ConvVae<B> = spec.vae_config().init(device);
     let mut optim = AdamConfig::new().init::<B, ConvVae<B>>();
     if let Some(s) = &state {
         let dir = vae_dir.join(&s.checkpoint);
         model = bundle::load_vae::<B>(&dir.join(checkpoint::MODEL_FILE), &bundle::Expect::spec(&spec), device)?;
+        model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &dir) {
+            Ok(m) => m,
+            Err(why) => {
+                eprintln!("warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero");
+                model
+            }
+        };
         match checkpoint::load_optimizer::<B, ConvVae<B>, _>(optim.clone(), &dir.join(checkpoint::OPTIMIZER_FILE), device) {
             Ok(o) => optim = o,
             Err(why) => eprintln!("warning: Adam's state not restored ({why}); it restarts from zero"),
@@ -536,7 +545,7 @@ pub fn train_vae<B: AutodiffBackend>(
                 };
                 let mut bundle = WorldModel::<B::InnerBackend>::empty(spec);
                 bundle.vae = Some(model.valid());
-                checkpoint::save(&vae_dir, &s.checkpoint, &bundle, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
+                checkpoint::save(&vae_dir, &s.checkpoint, &model, &bundle, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
                 if end_of_epoch {
                     write_run_bundle(config, &spec, &model.valid(), &s, frames_per_epoch)?;
                 }
