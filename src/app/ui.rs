@@ -246,13 +246,13 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     ui.heading("Temperature");
     let (low, high) = tau_range(session.env);
     let mut tau = session.tau;
-    if ui
-        .add(
-            egui::Slider::new(&mut tau, low..=high)
-                .text("tau")
-                .fixed_decimals(2),
-        )
-        .changed()
+    if add_slider(
+        ui,
+        egui::Slider::new(&mut tau, low..=high)
+            .text("tau")
+            .fixed_decimals(2),
+    )
+    .changed()
     {
         sent.push(PlayCommand::SetTau(tau));
     }
@@ -341,13 +341,13 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         }
     });
     let mut scale = state.presentation.ui_scale;
-    if ui
-        .add(
-            egui::Slider::new(&mut scale, UI_SCALE_MIN..=UI_SCALE_MAX)
-                .text("UI scale (+/-)")
-                .fixed_decimals(1),
-        )
-        .changed()
+    if add_slider(
+        ui,
+        egui::Slider::new(&mut scale, UI_SCALE_MIN..=UI_SCALE_MAX)
+            .text("UI scale (+/-)")
+            .fixed_decimals(1),
+    )
+    .changed()
     {
         sent.push(PlayCommand::SetUiScale(scale));
     }
@@ -422,7 +422,7 @@ fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             let slider = egui::Slider::new(&mut edited, low.min(*value)..=high.max(*value))
                 .text(format!("z{dim}"))
                 .fixed_decimals(2);
-            if ui.add(slider).changed() {
+            if add_slider(ui, slider).changed() {
                 sent.push(PlayCommand::SetLatentDim { dim, value: edited });
             }
         }
@@ -643,4 +643,14 @@ fn help_overlay_ui(ctx: &egui::Context, sent: &mut Vec<PlayCommand>) {
     if !open {
         sent.push(PlayCommand::ToggleHelp);
     }
+}
+
+/// Adds a slider that never keeps keyboard focus: a focused egui slider takes the arrow keys, which
+/// in this app steer. Sliders here are for the mouse; the keyboard always drives.
+fn add_slider(ui: &mut egui::Ui, slider: egui::Slider<'_>) -> egui::Response {
+    let response = ui.add(slider);
+    if response.has_focus() {
+        response.surrender_focus();
+    }
+    response
 }
