@@ -1,0 +1,671 @@
+//! The training pipeline end to end on tiny Take Cover data: collect, train-vae, encode,
+//! train-mdrnn, train-controller and eval; resume equal to an unbroken run for V and M (at an
+//! epoch boundary and after a crash mid-epoch); encode's skip and redo rules; and the errors a
+//! user meets with bad input.
+//!
+//! # Seeds
+//! train-vae and train-mdrnn seed the backend's generator from their `seed` just before they
+//! build their model, so the same config starts from the same weights. That generator is one
+//! per process, and every call that builds a model draws from it (loading a bundle too: it builds
+//! the modules, then overwrites their weights). So each such call here holds [`init_lock`]: no
+//! other test of this file draws between a training call's seed and its init.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use burn::backend::Autodiff;
+use burn::prelude::*;
+use dreamplay::envs::EnvKind;
+use dreamplay::model::backend::{FlexBackend, FlexDevice};
+use dreamplay::model::bundle::{self, Expect, ModelSpec, Part, Precision, WorldModel};
+use dreamplay::train::collect::{CollectConfig, collect};
+use dreamplay::train::controller::{ControllerTrainConfig, FitnessMode, train_controller};
+use dreamplay::train::encode::{EncodeSummary, Series, encode_all, vae_id};
+use dreamplay::train::eval::{EvalConfig, evaluate};
+use dreamplay::train::mdrnn::{MdrnnTrainConfig, MdrnnTrainSummary, train_mdrnn};
+use dreamplay::train::rollout::list_rollouts;
+use dreamplay::train::run_model_path;
+use dreamplay::train::vae::{VaeTrainConfig, VaeTrainSummary, train_vae};
+
+type B = FlexBackend;
+type AB = Autodiff<FlexBackend>;
+
+const ENV: EnvKind = EnvKind::TakeCover;
+/// Frames per tiny rollout at most: random Take Cover episodes last 210 +- 125 frames, so most
+/// hit this cap.
+const ROLLOUT_STEPS: u32 = 120;
+
+fn device() -> FlexDevice {
+    Default::default()
+}
+
+/// A fresh scratch folder per test: the system temp dir, this process, the test.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("dreamplay-pipeline-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Serialises every use of the backend's global generator (see the module doc).
+fn init_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `rollouts` tiny Take Cover rollouts in `dir`.
+fn tiny_rollouts(dir: &Path, rollouts: usize, seed: u64) {
+    let config = CollectConfig {
+        max_steps: ROLLOUT_STEPS,
+        min_length: 20,
+        seed,
+        ..CollectConfig::new(ENV, rollouts, dir)
+    };
+    collect(&config, &|_| {}).expect("collect tiny rollouts");
+}
+
+/// A few batches of V per epoch.
+fn tiny_vae(data: &Path, run: &Path) -> VaeTrainConfig {
+    VaeTrainConfig {
+        epochs: 1,
+        batch_size: 8,
+        val_fraction: 0.25,
+        frame_stride: 8,
+        chunk: 2,
+        seed: 3,
+        ..VaeTrainConfig::new(ENV, data.to_path_buf(), run.to_path_buf())
+    }
+}
+
+fn tiny_mdrnn(run: &Path) -> MdrnnTrainConfig {
+    MdrnnTrainConfig {
+        epochs: 1,
+        batch_size: 4,
+        seq_len: 20,
+        seed: 5,
+        ..MdrnnTrainConfig::new(ENV, run.to_path_buf())
+    }
+}
+
+fn run_vae(config: &VaeTrainConfig, fresh: bool) -> anyhow::Result<VaeTrainSummary> {
+    let _guard = init_lock();
+    train_vae::<AB>(config, fresh, &device())
+}
+
+fn run_mdrnn(config: &MdrnnTrainConfig, fresh: bool) -> anyhow::Result<MdrnnTrainSummary> {
+    let _guard = init_lock();
+    train_mdrnn::<AB>(config, fresh, &device())
+}
+
+fn encode(data: &Path, run: &Path) -> anyhow::Result<EncodeSummary> {
+    let _guard = init_lock();
+    encode_all::<B>(data, run, 64, &device())
+}
+
+/// Writes a bundle holding a random V of the paper's Take Cover sizes (and nothing else) as the
+/// run's model: enough to encode with and to train M on, without training V.
+fn random_v_run(run: &Path, init_seed: u64) {
+    let device = device();
+    let spec = ModelSpec::paper(ENV);
+    let mut model = WorldModel::<B>::empty(spec);
+    {
+        let _guard = init_lock();
+        B::seed(&device, init_seed);
+        model.vae = Some(spec.vae_config().init(&device));
+    }
+    bundle::save(&model, &run_model_path(run), Precision::F32).expect("save a random V");
+}
+
+/// The checksum of one part of a bundle (of its f32 weights, so equal checksums mean equal
+/// weights to within a hash collision).
+fn part_checksum(bundle_path: &Path, part: Part) -> String {
+    let header = bundle::read_header(bundle_path).expect("a readable bundle");
+    header
+        .parts
+        .iter()
+        .find(|p| p.part == part)
+        .unwrap_or_else(|| panic!("{} has no {part:?}", bundle_path.display()))
+        .checksum
+        .clone()
+}
+
+/// The values of `column` of a CSV log, on the rows that have one.
+fn csv_column(path: &Path, column: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let k = header
+        .iter()
+        .position(|h| *h == column)
+        .unwrap_or_else(|| panic!("{}: no column {column} in {header:?}", path.display()));
+    lines
+        .filter_map(|line| line.split(',').nth(k).filter(|v| !v.is_empty()))
+        .map(|v| v.parse().expect("a number"))
+        .collect()
+}
+
+/// The first column of every row of a CSV log.
+fn csv_keys(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("the CSV log");
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn tiny_pipeline_end_to_end() {
+    let dir = scratch("end-to-end");
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    tiny_rollouts(&data, 6, 1);
+    let rollouts = list_rollouts(&data).unwrap().valid;
+    assert_eq!(rollouts.len(), 6);
+    let device = device();
+
+    // V: two epochs.
+    let v = run_vae(
+        &VaeTrainConfig {
+            epochs: 2,
+            ..tiny_vae(&data, &run)
+        },
+        false,
+    )
+    .expect("train-vae");
+    assert_eq!(v.epochs, 2);
+    assert!(v.skipped_files.is_empty(), "{:?}", v.skipped_files);
+    let vae_dir = run.join("vae");
+    let recon = csv_column(&vae_dir.join("loss.csv"), "recon");
+    assert_eq!(recon.len() as u64, v.steps, "one training row per step");
+    assert!(
+        recon.len() >= 10,
+        "a few batches per epoch: {}",
+        recon.len()
+    );
+    let (first, last) = (mean(&recon[..3]), mean(&recon[recon.len() - 3..]));
+    assert!(
+        last < 0.9 * first,
+        "V's training reconstruction loss went down: first rows {first:.1}, last rows {last:.1} ({recon:?})"
+    );
+    let val_recon = v.val_recon.expect("held-out reconstruction reported");
+    assert!(val_recon.is_finite() && val_recon > 0.0, "{val_recon}");
+    assert_eq!(
+        csv_column(&vae_dir.join("loss.csv"), "val_recon").len(),
+        2,
+        "one held-out row per epoch"
+    );
+    assert!(v.val_frames > 0);
+    for png in ["reconstructions.png", "loss.png"] {
+        let bytes = std::fs::read(vae_dir.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is a PNG");
+    }
+
+    // Encode: one series per rollout, mu [T, 64].
+    let e = encode(&data, &run).expect("encode");
+    assert_eq!((e.encoded, e.skipped, e.failed.len()), (6, 0, 0));
+    let id = vae_id(&run_model_path(&run)).unwrap();
+    for info in &rollouts {
+        let path = run.join("series").join(info.path.file_name().unwrap());
+        let s = Series::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(s.mu.dim(), (info.len, 64), "{}", path.display());
+        assert_eq!(s.logvar.dim(), (info.len, 64));
+        assert_eq!(s.actions.dim(), (info.len, 1));
+        assert_eq!(s.vae_id, id);
+    }
+    assert_eq!(std::fs::read_dir(run.join("series")).unwrap().count(), 6);
+
+    // M: two epochs.
+    let m = run_mdrnn(
+        &MdrnnTrainConfig {
+            epochs: 2,
+            ..tiny_mdrnn(&run)
+        },
+        false,
+    )
+    .expect("train-mdrnn");
+    assert_eq!(m.epochs, 2);
+    assert!(m.val.is_some(), "an episode is held out");
+    // The MDN loss cannot go down here: a V this young has posteriors of sigma ~ 1, so each
+    // re-sampled z is mostly noise and M starts at the floor, the entropy of N(0, 1) per dim,
+    // 0.5 ln(2 pi e) = 1.419. It must stay near that floor; done and reward are learnable.
+    let log = run.join("mdrnn").join("loss.csv");
+    let (mdn, done, reward) = (
+        csv_column(&log, "mdn"),
+        csv_column(&log, "done"),
+        csv_column(&log, "reward"),
+    );
+    assert_eq!(mdn.len() as u64, m.steps);
+    assert!(mdn.len() >= 10, "{}", mdn.len());
+    assert!(
+        mdn.iter().all(|v| (1.2..1.7).contains(v)),
+        "MDN loss near the floor: {mdn:?}"
+    );
+    let total: Vec<f64> = (0..mdn.len())
+        .map(|i| mdn[i] + done[i] + reward[i])
+        .collect();
+    let (first, last) = (mean(&total[..3]), mean(&total[total.len() - 3..]));
+    assert!(
+        last < first - 0.2,
+        "M's training loss went down: first rows {first:.4}, last rows {last:.4} (mdn {mdn:?}, done {done:?}, reward {reward:?})"
+    );
+    assert!(run.join("mdrnn").join("loss.png").is_file());
+
+    // C: two generations in the dream.
+    let c_config = ControllerTrainConfig {
+        fitness: FitnessMode::Dream,
+        population: 4,
+        trials: 2,
+        generations: 2,
+        max_steps: 30,
+        eval_every: 0,
+        eval_episodes: 1,
+        seed: 9,
+        ..ControllerTrainConfig::new(ENV, run.clone(), data.clone())
+    };
+    let c = {
+        let _guard = init_lock();
+        train_controller::<B>(&c_config, &device).expect("train-controller")
+    };
+    assert_eq!((c.start_generation, c.generation), (0, 2));
+    let best = c.best_fitness.expect("a best candidate");
+    assert!(
+        (1.0..=30.0).contains(&best),
+        "steps survived in the dream: {best}"
+    );
+
+    // The run's bundle: V, M and C, each with its provenance.
+    let model = {
+        let _guard = init_lock();
+        bundle::load::<B>(&run_model_path(&run), &Expect::env(ENV), &device)
+            .expect("the run's bundle loads")
+    };
+    assert!(model.vae.is_some() && model.mdrnn.is_some() && model.controller.is_some());
+    let p = &model.provenance;
+    let (pv, pm, pc) = (
+        p.vae.as_ref().expect("V's provenance"),
+        p.mdrnn.as_ref().expect("M's provenance"),
+        p.controller.as_ref().expect("C's provenance"),
+    );
+    assert_eq!(
+        (pv.epochs, pm.epochs, pc.epochs),
+        (Some(2), Some(2), Some(2))
+    );
+    assert!(
+        pv.final_losses.contains_key("val_recon"),
+        "{:?}",
+        pv.final_losses
+    );
+    assert!(pm.final_losses.contains_key("mdn"), "{:?}", pm.final_losses);
+    assert_eq!(vae_id(&run_model_path(&run)).unwrap(), id, "M and C kept V");
+
+    // Eval in the real env.
+    let eval = EvalConfig {
+        episodes: 3,
+        max_steps: 40,
+        seed: 4,
+        ..EvalConfig::new(ENV, run_model_path(&run))
+    };
+    let report = {
+        let _guard = init_lock();
+        evaluate::<B>(&eval, &device).expect("eval")
+    };
+    assert_eq!(report.real.len(), 3);
+    for r in &report.real {
+        assert!(r.ret.is_finite() && r.steps >= 1 && r.steps <= 40, "{r:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One stage trained three ways with the same config (so from the same initial weights): in folder A
+/// for one epoch then resumed to two; in B for two epochs straight; in C for two epochs with a
+/// crash mid-epoch (a checkpoint that cannot be written: a file is in the way of its folder),
+/// then resumed.
+struct ResumeRuns {
+    dir: PathBuf,
+    /// The stage's folder in a run: `vae` or `mdrnn`.
+    stage: &'static str,
+    a: PathBuf,
+    b: PathBuf,
+    c: PathBuf,
+}
+
+impl ResumeRuns {
+    fn log(&self, run: &Path) -> PathBuf {
+        run.join(self.stage).join("loss.csv")
+    }
+}
+
+/// The summaries' view of a run: (epochs, steps, resumed from step).
+type Progress = (usize, u64, Option<u64>);
+
+/// Runs A, B and C of [`ResumeRuns`] with `train(run, epochs, checkpoint_every)`,
+/// checking what each session reports. C checkpoints every `every` steps; the checkpoint after
+/// step `2 * every` is blocked.
+fn resume_runs(
+    dir: PathBuf,
+    stage: &'static str,
+    every: usize,
+    train: impl Fn(&Path, usize, usize) -> anyhow::Result<Progress>,
+) -> ResumeRuns {
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let (epochs, epoch_steps, resumed) = train(&a, 1, 1000).expect("A: epoch 1");
+    assert_eq!((epochs, resumed), (1, None));
+    assert!(
+        epoch_steps > 2 * every as u64,
+        "an epoch of several batches: {epoch_steps}"
+    );
+    let two = train(&a, 2, 1000).expect("A: resume to epoch 2");
+    assert_eq!(two, (2, 2 * epoch_steps, Some(epoch_steps)));
+    let straight = train(&b, 2, 1000).expect("B: two epochs");
+    assert_eq!(straight, (2, 2 * epoch_steps, None));
+
+    let crash_at = 2 * every as u64;
+    let blocker = c.join(stage).join(format!("checkpoint-{crash_at:08}"));
+    std::fs::create_dir_all(c.join(stage)).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let err = train(&c, 2, every).expect_err("the blocked checkpoint fails");
+    assert!(
+        format!("{err:#}").contains(&format!("checkpoint-{crash_at:08}")),
+        "the error names the checkpoint: {err:#}"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    let resumed = train(&c, 2, every).expect("C: resume after the crash");
+    assert_eq!(
+        resumed,
+        (2, 2 * epoch_steps, Some(every as u64)),
+        "C resumes from the last checkpoint written before the crash"
+    );
+    ResumeRuns {
+        dir,
+        stage,
+        a,
+        b,
+        c,
+    }
+}
+
+fn vae_resume_runs(name: &str) -> ResumeRuns {
+    let dir = scratch(name);
+    let data = dir.join("data");
+    tiny_rollouts(&data, 4, 2);
+    resume_runs(dir, "vae", 2, |run, epochs, checkpoint_every| {
+        let config = VaeTrainConfig {
+            epochs,
+            checkpoint_every,
+            ..tiny_vae(&data, run)
+        };
+        run_vae(&config, false).map(|s| (s.epochs, s.steps, s.resumed_from_step))
+    })
+}
+
+/// M's three runs share one random V and its series, copied into each run folder.
+fn mdrnn_resume_runs(name: &str) -> ResumeRuns {
+    let dir = scratch(name);
+    let (data, base) = (dir.join("data"), dir.join("base"));
+    tiny_rollouts(&data, 4, 3);
+    random_v_run(&base, 21);
+    encode(&data, &base).expect("encode with the random V");
+    for run in ["a", "b", "c"].map(|r| dir.join(r)) {
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::copy(run_model_path(&base), run_model_path(&run)).unwrap();
+        copy_dir(&base.join("series"), &run.join("series"));
+    }
+    resume_runs(dir, "mdrnn", 1, |run, epochs, checkpoint_every| {
+        let config = MdrnnTrainConfig {
+            epochs,
+            checkpoint_every,
+            ..tiny_mdrnn(run)
+        };
+        run_mdrnn(&config, false).map(|s| (s.epochs, s.steps, s.resumed_from_step))
+    })
+}
+
+/// The resumed runs equal the unbroken one: the loss log byte for byte, and the weights.
+fn assert_resume_matches_an_unbroken_run(runs: &ResumeRuns, part: Part) {
+    let csv = |run: &Path| std::fs::read_to_string(runs.log(run)).unwrap();
+    assert_eq!(
+        csv(&runs.a),
+        csv(&runs.b),
+        "loss.csv: resumed at the epoch boundary vs unbroken"
+    );
+    let weights = |run: &Path| part_checksum(&run_model_path(run), part);
+    assert_eq!(
+        weights(&runs.a),
+        weights(&runs.b),
+        "{part:?}: resumed at the epoch boundary vs unbroken"
+    );
+    assert_eq!(
+        weights(&runs.c),
+        weights(&runs.b),
+        "{part:?}: resumed after a crash mid-epoch vs unbroken"
+    );
+}
+
+/// The crashed-and-resumed run logs every step once, as the unbroken run does.
+fn assert_crash_resume_logs_every_step_once(runs: &ResumeRuns) {
+    assert_eq!(
+        csv_keys(&runs.log(&runs.c)),
+        csv_keys(&runs.log(&runs.b)),
+        "the step column after a crash and a resume"
+    );
+}
+
+#[test]
+fn vae_resume_matches_an_unbroken_run() {
+    let runs = vae_resume_runs("vae-resume");
+    assert_resume_matches_an_unbroken_run(&runs, Part::Vae);
+    let _ = std::fs::remove_dir_all(&runs.dir);
+}
+
+#[test]
+#[ignore = "library bug: a resumed train-vae keeps the loss.csv row of the first step after its \
+            checkpoint (CsvLog keeps keys <= state.step, but rows are keyed by 0-based step index), \
+            so a run that died after logging that step logs it twice"]
+fn vae_resume_after_a_crash_logs_every_step_once() {
+    let runs = vae_resume_runs("vae-crash-log");
+    assert_crash_resume_logs_every_step_once(&runs);
+    let _ = std::fs::remove_dir_all(&runs.dir);
+}
+
+#[test]
+fn mdrnn_resume_matches_an_unbroken_run() {
+    let runs = mdrnn_resume_runs("mdrnn-resume");
+    assert_resume_matches_an_unbroken_run(&runs, Part::Mdrnn);
+    let v = |run: &Path| part_checksum(&run_model_path(run), Part::Vae);
+    assert_eq!(v(&runs.a), v(&runs.b), "train-mdrnn keeps V");
+    let _ = std::fs::remove_dir_all(&runs.dir);
+}
+
+#[test]
+#[ignore = "library bug: a resumed train-mdrnn keeps the loss.csv row of the first step after its \
+            checkpoint (CsvLog keeps keys <= state.step, but rows are keyed by 0-based step index), \
+            so a run that died after logging that step logs it twice"]
+fn mdrnn_resume_after_a_crash_logs_every_step_once() {
+    let runs = mdrnn_resume_runs("mdrnn-crash-log");
+    assert_crash_resume_logs_every_step_once(&runs);
+    let _ = std::fs::remove_dir_all(&runs.dir);
+}
+
+#[test]
+fn bad_input_is_skipped_or_refused_with_a_clear_message() {
+    let dir = scratch("bad-input");
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    tiny_rollouts(&data, 3, 4);
+    let valid_frames: usize = list_rollouts(&data)
+        .unwrap()
+        .valid
+        .iter()
+        .map(|r| r.len)
+        .sum();
+    let whole = std::fs::read(data.join("rollout_00000.npz")).unwrap();
+    std::fs::write(data.join("rollout_00099.npz"), &whole[..whole.len() / 2]).unwrap();
+    let config = VaeTrainConfig {
+        val_fraction: 0.0,
+        frame_stride: 16,
+        ..tiny_vae(&data, &run)
+    };
+
+    // A truncated rollout is skipped and named; training runs on the others.
+    let s = run_vae(&config, false).expect("trains past a truncated rollout");
+    assert_eq!(s.skipped_files.len(), 1, "{:?}", s.skipped_files);
+    assert!(
+        s.skipped_files[0].contains("rollout_00099.npz"),
+        "{:?}",
+        s.skipped_files
+    );
+    assert_eq!(s.train_frames, valid_frames);
+    assert!(s.steps >= 1);
+    assert!(run_model_path(&run).is_file());
+
+    // A different batch size does not resume the run silently.
+    let err = run_vae(
+        &VaeTrainConfig {
+            batch_size: 4,
+            ..config.clone()
+        },
+        false,
+    )
+    .expect_err("a different batch size");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("--fresh") && message.contains("batch 8"),
+        "{message}"
+    );
+
+    // No rollouts at all.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = run_vae(
+        &VaeTrainConfig {
+            data_dir: empty.clone(),
+            ..config.clone()
+        },
+        true,
+    )
+    .expect_err("no rollouts");
+    let message = format!("{err:#}");
+    assert!(message.contains(&empty.display().to_string()), "{message}");
+    assert!(message.contains("no valid rollouts"), "{message}");
+
+    // A batch larger than the data.
+    let err = run_vae(
+        &VaeTrainConfig {
+            batch_size: 10_000,
+            ..config.clone()
+        },
+        true,
+    )
+    .expect_err("a batch larger than the data");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("a batch of 10000 is larger than the training data")
+            && message.contains("--batch"),
+        "{message}"
+    );
+
+    // M without series: no series folder, then an empty one.
+    let err = run_mdrnn(&tiny_mdrnn(&run), false).expect_err("no series folder");
+    assert!(format!("{err:#}").contains("dreamplay encode"), "{err:#}");
+    std::fs::create_dir_all(run.join("series")).unwrap();
+    let err = run_mdrnn(&tiny_mdrnn(&run), false).expect_err("no series");
+    assert!(format!("{err:#}").contains("dreamplay encode"), "{err:#}");
+
+    // encode with a bundle that has no V.
+    let no_v = dir.join("no-v");
+    bundle::save(
+        &WorldModel::<B>::empty(ModelSpec::paper(ENV)),
+        &run_model_path(&no_v),
+        Precision::F32,
+    )
+    .unwrap();
+    let err = encode(&data, &no_v).expect_err("no V in the bundle");
+    let message = format!("{err:#}");
+    assert!(message.contains("train-vae"), "{message}");
+    assert!(!no_v.join("series").exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "library bug: encode_all on a run folder with no world-model.bin fails with the bare \
+            BundleError::NotFound (\"model file .. not found\"), which does not say to run train-vae"]
+fn encode_before_train_vae_says_to_run_train_vae() {
+    let dir = scratch("encode-no-bundle");
+    let data = dir.join("data");
+    tiny_rollouts(&data, 1, 5);
+    let err = encode(&data, &dir.join("run")).expect_err("no bundle");
+    let message = format!("{err:#}");
+    assert!(message.contains("train-vae"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn encode_skips_done_series_and_redoes_stale_ones() {
+    let dir = scratch("encode");
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    tiny_rollouts(&data, 3, 6);
+    let config = VaeTrainConfig {
+        val_fraction: 0.0,
+        frame_stride: 16,
+        ..tiny_vae(&data, &run)
+    };
+    run_vae(&config, false).expect("train-vae");
+    let series = run.join("series");
+    let snapshot = || -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(&series)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+
+    let first = encode(&data, &run).expect("encode");
+    assert_eq!((first.encoded, first.skipped), (3, 0));
+    assert!(first.frames > 0);
+    let before = snapshot();
+    assert_eq!(before.len(), 3);
+
+    let again = encode(&data, &run).expect("encode again");
+    assert_eq!((again.encoded, again.skipped, again.frames), (0, 3, 0));
+    assert_eq!(snapshot(), before, "series made by this V are left alone");
+
+    // A damaged series is redone, alone.
+    let (damaged, bytes) = &before[1];
+    std::fs::write(damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let repaired = encode(&data, &run).expect("encode after damage");
+    assert_eq!((repaired.encoded, repaired.skipped), (1, 2));
+    assert_eq!(snapshot(), before, "the redone series equals the lost one");
+
+    // A new V (--fresh, another seed) makes every series stale.
+    let old_id = vae_id(&run_model_path(&run)).unwrap();
+    run_vae(&VaeTrainConfig { seed: 4, ..config }, true).expect("train-vae --fresh");
+    let new_id = vae_id(&run_model_path(&run)).unwrap();
+    assert_ne!(old_id, new_id, "a new V");
+    let redone = encode(&data, &run).expect("encode with the new V");
+    assert_eq!((redone.encoded, redone.skipped), (3, 0));
+    for (path, _) in snapshot() {
+        assert_eq!(
+            Series::read(&path).unwrap().vae_id,
+            new_id,
+            "{}",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
