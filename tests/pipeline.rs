@@ -470,9 +470,6 @@ fn vae_resume_matches_an_unbroken_run() {
 }
 
 #[test]
-#[ignore = "library bug: a resumed train-vae keeps the loss.csv row of the first step after its \
-            checkpoint (CsvLog keeps keys <= state.step, but rows are keyed by 0-based step index), \
-            so a run that died after logging that step logs it twice"]
 fn vae_resume_after_a_crash_logs_every_step_once() {
     let runs = vae_resume_runs("vae-crash-log");
     assert_crash_resume_logs_every_step_once(&runs);
@@ -489,9 +486,6 @@ fn mdrnn_resume_matches_an_unbroken_run() {
 }
 
 #[test]
-#[ignore = "library bug: a resumed train-mdrnn keeps the loss.csv row of the first step after its \
-            checkpoint (CsvLog keeps keys <= state.step, but rows are keyed by 0-based step index), \
-            so a run that died after logging that step logs it twice"]
 fn mdrnn_resume_after_a_crash_logs_every_step_once() {
     let runs = mdrnn_resume_runs("mdrnn-crash-log");
     assert_crash_resume_logs_every_step_once(&runs);
@@ -598,8 +592,6 @@ fn bad_input_is_skipped_or_refused_with_a_clear_message() {
 }
 
 #[test]
-#[ignore = "library bug: encode_all on a run folder with no world-model.bin fails with the bare \
-            BundleError::NotFound (\"model file .. not found\"), which does not say to run train-vae"]
 fn encode_before_train_vae_says_to_run_train_vae() {
     let dir = scratch("encode-no-bundle");
     let data = dir.join("data");

@@ -127,3 +127,24 @@ pub(crate) fn load_optimizer<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimi
     .map_err(|e| format!("{}: {e:?}", path.display()))?;
     Ok(optim.load_record(record))
 }
+
+/// Removes every `checkpoint-*` folder and the state file of a stage, for a `--fresh` start (a
+/// fresh run would otherwise leave the old run's last checkpoint behind for good).
+pub fn clear(stage_dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(stage_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_checkpoint = path.is_dir()
+            && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-"));
+        if is_checkpoint {
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    let state = stage_dir.join(STATE_FILE);
+    if state.exists() {
+        std::fs::remove_file(&state).with_context(|| format!("cannot remove {}", state.display()))?;
+    }
+    Ok(())
+}

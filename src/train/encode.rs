@@ -124,7 +124,8 @@ pub fn list_series(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The checksum of the V stored in `bundle_path`: what a series records as `vae_id`.
 pub fn vae_id(bundle_path: &Path) -> anyhow::Result<u64> {
-    let header = bundle::read_header(bundle_path)?;
+    let header = bundle::read_header(bundle_path)
+        .with_context(|| "the run has no usable V; run `dreamplay train-vae` first".to_string())?;
     let entry = header
         .parts
         .iter()

@@ -335,6 +335,9 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let dir = config.run_dir.join("mdrnn");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let state_path = dir.join(checkpoint::STATE_FILE);
+    if fresh {
+        checkpoint::clear(&dir)?;
+    }
     let mut state: Option<TrainState> = if fresh { None } else { checkpoint::read_state(&state_path)? };
     let fingerprint = config.fingerprint(vae_id);
     if let Some(s) = &state
@@ -381,7 +384,8 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let mut log = CsvLog::open(
         &dir.join("loss.csv"),
         &["step", "epoch", "mdn", "done", "reward", "val_mdn", "val_done", "val_reward"],
-        resumed_from_step.map(|s| s as f64),
+        // Rows are keyed by the 0-based step; `s` steps are done, so keep rows up to s - 1.
+        resumed_from_step.map(|s| s as f64 - 1.0),
     )
     .context("cannot write the loss log")?;
     let total = (config.epochs * batches_per_epoch) as u64;

@@ -420,6 +420,9 @@ pub fn train_vae<B: AutodiffBackend>(
 
     // Resume, or start.
     let state_path = vae_dir.join(checkpoint::STATE_FILE);
+    if fresh {
+        checkpoint::clear(&vae_dir)?;
+    }
     let mut state: Option<TrainState> = if fresh { None } else { checkpoint::read_state(&state_path)? };
     if let Some(s) = &state
         && s.fingerprint != config.fingerprint()
@@ -457,7 +460,8 @@ pub fn train_vae<B: AutodiffBackend>(
     let mut log = CsvLog::open(
         &vae_dir.join("loss.csv"),
         &["step", "epoch", "recon", "kl", "val_recon", "val_kl"],
-        resumed_from_step.map(|s| s as f64),
+        // Rows are keyed by the 0-based step; `s` steps are done, so keep rows up to s - 1.
+        resumed_from_step.map(|s| s as f64 - 1.0),
     )
     .context("cannot write the loss log")?;
 
