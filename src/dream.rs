@@ -48,7 +48,17 @@ pub enum DreamError {
 }
 
 /// How a dream decides that M's done head has fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DoneRule {
     /// The paper's rule: done when the logit is above 0.
@@ -312,9 +322,7 @@ impl<B: Backend> DreamBatch<B> {
             }
             self.done[i] = match self.done_rule {
                 DoneRule::Threshold => rest[0] > 0.0,
-                DoneRule::Sample => {
-                    rng.random::<f32>() < 1.0 / (1.0 + (-rest[0]).exp())
-                }
+                DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-rest[0]).exp()),
             };
             self.reward[i] = rest[1];
             self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);

@@ -219,3 +219,53 @@ fn a_window_that_cannot_open_says_what_to_do() {
         );
     }
 }
+
+/// With the models that ship in `models/`: V's reconstruction looks like V's input (a trained V, not
+/// random weights), and the dream pane shows a picture. This is the README screenshot's setup.
+#[test]
+fn the_shipped_models_reconstruct_and_dream_in_the_window() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("car-racing").join("world-model.bin").is_file(),
+        "the repository ships models/car-racing/world-model.bin"
+    );
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    let screenshot = dir.join("app_window_models.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let (stdout, _stderr) = run_app(&[
+        "play",
+        "--window-size",
+        WINDOW_SIZE,
+        "--models",
+        models.to_str().expect("utf-8 path"),
+        "--script",
+        SCRIPT,
+        "--screenshot",
+        screenshot.to_str().expect("utf-8 path"),
+    ]);
+    println!("screenshot: {}", screenshot.display());
+    assert!(
+        stdout.contains("screenshot: "),
+        "the app reports its screenshot:\n{stdout}"
+    );
+    let image = image::open(&screenshot).expect("a readable PNG").to_rgb8();
+    let layout =
+        std::fs::read_to_string(view_rects_path(&screenshot)).expect("the views layout file");
+    let rects: ViewRects = serde_json::from_str(&layout).expect("a valid views layout");
+    let input = thumbnail(&image, rects.v_input.expect("V's input drawn"));
+    let recon = thumbnail(
+        &image,
+        rects.v_reconstruction.expect("V's reconstruction drawn"),
+    );
+    let dream = thumbnail(&image, rects.dream.expect("the dream drawn"));
+    let gap = mean_abs_diff(&input, &recon);
+    println!("V input vs reconstruction: mean difference {gap:.3}");
+    assert!(
+        gap < 0.08,
+        "the trained V's reconstruction is far from its input ({gap:.3})"
+    );
+    let spread = std_dev(&dream);
+    println!("dream: spread {spread:.3}");
+    assert!(spread > 0.02, "the dream pane looks blank ({spread:.4})");
+}

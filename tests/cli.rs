@@ -27,7 +27,10 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn env_run_prints_returns_and_lengths_for_both_envs() {
     for env in ["car-racing", "take-cover"] {
-        let out = dreamplay(&["env", "run", "--env", env, "--episodes", "2", "--seed", "3"], "");
+        let out = dreamplay(
+            &["env", "run", "--env", env, "--episodes", "2", "--seed", "3"],
+            "",
+        );
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{env}: {}", text(&out.stderr));
         assert!(stdout.contains("episode 0 seed 3: return"), "{stdout}");
@@ -38,7 +41,16 @@ fn env_run_prints_returns_and_lengths_for_both_envs() {
 
 #[test]
 fn env_run_is_deterministic_under_a_seed() {
-    let args = ["env", "run", "--env", "take-cover", "--episodes", "3", "--seed", "11"];
+    let args = [
+        "env",
+        "run",
+        "--env",
+        "take-cover",
+        "--episodes",
+        "3",
+        "--seed",
+        "11",
+    ];
     let first = dreamplay(&args, "");
     let second = dreamplay(&args, "");
     assert!(first.status.success());
@@ -51,14 +63,29 @@ fn env_run_records_a_gif() {
     std::fs::create_dir_all(&dir).unwrap();
     let gif = dir.join("take-cover.gif");
     let out = dreamplay(
-        &["env", "run", "--env", "take-cover", "--seed", "1", "--gif", gif.to_str().unwrap(), "--size", "64", "--every", "8"],
+        &[
+            "env",
+            "run",
+            "--env",
+            "take-cover",
+            "--seed",
+            "1",
+            "--gif",
+            gif.to_str().unwrap(),
+            "--size",
+            "64",
+            "--every",
+            "8",
+        ],
         "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let bytes = std::fs::read(&gif).expect("the GIF was written");
     assert_eq!(&bytes[..6], b"GIF89a");
     let decoder = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(bytes)).unwrap();
-    let frames = image::AnimationDecoder::into_frames(decoder).collect_frames().unwrap();
+    let frames = image::AnimationDecoder::into_frames(decoder)
+        .collect_frames()
+        .unwrap();
     assert!(frames.len() > 3, "only {} frames", frames.len());
     assert_eq!(frames[0].buffer().dimensions(), (64, 64));
     std::fs::remove_dir_all(&dir).ok();
@@ -66,10 +93,15 @@ fn env_run_records_a_gif() {
 
 #[test]
 fn trace_prints_one_json_line_per_step_with_the_physical_state() {
-    let out = dreamplay(&["env", "trace", "--env", "car-racing", "--seed", "5"], "0,1,0\n[0.5, 1, 0]\n\n{\"action\": [-0.5, 0, 0.2]}\n");
+    let out = dreamplay(
+        &["env", "trace", "--env", "car-racing", "--seed", "5"],
+        "0,1,0\n[0.5, 1, 0]\n\n{\"action\": [-0.5, 0, 0.2]}\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
     assert_eq!(lines.len(), 4, "a reset line and three steps");
     assert_eq!(lines[0]["step"], 0);
     for (i, line) in lines.iter().enumerate().skip(1) {
@@ -84,15 +116,24 @@ fn trace_prints_one_json_line_per_step_with_the_physical_state() {
 #[test]
 fn trace_of_the_same_actions_is_byte_identical() {
     let actions = "-1\n1\n0.2\n1\n1\n-0.9\n".repeat(20);
-    let first = dreamplay(&["env", "trace", "--env", "take-cover", "--seed", "2"], &actions);
-    let second = dreamplay(&["env", "trace", "--env", "take-cover", "--seed", "2"], &actions);
+    let first = dreamplay(
+        &["env", "trace", "--env", "take-cover", "--seed", "2"],
+        &actions,
+    );
+    let second = dreamplay(
+        &["env", "trace", "--env", "take-cover", "--seed", "2"],
+        &actions,
+    );
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert_eq!(first.stdout, second.stdout);
 }
 
 #[test]
 fn malformed_trace_line_is_a_clear_error_naming_the_line() {
-    let out = dreamplay(&["env", "trace", "--env", "car-racing"], "0,1,0\n0,banana,0\n0,1,0\n");
+    let out = dreamplay(
+        &["env", "trace", "--env", "car-racing"],
+        "0,1,0\n0,banana,0\n0,1,0\n",
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");
@@ -103,7 +144,12 @@ fn malformed_trace_line_is_a_clear_error_naming_the_line() {
 
 #[test]
 fn non_finite_and_wrong_length_actions_are_rejected_without_panic() {
-    for (env, input) in [("car-racing", "NaN,1,0\n"), ("car-racing", "0,1\n"), ("take-cover", "inf\n"), ("take-cover", "[1, 0]\n")] {
+    for (env, input) in [
+        ("car-racing", "NaN,1,0\n"),
+        ("car-racing", "0,1\n"),
+        ("take-cover", "inf\n"),
+        ("take-cover", "[1, 0]\n"),
+    ] {
         let out = dreamplay(&["env", "trace", "--env", env], input);
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{env} {input:?} should fail");
@@ -117,5 +163,8 @@ fn unknown_env_lists_the_valid_names() {
     let out = dreamplay(&["env", "run", "--env", "pong"], "");
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("car-racing") && stderr.contains("take-cover"), "{stderr}");
+    assert!(
+        stderr.contains("car-racing") && stderr.contains("take-cover"),
+        "{stderr}"
+    );
 }

@@ -15,7 +15,9 @@ fn run_episode(seed: u64, mut policy: impl FnMut(u32, &mut ChaCha8Rng) -> f32) -
     let mut total = 0.0;
     loop {
         let action = policy(env.tic(), &mut rng);
-        let Ok(step) = env.step(&[action]) else { panic!("a finite one-value action is valid") };
+        let Ok(step) = env.step(&[action]) else {
+            panic!("a finite one-value action is valid")
+        };
         total += step.reward;
         if step.done() {
             return (env.tic(), total);
@@ -40,9 +42,14 @@ fn held_random() -> impl FnMut(u32, &mut ChaCha8Rng) -> f32 {
     }
 }
 
-fn mean_length(seeds: std::ops::Range<u64>, policy: impl Fn() -> Box<dyn FnMut(u32, &mut ChaCha8Rng) -> f32>) -> f64 {
+fn mean_length(
+    seeds: std::ops::Range<u64>,
+    policy: impl Fn() -> Box<dyn FnMut(u32, &mut ChaCha8Rng) -> f32>,
+) -> f64 {
     let count = seeds.end - seeds.start;
-    let total: u64 = seeds.map(|seed| u64::from(run_episode(seed, policy()).0)).sum();
+    let total: u64 = seeds
+        .map(|seed| u64::from(run_episode(seed, policy()).0))
+        .sum();
     total as f64 / count as f64
 }
 
@@ -54,10 +61,15 @@ fn same_seed_same_actions_give_identical_episodes() {
     assert_eq!(first.observation().as_raw(), second.observation().as_raw());
     for _ in 0..MAX_TICS {
         let action = [rng.random_range(-1.0..=1.0f32)];
-        let (Ok(a), Ok(b)) = (first.step(&action), second.step(&action)) else { panic!("valid action") };
+        let (Ok(a), Ok(b)) = (first.step(&action), second.step(&action)) else {
+            panic!("valid action")
+        };
         assert_eq!(a.obs.as_raw(), b.obs.as_raw());
         assert_eq!(first.state(), second.state());
-        assert_eq!((a.reward, a.terminated, a.truncated), (b.reward, b.terminated, b.truncated));
+        assert_eq!(
+            (a.reward, a.terminated, a.truncated),
+            (b.reward, b.terminated, b.truncated)
+        );
         if a.done() {
             break;
         }
@@ -71,7 +83,9 @@ fn different_seeds_diverge() {
     let mut second = TakeCover::new(2);
     let mut diverged = false;
     for _ in 0..300 {
-        let (Ok(_), Ok(_)) = (first.step(&[0.0]), second.step(&[0.0])) else { panic!("valid action") };
+        let (Ok(_), Ok(_)) = (first.step(&[0.0]), second.step(&[0.0])) else {
+            panic!("valid action")
+        };
         if first.state() != second.state() {
             diverged = true;
             break;
@@ -96,25 +110,37 @@ fn reset_restarts_the_same_episode() {
 fn standing_still_dies_before_the_time_limit() {
     for seed in 0..8 {
         let (length, _) = run_episode(seed, |_, _| 0.0);
-        assert!(length < MAX_TICS, "seed {seed}: a still player lived {length} tics");
+        assert!(
+            length < MAX_TICS,
+            "seed {seed}: a still player lived {length} tics"
+        );
         let mut env = TakeCover::new(seed);
         while !env.is_over() {
             let _ = env.step(&[0.0]);
         }
-        assert!(!env.is_alive() && env.health() == 0, "seed {seed}: it ended by death");
+        assert!(
+            !env.is_alive() && env.health() == 0,
+            "seed {seed}: it ended by death"
+        );
     }
 }
 
 #[test]
 fn uniform_random_policy_lives_about_as_long_as_the_reference() {
     let mean = mean_length(1000..1100, || Box::new(uniform_random));
-    assert!((100.0..400.0).contains(&mean), "mean episode length {mean}, reference 210 +- 108");
+    assert!(
+        (100.0..400.0).contains(&mean),
+        "mean episode length {mean}, reference 210 +- 108"
+    );
 }
 
 #[test]
 fn held_random_policy_lives_about_as_long_as_the_reference() {
     let mean = mean_length(2000..2100, || Box::new(held_random()));
-    assert!((100.0..500.0).contains(&mean), "mean episode length {mean}, reference 210 +- 108");
+    assert!(
+        (100.0..500.0).contains(&mean),
+        "mean episode length {mean}, reference 210 +- 108"
+    );
 }
 
 #[test]
@@ -128,11 +154,19 @@ fn strafing_reaches_terminal_speed_and_stops_at_the_wall() {
         assert!(env.player_y() < previous_y, "moving right lowers y");
         previous_y = env.player_y();
     }
-    assert!((env.player_velocity_y() + 8.0).abs() < 0.5, "terminal speed ~8, got {}", env.player_velocity_y());
+    assert!(
+        (env.player_velocity_y() + 8.0).abs() < 0.5,
+        "terminal speed ~8, got {}",
+        env.player_velocity_y()
+    );
     for _ in 0..100 {
         let _ = env.step(&[1.0]);
     }
-    assert_eq!(env.player_y(), 16.0, "clamped by the player's radius at the y = 0 wall");
+    assert_eq!(
+        env.player_y(),
+        16.0,
+        "clamped by the player's radius at the y = 0 wall"
+    );
     assert_eq!(env.player_velocity_y(), 0.0);
     // And the other way, to the left wall.
     for _ in 0..200 {
@@ -156,13 +190,23 @@ fn the_view_bobs_while_strafing_as_doom_does() {
         heights.push(env.state().eye_z());
         wall_tops.push(far_wall_top(&env.render(320, 240)));
     }
-    let (low, high) = heights.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &z| (lo.min(z), hi.max(z)));
-    assert!(low >= 41.0 - 8.0 - 1e-9 && high <= 41.0 + 8.0 + 1e-9, "{low}..{high}");
-    assert!(high - low > 12.0, "{low}..{high}: at full speed the bob is +-8");
+    let (low, high) = heights
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &z| (lo.min(z), hi.max(z)));
+    assert!(
+        low >= 41.0 - 8.0 - 1e-9 && high <= 41.0 + 8.0 + 1e-9,
+        "{low}..{high}"
+    );
+    assert!(
+        high - low > 12.0,
+        "{low}..{high}: at full speed the bob is +-8"
+    );
     // The frame follows the eye: the far wall's top edge (at depth 544) moves by up to
     // 16 * 160 / 544 = 4.7 rows over a cycle.
     let (top_low, top_high) = (wall_tops.iter().min(), wall_tops.iter().max());
-    let (Some(top_low), Some(top_high)) = (top_low, top_high) else { panic!("20 frames") };
+    let (Some(top_low), Some(top_high)) = (top_low, top_high) else {
+        panic!("20 frames")
+    };
     assert!(top_high - top_low >= 3, "far wall top rows {wall_tops:?}");
 }
 
@@ -189,13 +233,20 @@ fn friction_decays_velocity_and_small_moves_give_no_thrust() {
     let _ = env.step(&[0.0]);
     assert!((env.player_velocity_y() - before * 0.90625).abs() < 1e-9);
     let _ = env.step(&[0.3]);
-    assert!((env.player_velocity_y() - before * 0.90625 * 0.90625).abs() < 1e-9, "|move| < 1/3: friction only");
+    assert!(
+        (env.player_velocity_y() - before * 0.90625 * 0.90625).abs() < 1e-9,
+        "|move| < 1/3: friction only"
+    );
     let _ = env.step(&[-0.33]);
     assert!((env.player_velocity_y() - before * 0.90625f64.powi(3)).abs() < 1e-9);
     for _ in 0..200 {
         let _ = env.step(&[0.2]);
     }
-    assert_eq!(env.player_velocity_y(), 0.0, "Doom stops a slow player dead");
+    assert_eq!(
+        env.player_velocity_y(),
+        0.0,
+        "Doom stops a slow player dead"
+    );
 
     let mut still = TakeCover::new(4);
     for _ in 0..50 {
@@ -205,7 +256,11 @@ fn friction_decays_velocity_and_small_moves_give_no_thrust() {
 }
 
 fn imps_overlap(state: &TakeCoverState) -> bool {
-    state.imps.iter().enumerate().any(|(i, a)| state.imps[i + 1..].iter().any(|b| (a.y - b.y).abs() < 40.0))
+    state
+        .imps
+        .iter()
+        .enumerate()
+        .any(|(i, a)| state.imps[i + 1..].iter().any(|b| (a.y - b.y).abs() < 40.0))
 }
 
 #[test]
@@ -222,10 +277,23 @@ fn imps_start_at_three_and_keep_coming_without_overlapping() {
         for _ in 0..600 {
             let _ = env.step(&[0.0]);
             let state = env.state();
-            assert!(!imps_overlap(&state), "seed {seed}: imps overlap at tic {}", state.tic);
-            assert!(state.imps.iter().all(|imp| imp.x == 64.0 && (20.0..=652.0).contains(&imp.y)));
+            assert!(
+                !imps_overlap(&state),
+                "seed {seed}: imps overlap at tic {}",
+                state.tic
+            );
+            assert!(
+                state
+                    .imps
+                    .iter()
+                    .all(|imp| imp.x == 64.0 && (20.0..=652.0).contains(&imp.y))
+            );
         }
-        assert!(env.imps().len() >= 6, "seed {seed}: only {} imps after 10 spawn periods", env.imps().len());
+        assert!(
+            env.imps().len() >= 6,
+            "seed {seed}: only {} imps after 10 spawn periods",
+            env.imps().len()
+        );
         assert!(env.imps().len() <= 13);
     }
     // With seed 0 the first spawn is not cancelled: a 4th imp stands there after tic 60.
@@ -244,11 +312,17 @@ fn imps_attack_and_fireballs_fly_at_the_player() {
     let mut saw_fireball = false;
     for _ in 0..600 {
         let _ = env.step(&[0.0]);
-        saw_attack |= env.imps().iter().any(|imp| matches!(imp.phase, ImpPhase::Attack { .. }));
+        saw_attack |= env
+            .imps()
+            .iter()
+            .any(|imp| matches!(imp.phase, ImpPhase::Attack { .. }));
         for fireball in env.fireballs() {
             saw_fireball = true;
             let speed = (fireball.velocity_x.powi(2) + fireball.velocity_y.powi(2)).sqrt();
-            assert!((speed - 20.0).abs() < 1e-9, "Nightmare fireballs fly at 20 units/tic");
+            assert!(
+                (speed - 20.0).abs() < 1e-9,
+                "Nightmare fireballs fly at 20 units/tic"
+            );
             assert!(fireball.velocity_x < 0.0, "towards the player");
         }
     }
@@ -282,7 +356,11 @@ fn a_hit_costs_a_multiple_of_21() {
 /// Mean red minus mean green over a frame.
 fn redness(frame: &Frame) -> f64 {
     let pixels = frame.pixels().len() as f64;
-    frame.pixels().map(|p| f64::from(p.0[0]) - f64::from(p.0[1])).sum::<f64>() / pixels
+    frame
+        .pixels()
+        .map(|p| f64::from(p.0[0]) - f64::from(p.0[1]))
+        .sum::<f64>()
+        / pixels
 }
 
 #[test]
@@ -290,9 +368,16 @@ fn a_hit_flashes_the_view_red() {
     let mut env = TakeCover::new(6);
     let mut before = env.observation();
     while env.is_alive() {
-        let Ok(step) = env.step(&[0.0]) else { panic!("valid action") };
+        let Ok(step) = env.step(&[0.0]) else {
+            panic!("valid action")
+        };
         if env.state().damage_flash > 0 {
-            assert!(redness(&step.obs) > redness(&before) + 15.0, "{} vs {}", redness(&step.obs), redness(&before));
+            assert!(
+                redness(&step.obs) > redness(&before) + 15.0,
+                "{} vs {}",
+                redness(&step.obs),
+                redness(&before)
+            );
             return;
         }
         before = step.obs;
@@ -312,7 +397,9 @@ fn reward_is_one_per_tic_and_the_return_is_the_length() {
         let _ = env.step(&[0.0]);
     }
     let state = env.state();
-    let Ok(after) = env.step(&[1.0]) else { panic!("valid action") };
+    let Ok(after) = env.step(&[1.0]) else {
+        panic!("valid action")
+    };
     assert!(after.terminated && !after.truncated && after.reward == 0.0);
     assert_eq!(env.state(), state);
 }
@@ -323,14 +410,18 @@ fn invulnerable_player_is_truncated_at_2100() {
     env.set_invulnerable(true);
     let mut total = 0.0;
     for tic in 1..=MAX_TICS {
-        let Ok(step) = env.step(&[0.0]) else { panic!("valid action") };
+        let Ok(step) = env.step(&[0.0]) else {
+            panic!("valid action")
+        };
         total += step.reward;
         assert!(!step.terminated);
         assert_eq!(step.truncated, tic == MAX_TICS, "tic {tic}");
     }
     assert_eq!(total, MAX_TICS as f32);
     assert_eq!(env.elapsed_steps(), MAX_TICS);
-    let Ok(after) = env.step(&[0.0]) else { panic!("valid action") };
+    let Ok(after) = env.step(&[0.0]) else {
+        panic!("valid action")
+    };
     assert!(after.truncated && after.reward == 0.0);
     assert_eq!(env.elapsed_steps(), MAX_TICS);
 }
@@ -343,14 +434,22 @@ fn bad_actions_are_errors_and_change_nothing() {
     }
     let state = env.state();
     let observation = env.observation();
-    for bad in [vec![f32::NAN], vec![f32::INFINITY], vec![f32::NEG_INFINITY], vec![], vec![0.0, 0.0]] {
+    for bad in [
+        vec![f32::NAN],
+        vec![f32::INFINITY],
+        vec![f32::NEG_INFINITY],
+        vec![],
+        vec![0.0, 0.0],
+    ] {
         assert!(env.step(&bad).is_err(), "{bad:?}");
         assert_eq!(env.state(), state);
         assert_eq!(env.observation().as_raw(), observation.as_raw());
     }
     // Out of range is clamped, not rejected.
     let mut clamped = env.clone();
-    let (Ok(a), Ok(b)) = (env.step(&[-5.0]), clamped.step(&[-1.0])) else { panic!("clamped") };
+    let (Ok(a), Ok(b)) = (env.step(&[-5.0]), clamped.step(&[-1.0])) else {
+        panic!("clamped")
+    };
     assert_eq!(a.obs.as_raw(), b.obs.as_raw());
     assert_eq!(env.state(), clamped.state());
 }
@@ -360,7 +459,9 @@ fn env_trait_plumbing() {
     let mut env = EnvKind::TakeCover.make(3);
     assert_eq!(env.kind(), EnvKind::TakeCover);
     assert_eq!(env.action_space(), ACTION_SPACE);
-    let Ok(step) = env.step(&[0.5]) else { panic!("valid action") };
+    let Ok(step) = env.step(&[0.5]) else {
+        panic!("valid action")
+    };
     assert_eq!(step.obs.dimensions(), (OBS_SIZE, OBS_SIZE));
     assert_eq!(env.elapsed_steps(), 1);
     let json = env.state_json();
@@ -397,20 +498,35 @@ fn renders_show_ceiling_walls_and_floor() {
         let frame = env.render(width, height);
         let ceiling = row_mean(&frame, 0);
         // A band around the horizon: all far wall, bricks and mortar.
-        let band: Vec<[f64; 3]> =
-            (height / 2 - height / 32..=height / 2 + height / 32).map(|y| row_mean(&frame, y)).collect();
+        let band: Vec<[f64; 3]> = (height / 2 - height / 32..=height / 2 + height / 32)
+            .map(|y| row_mean(&frame, y))
+            .collect();
         let wall = band
             .iter()
-            .fold([0.0; 3], |sum, row| [sum[0] + row[0], sum[1] + row[1], sum[2] + row[2]])
+            .fold([0.0; 3], |sum, row| {
+                [sum[0] + row[0], sum[1] + row[1], sum[2] + row[2]]
+            })
             .map(|channel| channel / band.len() as f64);
         let floor = row_mean(&frame, height - 1);
         assert!(frame.as_raw().iter().any(|&c| c > 40), "not blank");
-        assert!(color_distance(ceiling, wall) > 20.0, "{width}x{height}: ceiling {ceiling:?} vs wall {wall:?}");
-        assert!(color_distance(floor, wall) > 20.0, "{width}x{height}: floor {floor:?} vs wall {wall:?}");
-        assert!(color_distance(floor, ceiling) > 10.0, "{width}x{height}: floor {floor:?} vs ceiling {ceiling:?}");
+        assert!(
+            color_distance(ceiling, wall) > 20.0,
+            "{width}x{height}: ceiling {ceiling:?} vs wall {wall:?}"
+        );
+        assert!(
+            color_distance(floor, wall) > 20.0,
+            "{width}x{height}: floor {floor:?} vs wall {wall:?}"
+        );
+        assert!(
+            color_distance(floor, ceiling) > 10.0,
+            "{width}x{height}: floor {floor:?} vs ceiling {ceiling:?}"
+        );
         // The wall is red-brown brick; the ceiling is cool grey.
         assert!(wall[0] > wall[2] + 15.0, "{width}x{height}: wall {wall:?}");
-        assert!(ceiling[2] >= ceiling[0], "{width}x{height}: ceiling {ceiling:?}");
+        assert!(
+            ceiling[2] >= ceiling[0],
+            "{width}x{height}: ceiling {ceiling:?}"
+        );
     }
 }
 
@@ -432,7 +548,10 @@ fn imps_appear_where_they_stand() {
     let difference: i32 = imp.iter().zip(wall).map(|(a, b)| (a - b).abs()).sum();
     assert!(difference > 30, "imp {imp:?} vs wall {wall:?}");
     // Brown hide: more red than blue, more green than the brick's.
-    assert!(imp[0] > imp[2] && imp[1] > wall[1], "imp {imp:?} vs wall {wall:?}");
+    assert!(
+        imp[0] > imp[2] && imp[1] > wall[1],
+        "imp {imp:?} vs wall {wall:?}"
+    );
 }
 
 /// The column of the far wall's left corner: the first column, from the left, where the brick
@@ -445,7 +564,9 @@ fn left_corner_column(frame: &Frame) -> u32 {
         })
     };
     let far_top = wall_top(frame.width() / 2);
-    (0..frame.width()).find(|&x| wall_top(x) >= far_top).unwrap_or(frame.width())
+    (0..frame.width())
+        .find(|&x| wall_top(x) >= far_top)
+        .unwrap_or(frame.width())
 }
 
 #[test]
@@ -463,11 +584,18 @@ fn strafing_left_shifts_the_scene_right() {
     let expected = |y: f64| 160.0 - (768.0 - y) * 160.0 / 544.0;
     for (column, y) in [(before, 384.0), (after, env.player_y())] {
         let offset = f64::from(column) - expected(y);
-        assert!((-8.0..=2.0).contains(&offset), "corner at {column}, expected {}", expected(y));
+        assert!(
+            (-8.0..=2.0).contains(&offset),
+            "corner at {column}, expected {}",
+            expected(y)
+        );
     }
     let shift = f64::from(after) - f64::from(before);
     let expected_shift = (env.player_y() - 384.0) * 160.0 / 544.0;
-    assert!((shift - expected_shift).abs() < 3.0, "shift {shift}, expected {expected_shift}");
+    assert!(
+        (shift - expected_shift).abs() < 3.0,
+        "shift {shift}, expected {expected_shift}"
+    );
 }
 
 /// Fraction of pixels that differ from their left neighbour: fine detail.
@@ -486,12 +614,20 @@ fn big_renders_are_rerendered_not_upscaled() {
     let small = env.render(64, 64);
     let big = env.render(320, 240);
     let upscaled = image::imageops::resize(&small, 320, 240, image::imageops::FilterType::Nearest);
-    let difference: u64 = big.as_raw().iter().zip(upscaled.as_raw()).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
+    let difference: u64 = big
+        .as_raw()
+        .iter()
+        .zip(upscaled.as_raw())
+        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+        .sum();
     let mean_difference = difference as f64 / big.as_raw().len() as f64;
     assert!(mean_difference > 4.0, "mean difference {mean_difference}");
     // An upscale repeats each pixel 5 times across; a real render has detail at every pixel.
     let (big_detail, upscaled_detail) = (detail(&big), detail(&upscaled));
-    assert!(big_detail > 1.5 * upscaled_detail, "detail {big_detail} vs upscaled {upscaled_detail}");
+    assert!(
+        big_detail > 1.5 * upscaled_detail,
+        "detail {big_detail} vs upscaled {upscaled_detail}"
+    );
 }
 
 #[test]
@@ -502,7 +638,10 @@ fn fireballs_glow_on_screen() {
         let _ = env.step(&[0.0]);
         if env.fireballs().iter().any(|fireball| fireball.x < -250.0) {
             let frame = env.render(320, 240);
-            let glowing = frame.pixels().filter(|p| p.0[0] > 230 && p.0[1] > 120 && p.0[2] < 200).count();
+            let glowing = frame
+                .pixels()
+                .filter(|p| p.0[0] > 230 && p.0[1] > 120 && p.0[2] < 200)
+                .count();
             assert!(glowing > 10, "{glowing} glowing pixels");
             return;
         }

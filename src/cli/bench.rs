@@ -69,8 +69,16 @@ fn bench_envs(args: &EnvBenchArgs) -> anyhow::Result<()> {
         .max(1);
     let kinds: Vec<EnvKind> = args.env.map_or_else(|| EnvKind::ALL.to_vec(), |k| vec![k]);
 
-    println!("dreamplay bench envs: random actions, {OBS_SIZE}x{OBS_SIZE} observation every step, {:.1} s each", args.seconds);
-    println!("{:<12} {:>16} {:>22}", "env", "1 core steps/s", format!("{threads} threads steps/s"));
+    println!(
+        "dreamplay bench envs: random actions, {OBS_SIZE}x{OBS_SIZE} observation every step, {:.1} s each",
+        args.seconds
+    );
+    println!(
+        "{:<12} {:>16} {:>22}",
+        "env",
+        "1 core steps/s",
+        format!("{threads} threads steps/s")
+    );
     for kind in kinds {
         let single = steps_per_second(kind, duration, 0)?;
         let parallel = parallel_steps_per_second(kind, duration, threads)?;
@@ -110,7 +118,7 @@ fn steps_per_second(kind: EnvKind, duration: Duration, seed: u64) -> anyhow::Res
     let start = Instant::now();
     let mut steps = 0u64;
     // Check the clock every 64 steps so timing costs nothing measurable.
-    while steps % 64 != 0 || start.elapsed() < duration {
+    while !steps.is_multiple_of(64) || start.elapsed() < duration {
         let step = env.step(&policy.act())?;
         std::hint::black_box(&step.obs);
         steps += 1;
@@ -122,14 +130,21 @@ fn steps_per_second(kind: EnvKind, duration: Duration, seed: u64) -> anyhow::Res
     Ok(steps as f64 / start.elapsed().as_secs_f64())
 }
 
-fn parallel_steps_per_second(kind: EnvKind, duration: Duration, threads: usize) -> anyhow::Result<f64> {
+fn parallel_steps_per_second(
+    kind: EnvKind,
+    duration: Duration,
+    threads: usize,
+) -> anyhow::Result<f64> {
     let rates: Vec<anyhow::Result<f64>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| scope.spawn(move || steps_per_second(kind, duration, t as u64 + 1)))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a benchmark thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a benchmark thread panicked")))
+            })
             .collect()
     });
     rates.into_iter().sum()

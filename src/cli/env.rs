@@ -78,7 +78,10 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
         PolicyName::Random => UniformRandom::new(env.action_space(), args.seed),
     };
     let mut gif = match &args.gif {
-        Some(path) => Some(GifRecorder::create(path, args.env.steps_per_second() / args.every)?),
+        Some(path) => Some(GifRecorder::create(
+            path,
+            args.env.steps_per_second() / args.every,
+        )?),
         None => None,
     };
     if let Some(dir) = &args.frames {
@@ -92,7 +95,7 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
         let recording = episode == 0 && (gif.is_some() || args.frames.is_some());
         let mut total = 0.0f64;
         let (terminated, length) = loop {
-            if recording && env.elapsed_steps() % args.every == 0 {
+            if recording && env.elapsed_steps().is_multiple_of(args.every) {
                 record_frame(env.as_ref(), args, gif.as_mut())?;
             }
             let step = env.step(&policy.act())?;
@@ -101,27 +104,41 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
                 break (step.terminated, env.elapsed_steps());
             }
         };
-        let end = if terminated { "terminated" } else { "truncated" };
+        let end = if terminated {
+            "terminated"
+        } else {
+            "truncated"
+        };
         println!("episode {episode} seed {seed}: return {total:.1}, length {length} ({end})");
         returns.push(total);
     }
 
     let (mean, sd) = mean_sd(&returns);
-    println!("{} {} episodes: return {mean:.1} +- {sd:.1}", args.env, returns.len());
+    println!(
+        "{} {} episodes: return {mean:.1} +- {sd:.1}",
+        args.env,
+        returns.len()
+    );
     if let Some(gif) = gif {
         println!("wrote {} ({} frames)", gif.path().display(), gif.frames());
     }
     Ok(())
 }
 
-fn record_frame(env: &dyn Env, args: &RunArgs, gif: Option<&mut GifRecorder>) -> anyhow::Result<()> {
+fn record_frame(
+    env: &dyn Env,
+    args: &RunArgs,
+    gif: Option<&mut GifRecorder>,
+) -> anyhow::Result<()> {
     let frame = env.render(args.size, args.size);
     if let Some(gif) = gif {
         gif.push(&frame)?;
     }
     if let Some(dir) = &args.frames {
         let path = dir.join(format!("{:05}.png", env.elapsed_steps()));
-        frame.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        frame
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -148,8 +165,9 @@ fn trace(args: &TraceArgs) -> anyhow::Result<()> {
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let line_number = index + 1;
         let line = line.context("cannot read stdin")?;
-        let Some(action) = parse_action_line(&line)
-            .with_context(|| format!("stdin line {line_number}: cannot read an action from {line:?}"))?
+        let Some(action) = parse_action_line(&line).with_context(|| {
+            format!("stdin line {line_number}: cannot read an action from {line:?}")
+        })?
         else {
             continue;
         };
@@ -170,7 +188,11 @@ fn trace(args: &TraceArgs) -> anyhow::Result<()> {
             eprintln!(
                 "episode ended at step {} ({}); later input is ignored",
                 env.elapsed_steps(),
-                if step.terminated { "terminated" } else { "truncated" }
+                if step.terminated {
+                    "terminated"
+                } else {
+                    "truncated"
+                }
             );
             break;
         }
@@ -188,13 +210,19 @@ pub(crate) fn parse_action_line(line: &str) -> anyhow::Result<Option<Vec<f32>>> 
     if line.starts_with('[') || line.starts_with('{') {
         let value: serde_json::Value = serde_json::from_str(line).context("malformed JSON")?;
         let array = match &value {
-            serde_json::Value::Object(map) => map.get("action").context("JSON object has no \"action\"")?,
+            serde_json::Value::Object(map) => {
+                map.get("action").context("JSON object has no \"action\"")?
+            }
             other => other,
         };
         let numbers = array.as_array().context("the action is not a JSON array")?;
         let action = numbers
             .iter()
-            .map(|v| v.as_f64().map(|x| x as f32).context("an action value is not a number"))
+            .map(|v| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .context("an action value is not a number")
+            })
             .collect::<anyhow::Result<Vec<f32>>>()?;
         return Ok(Some(action));
     }
@@ -202,7 +230,9 @@ pub(crate) fn parse_action_line(line: &str) -> anyhow::Result<Option<Vec<f32>>> 
         .split(',')
         .map(|field| {
             let field = field.trim();
-            field.parse::<f32>().with_context(|| format!("{field:?} is not a number"))
+            field
+                .parse::<f32>()
+                .with_context(|| format!("{field:?} is not a number"))
         })
         .collect::<anyhow::Result<Vec<f32>>>()?;
     if action.is_empty() {
@@ -220,15 +250,28 @@ mod tests {
         let expected = Some(vec![0.5, 1.0, 0.0]);
         assert_eq!(parse_action_line("0.5, 1, 0").unwrap(), expected);
         assert_eq!(parse_action_line("[0.5,1,0]").unwrap(), expected);
-        assert_eq!(parse_action_line(r#"{"action":[0.5,1,0]}"#).unwrap(), expected);
+        assert_eq!(
+            parse_action_line(r#"{"action":[0.5,1,0]}"#).unwrap(),
+            expected
+        );
         assert_eq!(parse_action_line("   ").unwrap(), None);
         assert_eq!(parse_action_line("# comment").unwrap(), None);
     }
 
     #[test]
     fn malformed_trace_lines_are_errors() {
-        for bad in ["0.5,,1", "abc", "[0.5, \"x\"]", "{\"act\": [1]}", "[1, 2", "{\"action\": 3}"] {
-            assert!(parse_action_line(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "0.5,,1",
+            "abc",
+            "[0.5, \"x\"]",
+            "{\"act\": [1]}",
+            "[1, 2",
+            "{\"action\": 3}",
+        ] {
+            assert!(
+                parse_action_line(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

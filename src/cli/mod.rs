@@ -65,5 +65,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// clap value parser for env names, so a typo lists the valid names.
 pub(crate) fn parse_env(s: &str) -> Result<EnvKind, String> {
-    s.parse().map_err(|e: crate::envs::UnknownEnv| e.to_string())
+    s.parse()
+        .map_err(|e: crate::envs::UnknownEnv| e.to_string())
 }

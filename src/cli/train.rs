@@ -33,10 +33,14 @@ pub struct StageArgs {
 
 impl StageArgs {
     pub fn data_dir(&self) -> PathBuf {
-        self.data.clone().unwrap_or_else(|| PathBuf::from("data").join(self.env.name()))
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data").join(self.env.name()))
     }
     pub fn run_dir(&self) -> PathBuf {
-        self.run.clone().unwrap_or_else(|| PathBuf::from("runs").join(self.env.name()))
+        self.run
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(self.env.name()))
     }
 }
 
@@ -97,9 +101,15 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
             .resumed_from_step
             .map_or(String::new(), |s| format!(", resumed at step {s}"))
     );
-    println!("train loss per frame: recon {:.2}, kl {:.2}", summary.recon, summary.kl);
+    println!(
+        "train loss per frame: recon {:.2}, kl {:.2}",
+        summary.recon, summary.kl
+    );
     if let (Some(r), Some(k)) = (summary.val_recon, summary.val_kl) {
-        println!("held-out ({} frames, z = mu): recon {:.2}, kl {:.2}", summary.val_frames, r, k);
+        println!(
+            "held-out ({} frames, z = mu): recon {:.2}, kl {:.2}",
+            summary.val_frames, r, k
+        );
     }
     for f in &summary.skipped_files {
         println!("skipped: {f}");
@@ -133,7 +143,12 @@ pub fn encode_cmd(args: EncodeArgs) -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     let summary = crate::with_backend!(&selection.backend, |B, device| {
-        crate::train::encode::encode_all::<B>(&stage.data_dir(), &stage.run_dir(), args.batch.max(1), &device)
+        crate::train::encode::encode_all::<B>(
+            &stage.data_dir(),
+            &stage.run_dir(),
+            args.batch.max(1),
+            &device,
+        )
     })?;
     println!(
         "{}: {} rollouts encoded ({} frames) in {}, {} already done, {} skipped",
@@ -200,14 +215,24 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
         s.resumed_from_step
             .map_or(String::new(), |r| format!(", resumed at step {r}"))
     );
-    println!("train loss: mdn {:.3}, done {:.3}, reward {:.4}", s.losses[0], s.losses[1], s.losses[2]);
+    println!(
+        "train loss: mdn {:.3}, done {:.3}, reward {:.4}",
+        s.losses[0], s.losses[1], s.losses[2]
+    );
     if let Some(v) = s.val {
-        println!("held-out ({} episodes): mdn {:.3}, done {:.3}, reward {:.4}", s.val_episodes, v[0], v[1], v[2]);
+        println!(
+            "held-out ({} episodes): mdn {:.3}, done {:.3}, reward {:.4}",
+            s.val_episodes, v[0], v[1], v[2]
+        );
     }
     for f in &s.skipped_files {
         println!("skipped: {f}");
     }
-    println!("wrote {} (V + M), {}/mdrnn/loss.csv, loss.png", s.model_path.display(), config.run_dir.display());
+    println!(
+        "wrote {} (V + M), {}/mdrnn/loss.csv, loss.png",
+        s.model_path.display(),
+        config.run_dir.display()
+    );
     Ok(())
 }
 
@@ -238,7 +263,10 @@ pub struct ExportArgs {
 pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     let config = crate::train::export::ExportConfig {
         env: args.env,
-        run_dir: args.run.clone().unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
+        run_dir: args
+            .run
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
         models_dir: args.out.clone(),
         eval_episodes: args.eval_episodes,
         dream_taus: args.dream_tau.clone(),
@@ -251,7 +279,11 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     let s = crate::with_backend!(&selection.backend, |B, device| {
         crate::train::export::export::<B>(&config, &device)
     })?;
-    println!("wrote {} ({:.1} MB, f16)", s.bundle.display(), s.bytes as f64 / 1e6);
+    println!(
+        "wrote {} ({:.1} MB, f16)",
+        s.bundle.display(),
+        s.bytes as f64 / 1e6
+    );
     if let (Some(real), Some(random)) = (&s.real, &s.random) {
         println!("C, real env: {}", real.describe("episodes"));
         println!("random policy: {}", random.describe("episodes"));

@@ -105,7 +105,10 @@ impl ActionSpace {
     /// A rejected action leaves the caller's env untouched.
     pub fn validate(&self, action: &[f32]) -> Result<Vec<f32>, ActionError> {
         if action.len() != self.len() {
-            return Err(ActionError::WrongLength { got: action.len(), space: *self });
+            return Err(ActionError::WrongLength {
+                got: action.len(),
+                space: *self,
+            });
         }
         action
             .iter()
@@ -114,7 +117,11 @@ impl ActionSpace {
                 if v.is_finite() {
                     Ok(v.clamp(self.low[i], self.high[i]))
                 } else {
-                    Err(ActionError::NotFinite { index: i, value: v, space: *self })
+                    Err(ActionError::NotFinite {
+                        index: i,
+                        value: v,
+                        space: *self,
+                    })
                 }
             })
             .collect()
@@ -135,7 +142,11 @@ pub enum ActionError {
     #[error("action has {got} values, but the action space is {space}")]
     WrongLength { got: usize, space: ActionSpace },
     #[error("action[{index}] is {value}, not a finite number; the action space is {space}")]
-    NotFinite { index: usize, value: f32, space: ActionSpace },
+    NotFinite {
+        index: usize,
+        value: f32,
+        space: ActionSpace,
+    },
 }
 
 /// What one step returns.

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::prelude::{Backend, Tensor};
 use burn::optim::Optimizer;
+use burn::prelude::{Backend, Tensor};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
@@ -40,13 +40,21 @@ pub fn param_ids<B: Backend, M: Module<B>>(module: &M) -> Vec<u64> {
 /// Gives the module's parameters the ids saved with a checkpoint. Adam's state is keyed by
 /// parameter id, and our weights file stores values only, so without this a resumed run would
 /// find no state for any parameter and restart Adam from zero (a loss spike at every resume).
-pub fn restore_param_ids<B: Backend, M: Module<B>>(module: M, checkpoint_dir: &Path) -> anyhow::Result<M> {
+pub fn restore_param_ids<B: Backend, M: Module<B>>(
+    module: M,
+    checkpoint_dir: &Path,
+) -> anyhow::Result<M> {
     let path = checkpoint_dir.join(PARAM_IDS_FILE);
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let ids: Vec<u64> = serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?;
+    let ids: Vec<u64> =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?;
     let n = param_ids::<B, M>(&module).len();
     if ids.len() != n {
-        anyhow::bail!("{} holds {} ids for {n} parameters", path.display(), ids.len());
+        anyhow::bail!(
+            "{} holds {} ids for {n} parameters",
+            path.display(),
+            ids.len()
+        );
     }
     struct Setter(std::vec::IntoIter<u64>);
     impl<B: Backend> ModuleMapper<B> for Setter {
@@ -85,7 +93,8 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>, S: Ser
     let dir = stage_dir.join(name);
     bundle::save(weights, &dir.join(MODEL_FILE), Precision::F32)?;
     save_optimizer::<B, M, O>(optim, &dir.join(OPTIMIZER_FILE))?;
-    let ids = serde_json::to_vec(&param_ids::<B, M>(module)).context("cannot serialise parameter ids")?;
+    let ids =
+        serde_json::to_vec(&param_ids::<B, M>(module)).context("cannot serialise parameter ids")?;
     progress::write_atomic(&dir.join(PARAM_IDS_FILE), &ids)
         .with_context(|| format!("cannot write {}", dir.join(PARAM_IDS_FILE).display()))?;
     let json = serde_json::to_vec_pretty(state).context("cannot serialise the training state")?;
@@ -137,14 +146,19 @@ pub fn clear(stage_dir: &Path) -> anyhow::Result<()> {
     for entry in entries.flatten() {
         let path = entry.path();
         let is_checkpoint = path.is_dir()
-            && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-"));
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("checkpoint-"));
         if is_checkpoint {
-            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
     let state = stage_dir.join(STATE_FILE);
     if state.exists() {
-        std::fs::remove_file(&state).with_context(|| format!("cannot remove {}", state.display()))?;
+        std::fs::remove_file(&state)
+            .with_context(|| format!("cannot remove {}", state.display()))?;
     }
     Ok(())
 }

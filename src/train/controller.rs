@@ -49,7 +49,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dream::{DreamBatch, DoneRule};
+use crate::dream::{DoneRule, DreamBatch};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
@@ -600,7 +600,12 @@ pub fn train_controller<B: Backend>(
     };
     let mut dream = match config.fitness {
         FitnessMode::Dream => {
-            let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), config.population * config.trials, device);
+            let mut batch = DreamBatch::new(
+                vae.clone(),
+                rnn.clone(),
+                config.population * config.trials,
+                device,
+            );
             batch.set_done_rule(config.done_rule);
             Some(batch)
         }

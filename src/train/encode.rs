@@ -114,7 +114,12 @@ impl Series {
 /// The series files in `dir`, sorted by name.
 pub fn list_series(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}; run `dreamplay encode` first", dir.display()))?
+        .with_context(|| {
+            format!(
+                "cannot read {}; run `dreamplay encode` first",
+                dir.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "npz"))
         .collect();
@@ -130,9 +135,19 @@ pub fn vae_id(bundle_path: &Path) -> anyhow::Result<u64> {
         .parts
         .iter()
         .find(|p| p.part == Part::Vae)
-        .with_context(|| format!("{} holds no V; run `dreamplay train-vae` first", bundle_path.display()))?;
-    u64::from_str_radix(&entry.checksum, 16)
-        .with_context(|| format!("{}: bad V checksum {}", bundle_path.display(), entry.checksum))
+        .with_context(|| {
+            format!(
+                "{} holds no V; run `dreamplay train-vae` first",
+                bundle_path.display()
+            )
+        })?;
+    u64::from_str_radix(&entry.checksum, 16).with_context(|| {
+        format!(
+            "{}: bad V checksum {}",
+            bundle_path.display(),
+            entry.checksum
+        )
+    })
 }
 
 /// What `encode` did.
@@ -165,7 +180,12 @@ pub fn encode_rollout<B: Backend>(
             .collect();
         let (m, lv) = vae.encode(frames_u8_to_tensor::<B>(&frames, device));
         mu.extend(m.into_data().convert::<f32>().to_vec::<f32>().expect("f32"));
-        logvar.extend(lv.into_data().convert::<f32>().to_vec::<f32>().expect("f32"));
+        logvar.extend(
+            lv.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32"),
+        );
     }
     (
         Array2::from_shape_vec((t, zs), mu).expect("shape"),
@@ -188,10 +208,14 @@ pub fn encode_all<B: Backend>(
     let listing = list_rollouts(data_dir)
         .with_context(|| format!("cannot read the rollout folder {}", data_dir.display()))?;
     if listing.valid.is_empty() {
-        bail!("no valid rollouts in {}; run `dreamplay collect` first", data_dir.display());
+        bail!(
+            "no valid rollouts in {}; run `dreamplay collect` first",
+            data_dir.display()
+        );
     }
     let out_dir = run_dir.join("series");
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut summary = EncodeSummary {
         failed: listing.corrupt.iter().map(|e| e.to_string()).collect(),
         out_dir: out_dir.clone(),

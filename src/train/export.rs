@@ -44,7 +44,10 @@ const PICTURES: [(&str, &str); 4] = [
     ("controller/fitness.png", "controller-fitness.png"),
 ];
 
-pub fn export<B: Backend>(config: &ExportConfig, device: &B::Device) -> anyhow::Result<ExportSummary> {
+pub fn export<B: Backend>(
+    config: &ExportConfig,
+    device: &B::Device,
+) -> anyhow::Result<ExportSummary> {
     let source = super::run_model_path(&config.run_dir);
     let model: WorldModel<B> = bundle::load(&source, &Expect::env(config.env), device)?;
     if model.vae.is_none() || model.mdrnn.is_none() {
@@ -116,7 +119,15 @@ fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_un
         let _ = write!(out, " {n} {data_unit},");
     }
     if let Some(e) = info.epochs {
-        let _ = write!(out, " {e} {},", if name.starts_with('C') { "generations" } else { "epochs" });
+        let _ = write!(
+            out,
+            " {e} {},",
+            if name.starts_with('C') {
+                "generations"
+            } else {
+                "epochs"
+            }
+        );
     }
     let losses: Vec<String> = info
         .final_losses
@@ -135,7 +146,11 @@ fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_un
     out.push('\n');
 }
 
-fn model_card<B: Backend>(config: &ExportConfig, model: &WorldModel<B>, s: &ExportSummary) -> String {
+fn model_card<B: Backend>(
+    config: &ExportConfig,
+    model: &WorldModel<B>,
+    s: &ExportSummary,
+) -> String {
     let env = config.env;
     let spec = model.spec;
     let mut out = String::new();
@@ -150,18 +165,45 @@ fn model_card<B: Backend>(config: &ExportConfig, model: &WorldModel<B>, s: &Expo
         config.run_dir.display()
     );
     let _ = writeln!(out, "## How it was trained\n");
-    info_lines(&mut out, "V", model.provenance.vae.as_ref(), "frames per epoch");
-    info_lines(&mut out, "M", model.provenance.mdrnn.as_ref(), "steps per epoch");
-    info_lines(&mut out, "C", model.provenance.controller.as_ref(), "episodes");
+    info_lines(
+        &mut out,
+        "V",
+        model.provenance.vae.as_ref(),
+        "frames per epoch",
+    );
+    info_lines(
+        &mut out,
+        "M",
+        model.provenance.mdrnn.as_ref(),
+        "steps per epoch",
+    );
+    info_lines(
+        &mut out,
+        "C",
+        model.provenance.controller.as_ref(),
+        "episodes",
+    );
     let _ = writeln!(out, "\n## Score\n");
     match (&s.real, &s.random) {
         (Some(real), Some(random)) => {
-            let _ = writeln!(out, "Measured on the exported file, in the real env, seeds from {}:\n", config.seed);
+            let _ = writeln!(
+                out,
+                "Measured on the exported file, in the real env, seeds from {}:\n",
+                config.seed
+            );
             let _ = writeln!(out, "| agent | return |\n|---|---|");
             let _ = writeln!(out, "| C | {} |", real.describe("episodes"));
-            let _ = writeln!(out, "| uniform-random policy | {} |", random.describe("episodes"));
+            let _ = writeln!(
+                out,
+                "| uniform-random policy | {} |",
+                random.describe("episodes")
+            );
             for (tau, d) in &s.dream {
-                let _ = writeln!(out, "| C in the dream, tau {tau} | {} |", d.describe("dreams"));
+                let _ = writeln!(
+                    out,
+                    "| C in the dream, tau {tau} | {} |",
+                    d.describe("dreams")
+                );
             }
             let taus: Vec<String> = config.dream_taus.iter().map(|t| t.to_string()).collect();
             let _ = writeln!(
@@ -169,11 +211,18 @@ fn model_card<B: Backend>(config: &ExportConfig, model: &WorldModel<B>, s: &Expo
                 "\nReproduce: `dreamplay eval --env {env} --episodes {} --seed {}{}` (and `--random` for the baseline).",
                 real.n,
                 config.seed,
-                if taus.is_empty() { String::new() } else { format!(" --dream-tau {}", taus.join(",")) }
+                if taus.is_empty() {
+                    String::new()
+                } else {
+                    format!(" --dream-tau {}", taus.join(","))
+                }
             );
         }
         _ => {
-            let _ = writeln!(out, "Not scored (no C in the bundle, or `--eval-episodes 0`).");
+            let _ = writeln!(
+                out,
+                "Not scored (no C in the bundle, or `--eval-episodes 0`)."
+            );
         }
     }
     let _ = writeln!(out, "\n## Pictures\n");

@@ -68,14 +68,21 @@ impl MdrnnTrainConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 || self.seq_len == 0 || self.checkpoint_every == 0 {
+        if self.epochs == 0
+            || self.batch_size == 0
+            || self.seq_len == 0
+            || self.checkpoint_every == 0
+        {
             bail!("--epochs, --batch, --seq-len and --checkpoint-every must be at least 1");
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             bail!("--lr must be a positive number, got {}", self.learning_rate);
         }
         if !(0.0..0.5).contains(&self.val_fraction) {
-            bail!("--val-fraction must be in [0, 0.5), got {}", self.val_fraction);
+            bail!(
+                "--val-fraction must be in [0, 0.5), got {}",
+                self.val_fraction
+            );
         }
         Ok(())
     }
@@ -83,7 +90,12 @@ impl MdrnnTrainConfig {
     fn fingerprint(&self, vae_id: u64) -> String {
         format!(
             "env {} vae {vae_id:016x} batch {} seq {} lr {} val {} seed {}",
-            self.env, self.batch_size, self.seq_len, self.learning_rate, self.val_fraction, self.seed
+            self.env,
+            self.batch_size,
+            self.seq_len,
+            self.learning_rate,
+            self.val_fraction,
+            self.seed
         )
     }
 }
@@ -108,11 +120,16 @@ impl Episode {
         }
         let zs = s.z_size();
         let a = s.actions.ncols();
-        let flat = |v: &ndarray::Array2<f32>, width: usize| v.iter().take(len * width).copied().collect::<Vec<_>>();
+        let flat = |v: &ndarray::Array2<f32>, width: usize| {
+            v.iter().take(len * width).copied().collect::<Vec<_>>()
+        };
         Self {
             len,
             mu: flat(&s.mu, zs),
-            sigma: flat(&s.logvar, zs).into_iter().map(|lv| (0.5 * lv).exp()).collect(),
+            sigma: flat(&s.logvar, zs)
+                .into_iter()
+                .map(|lv| (0.5 * lv).exp())
+                .collect(),
             actions: flat(&s.actions, a),
             rewards: s.rewards.iter().take(len).copied().collect(),
             dones: s.dones.iter().take(len).map(|&d| f32::from(d)).collect(),
@@ -134,7 +151,14 @@ struct Batch {
     rewards: Vec<f32>,
 }
 
-fn make_batch(episodes: &[Episode], windows: &[Window], l: usize, zs: usize, a: usize, rng: &mut ChaCha8Rng) -> Batch {
+fn make_batch(
+    episodes: &[Episode],
+    windows: &[Window],
+    l: usize,
+    zs: usize,
+    a: usize,
+    rng: &mut ChaCha8Rng,
+) -> Batch {
     let b = windows.len();
     let mut out = Batch {
         z: vec![0.0; b * l * zs],
@@ -165,7 +189,8 @@ fn make_batch(episodes: &[Episode], windows: &[Window], l: usize, zs: usize, a: 
             out.dones[row] = ep.dones[t];
             out.rewards[row] = ep.rewards[t];
             if j + 1 < steps {
-                out.target[row * zs..(row + 1) * zs].copy_from_slice(&sampled[(j + 1) * zs..(j + 2) * zs]);
+                out.target[row * zs..(row + 1) * zs]
+                    .copy_from_slice(&sampled[(j + 1) * zs..(j + 2) * zs]);
                 out.next_mask[row] = 1.0;
             }
         }
@@ -174,7 +199,12 @@ fn make_batch(episodes: &[Episode], windows: &[Window], l: usize, zs: usize, a: 
 }
 
 /// The windows of an epoch (depends only on the episodes, the config and the epoch).
-fn epoch_windows(episodes: &[Episode], config: &MdrnnTrainConfig, epoch: u64, salt: u64) -> Vec<Window> {
+fn epoch_windows(
+    episodes: &[Episode],
+    config: &MdrnnTrainConfig,
+    epoch: u64,
+    salt: u64,
+) -> Vec<Window> {
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ salt) ^ splitmix64(epoch + 1));
     let total: usize = episodes.iter().map(|e| e.len).sum();
     let count = total.div_ceil(config.seq_len).max(1);
@@ -233,8 +263,16 @@ struct Tensors<B: Backend> {
     rewards: Tensor<B, 2>,
 }
 
-fn to_tensors<B: Backend>(batch: Batch, b: usize, l: usize, zs: usize, a: usize, device: &B::Device) -> Tensors<B> {
-    let t3 = |v: Vec<f32>, w: usize| Tensor::<B, 3>::from_data(TensorData::new(v, [b, l, w]), device);
+fn to_tensors<B: Backend>(
+    batch: Batch,
+    b: usize,
+    l: usize,
+    zs: usize,
+    a: usize,
+    device: &B::Device,
+) -> Tensors<B> {
+    let t3 =
+        |v: Vec<f32>, w: usize| Tensor::<B, 3>::from_data(TensorData::new(v, [b, l, w]), device);
     let t2 = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [b, l]), device);
     Tensors {
         z: t3(batch.z, zs),
@@ -251,9 +289,18 @@ fn to_tensors<B: Backend>(batch: Batch, b: usize, l: usize, zs: usize, a: usize,
 fn losses<B: Backend>(model: &MdnRnn<B>, t: Tensors<B>) -> (Tensor<B, 1>, [Tensor<B, 1>; 3]) {
     let out = model.forward(t.z, t.actions, None);
     let mdn = mdn_loss_masked(&out.mixture, t.target, t.next_mask);
-    let (done, reward) =
-        done_reward_loss_masked(out.done_logit, t.dones, out.reward, t.rewards, t.step_mask, DONE_POS_WEIGHT);
-    (mdn.clone() + done.clone() + reward.clone(), [mdn, done, reward])
+    let (done, reward) = done_reward_loss_masked(
+        out.done_logit,
+        t.dones,
+        out.reward,
+        t.rewards,
+        t.step_mask,
+        DONE_POS_WEIGHT,
+    );
+    (
+        mdn.clone() + done.clone() + reward.clone(),
+        [mdn, done, reward],
+    )
 }
 
 fn scalars<B: Backend>(parts: [Tensor<B, 1>; 3]) -> [f64; 3] {
@@ -276,14 +323,15 @@ fn load_episodes(
                 "{}: encoded by another V; run `dreamplay encode` again",
                 path.display()
             )),
-            Ok(s) if s.z_size() != spec.z_size || s.actions.ncols() != spec.action_size => skipped.push(format!(
-                "{}: z size {} and action size {}, expected {} and {}",
-                path.display(),
-                s.z_size(),
-                s.actions.ncols(),
-                spec.z_size,
-                spec.action_size
-            )),
+            Ok(s) if s.z_size() != spec.z_size || s.actions.ncols() != spec.action_size => skipped
+                .push(format!(
+                    "{}: z size {} and action size {}, expected {} and {}",
+                    path.display(),
+                    s.z_size(),
+                    s.actions.ncols(),
+                    spec.z_size,
+                    spec.action_size
+                )),
             Ok(s) => all.push(Episode::from_series(&s, config.env)),
             Err(e) => skipped.push(format!("{e:#}")),
         }
@@ -296,7 +344,8 @@ fn load_episodes(
             config.env
         );
     }
-    let every = (config.val_fraction > 0.0 && all.len() >= 2).then(|| ((1.0 / config.val_fraction).round() as usize).max(2));
+    let every = (config.val_fraction > 0.0 && all.len() >= 2)
+        .then(|| ((1.0 / config.val_fraction).round() as usize).max(2));
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (i, e) in all.into_iter().enumerate() {
         match every {
@@ -321,7 +370,12 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let bundle_path = super::run_model_path(&config.run_dir);
     let vae_id = vae_id(&bundle_path)?;
     let (train, val, skipped) = load_episodes(config, &spec, vae_id)?;
-    let (zs, a, l, bs) = (spec.z_size, spec.action_size, config.seq_len, config.batch_size);
+    let (zs, a, l, bs) = (
+        spec.z_size,
+        spec.action_size,
+        config.seq_len,
+        config.batch_size,
+    );
     let steps_per_epoch: usize = train.iter().map(|e| e.len).sum();
     let windows0 = epoch_windows(&train, config, 0, 0);
     if windows0.len() < bs {
@@ -338,7 +392,11 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     if fresh {
         checkpoint::clear(&dir)?;
     }
-    let mut state: Option<TrainState> = if fresh { None } else { checkpoint::read_state(&state_path)? };
+    let mut state: Option<TrainState> = if fresh {
+        None
+    } else {
+        checkpoint::read_state(&state_path)?
+    };
     let fingerprint = config.fingerprint(vae_id);
     if let Some(s) = &state
         && s.fingerprint != fingerprint
@@ -356,17 +414,29 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let mut optim = adam.init::<B, MdnRnn<B>>();
     if let Some(s) = &state {
         let ck = dir.join(&s.checkpoint);
-        model = bundle::load_mdrnn::<B>(&ck.join(checkpoint::MODEL_FILE), &Expect::spec(&spec), device)?;
+        model = bundle::load_mdrnn::<B>(
+            &ck.join(checkpoint::MODEL_FILE),
+            &Expect::spec(&spec),
+            device,
+        )?;
         model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &ck) {
             Ok(m) => m,
             Err(why) => {
-                eprintln!("warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero");
+                eprintln!(
+                    "warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero"
+                );
                 model
             }
         };
-        match checkpoint::load_optimizer::<B, MdnRnn<B>, _>(optim.clone(), &ck.join(checkpoint::OPTIMIZER_FILE), device) {
+        match checkpoint::load_optimizer::<B, MdnRnn<B>, _>(
+            optim.clone(),
+            &ck.join(checkpoint::OPTIMIZER_FILE),
+            device,
+        ) {
             Ok(o) => optim = o,
-            Err(why) => eprintln!("warning: Adam's state not restored ({why}); it restarts from zero"),
+            Err(why) => {
+                eprintln!("warning: Adam's state not restored ({why}); it restarts from zero")
+            }
         }
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
@@ -378,12 +448,24 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         let mut windows = epoch_windows(&val, config, 0, 0x7661_6c00);
         windows.truncate(VAL_WINDOWS);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7661_6c01);
-        windows.chunks(bs).map(|w| make_batch(&val, w, l, zs, a, &mut rng)).collect()
+        windows
+            .chunks(bs)
+            .map(|w| make_batch(&val, w, l, zs, a, &mut rng))
+            .collect()
     };
 
     let mut log = CsvLog::open(
         &dir.join("loss.csv"),
-        &["step", "epoch", "mdn", "done", "reward", "val_mdn", "val_done", "val_reward"],
+        &[
+            "step",
+            "epoch",
+            "mdn",
+            "done",
+            "reward",
+            "val_mdn",
+            "val_done",
+            "val_reward",
+        ],
         // Rows are keyed by the 0-based step; `s` steps are done, so keep rows up to s - 1.
         resumed_from_step.map(|s| s as f64 - 1.0),
     )
@@ -415,9 +497,14 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let mut ema = state.as_ref().map_or([f64::NAN; 3], |s| s.losses);
     let mut val_losses = state.as_ref().and_then(|s| s.val);
     while epoch < config.epochs {
-        let windows = if epoch == 0 { windows0.clone() } else { epoch_windows(&train, config, epoch as u64, 0) };
+        let windows = if epoch == 0 {
+            windows0.clone()
+        } else {
+            epoch_windows(&train, config, epoch as u64, 0)
+        };
         for b in batch0..batches_per_epoch {
-            let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(step));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(step));
             let batch = make_batch(&train, &windows[b * bs..(b + 1) * bs], l, zs, a, &mut rng);
             let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, l, zs, a, device));
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -426,7 +513,16 @@ pub fn train_mdrnn<B: AutodiffBackend>(
             for (e, v) in ema.iter_mut().zip(values) {
                 *e = if e.is_nan() { v } else { 0.95 * *e + 0.05 * v };
             }
-            log.row(&[step as f64, epoch as f64, values[0], values[1], values[2], f64::NAN, f64::NAN, f64::NAN])?;
+            log.row(&[
+                step as f64,
+                epoch as f64,
+                values[0],
+                values[1],
+                values[2],
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+            ])?;
             step += 1;
             bar.inc(1);
             bar.set_message(format!(
@@ -464,10 +560,23 @@ pub fn train_mdrnn<B: AutodiffBackend>(
                     }
                 }
                 val_losses = Some(sum);
-                log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, f64::NAN, sum[0], sum[1], sum[2]])?;
+                log.row(&[
+                    step as f64 - 1.0,
+                    epoch as f64,
+                    f64::NAN,
+                    f64::NAN,
+                    f64::NAN,
+                    sum[0],
+                    sum[1],
+                    sum[2],
+                ])?;
             }
             if end_of_epoch || (b + 1) % config.checkpoint_every == 0 {
-                let (next_epoch, next_batch) = if end_of_epoch { (epoch + 1, 0) } else { (epoch, b + 1) };
+                let (next_epoch, next_batch) = if end_of_epoch {
+                    (epoch + 1, 0)
+                } else {
+                    (epoch, b + 1)
+                };
                 let s = TrainState {
                     fingerprint: fingerprint.clone(),
                     epoch: next_epoch,
@@ -480,9 +589,24 @@ pub fn train_mdrnn<B: AutodiffBackend>(
                 };
                 let mut weights = bundle::WorldModel::<B::InnerBackend>::empty(spec);
                 weights.mdrnn = Some(model.valid());
-                checkpoint::save(&dir, &s.checkpoint, &model, &weights, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
+                checkpoint::save(
+                    &dir,
+                    &s.checkpoint,
+                    &model,
+                    &weights,
+                    &optim,
+                    &s,
+                    state.as_ref().map(|p| p.checkpoint.as_str()),
+                )?;
                 if end_of_epoch {
-                    write_run_bundle::<B::InnerBackend>(config, &bundle_path, &model.valid(), &s, steps_per_epoch, device)?;
+                    write_run_bundle::<B::InnerBackend>(
+                        config,
+                        &bundle_path,
+                        &model.valid(),
+                        &s,
+                        steps_per_epoch,
+                        device,
+                    )?;
                 }
                 state = Some(s);
             }

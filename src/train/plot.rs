@@ -23,13 +23,22 @@ static FONT: Once = Once::new();
 /// plotters' ab_glyph text needs a registered font; egui's Ubuntu Light is already in the binary.
 fn register_fonts() {
     FONT.call_once(|| {
-        let _ = register_font("sans-serif", FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT);
+        let _ = register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        );
     });
 }
 
 /// The series of a CSV log: for each of `columns`, the (x, y) points where both are present.
-pub fn read_series(csv: &Path, x_column: &str, columns: &[&str]) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
-    let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+pub fn read_series(
+    csv: &Path,
+    x_column: &str,
+    columns: &[&str],
+) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
+    let text =
+        std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
     let index = |name: &str| header.iter().position(|h| *h == name);
@@ -53,7 +62,13 @@ pub fn read_series(csv: &Path, x_column: &str, columns: &[&str]) -> anyhow::Resu
 
 /// Plots `columns` of `csv` against `x_column` into `png`. Columns that are absent or empty are
 /// left out of the legend; a log with no points yet writes nothing.
-pub fn plot_csv(csv: &Path, png: &Path, title: &str, x_column: &str, columns: &[&str]) -> anyhow::Result<()> {
+pub fn plot_csv(
+    csv: &Path,
+    png: &Path,
+    title: &str,
+    x_column: &str,
+    columns: &[&str],
+) -> anyhow::Result<()> {
     register_fonts();
     let series = read_series(csv, x_column, columns)?;
     let points = series.iter().flatten();
@@ -100,7 +115,9 @@ pub fn plot_csv(csv: &Path, png: &Path, title: &str, x_column: &str, columns: &[
                 .draw_series(LineSeries::new(s.iter().copied(), colour.stroke_width(2)))
                 .map_err(draw)?
                 .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
+                });
         }
         chart
             .configure_series_labels()
@@ -112,7 +129,9 @@ pub fn plot_csv(csv: &Path, png: &Path, title: &str, x_column: &str, columns: &[
         root.present().map_err(draw)?;
     }
     let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).context("plot buffer size")?;
-    image.save(png).with_context(|| format!("cannot write {}", png.display()))
+    image
+        .save(png)
+        .with_context(|| format!("cannot write {}", png.display()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub fn bar(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), target);
     let template =
         format!("{{bar:30}} {{pos}}/{{len}} {unit}  {{msg}}  {{elapsed_precise}} ETA {{eta}}");
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
 }
@@ -55,7 +57,10 @@ impl CsvLog {
         {
             for line in BufReader::new(existing).lines().skip(1) {
                 let line = line?;
-                let key = line.split(',').next().and_then(|k| k.trim().parse::<f64>().ok());
+                let key = line
+                    .split(',')
+                    .next()
+                    .and_then(|k| k.trim().parse::<f64>().ok());
                 if key.is_some_and(|k| k <= limit) {
                     kept.push(line);
                 }
@@ -130,7 +135,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn human_duration(seconds: f64) -> String {
     let s = seconds.max(0.0);
     if s >= 3600.0 {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     } else if s >= 60.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {

@@ -31,8 +31,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::collect::splitmix64;
 use super::checkpoint;
+use super::collect::splitmix64;
 use super::progress::{self, CsvLog};
 use super::rollout::{FRAME_SIDE, Rollout, RolloutInfo, list_rollouts};
 use crate::envs::EnvKind;
@@ -92,7 +92,10 @@ impl VaeTrainConfig {
             bail!("--lr must be a positive number, got {}", self.learning_rate);
         }
         if !(0.0..0.5).contains(&self.val_fraction) {
-            bail!("--val-fraction must be in [0, 0.5), got {}", self.val_fraction);
+            bail!(
+                "--val-fraction must be in [0, 0.5), got {}",
+                self.val_fraction
+            );
         }
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
             bail!("--frame-stride, --chunk and --checkpoint-every must be at least 1");
@@ -217,7 +220,11 @@ fn epoch_plan(files: &[RolloutInfo], config: &VaeTrainConfig, epoch: usize) -> V
             } else {
                 0
             };
-            pool.extend((offset..files[f].len).step_by(config.frame_stride).map(|t| (f, t)));
+            pool.extend(
+                (offset..files[f].len)
+                    .step_by(config.frame_stride)
+                    .map(|t| (f, t)),
+            );
         }
         pool.shuffle(&mut rng);
         let whole = pool.len() / config.batch_size * config.batch_size;
@@ -283,7 +290,11 @@ impl<'a> FrameCache<'a> {
         let mut out = Vec::with_capacity(batch.len());
         for &(f, t) in batch {
             if !self.loaded.contains_key(&f) {
-                if self.failed.iter().any(|p| p.contains(&*self.files[f].path.to_string_lossy())) {
+                if self
+                    .failed
+                    .iter()
+                    .any(|p| p.contains(&*self.files[f].path.to_string_lossy()))
+                {
                     continue;
                 }
                 match Rollout::read(&self.files[f].path) {
@@ -335,7 +346,11 @@ fn validation_frames(val: &[RolloutInfo]) -> (Vec<Vec<u8>>, Vec<String>) {
 }
 
 /// Mean (reconstruction, KL) per frame over `frames`, with z = mu.
-pub fn evaluate<B: Backend>(vae: &ConvVae<B>, frames: &[Vec<u8>], device: &B::Device) -> (f64, f64) {
+pub fn evaluate<B: Backend>(
+    vae: &ConvVae<B>,
+    frames: &[Vec<u8>],
+    device: &B::Device,
+) -> (f64, f64) {
     let mut recon_sum = 0.0;
     let mut kl_sum = 0.0;
     for chunk in frames.chunks(64) {
@@ -366,7 +381,9 @@ pub fn save_reconstruction_grid<B: Backend>(
         return Ok(());
     }
     // Spread the picks over the set, which runs in file order.
-    let picks: Vec<&[u8]> = (0..n).map(|i| frames[i * frames.len() / n].as_slice()).collect();
+    let picks: Vec<&[u8]> = (0..n)
+        .map(|i| frames[i * frames.len() / n].as_slice())
+        .collect();
     let recon = vae.decode(vae.encode(frames_u8_to_tensor::<B>(&picks, device)).0);
     let recon = crate::model::vae::tensor_to_frames(recon);
     let side = FRAME_SIDE as u32 * SCALE;
@@ -378,8 +395,16 @@ pub fn save_reconstruction_grid<B: Backend>(
             for x in 0..side {
                 let (sx, sy) = ((x / SCALE) as usize, (y / SCALE) as usize);
                 let k = (sy * FRAME_SIDE + sx) * 3;
-                grid.put_pixel(col * side + x, row * side + y, Rgb([orig[k], orig[k + 1], orig[k + 2]]));
-                grid.put_pixel(col * side + x, (row + 1) * side + y, *rec.get_pixel(sx as u32, sy as u32));
+                grid.put_pixel(
+                    col * side + x,
+                    row * side + y,
+                    Rgb([orig[k], orig[k + 1], orig[k + 2]]),
+                );
+                grid.put_pixel(
+                    col * side + x,
+                    (row + 1) * side + y,
+                    *rec.get_pixel(sx as u32, sy as u32),
+                );
             }
         }
     }
@@ -423,7 +448,11 @@ pub fn train_vae<B: AutodiffBackend>(
     if fresh {
         checkpoint::clear(&vae_dir)?;
     }
-    let mut state: Option<TrainState> = if fresh { None } else { checkpoint::read_state(&state_path)? };
+    let mut state: Option<TrainState> = if fresh {
+        None
+    } else {
+        checkpoint::read_state(&state_path)?
+    };
     if let Some(s) = &state
         && s.fingerprint != config.fingerprint()
     {
@@ -441,17 +470,29 @@ pub fn train_vae<B: AutodiffBackend>(
     let mut optim = AdamConfig::new().init::<B, ConvVae<B>>();
     if let Some(s) = &state {
         let dir = vae_dir.join(&s.checkpoint);
-        model = bundle::load_vae::<B>(&dir.join(checkpoint::MODEL_FILE), &bundle::Expect::spec(&spec), device)?;
+        model = bundle::load_vae::<B>(
+            &dir.join(checkpoint::MODEL_FILE),
+            &bundle::Expect::spec(&spec),
+            device,
+        )?;
         model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &dir) {
             Ok(m) => m,
             Err(why) => {
-                eprintln!("warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero");
+                eprintln!(
+                    "warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero"
+                );
                 model
             }
         };
-        match checkpoint::load_optimizer::<B, ConvVae<B>, _>(optim.clone(), &dir.join(checkpoint::OPTIMIZER_FILE), device) {
+        match checkpoint::load_optimizer::<B, ConvVae<B>, _>(
+            optim.clone(),
+            &dir.join(checkpoint::OPTIMIZER_FILE),
+            device,
+        ) {
             Ok(o) => optim = o,
-            Err(why) => eprintln!("warning: Adam's state not restored ({why}); it restarts from zero"),
+            Err(why) => {
+                eprintln!("warning: Adam's state not restored ({why}); it restarts from zero")
+            }
         }
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
@@ -485,7 +526,11 @@ pub fn train_vae<B: AutodiffBackend>(
             batches_per_epoch,
             config.batch_size,
             match resumed_from_step {
-                Some(s) => format!("; resuming at step {s} (epoch {}, batch {})", epoch + 1, batch0),
+                Some(s) => format!(
+                    "; resuming at step {s} (epoch {}, batch {})",
+                    epoch + 1,
+                    batch0
+                ),
                 None => String::new(),
             }
         ),
@@ -501,7 +546,11 @@ pub fn train_vae<B: AutodiffBackend>(
     let mut val = state.as_ref().and_then(|s| s.val_recon.zip(s.val_kl));
     let mut reported_failures = 0;
     while epoch < config.epochs {
-        let plan = if epoch == 0 { plan0.clone() } else { epoch_plan(&split.train, config, epoch) };
+        let plan = if epoch == 0 {
+            plan0.clone()
+        } else {
+            epoch_plan(&split.train, config, epoch)
+        };
         let mut cache = FrameCache::new(&split.train, &plan);
         for b in batch0..plan.len() {
             let frames = cache.batch(b, &plan[b]);
@@ -512,29 +561,62 @@ pub fn train_vae<B: AutodiffBackend>(
             if !frames.is_empty() {
                 let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
                 let (recon, kl);
-                (model, optim, recon, kl) =
-                    train_step(model, optim, &refs, config.learning_rate, config.seed, step, device);
+                (model, optim, recon, kl) = train_step(
+                    model,
+                    optim,
+                    &refs,
+                    config.learning_rate,
+                    config.seed,
+                    step,
+                    device,
+                );
                 let a = 0.05;
-                ema_recon = if ema_recon.is_nan() { recon } else { (1.0 - a) * ema_recon + a * recon };
-                ema_kl = if ema_kl.is_nan() { kl } else { (1.0 - a) * ema_kl + a * kl };
+                ema_recon = if ema_recon.is_nan() {
+                    recon
+                } else {
+                    (1.0 - a) * ema_recon + a * recon
+                };
+                ema_kl = if ema_kl.is_nan() {
+                    kl
+                } else {
+                    (1.0 - a) * ema_kl + a * kl
+                };
                 log.row(&[step as f64, epoch as f64, recon, kl, f64::NAN, f64::NAN])?;
             }
             step += 1;
             bar.inc(1);
-            bar.set_message(format!("epoch {} recon {:.1} kl {:.1}", epoch + 1, ema_recon, ema_kl));
+            bar.set_message(format!(
+                "epoch {} recon {:.1} kl {:.1}",
+                epoch + 1,
+                ema_recon,
+                ema_kl
+            ));
             let end_of_epoch = b + 1 == plan.len();
             if end_of_epoch {
                 let inner = model.valid();
-                val = (!val_frames.is_empty())
-                    .then(|| evaluate(&inner, &val_frames, device));
+                val = (!val_frames.is_empty()).then(|| evaluate(&inner, &val_frames, device));
                 if let Some((vr, vk)) = val {
                     log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, vr, vk])?;
                 }
-                let grid_frames = if val_frames.is_empty() { &frames } else { &val_frames };
-                save_reconstruction_grid(&inner, grid_frames, 8, &vae_dir.join("reconstructions.png"), device)?;
+                let grid_frames = if val_frames.is_empty() {
+                    &frames
+                } else {
+                    &val_frames
+                };
+                save_reconstruction_grid(
+                    &inner,
+                    grid_frames,
+                    8,
+                    &vae_dir.join("reconstructions.png"),
+                    device,
+                )?;
             }
             if end_of_epoch || (b + 1) % config.checkpoint_every == 0 {
-                let (next_epoch, next_batch) = if end_of_epoch { (epoch + 1, 0) } else { (epoch, b + 1) };
+                let (next_epoch, next_batch) = if end_of_epoch {
+                    (epoch + 1, 0)
+                } else {
+                    (epoch, b + 1)
+                };
                 let s = TrainState {
                     fingerprint: config.fingerprint(),
                     epoch: next_epoch,
@@ -549,7 +631,15 @@ pub fn train_vae<B: AutodiffBackend>(
                 };
                 let mut bundle = WorldModel::<B::InnerBackend>::empty(spec);
                 bundle.vae = Some(model.valid());
-                checkpoint::save(&vae_dir, &s.checkpoint, &model, &bundle, &optim, &s, state.as_ref().map(|p| p.checkpoint.as_str()))?;
+                checkpoint::save(
+                    &vae_dir,
+                    &s.checkpoint,
+                    &model,
+                    &bundle,
+                    &optim,
+                    &s,
+                    state.as_ref().map(|p| p.checkpoint.as_str()),
+                )?;
                 if end_of_epoch {
                     write_run_bundle(config, &spec, &model.valid(), &s, frames_per_epoch)?;
                 }
@@ -600,7 +690,9 @@ fn train_step<B: AutodiffBackend, O: Optimizer<ConvVae<B>, B>>(
     // The noise comes from our own seeded stream, so a step is the same on any backend and resume.
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(seed ^ 0x5641_4500) ^ splitmix64(step));
     let [n, zs] = mu.dims();
-    let eps: Vec<f32> = (0..n * zs).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let eps: Vec<f32> = (0..n * zs)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
     let eps = Tensor::from_data(TensorData::new(eps, [n, zs]), device);
     let z = ConvVae::reparameterize_with(mu.clone(), logvar.clone(), eps);
     let recon = model.decode(z);
@@ -641,11 +733,13 @@ fn write_run_bundle<B: Backend>(
             config.batch_size,
             state.step,
             state.seconds,
-            std::any::type_name::<B>().rsplit("::").next().unwrap_or("?")
+            std::any::type_name::<B>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?")
         )),
     });
     let path = super::run_model_path(&config.run_dir);
     bundle::save(&bundle, &path, Precision::F32)?;
     Ok(())
 }
-

@@ -63,7 +63,11 @@ pub use sim::{ExplosionState, FireballState, ImpPhase, ImpState, TakeCoverState}
 /// Doom's tic rate: one step is one tic.
 pub const TICS_PER_SECOND: u32 = 35;
 /// One value, `move` in [-1, 1]: below -1/3 strafes left, above +1/3 strafes right.
-pub const ACTION_SPACE: ActionSpace = ActionSpace { names: &["move"], low: &[-1.0], high: &[1.0] };
+pub const ACTION_SPACE: ActionSpace = ActionSpace {
+    names: &["move"],
+    low: &[-1.0],
+    high: &[1.0],
+};
 
 /// The Take Cover environment.
 #[derive(Debug, Clone)]
@@ -74,7 +78,9 @@ pub struct TakeCover {
 impl TakeCover {
     /// A fresh env, already reset with `seed`.
     pub fn new(seed: u64) -> Self {
-        TakeCover { world: World::new(seed) }
+        TakeCover {
+            world: World::new(seed),
+        }
     }
 
     /// The physical state (a copy).

@@ -5,7 +5,8 @@
 //! left) lands left of centre, so strafing left shifts the scene right.
 
 use super::sim::{
-    CEILING_Z, EXPLOSION_TICS, FIREBALL_HEIGHT, IMP_HEIGHT, ROOM_MAX_X, ROOM_MAX_Y, ROOM_MIN_Y, TakeCoverState,
+    CEILING_Z, EXPLOSION_TICS, FIREBALL_HEIGHT, IMP_HEIGHT, ROOM_MAX_X, ROOM_MAX_Y, ROOM_MIN_Y,
+    TakeCoverState,
 };
 use super::textures::{Assets, IMP_SPRITE_HEIGHT, IMP_SPRITE_WIDTH, MIP_LEVELS, Sprite, assets};
 use crate::envs::Frame;
@@ -102,7 +103,9 @@ pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
 /// Doom-like diminishing light for a depth, 0..=256.
 #[inline(always)]
 fn light_at(depth: f32, contrast: f32) -> u32 {
-    let light = (LIGHT_MAX - (depth - LIGHT_FULL_DEPTH).max(0.0) * LIGHT_FADE_PER_UNIT).max(LIGHT_MIN) * contrast;
+    let light = (LIGHT_MAX - (depth - LIGHT_FULL_DEPTH).max(0.0) * LIGHT_FADE_PER_UNIT)
+        .max(LIGHT_MIN)
+        * contrast;
     (light.min(1.0) * 256.0) as u32
 }
 
@@ -111,7 +114,11 @@ fn light_at(depth: f32, contrast: f32) -> u32 {
 fn mip_level(units_per_pixel: f32) -> usize {
     // A slight bias to the coarser level: a little blur beats shimmering.
     let footprint = units_per_pixel * MIP_BIAS;
-    if footprint < 2.0 { 0 } else { (footprint.log2() as usize).min(MIP_LEVELS - 1) }
+    if footprint < 2.0 {
+        0
+    } else {
+        (footprint.log2() as usize).min(MIP_LEVELS - 1)
+    }
 }
 
 #[inline(always)]
@@ -141,7 +148,11 @@ fn cast_walls(view: &View) -> Vec<WallColumn> {
             let (depth, texture_u, contrast) = if front_depth <= side_depth {
                 let hit_y = view.eye_y - tangent * front_depth;
                 // Texture runs left to right on screen: along -y.
-                (front_depth, (ROOM_MAX_Y as f32 - hit_y).floor() as i32, FACING_WALL_LIGHT)
+                (
+                    front_depth,
+                    (ROOM_MAX_Y as f32 - hit_y).floor() as i32,
+                    FACING_WALL_LIGHT,
+                )
             } else {
                 let hit_x = view.eye_x + side_depth;
                 let along = if tangent > 0.0 { hit_x } else { -hit_x };
@@ -164,7 +175,9 @@ fn cast_walls(view: &View) -> Vec<WallColumn> {
 fn draw_room(pixels: &mut [u8], view: &View, columns: &[WallColumn], assets: &Assets) {
     // Keep texture coordinates positive before masking: this offset is a multiple of 64.
     const POSITIVE: f32 = 65536.0;
-    let tangents: Vec<f32> = (0..view.width).map(|column| column_tangent(view, column)).collect();
+    let tangents: Vec<f32> = (0..view.width)
+        .map(|column| column_tangent(view, column))
+        .collect();
     for row in 0..view.height {
         let row_center = row as f32 + 0.5;
         let offset_from_horizon = row_center - view.center_y;
@@ -187,10 +200,16 @@ fn draw_room(pixels: &mut [u8], view: &View, columns: &[WallColumn], assets: &As
                 // Walls are pegged to the ceiling, as Doom's one-sided walls are by default.
                 let z = view.eye_z - offset_from_horizon * wall.depth / view.focal_y;
                 let texture_v = (CEILING_Z as f32 - z + POSITIVE) as i32;
-                shade(assets.brick.at(wall.mip_level, wall.texture_u, texture_v), wall.light)
+                shade(
+                    assets.brick.at(wall.mip_level, wall.texture_u, texture_v),
+                    wall.light,
+                )
             } else {
                 let plane_y = view.eye_y - tangents[column] * plane_depth + POSITIVE;
-                shade(plane.at(plane_mip, plane_x as i32, plane_y as i32), plane_light)
+                shade(
+                    plane.at(plane_mip, plane_x as i32, plane_y as i32),
+                    plane_light,
+                )
             };
             pixel.copy_from_slice(&color);
         }
@@ -211,7 +230,13 @@ struct Billboard<'a> {
     additive_strength: Option<f32>,
 }
 
-fn draw_sprites(pixels: &mut [u8], view: &View, columns: &[WallColumn], state: &TakeCoverState, assets: &Assets) {
+fn draw_sprites(
+    pixels: &mut [u8],
+    view: &View,
+    columns: &[WallColumn],
+    state: &TakeCoverState,
+    assets: &Assets,
+) {
     let mut billboards: Vec<Billboard> =
         Vec::with_capacity(state.imps.len() + state.fireballs.len() + state.explosions.len());
     for imp in &state.imps {
@@ -246,7 +271,8 @@ fn draw_sprites(pixels: &mut [u8], view: &View, columns: &[WallColumn], state: &
     }
     for explosion in &state.explosions {
         let progress = explosion.age_tics as f32 / EXPLOSION_TICS as f32;
-        let diameter = EXPLOSION_START_DIAMETER + (EXPLOSION_END_DIAMETER - EXPLOSION_START_DIAMETER) * progress;
+        let diameter = EXPLOSION_START_DIAMETER
+            + (EXPLOSION_END_DIAMETER - EXPLOSION_START_DIAMETER) * progress;
         let center_z = explosion.z as f32 + FIREBALL_HEIGHT as f32 / 2.0;
         billboards.push(Billboard {
             sprite: &assets.glow,
@@ -289,22 +315,32 @@ fn draw_billboard(pixels: &mut [u8], view: &View, columns: &[WallColumn], billbo
     let texels_per_column = sprite.width as f32 / (right - left);
     let texels_per_row = sprite.height as f32 / (bottom - top);
     let light = light_at(depth, 1.0);
-    let strength = billboard.additive_strength.map(|strength| (strength.clamp(0.0, 2.0) * 256.0) as u32);
-    for (column, wall) in columns.iter().enumerate().take(end_column).skip(first_column) {
+    let strength = billboard
+        .additive_strength
+        .map(|strength| (strength.clamp(0.0, 2.0) * 256.0) as u32);
+    for (column, wall) in columns
+        .iter()
+        .enumerate()
+        .take(end_column)
+        .skip(first_column)
+    {
         // Per-column depth test: a nearer wall hides this slice of the sprite.
         if wall.depth < depth {
             continue;
         }
-        let texture_u = (((column as f32 + 0.5 - left) * texels_per_column) as usize).min(sprite.width - 1);
+        let texture_u =
+            (((column as f32 + 0.5 - left) * texels_per_column) as usize).min(sprite.width - 1);
         for row in first_row..end_row {
-            let texture_v = (((row as f32 + 0.5 - top) * texels_per_row) as usize).min(sprite.height - 1);
+            let texture_v =
+                (((row as f32 + 0.5 - top) * texels_per_row) as usize).min(sprite.height - 1);
             let [r, g, b, alpha] = sprite.texels[texture_v * sprite.width + texture_u];
             let index = (row * view.width + column) * 3;
             let pixel = &mut pixels[index..index + 3];
             match strength {
                 Some(strength) => {
                     for (channel, add) in pixel.iter_mut().zip([r, g, b]) {
-                        *channel = (u32::from(*channel) + ((u32::from(add) * strength) >> 8)).min(255) as u8;
+                        *channel = (u32::from(*channel) + ((u32::from(add) * strength) >> 8))
+                            .min(255) as u8;
                     }
                 }
                 None if alpha >= 128 => pixel.copy_from_slice(&shade([r, g, b], light)),

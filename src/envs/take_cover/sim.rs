@@ -114,7 +114,10 @@ pub enum ImpPhase {
     /// Spawn state: A_Look each 10 tics; it sees the player at the first look.
     Look { tics_until_look: u32 },
     /// Run state: A_Chase each 3 tics, which may start an attack.
-    Chase { tics_until_chase: u32, just_attacked: bool },
+    Chase {
+        tics_until_chase: u32,
+        just_attacked: bool,
+    },
     /// The attack animation, `tics_into_attack` in 0..22; the fireball leaves at 16.
     Attack { tics_into_attack: u32 },
 }
@@ -192,7 +195,8 @@ impl TakeCoverState {
         // P_CalcHeight runs after this tic's thrust and before its friction: our velocity.
         let momentum = self.player_velocity_y;
         let bob = (momentum * momentum / 4.0).min(MAX_BOB);
-        let phase = std::f64::consts::TAU * f64::from(self.tic % BOB_PERIOD_TICS) / f64::from(BOB_PERIOD_TICS);
+        let phase = std::f64::consts::TAU * f64::from(self.tic % BOB_PERIOD_TICS)
+            / f64::from(BOB_PERIOD_TICS);
         EYE_HEIGHT + bob / 2.0 * phase.sin()
     }
 }
@@ -217,7 +221,10 @@ pub struct World {
 impl World {
     pub fn new(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let imps = INITIAL_IMP_YS.iter().map(|&y| new_imp(y, &mut rng)).collect();
+        let imps = INITIAL_IMP_YS
+            .iter()
+            .map(|&y| new_imp(y, &mut rng))
+            .collect();
         let state = TakeCoverState {
             tic: 0,
             player_x: PLAYER_START_X,
@@ -230,7 +237,11 @@ impl World {
             fireballs: Vec::new(),
             explosions: Vec::new(),
         };
-        World { state, rng, invulnerable: false }
+        World {
+            state,
+            rng,
+            invulnerable: false,
+        }
     }
 
     /// The episode has ended: the player died or the time ran out.
@@ -242,7 +253,11 @@ impl World {
     /// changes nothing and reports the end again with reward 0.
     pub fn tic(&mut self, move_value: f32) -> TicOutcome {
         if self.is_over() {
-            return TicOutcome { reward: 0.0, terminated: !self.state.alive, truncated: self.state.alive };
+            return TicOutcome {
+                reward: 0.0,
+                terminated: !self.state.alive,
+                truncated: self.state.alive,
+            };
         }
         // Doom's thinker order: the player, then the monsters and missiles.
         self.state.damage_flash = self.state.damage_flash.saturating_sub(1);
@@ -293,7 +308,11 @@ impl World {
             return;
         }
         let y = f64::from(self.rng.random_range(IMP_SPAWN_MIN_Y..=IMP_SPAWN_MAX_Y));
-        let overlaps = self.state.imps.iter().any(|imp| (imp.y - y).abs() < 2.0 * IMP_RADIUS);
+        let overlaps = self
+            .state
+            .imps
+            .iter()
+            .any(|imp| (imp.y - y).abs() < 2.0 * IMP_RADIUS);
         if !overlaps {
             let imp = new_imp(y, &mut self.rng);
             self.state.imps.push(imp);
@@ -310,14 +329,22 @@ impl World {
                         // state, whose A_Chase runs at once.
                         self.chase(false)
                     } else {
-                        ImpPhase::Look { tics_until_look: tics_until_look - 1 }
+                        ImpPhase::Look {
+                            tics_until_look: tics_until_look - 1,
+                        }
                     }
                 }
-                ImpPhase::Chase { tics_until_chase, just_attacked } => {
+                ImpPhase::Chase {
+                    tics_until_chase,
+                    just_attacked,
+                } => {
                     if tics_until_chase <= 1 {
                         self.chase(just_attacked)
                     } else {
-                        ImpPhase::Chase { tics_until_chase: tics_until_chase - 1, just_attacked }
+                        ImpPhase::Chase {
+                            tics_until_chase: tics_until_chase - 1,
+                            just_attacked,
+                        }
                     }
                 }
                 ImpPhase::Attack { tics_into_attack } => {
@@ -344,9 +371,14 @@ impl World {
         // Departure from ViZDoom: the imps never walk (the spec's imps stand still), so A_Chase's
         // movement and its melee check are left out.
         if !just_attacked && self.rng.random::<f64>() < ATTACK_CHANCE_PER_CHASE {
-            ImpPhase::Attack { tics_into_attack: 0 }
+            ImpPhase::Attack {
+                tics_into_attack: 0,
+            }
         } else {
-            ImpPhase::Chase { tics_until_chase: CHASE_PERIOD_TICS, just_attacked: false }
+            ImpPhase::Chase {
+                tics_until_chase: CHASE_PERIOD_TICS,
+                just_attacked: false,
+            }
         }
     }
 
@@ -446,8 +478,12 @@ impl World {
 
     fn explode(&mut self, fireball: &FireballState) {
         self.state.explosions.push(ExplosionState {
-            x: fireball.x.clamp(ROOM_MIN_X + FIREBALL_RADIUS, ROOM_MAX_X - FIREBALL_RADIUS),
-            y: fireball.y.clamp(ROOM_MIN_Y + FIREBALL_RADIUS, ROOM_MAX_Y - FIREBALL_RADIUS),
+            x: fireball
+                .x
+                .clamp(ROOM_MIN_X + FIREBALL_RADIUS, ROOM_MAX_X - FIREBALL_RADIUS),
+            y: fireball
+                .y
+                .clamp(ROOM_MIN_Y + FIREBALL_RADIUS, ROOM_MAX_Y - FIREBALL_RADIUS),
             z: fireball.z,
             age_tics: 0,
         });
@@ -457,7 +493,9 @@ impl World {
         for explosion in &mut self.state.explosions {
             explosion.age_tics += 1;
         }
-        self.state.explosions.retain(|explosion| explosion.age_tics < EXPLOSION_TICS);
+        self.state
+            .explosions
+            .retain(|explosion| explosion.age_tics < EXPLOSION_TICS);
     }
 }
 
@@ -466,5 +504,9 @@ impl World {
 // them none); it only spreads their first look over 10 tics.
 fn new_imp(y: f64, rng: &mut ChaCha8Rng) -> ImpState {
     let tics_until_look = 1 + rng.random_range(0..LOOK_PERIOD_TICS);
-    ImpState { x: IMP_X, y, phase: ImpPhase::Look { tics_until_look } }
+    ImpState {
+        x: IMP_X,
+        y,
+        phase: ImpPhase::Look { tics_until_look },
+    }
 }

@@ -56,7 +56,8 @@ impl Tile {
     pub fn at(&self, level: usize, u: i32, v: i32) -> [u8; 3] {
         let level = level.min(self.levels.len().saturating_sub(1));
         let mask = TILE_MASK >> level;
-        let index = (((v >> level) & mask) as usize) * (TILE_SIZE >> level) + ((u >> level) & mask) as usize;
+        let index = (((v >> level) & mask) as usize) * (TILE_SIZE >> level)
+            + ((u >> level) & mask) as usize;
         self.levels[level][index]
     }
 }
@@ -100,8 +101,9 @@ pub fn assets() -> &'static Assets {
 
 /// A deterministic integer hash in [0, 1): texture noise without a random stream.
 fn hash01(x: i32, y: i32, salt: u32) -> f32 {
-    let mut h =
-        (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ salt.wrapping_mul(0xcb1a_b31f);
+    let mut h = (x as u32).wrapping_mul(0x8da6_b343)
+        ^ (y as u32).wrapping_mul(0xd816_3841)
+        ^ salt.wrapping_mul(0xcb1a_b31f);
     h ^= h >> 13;
     h = h.wrapping_mul(0x5bd1_e995);
     h ^= h >> 15;
@@ -112,8 +114,12 @@ fn hash01(x: i32, y: i32, salt: u32) -> f32 {
 fn value_noise(x: i32, y: i32, cell: i32, salt: u32) -> f32 {
     let cells = TILE_SIZE as i32 / cell;
     let (cx, cy) = (x.div_euclid(cell), y.div_euclid(cell));
-    let (fx, fy) = ((x.rem_euclid(cell)) as f32 / cell as f32, (y.rem_euclid(cell)) as f32 / cell as f32);
-    let corner = |i: i32, j: i32| hash01((cx + i).rem_euclid(cells), (cy + j).rem_euclid(cells), salt);
+    let (fx, fy) = (
+        (x.rem_euclid(cell)) as f32 / cell as f32,
+        (y.rem_euclid(cell)) as f32 / cell as f32,
+    );
+    let corner =
+        |i: i32, j: i32| hash01((cx + i).rem_euclid(cells), (cy + j).rem_euclid(cells), salt);
     let smooth = |t: f32| t * t * (3.0 - 2.0 * t);
     let (sx, sy) = (smooth(fx), smooth(fy));
     let top = corner(0, 0) * (1.0 - sx) + corner(1, 0) * sx;
@@ -134,7 +140,8 @@ fn brick_tile() -> Tile {
     for v in 0..TILE_SIZE as i32 {
         for u in 0..TILE_SIZE as i32 {
             let row = v / BRICK_HEIGHT;
-            let shifted_u = (u + if row % 2 == 1 { BRICK_WIDTH / 2 } else { 0 }).rem_euclid(TILE_SIZE as i32);
+            let shifted_u =
+                (u + if row % 2 == 1 { BRICK_WIDTH / 2 } else { 0 }).rem_euclid(TILE_SIZE as i32);
             let column = shifted_u / BRICK_WIDTH;
             let (in_u, in_v) = (shifted_u % BRICK_WIDTH, v % BRICK_HEIGHT);
             let grain = value_noise(u, v, 4, 7) * 0.6 + hash01(u, v, 11) * 0.4;
@@ -234,7 +241,15 @@ struct Part {
 }
 
 fn capsule(a: (f32, f32), b: (f32, f32), radius_a: f32, radius_b: f32, color: [f32; 3]) -> Part {
-    Part { a, b, radius_a, radius_b, aspect: 1.0, color, fullbright: false }
+    Part {
+        a,
+        b,
+        radius_a,
+        radius_b,
+        aspect: 1.0,
+        color,
+        fullbright: false,
+    }
 }
 
 fn ellipse(center: (f32, f32), radius_x: f32, radius_z: f32, color: [f32; 3]) -> Part {
@@ -303,7 +318,13 @@ fn imp_sprite(pose: ImpPose) -> Sprite {
     parts.push(ellipse((left_hand.0, left_hand.1 - 1.5), 3.0, 3.0, CLAW));
     parts.push(ellipse((right_hand.0, right_hand.1 - 1.5), 3.0, 3.0, CLAW));
     // Spikes on the shoulders and elbows.
-    parts.push(capsule((cx(-10.0), 45.0), (cx(-15.0), 53.0), 2.4, 0.3, BONE));
+    parts.push(capsule(
+        (cx(-10.0), 45.0),
+        (cx(-15.0), 53.0),
+        2.4,
+        0.3,
+        BONE,
+    ));
     parts.push(capsule((cx(10.0), 45.0), (cx(15.0), 53.0), 2.4, 0.3, BONE));
     parts.push(capsule((cx(-6.0), 41.0), (cx(-8.0), 47.0), 1.6, 0.2, BONE));
     parts.push(capsule((cx(6.0), 41.0), (cx(8.0), 47.0), 1.6, 0.2, BONE));
@@ -331,8 +352,11 @@ fn imp_sprite(pose: ImpPose) -> Sprite {
         for column in 0..width {
             let (x, z) = (column as f32 + 0.5, (height - row) as f32 - 0.5);
             // Later parts are painted over earlier ones.
-            let Some((part, depth)) =
-                parts.iter().rev().map(|part| (part, part.depth(x, z))).find(|(_, depth)| *depth >= 0.0)
+            let Some((part, depth)) = parts
+                .iter()
+                .rev()
+                .map(|part| (part, part.depth(x, z)))
+                .find(|(_, depth)| *depth >= 0.0)
             else {
                 continue;
             };
@@ -355,17 +379,32 @@ fn imp_sprite(pose: ImpPose) -> Sprite {
             if !opaque[index] {
                 continue;
             }
-            let edge = [(0i32, 1i32), (0, -1), (1, 0), (-1, 0)].iter().any(|&(dr, dc)| {
-                let (r, c) = (row as i32 + dr, column as i32 + dc);
-                r < 0 || c < 0 || r >= height as i32 || c >= width as i32 || !opaque[r as usize * width + c as usize]
-            });
+            let edge = [(0i32, 1i32), (0, -1), (1, 0), (-1, 0)]
+                .iter()
+                .any(|&(dr, dc)| {
+                    let (r, c) = (row as i32 + dr, column as i32 + dc);
+                    r < 0
+                        || c < 0
+                        || r >= height as i32
+                        || c >= width as i32
+                        || !opaque[r as usize * width + c as usize]
+                });
             if edge {
                 let [r, g, b, a] = texels[index];
-                texels[index] = [(r as f32 * 0.55) as u8, (g as f32 * 0.55) as u8, (b as f32 * 0.55) as u8, a];
+                texels[index] = [
+                    (r as f32 * 0.55) as u8,
+                    (g as f32 * 0.55) as u8,
+                    (b as f32 * 0.55) as u8,
+                    a,
+                ];
             }
         }
     }
-    Sprite { width, height, texels }
+    Sprite {
+        width,
+        height,
+        texels,
+    }
 }
 
 /// A fireball's glow: a solid white-yellow to orange ball (Doom's fullbright BAL1) inside a red
@@ -392,5 +431,9 @@ fn glow_sprite() -> Sprite {
             texels.push([r as u8, g as u8, b as u8, 0]);
         }
     }
-    Sprite { width: GLOW_SIZE, height: GLOW_SIZE, texels }
+    Sprite {
+        width: GLOW_SIZE,
+        height: GLOW_SIZE,
+        texels,
+    }
 }
