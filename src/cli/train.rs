@@ -244,6 +244,9 @@ pub struct ExportArgs {
     /// The run folder (default: runs/<env>).
     #[arg(long)]
     pub run: Option<PathBuf>,
+    /// The rollouts the run was trained on (default: data/<env>), for the model card.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// The models folder the app loads from.
     #[arg(long, default_value = "models")]
     pub out: PathBuf,
@@ -267,6 +270,7 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
             .run
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
+        data_dir: Some(args.data.clone().unwrap_or_else(|| PathBuf::from("data").join(args.env.name()))),
         models_dir: args.out.clone(),
         eval_episodes: args.eval_episodes,
         dream_taus: args.dream_tau.clone(),

@@ -15,6 +15,8 @@ use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
 pub struct ExportConfig {
     pub env: EnvKind,
     pub run_dir: PathBuf,
+    /// The rollouts the run was trained on, described in the model card when present.
+    pub data_dir: Option<PathBuf>,
     /// The models folder (`models/`); the bundle goes to `<models_dir>/<env>/world-model.bin`.
     pub models_dir: PathBuf,
     /// Real episodes to score C (and the random policy) on; 0 skips scoring.
@@ -157,14 +159,27 @@ fn model_card<B: Backend>(
     let _ = writeln!(out, "# {env}: the shipped world model\n");
     let _ = writeln!(
         out,
-        "`world-model.bin` ({:.1} MB, V and M in f16, C in f32): V with z = {}, M with an LSTM of {} and {} gaussians per z dim, C of the paper's form. Written by `dreamplay export --env {env}` from `{}`.\n",
+        "`world-model.bin` ({:.1} MB, V and M in f16, C in f32): V with z = {}, M with an LSTM of {} and {} gaussians per z dim, C of the paper's form. Written by `dreamplay export --env {env}` from the run folder `{}`.\n",
         s.bytes as f64 / 1e6,
         spec.z_size,
         spec.hidden_size,
         spec.n_gaussians,
-        config.run_dir.display()
+        config.run_dir.file_name().map_or_else(|| config.run_dir.display().to_string(), |n| format!("runs/{}", n.to_string_lossy()))
     );
     let _ = writeln!(out, "## How it was trained\n");
+    if let Some(dir) = &config.data_dir
+        && let Ok(listing) = super::rollout::list_rollouts(dir)
+        && !listing.valid.is_empty()
+    {
+        let returns: Vec<f64> = listing.valid.iter().map(|r| r.total_reward).collect();
+        let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+        let _ = writeln!(
+            out,
+            "- **Data**: {} rollouts, {} frames, from `dreamplay collect --env {env}` (the default random policy for this env; its mean return {mean:.1})",
+            listing.valid.len(),
+            listing.frames()
+        );
+    }
     info_lines(
         &mut out,
         "V",
