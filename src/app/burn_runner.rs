@@ -262,11 +262,12 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         let (done_logit, reward) = (rest[0], rest[1]);
         inner.hidden.copy_from_slice(&rest[2..2 + hs]);
         inner.cell.copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
-        // The paper's rule: done when the logit is positive.
-        Ok(DreamOutcome {
-            reward,
-            done: done_logit > 0.0,
-        })
+        // Done is drawn with the done head's probability, as C was evolved (`DoneRule::Sample`):
+        // the paper's logit > 0 never fires with the shipped M, and a dream that cannot end has no
+        // danger to show at high tau.
+        let done_probability = 1.0 / (1.0 + (-done_logit).exp());
+        let done = rand::Rng::random::<f32>(&mut inner.rng) < done_probability;
+        Ok(DreamOutcome { reward, done })
     }
 
     fn frame(&mut self) -> anyhow::Result<Frame> {
