@@ -195,7 +195,7 @@ fn two_generations_then_resume_equals_a_straight_run() {
         info.notes
             .as_deref()
             .unwrap_or("")
-            .contains("tau 1.15, pop 4, trials 2")
+            .contains("tau 1.15 (done: Sample), pop 4, trials 2")
     );
     assert!(info.date.is_some());
 
