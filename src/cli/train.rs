@@ -11,6 +11,16 @@ use crate::model::backend;
 use crate::train::progress::human_duration;
 use crate::train::vae::{VaeTrainConfig, train_vae};
 
+/// Picks the backend (printing why, when it fell back) and says which one runs.
+fn select_backend(flag: Option<&str>) -> backend::Selection {
+    let selection = backend::select(flag);
+    if let Some(note) = &selection.note {
+        eprintln!("{note}");
+    }
+    eprintln!("backend: {}", selection.backend.describe());
+    selection
+}
+
 /// The options every stage shares: which env, where the data and the run live, the backend.
 #[derive(Debug, Args)]
 pub struct StageArgs {
@@ -83,11 +93,7 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
     config.chunk = args.chunk;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
-    let selection = backend::select(stage.backend.as_deref());
-    if let Some(note) = &selection.note {
-        eprintln!("{note}");
-    }
-    eprintln!("backend: {}", selection.backend.describe());
+    let selection = select_backend(stage.backend.as_deref());
     let summary = crate::with_backend!(&selection.backend, |B, device| {
         train_vae::<Autodiff<B>>(&config, stage.fresh, &device)
     })?;
@@ -133,10 +139,7 @@ pub struct EncodeArgs {
 
 pub fn encode_cmd(args: EncodeArgs) -> anyhow::Result<()> {
     let stage = &args.stage;
-    let selection = backend::select(stage.backend.as_deref());
-    if let Some(note) = &selection.note {
-        eprintln!("{note}");
-    }
+    let selection = select_backend(stage.backend.as_deref());
     if stage.fresh {
         // A series is redone whenever its V differs; --fresh redoes the rest too.
         let _ = std::fs::remove_dir_all(stage.run_dir().join("series"));
@@ -197,11 +200,7 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
     config.val_fraction = args.val_fraction;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
-    let selection = backend::select(stage.backend.as_deref());
-    if let Some(note) = &selection.note {
-        eprintln!("{note}");
-    }
-    eprintln!("backend: {}", selection.backend.describe());
+    let selection = select_backend(stage.backend.as_deref());
     let s = crate::with_backend!(&selection.backend, |B, device| {
         crate::train::mdrnn::train_mdrnn::<Autodiff<B>>(&config, stage.fresh, &device)
     })?;
@@ -270,16 +269,17 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
             .run
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
-        data_dir: Some(args.data.clone().unwrap_or_else(|| PathBuf::from("data").join(args.env.name()))),
+        data_dir: Some(
+            args.data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data").join(args.env.name())),
+        ),
         models_dir: args.out.clone(),
         eval_episodes: args.eval_episodes,
         dream_taus: args.dream_tau.clone(),
         seed: args.seed,
     };
-    let selection = backend::select(args.backend.as_deref());
-    if let Some(note) = &selection.note {
-        eprintln!("{note}");
-    }
+    let selection = select_backend(args.backend.as_deref());
     let s = crate::with_backend!(&selection.backend, |B, device| {
         crate::train::export::export::<B>(&config, &device)
     })?;

@@ -164,7 +164,10 @@ fn model_card<B: Backend>(
         spec.z_size,
         spec.hidden_size,
         spec.n_gaussians,
-        config.run_dir.file_name().map_or_else(|| config.run_dir.display().to_string(), |n| format!("runs/{}", n.to_string_lossy()))
+        config.run_dir.file_name().map_or_else(
+            || config.run_dir.display().to_string(),
+            |n| format!("runs/{}", n.to_string_lossy())
+        )
     );
     let _ = writeln!(out, "## How it was trained\n");
     if let Some(dir) = &config.data_dir
