@@ -11,6 +11,16 @@ use crate::model::backend;
 use crate::train::progress::human_duration;
 use crate::train::vae::{VaeTrainConfig, train_vae};
 
+/// Where `collect` puts an env's rollouts unless told: `data/<env>`.
+pub(crate) fn default_data_dir(env: EnvKind) -> PathBuf {
+    PathBuf::from("data").join(env.name())
+}
+
+/// The run folder the stages share unless told: `runs/<env>`.
+pub(crate) fn default_run_dir(env: EnvKind) -> PathBuf {
+    PathBuf::from("runs").join(env.name())
+}
+
 /// Picks the backend (printing why, when it fell back) and says which one runs.
 fn select_backend(flag: Option<&str>) -> backend::Selection {
     let selection = backend::select(flag);
@@ -45,12 +55,12 @@ impl StageArgs {
     pub fn data_dir(&self) -> PathBuf {
         self.data
             .clone()
-            .unwrap_or_else(|| PathBuf::from("data").join(self.env.name()))
+            .unwrap_or_else(|| default_data_dir(self.env))
     }
     pub fn run_dir(&self) -> PathBuf {
         self.run
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(self.env.name()))
+            .unwrap_or_else(|| default_run_dir(self.env))
     }
 }
 
@@ -268,11 +278,11 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
         run_dir: args
             .run
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(args.env.name())),
+            .unwrap_or_else(|| default_run_dir(args.env)),
         data_dir: Some(
             args.data
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("data").join(args.env.name())),
+                .unwrap_or_else(|| default_data_dir(args.env)),
         ),
         models_dir: args.out.clone(),
         eval_episodes: args.eval_episodes,

@@ -75,11 +75,11 @@ impl TrainControllerArgs {
         let run = self
             .run
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(env.name()));
+            .unwrap_or_else(|| super::train::default_run_dir(env));
         let data = self
             .data
             .clone()
-            .unwrap_or_else(|| PathBuf::from("data").join(env.name()));
+            .unwrap_or_else(|| super::train::default_data_dir(env));
         let defaults = ControllerTrainConfig::new(env, run, data);
         ControllerTrainConfig {
             fitness: self.fitness,

@@ -14,7 +14,7 @@
 //! - **Departure from the paper:** Adam at 1e-3 (the paper: 1e-4 over 10M frames). We train on a
 //!   hundred times fewer frames; the larger step reaches a lower loss in that budget.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -265,6 +265,8 @@ struct FrameCache<'a> {
     files: &'a [RolloutInfo],
     loaded: HashMap<usize, Rollout>,
     last_use: HashMap<usize, usize>,
+    /// Files that failed to read (skipped from then on), and their errors in order.
+    unreadable: HashSet<usize>,
     failed: Vec<String>,
 }
 
@@ -280,6 +282,7 @@ impl<'a> FrameCache<'a> {
             files,
             loaded: HashMap::new(),
             last_use,
+            unreadable: HashSet::new(),
             failed: Vec::new(),
         }
     }
@@ -290,11 +293,7 @@ impl<'a> FrameCache<'a> {
         let mut out = Vec::with_capacity(batch.len());
         for &(f, t) in batch {
             if !self.loaded.contains_key(&f) {
-                if self
-                    .failed
-                    .iter()
-                    .any(|p| p.contains(&*self.files[f].path.to_string_lossy()))
-                {
+                if self.unreadable.contains(&f) {
                     continue;
                 }
                 match Rollout::read(&self.files[f].path) {
@@ -302,6 +301,7 @@ impl<'a> FrameCache<'a> {
                         self.loaded.insert(f, r);
                     }
                     Err(e) => {
+                        self.unreadable.insert(f);
                         self.failed.push(e.to_string());
                         continue;
                     }
