@@ -648,3 +648,41 @@ fn fireballs_glow_on_screen() {
     }
     panic!("no fireball came close in 600 tics");
 }
+
+#[test]
+fn fireball_pixels_count_fireballs_and_nothing_else() {
+    use dreamplay::envs::take_cover::fireball_pixels;
+    use dreamplay::envs::take_cover::sim::PLAYER_START_X;
+    let (mut near, mut empty) = (0, 0);
+    for seed in 0..4 {
+        let mut env = TakeCover::new(seed);
+        env.set_invulnerable(true);
+        for _ in 0..400 {
+            let Ok(step) = env.step(&[0.0]) else {
+                panic!("valid action")
+            };
+            let state = env.state();
+            let pixels = fireball_pixels(step.obs.as_raw());
+            let nearest = env
+                .fireballs()
+                .iter()
+                .map(|f| f.x - PLAYER_START_X)
+                // Closer, a fireball flying at the player's feet drops below the view.
+                .filter(|&dx| dx > 70.0)
+                .fold(f64::INFINITY, f64::min);
+            if env.fireballs().is_empty() && state.explosions.is_empty() {
+                // Walls, floor, imps (their eyes glow too) and the damage flash do not count.
+                assert_eq!(pixels, 0, "seed {seed} tic {}", env.tic());
+                empty += 1;
+            } else if nearest < 130.0 {
+                assert!(
+                    pixels >= dreamplay::train::vae::HAZARD_MIN_PIXELS,
+                    "a fireball {nearest:.0} units away shows {pixels} pixels (seed {seed} tic {})",
+                    env.tic()
+                );
+                near += 1;
+            }
+        }
+    }
+    assert!(near >= 10 && empty >= 100, "near {near}, empty {empty}");
+}

@@ -82,6 +82,10 @@ pub struct TrainVaeArgs {
     /// Train on every n-th frame (consecutive frames are near-duplicates).
     #[arg(long, default_value_t = 1)]
     pub frame_stride: usize,
+    /// Use each frame that shows a hazard (Take Cover's fireballs) this many times per epoch,
+    /// whatever the stride; 0 treats them like any frame. May change when resuming.
+    #[arg(long, default_value_t = 0)]
+    pub hazard_repeats: usize,
     /// Rollouts held in memory at once (frames are shuffled within them).
     #[arg(long, default_value_t = 16)]
     pub chunk: usize,
@@ -101,6 +105,7 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
     config.val_fraction = args.val_fraction;
     config.frame_stride = args.frame_stride;
     config.chunk = args.chunk;
+    config.hazard_repeats = args.hazard_repeats;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
     let selection = select_backend(stage.backend.as_deref());

@@ -53,6 +53,16 @@ impl EnvKind {
         }
     }
 
+    /// Pixels of a 64x64 RGB observation that show a hazard the agent must see: Take Cover's
+    /// fireballs (their fullbright core). CarRacing has none. `train-vae --hazard-repeats` uses it
+    /// to show V these rare, small, vital frames more often.
+    pub fn hazard_pixels(self, obs: &[u8]) -> usize {
+        match self {
+            EnvKind::CarRacing => 0,
+            EnvKind::TakeCover => take_cover::fireball_pixels(obs),
+        }
+    }
+
     /// A fresh env of this kind, already reset with `seed`.
     pub fn make(self, seed: u64) -> Box<dyn Env> {
         match self {

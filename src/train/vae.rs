@@ -61,6 +61,10 @@ pub struct VaeTrainConfig {
     pub chunk: usize,
     /// Steps between checkpoints within an epoch.
     pub checkpoint_every: usize,
+    /// Frames that show a hazard ([`EnvKind::hazard_pixels`], Take Cover's fireballs) are used this
+    /// many times per epoch, whatever the stride; 0 treats them like any frame. A schedule knob like
+    /// `epochs`: a resumed run may change it.
+    pub hazard_repeats: usize,
     pub seed: u64,
 }
 
@@ -77,6 +81,7 @@ impl VaeTrainConfig {
             frame_stride: 1,
             chunk: 16,
             checkpoint_every: 200,
+            hazard_repeats: 0,
             seed: 0,
         }
     }
@@ -206,8 +211,39 @@ pub fn split_rollouts(dir: &Path, val_fraction: f64) -> anyhow::Result<DataSplit
 /// One frame of the plan: (index into the training files, step).
 type FrameRef = (usize, usize);
 
-/// An epoch's batches, in order; depends only on (files, config, epoch).
-fn epoch_plan(files: &[RolloutInfo], config: &VaeTrainConfig, epoch: usize) -> Vec<Vec<FrameRef>> {
+/// A frame counts as showing a hazard from this many hazard pixels (a fireball of ~2x2 on screen).
+pub const HAZARD_MIN_PIXELS: usize = 4;
+
+/// Per training file, the steps whose frame shows a hazard; all empty when `hazard_repeats` is 0
+/// (no file is read then). An unreadable file gets none: the frame cache reports it later.
+fn hazard_steps(files: &[RolloutInfo], config: &VaeTrainConfig) -> Vec<Vec<usize>> {
+    if config.hazard_repeats == 0 {
+        return vec![Vec::new(); files.len()];
+    }
+    files
+        .iter()
+        .map(|info| match Rollout::read(&info.path) {
+            Ok(r) => (0..r.len())
+                .filter(|&t| {
+                    r.frame(t).is_some_and(|f| {
+                        f.as_slice()
+                            .is_some_and(|px| config.env.hazard_pixels(px) >= HAZARD_MIN_PIXELS)
+                    })
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        })
+        .collect()
+}
+
+/// An epoch's batches, in order; depends only on (files, hazards, config, epoch). Hazard frames
+/// (see [`hazard_steps`]) leave the strided selection and join `hazard_repeats` times each.
+fn epoch_plan(
+    files: &[RolloutInfo],
+    hazards: &[Vec<usize>],
+    config: &VaeTrainConfig,
+    epoch: usize,
+) -> Vec<Vec<FrameRef>> {
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ splitmix64(epoch as u64 + 1)));
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.shuffle(&mut rng);
@@ -220,11 +256,16 @@ fn epoch_plan(files: &[RolloutInfo], config: &VaeTrainConfig, epoch: usize) -> V
             } else {
                 0
             };
+            let hazard = &hazards[f];
             pool.extend(
                 (offset..files[f].len)
                     .step_by(config.frame_stride)
+                    .filter(|t| hazard.binary_search(t).is_err())
                     .map(|t| (f, t)),
             );
+            for _ in 0..config.hazard_repeats {
+                pool.extend(hazard.iter().map(|&t| (f, t)));
+            }
         }
         pool.shuffle(&mut rng);
         let whole = pool.len() / config.batch_size * config.batch_size;
@@ -429,7 +470,8 @@ pub fn train_vae<B: AutodiffBackend>(
     std::fs::create_dir_all(&vae_dir)
         .with_context(|| format!("cannot create {}", vae_dir.display()))?;
 
-    let plan0 = epoch_plan(&split.train, config, 0);
+    let hazards = hazard_steps(&split.train, config);
+    let plan0 = epoch_plan(&split.train, &hazards, config, 0);
     let frames_per_epoch = plan_frames(&plan0);
     let train_frames: usize = split.train.iter().map(|f| f.len).sum();
     if plan0.is_empty() {
@@ -497,6 +539,12 @@ pub fn train_vae<B: AutodiffBackend>(
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
     let (val_frames, val_failed) = validation_frames(&split.val);
+    // The held-out frames that show a hazard: scored apart, since they are few and the point.
+    let val_hazards: Vec<Vec<u8>> = val_frames
+        .iter()
+        .filter(|f| config.env.hazard_pixels(f) >= HAZARD_MIN_PIXELS)
+        .cloned()
+        .collect();
 
     let mut log = CsvLog::open(
         &vae_dir.join("loss.csv"),
@@ -516,12 +564,21 @@ pub fn train_vae<B: AutodiffBackend>(
     progress::say(
         &bar,
         format!(
-            "train-vae {}: {} training rollouts ({} frames, {} per epoch at stride {}), {} held out; {} batches of {} per epoch{}",
+            "train-vae {}: {} training rollouts ({} frames, {} per epoch at stride {}{}), {} held out; {} batches of {} per epoch{}",
             config.env,
             split.train.len(),
             train_frames,
             frames_per_epoch,
             config.frame_stride,
+            if config.hazard_repeats > 0 {
+                format!(
+                    ", {} hazard frames x {}",
+                    hazards.iter().map(Vec::len).sum::<usize>(),
+                    config.hazard_repeats
+                )
+            } else {
+                String::new()
+            },
             split.val.len(),
             batches_per_epoch,
             config.batch_size,
@@ -549,7 +606,7 @@ pub fn train_vae<B: AutodiffBackend>(
         let plan = if epoch == 0 {
             plan0.clone()
         } else {
-            epoch_plan(&split.train, config, epoch)
+            epoch_plan(&split.train, &hazards, config, epoch)
         };
         let mut cache = FrameCache::new(&split.train, &plan);
         for b in batch0..plan.len() {
@@ -597,15 +654,37 @@ pub fn train_vae<B: AutodiffBackend>(
                 val = (!val_frames.is_empty()).then(|| evaluate(&inner, &val_frames, device));
                 if let Some((vr, vk)) = val {
                     log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, vr, vk])?;
+                    let hazard_note = if val_hazards.is_empty() {
+                        String::new()
+                    } else {
+                        let (hr, _) = evaluate(&inner, &val_hazards, device);
+                        format!(", {hr:.2} on the {} that show a hazard", val_hazards.len())
+                    };
+                    progress::say(
+                        &bar,
+                        format!(
+                            "epoch {}: held-out recon {vr:.2} per frame{hazard_note}",
+                            epoch + 1
+                        ),
+                    );
                 }
-                let grid_frames = if val_frames.is_empty() {
-                    &frames
+                let mut grid_frames = if val_frames.is_empty() {
+                    frames.clone()
                 } else {
-                    &val_frames
+                    val_frames.clone()
                 };
+                // The second row shows hazards where there are any, so the PNG answers "does V see them?".
+                if val_hazards.len() >= 8 && grid_frames.len() >= 8 {
+                    let n = grid_frames.len();
+                    let mut picked: Vec<Vec<u8>> =
+                        (0..8).map(|i| grid_frames[i * n / 8].clone()).collect();
+                    let m = val_hazards.len();
+                    picked.extend((0..8).map(|i| val_hazards[i * m / 8].clone()));
+                    grid_frames = picked;
+                }
                 save_reconstruction_grid(
                     &inner,
-                    grid_frames,
+                    &grid_frames,
                     8,
                     &vae_dir.join("reconstructions.png"),
                     device,
@@ -742,4 +821,76 @@ fn write_run_bundle<B: Backend>(
     let path = super::run_model_path(&config.run_dir);
     bundle::save(&bundle, &path, Precision::F32)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_files(lens: &[usize]) -> Vec<RolloutInfo> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &len)| RolloutInfo {
+                path: PathBuf::from(format!("rollout-{i}.npz")),
+                len,
+                action_dim: 1,
+                total_reward: 0.0,
+                terminated: true,
+                env_seed: None,
+                bytes: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hazard_frames_skip_the_stride_and_repeat() {
+        let files = fake_files(&[40, 33, 57]);
+        let hazards = vec![vec![1, 2, 3, 30], vec![], vec![0, 56]];
+        let mut config = VaeTrainConfig::new(EnvKind::TakeCover, "d".into(), "r".into());
+        config.batch_size = 1;
+        config.frame_stride = 4;
+        config.hazard_repeats = 3;
+        for epoch in 0..3 {
+            let plan = epoch_plan(&files, &hazards, &config, epoch);
+            let mut uses = std::collections::HashMap::<FrameRef, usize>::new();
+            for frame in plan.iter().flatten() {
+                *uses.entry(*frame).or_default() += 1;
+            }
+            for (f, steps) in hazards.iter().enumerate() {
+                for &t in steps {
+                    assert_eq!(uses.get(&(f, t)), Some(&3), "hazard frame ({f}, {t})");
+                }
+                let ordinary: Vec<usize> = uses
+                    .iter()
+                    .filter(|((file, t), _)| *file == f && !steps.contains(t))
+                    .map(|(&(_, t), &n)| {
+                        assert_eq!(n, 1, "an ordinary frame is used once");
+                        t
+                    })
+                    .collect();
+                // One stride phase per file per epoch.
+                let phase = ordinary[0] % 4;
+                assert!(
+                    ordinary.iter().all(|t| t % 4 == phase),
+                    "file {f}: {ordinary:?}"
+                );
+                let expected = (phase..files[f].len)
+                    .step_by(4)
+                    .filter(|t| !steps.contains(t))
+                    .count();
+                assert_eq!(ordinary.len(), expected, "file {f}");
+            }
+        }
+        // Without repeats the plan is the strided one, as before hazards existed.
+        config.hazard_repeats = 0;
+        let none = vec![Vec::new(); files.len()];
+        let plan = epoch_plan(&files, &none, &config, 0);
+        for (f, info) in files.iter().enumerate() {
+            let n = plan.iter().flatten().filter(|(file, _)| *file == f).count();
+            assert!(
+                (info.len / 4..=info.len.div_ceil(4)).contains(&n),
+                "file {f}: {n}"
+            );
+        }
+    }
 }

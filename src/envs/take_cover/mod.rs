@@ -173,3 +173,15 @@ impl Env for TakeCover {
         serde_json::to_value(&self.world.state).unwrap_or(serde_json::Value::Null)
     }
 }
+
+/// Pixels of an RGB frame (any size) lit by a fireball's fullbright core: red near full, green well
+/// above the brick and floor, blue clearly below red. Nothing else in the room is that bright and
+/// warm; the damage flash is red without the green.
+pub fn fireball_pixels(rgb: &[u8]) -> usize {
+    rgb.chunks_exact(3)
+        .filter(|px| {
+            let [r, g, b] = [px[0], px[1], px[2]].map(i32::from);
+            r > 180 && g > 110 && b < 150 && r - b > 60
+        })
+        .count()
+}
