@@ -45,6 +45,10 @@ pub enum DreamError {
     BadIndex { index: usize, batch: usize },
     #[error("reset got {frames} frames for {indices} dreams")]
     FrameCount { frames: usize, indices: usize },
+    #[error("z has {got} values, the dream's has {expected}")]
+    WrongZLength { expected: usize, got: usize },
+    #[error("z[{index}] is {value}, not a finite number")]
+    ZNotFinite { index: usize, value: f32 },
 }
 
 /// How a dream decides that M's done head has fired.
@@ -189,11 +193,34 @@ impl<B: Backend> DreamBatch<B> {
         }
     }
 
+    fn check_z(&self, z: &[f32]) -> Result<(), DreamError> {
+        if z.len() != self.z_size() {
+            return Err(DreamError::WrongZLength {
+                expected: self.z_size(),
+                got: z.len(),
+            });
+        }
+        match z.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            Some((index, &value)) => Err(DreamError::ZNotFinite { index, value }),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces dream `i`'s latent and keeps M's memory (h, c): how the playground makes M follow
+    /// reality, and how the latent explorer edits z mid-dream.
+    pub fn set_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
+        self.check_index(i)?;
+        self.check_z(z)?;
+        let zs = self.z_size();
+        self.z[i * zs..(i + 1) * zs].copy_from_slice(z);
+        Ok(())
+    }
+
     /// Sets dream `i` to latent `z` with a zero LSTM state.
     pub fn reset_to_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
         self.check_index(i)?;
+        self.check_z(z)?;
         let (zs, hs) = (self.z_size(), self.hidden_size());
-        assert_eq!(z.len(), zs, "reset_to_z needs a z of z_size");
         self.z[i * zs..(i + 1) * zs].copy_from_slice(z);
         self.hidden[i * hs..(i + 1) * hs].fill(0.0);
         self.cell[i * hs..(i + 1) * hs].fill(0.0);
@@ -381,9 +408,19 @@ impl<B: Backend> Dream<B> {
         self.inner.reset_random(0, rng).expect("dream 0 exists");
     }
 
-    /// Sets z directly (the latent explorer), h = c = 0.
-    pub fn reset_to_z(&mut self, z: &[f32]) {
-        self.inner.reset_to_z(0, z).expect("dream 0 exists");
+    /// Sets z directly, h = c = 0.
+    pub fn reset_to_z(&mut self, z: &[f32]) -> Result<(), DreamError> {
+        self.inner.reset_to_z(0, z)
+    }
+
+    /// Replaces z and keeps M's memory (h, c).
+    pub fn set_z(&mut self, z: &[f32]) -> Result<(), DreamError> {
+        self.inner.set_z(0, z)
+    }
+
+    /// How M's done head ends the dream (the paper's threshold unless set).
+    pub fn set_done_rule(&mut self, rule: DoneRule) {
+        self.inner.set_done_rule(rule);
     }
 
     /// One step of M at temperature `tau`.

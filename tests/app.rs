@@ -14,12 +14,16 @@ use dreamplay::app::commands::{Mode, PlayCommand};
 use dreamplay::app::drive::Driver;
 use dreamplay::app::lecture::Presentation;
 use dreamplay::app::sim::{Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session};
-use dreamplay::app::world_model::{DreamOutcome, DreamRunner, ModelStatus, WorldModelRuntime};
+use dreamplay::app::world_model::{
+    DreamOutcome, DreamRunner, ModelStatus, View, WorldModelRuntime,
+};
 use dreamplay::app::{LogicPlugin, PlayOptions};
 use dreamplay::envs::{EnvKind, Frame};
 
-/// The action the fake controller always takes: hard right, full gas.
+/// The action the fake controller takes in the dream: right, full gas.
 const FAKE_C_ACTION: [f32; 3] = [0.5, 1.0, 0.0];
+/// The action it takes in reality, once the reality-following M has seen a frame: left, half gas.
+const FAKE_C_REAL_ACTION: [f32; 3] = [-0.5, 0.5, 0.0];
 /// The fake dream predicts "done" after this many steps.
 const FAKE_DONE_AFTER: u32 = 5;
 
@@ -28,6 +32,9 @@ struct FakeDream {
     z: Vec<f32>,
     steps: u32,
     controller: bool,
+    /// The reality-following M: whether it has seen a frame, and the actions it has followed.
+    real_seen: bool,
+    real_followed: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl FakeDream {
@@ -36,6 +43,8 @@ impl FakeDream {
             z: vec![0.0; 4],
             steps: 0,
             controller,
+            real_seen: false,
+            real_followed: Default::default(),
         }
     }
 }
@@ -99,8 +108,27 @@ impl DreamRunner for FakeDream {
     fn z(&self) -> Vec<f32> {
         self.z.clone()
     }
-    fn controller_action(&self) -> Option<Vec<f32>> {
-        self.controller.then(|| FAKE_C_ACTION.to_vec())
+    fn observe_reality(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
+        self.real_seen = true;
+        self.encode(frame)
+    }
+    fn advance_reality(&mut self, _action: &[f32]) -> anyhow::Result<()> {
+        anyhow::ensure!(self.real_seen, "advanced before seeing a frame");
+        self.real_followed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn reset_reality(&mut self) {
+        self.real_followed
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn controller_action(&self, view: View) -> Option<Vec<f32>> {
+        match view {
+            View::Dream => self.controller.then(|| FAKE_C_ACTION.to_vec()),
+            View::Reality => {
+                (self.controller && self.real_seen).then(|| FAKE_C_REAL_ACTION.to_vec())
+            }
+        }
     }
 }
 
@@ -275,8 +303,8 @@ fn the_controller_drives_until_a_human_touches_the_controls() {
     frames(&mut app, 2);
     assert_eq!(
         session(&app).last_action,
-        FAKE_C_ACTION.to_vec(),
-        "C's action reaches the env"
+        FAKE_C_REAL_ACTION.to_vec(),
+        "C's action, from reality's state, reaches the env"
     );
 
     keys(&mut app).press(KeyCode::ArrowLeft);
@@ -730,4 +758,35 @@ fn a_broken_model_file_is_explained_and_reality_still_runs() {
     frames(&mut app, 2);
     assert!(!app.world().resource::<DreamEpisode>().forked);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn c_sees_reality_when_it_drives_reality_and_the_dream_in_the_dream() {
+    let runner = FakeDream::new(true);
+    let followed = runner.real_followed.clone();
+    let mut app = app_for(EnvKind::CarRacing);
+    app.insert_resource(WorldModelRuntime::ready(Box::new(runner)));
+    tap(&mut app, KeyCode::KeyC);
+    assert_eq!(session(&app).driver, Driver::Controller);
+
+    // Lockstep: reality and the dream both take C's action from reality's state.
+    tap(&mut app, KeyCode::F7);
+    assert_eq!(session(&app).mode, Mode::Lockstep);
+    let before = followed.load(std::sync::atomic::Ordering::Relaxed);
+    frames(&mut app, 4);
+    assert_eq!(session(&app).last_action, FAKE_C_REAL_ACTION.to_vec());
+    assert!(
+        followed.load(std::sync::atomic::Ordering::Relaxed) >= before + 3,
+        "M follows reality step by step"
+    );
+
+    // A new real episode: the reality-following memory starts over.
+    tap(&mut app, KeyCode::Backspace);
+    assert!(followed.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+
+    // Drive the dream: C acts from the dream's state.
+    tap(&mut app, KeyCode::F6);
+    assert_eq!(session(&app).mode, Mode::DriveDream);
+    frames(&mut app, 2);
+    assert_eq!(session(&app).last_action, FAKE_C_ACTION.to_vec());
 }

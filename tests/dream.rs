@@ -103,7 +103,7 @@ fn batched_dreams_equal_single_dreams_and_reset_independently() {
     }
     for i in 0..n {
         let mut single = Dream::new(vae.clone(), rnn.clone(), &device);
-        single.reset_to_z(&starts[i]);
+        single.reset_to_z(&starts[i]).expect("a z of z_size");
         for _ in 0..5 {
             single
                 .step(&actions[i * 3..(i + 1) * 3], 0.0, &mut rng)

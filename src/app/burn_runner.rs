@@ -1,26 +1,20 @@
 //! The real [`DreamRunner`]: V, M and C from a model bundle, on the backend `model::backend` picks.
-//!
-//! It steps M itself (`MdnRnn::step_packed` + `sample_z`) rather than through `dream::Dream`,
-//! because the playground needs one thing `Dream` does not offer: replacing z while keeping M's
-//! state (h, c), which is how M follows reality while reality drives, and how the latent explorer's
-//! sliders edit z mid-dream. (A `Dream::set_z` would let this file shrink to a thin adapter.)
+//! A thin adapter over [`Dream`], so the app dreams exactly as `train-controller` and `eval` do.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution as _, StandardNormal};
 
 use super::world_model::{
-    DreamOutcome, DreamRunner, ModelStatus, WorldModelRuntime, training_commands,
+    DreamOutcome, DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands,
 };
-use crate::envs::{EnvKind, Frame};
+use crate::dream::{DoneRule, Dream};
+use crate::envs::{EnvKind, Frame, OBS_SIZE};
+use crate::model::Controller;
 use crate::model::bundle::{self, Expect};
-use crate::model::mdrnn::sample_z;
-use crate::model::{Controller, ConvVae, MdnRnn, MdnRnnState};
 
 /// Seed of the dream's sampling RNG: a session replays the same dream for the same inputs.
 const DREAM_RNG_SEED: u64 = 0x00D2_EA11;
@@ -65,16 +59,10 @@ pub struct BurnRunner<B: Backend> {
 }
 
 struct Inner<B: Backend> {
-    vae: ConvVae<B>,
-    rnn: MdnRnn<B>,
+    dream: Dream<B>,
+    /// M following reality: z from V each step, memory carried, its own predictions unused.
+    follower: Dream<B>,
     controller: Option<Controller>,
-    device: B::Device,
-    /// `[z_size]`: the dream's current latent.
-    z: Vec<f32>,
-    /// M's state on the device, and its host copies for C.
-    state: MdnRnnState<B>,
-    hidden: Vec<f32>,
-    cell: Vec<f32>,
     rng: ChaCha8Rng,
 }
 
@@ -108,15 +96,16 @@ impl<B: Backend> BurnRunner<B> {
             .controller
             .filter(|c| c.z_size() == z_size && c.hidden_size() == hidden_size);
         let has_controller = controller.is_some();
+        // The paper's threshold and tau 0 make the follower's steps draw no random numbers.
+        let follower = Dream::new(vae.clone(), rnn.clone(), &device);
+        let mut dream = Dream::new(vae, rnn, &device);
+        // Done is drawn with the done head's probability, as C was evolved: the paper's logit > 0
+        // never fires with the shipped M, and a dream that cannot end has no danger to show.
+        dream.set_done_rule(DoneRule::Sample);
         let inner = Inner {
-            state: MdnRnnState::zeros(1, hidden_size, &device),
-            vae,
-            rnn,
+            dream,
+            follower,
             controller,
-            device,
-            z: vec![0.0; z_size],
-            hidden: vec![0.0; hidden_size],
-            cell: vec![0.0; hidden_size],
             rng: ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED),
         };
         Ok(Self {
@@ -133,41 +122,23 @@ impl<B: Backend> BurnRunner<B> {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, Inner<B>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
-impl<B: Backend> Inner<B> {
-    fn reset_state(&mut self) {
-        let hs = self.hidden.len();
-        self.state = MdnRnnState::zeros(1, hs, &self.device);
-        self.hidden.fill(0.0);
-        self.cell.fill(0.0);
-    }
-
-    fn encode(&self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
-        anyhow::ensure!(
-            frame.width() == crate::envs::OBS_SIZE && frame.height() == crate::envs::OBS_SIZE,
-            "V takes {0}x{0} frames, got {1}x{2}",
-            crate::envs::OBS_SIZE,
-            frame.width(),
-            frame.height()
-        );
-        let (mu, _logvar) = self.vae.encode_frames(&[frame], &self.device);
-        Ok(mu)
-    }
-
-    fn decode(&self, z: &[f32]) -> anyhow::Result<Frame> {
-        anyhow::ensure!(
-            z.len() == self.z.len(),
-            "z has {} values, V takes {}",
-            z.len(),
-            self.z.len()
-        );
-        self.vae
-            .decode_to_frames(z, &self.device)
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("V decoded no frame"))
-    }
+/// V takes the paper's 64x64 frames only.
+fn check_frame(frame: &Frame) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        frame.width() == OBS_SIZE && frame.height() == OBS_SIZE,
+        "V takes {OBS_SIZE}x{OBS_SIZE} frames, got {}x{}",
+        frame.width(),
+        frame.height()
+    );
+    Ok(())
 }
 
 impl<B: Backend> DreamRunner for BurnRunner<B> {
@@ -184,111 +155,87 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
-        self.inner().encode(frame)
+        check_frame(frame)?;
+        let batch = self.inner().dream.batch();
+        Ok(batch.vae().encode_frames(&[frame], batch.device()).0)
     }
 
     fn decode(&mut self, z: &[f32]) -> anyhow::Result<Frame> {
-        self.inner().decode(z)
+        let z_size = self.z_size;
+        anyhow::ensure!(
+            z.len() == z_size,
+            "z has {} values, V takes {z_size}",
+            z.len()
+        );
+        let batch = self.inner().dream.batch();
+        batch
+            .vae()
+            .decode_to_frames(z, batch.device())
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("V decoded no frame"))
     }
 
     fn reset_from_frame(&mut self, frame: &Frame) -> anyhow::Result<()> {
-        let inner = self.inner();
-        inner.z = inner.encode(frame)?;
-        inner.reset_state();
+        check_frame(frame)?;
+        self.inner().dream.reset_from_frame(frame);
         Ok(())
     }
 
     fn reset_random(&mut self) -> anyhow::Result<()> {
         let inner = self.inner();
-        let n = inner.z.len();
-        inner.z = (0..n)
-            .map(|_| StandardNormal.sample(&mut inner.rng))
-            .collect();
-        inner.reset_state();
+        inner.dream.reset_random(&mut inner.rng);
         Ok(())
     }
 
     fn set_z(&mut self, z: &[f32]) -> anyhow::Result<()> {
-        let inner = self.inner();
-        anyhow::ensure!(
-            z.len() == inner.z.len(),
-            "z has {} values, the model's has {}",
-            z.len(),
-            inner.z.len()
-        );
-        anyhow::ensure!(z.iter().all(|v| v.is_finite()), "z has a non-finite value");
-        inner.z.copy_from_slice(z);
-        Ok(())
+        Ok(self.inner().dream.set_z(z)?)
     }
 
     fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamOutcome> {
         let inner = self.inner();
-        let (zs, hs, a, k) = (
-            inner.z.len(),
-            inner.hidden.len(),
-            inner.rnn.action_size(),
-            inner.rnn.n_gaussians(),
-        );
-        anyhow::ensure!(
-            action.len() == a,
-            "M takes {a} action values, got {}",
-            action.len()
-        );
-        anyhow::ensure!(
-            action.iter().all(|v| v.is_finite()),
-            "the action has a non-finite value"
-        );
-        let z = Tensor::<B, 2>::from_data(TensorData::new(inner.z.clone(), [1, zs]), &inner.device);
-        let act =
-            Tensor::<B, 2>::from_data(TensorData::new(action.to_vec(), [1, a]), &inner.device);
-        let (packed, state) = inner.rnn.step_packed(z, act, inner.state.clone());
-        inner.state = state;
-        let packed = packed
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|err| anyhow::anyhow!("reading M's output: {err:?}"))?;
-        // Layout (MdnRnn::step_packed): [logmix | mu | logsigma | done_logit | reward | hidden | cell].
-        let zk = zs * k;
-        anyhow::ensure!(
-            packed.len() == 3 * zk + 2 + 2 * hs,
-            "M returned {} values",
-            packed.len()
-        );
-        let (logmix, rest) = packed.split_at(zk);
-        let (mu, rest) = rest.split_at(zk);
-        let (logsigma, rest) = rest.split_at(zk);
-        inner.z = sample_z(logmix, mu, logsigma, k, tau, &mut inner.rng);
-        let (done_logit, reward) = (rest[0], rest[1]);
-        inner.hidden.copy_from_slice(&rest[2..2 + hs]);
-        inner.cell.copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
-        // Done is drawn with the done head's probability, as C was evolved (`DoneRule::Sample`):
-        // the paper's logit > 0 never fires with the shipped M, and a dream that cannot end has no
-        // danger to show at high tau.
-        let done_probability = 1.0 / (1.0 + (-done_logit).exp());
-        let done = rand::Rng::random::<f32>(&mut inner.rng) < done_probability;
-        Ok(DreamOutcome { reward, done })
+        let step = inner.dream.step(action, tau, &mut inner.rng)?;
+        Ok(DreamOutcome {
+            reward: step.reward,
+            done: step.done,
+        })
     }
 
     fn frame(&mut self) -> anyhow::Result<Frame> {
-        let inner = self.inner();
-        let z = inner.z.clone();
-        inner.decode(&z)
+        Ok(self.inner().dream.frame())
     }
 
     fn z(&self) -> Vec<f32> {
-        match self.inner.lock() {
-            Ok(inner) => inner.z.clone(),
-            Err(poisoned) => poisoned.into_inner().z.clone(),
-        }
+        self.locked().dream.z().to_vec()
     }
 
-    fn controller_action(&self) -> Option<Vec<f32>> {
-        let inner = match self.inner.lock() {
-            Ok(inner) => inner,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+    fn observe_reality(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
+        let z = self.encode(frame)?;
+        self.inner().follower.set_z(&z)?;
+        Ok(z)
+    }
+
+    fn advance_reality(&mut self, action: &[f32]) -> anyhow::Result<()> {
+        let inner = self.inner();
+        inner.follower.step(action, 0.0, &mut inner.rng)?;
+        Ok(())
+    }
+
+    fn reset_reality(&mut self) {
+        let follower = &mut self.inner().follower;
+        let z = follower.z().to_vec();
+        follower
+            .reset_to_z(&z)
+            .expect("the follower's own z has its size and is finite");
+    }
+
+    fn controller_action(&self, view: View) -> Option<Vec<f32>> {
+        let inner = self.locked();
         let controller = inner.controller.as_ref()?;
-        Some(controller.act(&inner.z, &inner.cell, &inner.hidden))
+        let state = match view {
+            View::Dream => &inner.dream,
+            View::Reality => &inner.follower,
+        };
+        Some(controller.act(state.z(), state.cell(), state.hidden()))
     }
 }

@@ -6,7 +6,8 @@
 //!   env, then step M with the same action: the dream pane shows M's one-step prediction.
 //! - Drive the dream: act from the dream's state, step M only; a predicted done (or the time limit)
 //!   restarts the dream from where it was forked.
-//! - Lockstep: the same action to reality and to a dream forked from it; the gap is recorded.
+//! - Lockstep: the same action to reality and to a dream forked from it; the gap is recorded. C,
+//!   when it drives, sees reality (V of the real frame, the memory of an M that follows reality).
 //! - Latent explorer: nothing, unless single-stepped.
 
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use super::drive::{
     next_driver,
 };
 use super::input::HumanControls;
-use super::world_model::{DreamRunner, ModelStatus, WorldModelRuntime, load_runtime};
+use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, load_runtime};
 use crate::envs::{Env, EnvKind, Frame};
 
 pub(super) fn plugin(app: &mut App) {
@@ -380,6 +381,9 @@ fn apply_sim_commands(
             }
             PlayCommand::ResetEpisode => {
                 reality.next_episode();
+                if let Some(runner) = runtime.runner.as_deref_mut() {
+                    runner.reset_reality();
+                }
                 if matches!(session.mode, Mode::Lockstep | Mode::DriveReality) {
                     fork_from_reality(&reality, &mut dream, &mut runtime, &mut notice);
                     divergence.clear();
@@ -594,22 +598,26 @@ fn step_sim(
     session.driver = next_driver(session.driver, human_active, false, available);
     session.human_axes.advance(env, &input);
 
+    let has_runner = runtime.runner.is_some();
     match session.mode {
         Mode::DriveReality => {
-            let has_runner = runtime.runner.is_some();
-            // Keep M in step with reality: z from V, h carried over.
+            // Keep M in step with reality: z from V, h carried over; the dream pane shows its
+            // one-step prediction.
             if has_runner {
                 let obs = reality.obs.clone();
                 with_runner(&mut runtime, &mut notice, |runner| {
-                    let z = runner.encode(&obs)?;
+                    let z = runner.observe_reality(&obs)?;
                     runner.set_z(&z)
                 });
             }
-            let action = choose_action(&session, &runtime);
-            if let Err(err) = reality.step(&action) {
-                notice.show(format!("the env refused the action: {err}"));
-                return;
-            }
+            let action = choose_action(&session, &runtime, View::Reality);
+            let episode_ended = match reality.step(&action) {
+                Ok(ended) => ended,
+                Err(err) => {
+                    notice.show(format!("the env refused the action: {err}"));
+                    return;
+                }
+            };
             if has_runner {
                 let started = Instant::now();
                 let stepped = with_runner(&mut runtime, &mut notice, |runner| {
@@ -620,6 +628,7 @@ fn step_sim(
                     dream.forked = true;
                     dream.generation += 1;
                 }
+                follow_reality(&action, episode_ended, &mut runtime, &mut notice);
             }
             session.last_action = action;
         }
@@ -627,7 +636,7 @@ fn step_sim(
             if !dream.forked {
                 return;
             }
-            let action = choose_action(&session, &runtime);
+            let action = choose_action(&session, &runtime, View::Dream);
             step_dream(
                 &action,
                 &session,
@@ -639,7 +648,14 @@ fn step_sim(
             session.last_action = action;
         }
         Mode::Lockstep => {
-            let action = choose_action(&session, &runtime);
+            // C drives reality here; the dream gets the same actions.
+            if has_runner {
+                let obs = reality.obs.clone();
+                with_runner(&mut runtime, &mut notice, |runner| {
+                    runner.observe_reality(&obs)
+                });
+            }
+            let action = choose_action(&session, &runtime, View::Reality);
             let episode_ended = match reality.step(&action) {
                 Ok(ended) => ended,
                 Err(err) => {
@@ -648,6 +664,9 @@ fn step_sim(
                 }
             };
             session.last_action = action.clone();
+            if has_runner {
+                follow_reality(&action, episode_ended, &mut runtime, &mut notice);
+            }
             if episode_ended {
                 fork_from_reality(&reality, &mut dream, &mut runtime, &mut notice);
                 divergence.clear();
@@ -678,7 +697,7 @@ fn step_sim(
         Mode::LatentExplorer => {
             // Paused by design; a single step (N) moves the dream on once.
             if session.paused && dream.forked {
-                let action = choose_action(&session, &runtime);
+                let action = choose_action(&session, &runtime, View::Dream);
                 step_dream(
                     &action,
                     &session,
@@ -693,13 +712,30 @@ fn step_sim(
     }
 }
 
-/// The action for this step: the human's axes, or C's action from the dream's state.
-fn choose_action(session: &Session, runtime: &WorldModelRuntime) -> Vec<f32> {
+/// Moves the reality-following M on by the action reality took; forgets it when the episode ended.
+fn follow_reality(
+    action: &[f32],
+    episode_ended: bool,
+    runtime: &mut WorldModelRuntime,
+    notice: &mut Notice,
+) {
+    with_runner(runtime, notice, |runner| {
+        if episode_ended {
+            runner.reset_reality();
+            Ok(())
+        } else {
+            runner.advance_reality(action)
+        }
+    });
+}
+
+/// The action for this step: the human's axes, or C's action from the state of `view`.
+fn choose_action(session: &Session, runtime: &WorldModelRuntime, view: View) -> Vec<f32> {
     if session.driver == Driver::Controller
         && let Some(action) = runtime
             .runner
             .as_ref()
-            .and_then(|runner| runner.controller_action())
+            .and_then(|runner| runner.controller_action(view))
     {
         return action;
     }

@@ -21,7 +21,17 @@ pub struct DreamOutcome {
     pub done: bool,
 }
 
-/// A world model the app can drive: V to see, M to dream, C to act. One dream at a time.
+/// Whose state C reads when it drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The dream's z and M's memory of it.
+    Dream,
+    /// V's encoding of the real frame and the memory of an M that follows reality, as in `eval`.
+    Reality,
+}
+
+/// A world model the app can drive: V to see, M to dream, C to act. One dream at a time, plus an
+/// M that follows reality so that C can drive the real env while the dream runs on its own.
 ///
 /// "The dream's state" is z plus M's recurrent state (h, c).
 pub trait DreamRunner: Send + Sync {
@@ -59,8 +69,15 @@ pub trait DreamRunner: Send + Sync {
     fn frame(&mut self) -> anyhow::Result<Frame>;
     /// The dream's current z.
     fn z(&self) -> Vec<f32>;
-    /// C's action from the dream's state ([z, h] or [z, c, h]); `None` without a controller.
-    fn controller_action(&self) -> Option<Vec<f32>>;
+    /// The reality-following M sees a real frame: its z becomes V's encoding, returned.
+    fn observe_reality(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>>;
+    /// The reality-following M's memory moves on by the action reality was given.
+    fn advance_reality(&mut self, action: &[f32]) -> anyhow::Result<()>;
+    /// Forgets the reality-following memory: a new real episode.
+    fn reset_reality(&mut self);
+    /// C's action ([z, h] or [z, c, h]) from the dream's state or from reality's; `None` without
+    /// a controller.
+    fn controller_action(&self, view: View) -> Option<Vec<f32>>;
 }
 
 /// Why there is no runner, said so that a user can fix it.

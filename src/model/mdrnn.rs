@@ -435,23 +435,6 @@ pub fn sample_mixture<R: Rng + ?Sized>(
     mu[chosen] + logsigma[chosen].exp() * tau.sqrt() * eps
 }
 
-/// Samples a whole batch of z from host copies of the mixture, each laid out `[n, z, k]`.
-pub fn sample_z<R: Rng + ?Sized>(
-    logmix: &[f32],
-    mu: &[f32],
-    logsigma: &[f32],
-    n_gaussians: usize,
-    tau: f32,
-    rng: &mut R,
-) -> Vec<f32> {
-    logmix
-        .chunks_exact(n_gaussians)
-        .zip(mu.chunks_exact(n_gaussians))
-        .zip(logsigma.chunks_exact(n_gaussians))
-        .map(|((l, m), s)| sample_mixture(l, m, s, tau, rng))
-        .collect()
-}
-
 fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
