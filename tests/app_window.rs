@@ -220,6 +220,31 @@ fn a_window_that_cannot_open_says_what_to_do() {
     }
 }
 
+#[test]
+fn no_graphics_adapter_says_what_to_install() {
+    // A display, but a Vulkan loader with no driver to load, and bevy asked for Vulkan only.
+    let output = Command::new(env!("CARGO_BIN_EXE_dreamplay"))
+        .args(["play"])
+        .env("DISPLAY", ":99")
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .expect("the binary runs");
+    if cfg!(target_os = "linux") {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("no graphics adapter") && stderr.contains("mesa-vulkan-drivers"),
+            "stderr: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "a clear error, not a panic: {stderr}"
+        );
+    }
+}
+
 /// With the models that ship in `models/`: V's reconstruction looks like V's input (a trained V, not
 /// random weights), and the dream pane shows a picture. This is the README screenshot's setup.
 #[test]

@@ -154,6 +154,7 @@ fn spawn_camera(mut commands: Commands) {
 /// Opens the playground window and runs until it closes.
 pub fn run(options: PlayOptions) -> anyhow::Result<()> {
     check_display()?;
+    check_render_adapter()?;
     let (width, height) = options.window_size;
     let window = Window {
         title: format!("dreamplay: World Models you can play ({})", options.env),
@@ -178,6 +179,30 @@ pub fn run(options: PlayOptions) -> anyhow::Result<()> {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => anyhow::bail!("the playground exited with code {code}"),
     }
+}
+
+/// The window is drawn through wgpu, and bevy panics when no adapter exists ("Unable to find a
+/// GPU"). Probe first, over the same backends bevy asks for (`WGPU_BACKEND`, else all), and say
+/// what to install instead.
+fn check_render_adapter() -> anyhow::Result<()> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let found = std::panic::catch_unwind(|| {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        bevy::tasks::block_on(instance.enumerate_adapters(backends)).len()
+    })
+    .unwrap_or(0);
+    if found == 0 {
+        anyhow::bail!(
+            "no graphics adapter to draw the window with (wgpu found none for {backends:?}).\n\
+             Install a Vulkan driver for your GPU, or Mesa's software one:\n\
+             \n    sudo apt-get install mesa-vulkan-drivers\n\n\
+             The models, training and the envs need no window: dreamplay --help"
+        );
+    }
+    Ok(())
 }
 
 /// A window needs a display: say what to do instead of letting the windowing backend panic.
