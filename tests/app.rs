@@ -184,6 +184,10 @@ fn session(app: &App) -> &Session {
     app.world().resource::<Session>()
 }
 
+fn mode(app: &App) -> Mode {
+    *app.world().resource::<State<Mode>>().get()
+}
+
 fn real_steps(app: &App) -> u32 {
     app.world().resource::<Reality>().steps()
 }
@@ -415,7 +419,7 @@ fn modes_step_the_right_things() {
 
     // Drive the dream: reality freezes, the dream steps and restarts on a predicted done.
     tap(&mut app, KeyCode::F6);
-    assert_eq!(session(&app).mode, Mode::DriveDream);
+    assert_eq!(mode(&app), Mode::DriveDream);
     let frozen = real_steps(&app);
     frames(&mut app, 3);
     assert_eq!(
@@ -436,7 +440,7 @@ fn modes_step_the_right_things() {
 
     // Lockstep: both step, and the gap is recorded.
     tap(&mut app, KeyCode::F7);
-    assert_eq!(session(&app).mode, Mode::Lockstep);
+    assert_eq!(mode(&app), Mode::Lockstep);
     let before = real_steps(&app);
     frames(&mut app, 4);
     assert!(real_steps(&app) > before);
@@ -447,7 +451,7 @@ fn modes_step_the_right_things() {
 
     // Latent explorer: nothing steps; the sliders set z; N steps the dream once.
     tap(&mut app, KeyCode::F8);
-    assert_eq!(session(&app).mode, Mode::LatentExplorer);
+    assert_eq!(mode(&app), Mode::LatentExplorer);
     let frozen = real_steps(&app);
     let dream_steps = app.world().resource::<DreamEpisode>().steps;
     frames(&mut app, 3);
@@ -501,7 +505,7 @@ fn single_step_in_the_latent_explorer_steps_the_dream_once() {
 fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
     let mut app = app_for(EnvKind::CarRacing);
     tap(&mut app, KeyCode::KeyM);
-    assert_eq!(session(&app).mode, Mode::DriveDream);
+    assert_eq!(mode(&app), Mode::DriveDream);
     let frozen = real_steps(&app);
     frames(&mut app, 3);
     assert_eq!(real_steps(&app), frozen);
@@ -516,7 +520,7 @@ fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
     );
     for expected in [Mode::Lockstep, Mode::LatentExplorer, Mode::DriveReality] {
         tap(&mut app, KeyCode::KeyM);
-        assert_eq!(session(&app).mode, expected);
+        assert_eq!(mode(&app), expected);
     }
     let before = real_steps(&app);
     frames(&mut app, 2);
@@ -552,11 +556,7 @@ fn switching_env_swaps_reality_rate_and_model() {
     tap(&mut app, KeyCode::KeyE);
     assert_eq!(session(&app).env, EnvKind::TakeCover);
     assert_eq!(app.world().resource::<Reality>().kind(), EnvKind::TakeCover);
-    assert_eq!(
-        session(&app).mode,
-        Mode::Lockstep,
-        "the mode survives the switch"
-    );
+    assert_eq!(mode(&app), Mode::Lockstep, "the mode survives the switch");
     assert_eq!(
         session(&app).driver,
         Driver::Human,
@@ -771,7 +771,7 @@ fn c_sees_reality_when_it_drives_reality_and_the_dream_in_the_dream() {
 
     // Lockstep: reality and the dream both take C's action from reality's state.
     tap(&mut app, KeyCode::F7);
-    assert_eq!(session(&app).mode, Mode::Lockstep);
+    assert_eq!(mode(&app), Mode::Lockstep);
     let before = followed.load(std::sync::atomic::Ordering::Relaxed);
     frames(&mut app, 4);
     assert_eq!(session(&app).last_action, FAKE_C_REAL_ACTION.to_vec());
@@ -786,7 +786,7 @@ fn c_sees_reality_when_it_drives_reality_and_the_dream_in_the_dream() {
 
     // Drive the dream: C acts from the dream's state.
     tap(&mut app, KeyCode::F6);
-    assert_eq!(session(&app).mode, Mode::DriveDream);
+    assert_eq!(mode(&app), Mode::DriveDream);
     frames(&mut app, 2);
     assert_eq!(session(&app).last_action, FAKE_C_ACTION.to_vec());
 }

@@ -9,8 +9,9 @@ pub(super) fn plugin(app: &mut App) {
     app.add_message::<PlayCommand>();
 }
 
-/// The playground's modes: one axis, one enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// The playground's modes: one axis, one bevy state. Commands ask for a mode through
+/// `NextState<Mode>`; entering one forks the dream (`sim::enter_mode`).
+#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// The real env steps; V shows its reconstruction, the dream pane M's one-step prediction.
     #[default]

@@ -18,6 +18,7 @@ const BAR_SIZE: egui::Vec2 = vec2(160.0, 24.0);
 /// Everything the HUD shows, gathered by the UI system.
 pub struct HudData<'a> {
     pub session: &'a Session,
+    pub mode: Mode,
     pub reality: &'a Reality,
     pub dream: &'a DreamEpisode,
     pub timings: &'a Timings,
@@ -36,7 +37,7 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
     let big = |text: String| RichText::new(text).size(26.0).strong();
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 28.0;
-        let (score_label, score, step) = match session.mode {
+        let (score_label, score, step) = match data.mode {
             Mode::DriveDream | Mode::LatentExplorer => {
                 ("Dream score", data.dream.episode_return, data.dream.steps)
             }

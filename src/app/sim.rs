@@ -32,6 +32,14 @@ pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Timings>();
     app.init_resource::<ModelFrames>();
     app.init_resource::<Notice>();
+    // Headless tests run on MinimalPlugins, which lack the states plugin that DefaultPlugins bring.
+    if !app.is_plugin_added::<bevy::state::app::StatesPlugin>() {
+        app.add_plugins(bevy::state::app::StatesPlugin);
+    }
+    app.init_state::<Mode>();
+    for mode in Mode::ALL {
+        app.add_systems(OnEnter(mode), enter_mode);
+    }
     app.add_systems(Update, apply_sim_commands.in_set(AppSystems::ApplyCommands));
     app.add_systems(Update, refresh_model_frames.in_set(AppSystems::Update));
     app.add_systems(FixedUpdate, step_sim);
@@ -54,11 +62,10 @@ pub struct ModelSource {
     pub backend: Option<String>,
 }
 
-/// The state of play: which env, which mode, who drives, how hot the dream runs.
+/// The state of play: which env, who drives, how hot the dream runs (the mode is `State<Mode>`).
 #[derive(Resource, Debug, Clone)]
 pub struct Session {
     pub env: EnvKind,
-    pub mode: Mode,
     /// M's sampling temperature.
     pub tau: f32,
     pub driver: Driver,
@@ -77,7 +84,6 @@ impl Session {
     pub fn new(env: EnvKind) -> Self {
         Self {
             env,
-            mode: Mode::DriveReality,
             tau: default_tau(env),
             driver: Driver::Human,
             paused: false,
@@ -318,6 +324,8 @@ pub fn insert_session_with_runtime(
 fn apply_sim_commands(
     mut commands: MessageReader<PlayCommand>,
     mut session: ResMut<Session>,
+    mode: Res<State<Mode>>,
+    mut next_mode: ResMut<NextState<Mode>>,
     mut reality: ResMut<Reality>,
     mut dream: ResMut<DreamEpisode>,
     mut runtime: ResMut<WorldModelRuntime>,
@@ -328,27 +336,8 @@ fn apply_sim_commands(
 ) {
     for command in commands.read() {
         match command {
-            PlayCommand::SetMode(mode) => enter_mode(
-                *mode,
-                &mut session,
-                &reality,
-                &mut dream,
-                &mut runtime,
-                &mut divergence,
-                &mut notice,
-            ),
-            PlayCommand::NextMode => {
-                let mode = session.mode.next();
-                enter_mode(
-                    mode,
-                    &mut session,
-                    &reality,
-                    &mut dream,
-                    &mut runtime,
-                    &mut divergence,
-                    &mut notice,
-                );
-            }
+            PlayCommand::SetMode(wanted) => next_mode.as_mut().set_if_neq(*wanted),
+            PlayCommand::NextMode => next_mode.as_mut().set_if_neq(mode.get().next()),
             PlayCommand::SetTau(tau) => session.tau = clamp_tau(session.env, *tau, session.tau),
             PlayCommand::TauPreset(index) => {
                 if let Some(&preset) = TAU_PRESETS.get(*index) {
@@ -363,6 +352,7 @@ fn apply_sim_commands(
                 if next != session.env {
                     switch_env(
                         next,
+                        *mode.get(),
                         &mut session,
                         &mut reality,
                         &mut dream,
@@ -384,7 +374,7 @@ fn apply_sim_commands(
                 if let Some(runner) = runtime.runner.as_deref_mut() {
                     runner.reset_reality();
                 }
-                if matches!(session.mode, Mode::Lockstep | Mode::DriveReality) {
+                if matches!(mode.get(), Mode::Lockstep | Mode::DriveReality) {
                     fork_from_reality(&reality, &mut dream, &mut runtime, &mut notice);
                     divergence.clear();
                 }
@@ -423,29 +413,25 @@ fn apply_sim_commands(
     }
 }
 
+/// `OnEnter` each mode.
 fn enter_mode(
-    mode: Mode,
-    session: &mut Session,
-    reality: &Reality,
-    dream: &mut DreamEpisode,
-    runtime: &mut WorldModelRuntime,
-    divergence: &mut Divergence,
-    notice: &mut Notice,
+    mode: Res<State<Mode>>,
+    reality: Res<Reality>,
+    mut dream: ResMut<DreamEpisode>,
+    mut runtime: ResMut<WorldModelRuntime>,
+    mut divergence: ResMut<Divergence>,
+    mut notice: ResMut<Notice>,
 ) {
-    if mode == session.mode {
-        return;
-    }
-    session.mode = mode;
-    match mode {
+    match mode.get() {
         // A fresh dream from what reality shows now: the demo's "dream from here".
         Mode::DriveDream | Mode::Lockstep => {
-            fork_from_reality(reality, dream, runtime, notice);
+            fork_from_reality(&reality, &mut dream, &mut runtime, &mut notice);
             divergence.clear();
         }
         // The explorer starts from the current real frame's encoding unless a dream is running.
         Mode::LatentExplorer => {
             if !dream.forked {
-                fork_from_reality(reality, dream, runtime, notice);
+                fork_from_reality(&reality, &mut dream, &mut runtime, &mut notice);
             }
         }
         Mode::DriveReality => {}
@@ -455,6 +441,7 @@ fn enter_mode(
 #[allow(clippy::too_many_arguments)]
 fn switch_env(
     next: EnvKind,
+    mode: Mode,
     session: &mut Session,
     reality: &mut Reality,
     dream: &mut DreamEpisode,
@@ -463,10 +450,8 @@ fn switch_env(
     fixed_time: &mut Time<Fixed>,
     source: &ModelSource,
 ) {
-    let mode = session.mode;
     let paused = session.paused;
     *session = Session::new(next);
-    session.mode = mode;
     session.paused = paused;
     let generation = reality.generation + 1;
     *reality = Reality::new(next, reality.seed);
@@ -577,6 +562,7 @@ fn with_runner<T>(
 #[allow(clippy::too_many_arguments)]
 fn step_sim(
     mut session: ResMut<Session>,
+    mode: Res<State<Mode>>,
     mut controls: ResMut<HumanControls>,
     mut reality: ResMut<Reality>,
     mut dream: ResMut<DreamEpisode>,
@@ -599,7 +585,8 @@ fn step_sim(
     session.human_axes.advance(env, &input);
 
     let has_runner = runtime.runner.is_some();
-    match session.mode {
+    let mode = *mode.get();
+    match mode {
         Mode::DriveReality => {
             // Keep M in step with reality: z from V, h carried over; the dream pane shows its
             // one-step prediction.
@@ -640,6 +627,7 @@ fn step_sim(
             step_dream(
                 &action,
                 &session,
+                mode,
                 &mut dream,
                 &mut runtime,
                 &mut timings,
@@ -676,6 +664,7 @@ fn step_sim(
                 step_dream(
                     &action,
                     &session,
+                    mode,
                     &mut dream,
                     &mut runtime,
                     &mut timings,
@@ -701,6 +690,7 @@ fn step_sim(
                 step_dream(
                     &action,
                     &session,
+                    mode,
                     &mut dream,
                     &mut runtime,
                     &mut timings,
@@ -745,6 +735,7 @@ fn choose_action(session: &Session, runtime: &WorldModelRuntime, view: View) -> 
 fn step_dream(
     action: &[f32],
     session: &Session,
+    mode: Mode,
     dream: &mut DreamEpisode,
     runtime: &mut WorldModelRuntime,
     timings: &mut Timings,
@@ -761,7 +752,7 @@ fn step_dream(
     dream.generation += 1;
     let out_of_time = dream.steps >= DREAM_EPISODE_STEPS_MAX;
     // As in the demo: a predicted death (or the time limit) restarts the dream where it began.
-    if (outcome.done || out_of_time) && session.mode == Mode::DriveDream {
+    if (outcome.done || out_of_time) && mode == Mode::DriveDream {
         dream.restarts += 1;
         let origin = dream.origin.clone().unwrap_or(DreamOrigin::RandomZ);
         let restarted = with_runner(runtime, notice, |runner| match &origin {

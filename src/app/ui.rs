@@ -44,6 +44,7 @@ struct ViewTextures {
 #[derive(bevy::ecs::system::SystemParam)]
 struct UiState<'w> {
     session: Res<'w, Session>,
+    mode: Res<'w, State<Mode>>,
     reality: Res<'w, Reality>,
     dream: Res<'w, DreamEpisode>,
     runtime: Res<'w, WorldModelRuntime>,
@@ -95,6 +96,7 @@ fn playground_ui(
             ui,
             &HudData {
                 session: &state.session,
+                mode: *state.mode.get(),
                 reality: &state.reality,
                 dream: &state.dream,
                 timings: &state.timings,
@@ -110,7 +112,7 @@ fn playground_ui(
                 egui::ScrollArea::vertical().show(ui, |ui| side_panel_ui(ui, &state, &mut sent));
             });
     }
-    if state.session.mode == Mode::LatentExplorer {
+    if (*state.mode.get()) == Mode::LatentExplorer {
         egui::Panel::right("latent")
             .resizable(false)
             .exact_size(320.0)
@@ -203,7 +205,7 @@ fn top_bar_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         for mode in Mode::ALL {
             let label = RichText::new(mode.label()).size(20.0);
             let response = ui
-                .selectable_label(state.session.mode == mode, label)
+                .selectable_label((*state.mode.get()) == mode, label)
                 .on_hover_text(mode.key_label());
             if response.clicked() {
                 sent.push(PlayCommand::SetMode(mode));
@@ -437,7 +439,7 @@ fn views_ui(
     textures: &ViewTextures,
 ) -> (egui::Vec2, [Option<egui::Rect>; 4]) {
     let mut rects = [None; 4];
-    let lockstep = state.session.mode == Mode::Lockstep;
+    let lockstep = (*state.mode.get()) == Mode::Lockstep;
     let plot_height = if lockstep { PLOT_HEIGHT } else { 0.0 };
     let available = ui.available_size();
     let label_height = VIEW_LABEL_SIZE * 2.4;
@@ -494,7 +496,7 @@ fn views_ui(
                 }
             },
         );
-        let dream_caption = match state.session.mode {
+        let dream_caption = match *state.mode.get() {
             Mode::DriveReality => "M's one-step prediction, decoded by V",
             Mode::DriveDream => "inside M: only the dream steps",
             Mode::Lockstep => "a dream forked from reality, same actions",
