@@ -598,12 +598,8 @@ fn step_sim(
                 });
             }
             let action = choose_action(&session, &runtime, View::Reality);
-            let episode_ended = match reality.step(&action) {
-                Ok(ended) => ended,
-                Err(err) => {
-                    notice.show(format!("the env refused the action: {err}"));
-                    return;
-                }
+            let Some(episode_ended) = step_reality(&mut reality, &action, &mut notice) else {
+                return;
             };
             if has_runner {
                 let started = Instant::now();
@@ -644,12 +640,8 @@ fn step_sim(
                 });
             }
             let action = choose_action(&session, &runtime, View::Reality);
-            let episode_ended = match reality.step(&action) {
-                Ok(ended) => ended,
-                Err(err) => {
-                    notice.show(format!("the env refused the action: {err}"));
-                    return;
-                }
+            let Some(episode_ended) = step_reality(&mut reality, &action, &mut notice) else {
+                return;
             };
             session.last_action = action.clone();
             if has_runner {
@@ -698,6 +690,17 @@ fn step_sim(
                 );
                 session.last_action = action;
             }
+        }
+    }
+}
+
+/// Steps reality; whether the episode ended, or `None` (with a notice) if the env refused the action.
+fn step_reality(reality: &mut Reality, action: &[f32], notice: &mut Notice) -> Option<bool> {
+    match reality.step(action) {
+        Ok(ended) => Some(ended),
+        Err(err) => {
+            notice.show(format!("the env refused the action: {err}"));
+            None
         }
     }
 }
