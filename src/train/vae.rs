@@ -807,9 +807,15 @@ fn write_run_bundle<B: Backend>(
         final_losses: losses,
         date: Some(now_rfc3339()),
         notes: Some(format!(
-            "Adam lr {}, batch {}, {} steps, {:.0} s on {}",
+            "Adam lr {}, batch {}, frame stride {}{}, {} steps, {:.0} s on {}",
             config.learning_rate,
             config.batch_size,
+            config.frame_stride,
+            if config.hazard_repeats > 0 {
+                format!(", hazard frames x {} (last epoch)", config.hazard_repeats)
+            } else {
+                String::new()
+            },
             state.step,
             state.seconds,
             std::any::type_name::<B>()
