@@ -161,3 +161,63 @@ fn batched_dreams_equal_single_dreams_and_reset_independently() {
         "out-of-range index is an error"
     );
 }
+
+/// Share of frames showing a fireball in 16 dreams of the shipped Take Cover model, forked from
+/// real first frames and left standing still for 200 steps at temperature `tau`.
+fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
+    use dreamplay::model::bundle::{self, Expect};
+    use dreamplay::train::vae::HAZARD_MIN_PIXELS;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
+    let device = Default::default();
+    let model = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), &device)
+        .expect("the repository ships models/take-cover/world-model.bin");
+    let vae = model.vae.expect("the shipped bundle has V");
+    let rnn = model.mdrnn.expect("the shipped bundle has M");
+    let n = 16;
+    let mut batch = DreamBatch::new(vae, rnn, n, &device);
+    let starts: Vec<Frame> = (0..n)
+        .map(|i| EnvKind::TakeCover.make(i as u64).observation())
+        .collect();
+    let indices: Vec<usize> = (0..n).collect();
+    let refs: Vec<&Frame> = starts.iter().collect();
+    batch
+        .reset_from_frames::<ChaCha8Rng>(&indices, &refs, None)
+        .expect("one frame per dream");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (mut showing, mut seen) = (0, 0);
+    for t in 0..200 {
+        batch
+            .step(&vec![0.0; n], tau, &mut rng)
+            .expect("valid actions");
+        if t % 5 == 4 {
+            for frame in batch.frames() {
+                seen += 1;
+                if EnvKind::TakeCover.hazard_pixels(frame.as_raw()) >= HAZARD_MIN_PIXELS {
+                    showing += 1;
+                }
+            }
+        }
+    }
+    f64::from(showing) / f64::from(seen)
+}
+
+/// The lecture story on the shipped model: fireballs come in the dream, more often as the
+/// temperature rises, and at a low temperature they stop, so the dream becomes easy to cheat (the
+/// paper's finding). The ends of the app's Take Cover tau slider.
+#[test]
+fn the_shipped_take_cover_dream_throws_fireballs_and_fewer_when_cold() {
+    let hot = shipped_take_cover_fireball_rate(3.0);
+    let cold = shipped_take_cover_fireball_rate(0.1);
+    eprintln!(
+        "dream frames with a fireball: {:.1}% at tau 3, {:.1}% at tau 0.1",
+        100.0 * hot,
+        100.0 * cold
+    );
+    assert!(
+        hot > 0.02,
+        "at tau 3 only {:.1}% of dream frames show a fireball",
+        100.0 * hot
+    );
+    assert!(cold < hot / 4.0, "tau 0.1: {cold}, tau 3: {hot}");
+}
