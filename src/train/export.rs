@@ -251,7 +251,7 @@ fn model_card<B: Backend>(
     }
     let _ = writeln!(
         out,
-        "\n## Departures from the paper's scale\n\nThe paper collected 10,000 rollouts and trained V for one epoch over ~10M frames, M for 20 epochs, and C with CMA-ES at population 64 x 16 trials for hundreds of generations on a cluster. This model was trained by the same pipeline on a 2-core CPU in well under an hour per stage; the numbers above are its whole budget. Rebuild it with the commands in the top-level README (\"The pipeline\")."
+        "\n## Departures from the paper's scale\n\nThe paper collected 10,000 rollouts and trained V for one epoch over ~10M frames, M for 20 epochs, and C with CMA-ES at population 64 x 16 trials for hundreds of generations on a cluster. This model was trained by the same pipeline on a 2-core CPU, each stage in at most about an hour and a half (the wall times are above); the numbers above are its whole budget. Rebuild it with the commands in the top-level README (\"The pipeline\")."
     );
     out
 }
