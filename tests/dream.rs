@@ -166,7 +166,6 @@ fn batched_dreams_equal_single_dreams_and_reset_independently() {
 /// real first frames and left standing still for 200 steps at temperature `tau`.
 fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
     use dreamplay::model::bundle::{self, Expect};
-    use dreamplay::train::vae::HAZARD_MIN_PIXELS;
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
     let device = Default::default();
@@ -193,7 +192,7 @@ fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
         if t % 5 == 4 {
             for frame in batch.frames() {
                 seen += 1;
-                if EnvKind::TakeCover.hazard_pixels(frame.as_raw()) >= HAZARD_MIN_PIXELS {
+                if EnvKind::TakeCover.shows_hazard(frame.as_raw()) {
                     showing += 1;
                 }
             }

@@ -676,7 +676,7 @@ fn fireball_pixels_count_fireballs_and_nothing_else() {
                 empty += 1;
             } else if nearest < 130.0 {
                 assert!(
-                    pixels >= dreamplay::train::vae::HAZARD_MIN_PIXELS,
+                    pixels >= dreamplay::envs::HAZARD_MIN_PIXELS,
                     "a fireball {nearest:.0} units away shows {pixels} pixels (seed {seed} tic {})",
                     env.tic()
                 );

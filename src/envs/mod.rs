@@ -19,6 +19,9 @@ pub type Frame = image::RgbImage;
 /// Side of the square observation the world model sees (the paper's 64x64).
 pub const OBS_SIZE: u32 = 64;
 
+/// An observation shows a hazard from this many hazard pixels (a fireball of ~2x2 on screen).
+pub const HAZARD_MIN_PIXELS: usize = 4;
+
 /// Which environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -54,13 +57,18 @@ impl EnvKind {
     }
 
     /// Pixels of a 64x64 RGB observation that show a hazard the agent must see: Take Cover's
-    /// fireballs (their fullbright core). CarRacing has none. `train-vae --hazard-repeats` uses it
-    /// to show V these rare, small, vital frames more often.
+    /// fireballs (their fullbright core). CarRacing has none.
     pub fn hazard_pixels(self, obs: &[u8]) -> usize {
         match self {
             EnvKind::CarRacing => 0,
             EnvKind::TakeCover => take_cover::fireball_pixels(obs),
         }
+    }
+
+    /// The observation shows a hazard ([`HAZARD_MIN_PIXELS`] or more of them). `train-vae
+    /// --hazard-repeats` uses it to show V these rare, small, vital frames more often.
+    pub fn shows_hazard(self, obs: &[u8]) -> bool {
+        self.hazard_pixels(obs) >= HAZARD_MIN_PIXELS
     }
 
     /// A fresh env of this kind, already reset with `seed`.

@@ -67,6 +67,33 @@ pub fn restore_param_ids<B: Backend, M: Module<B>>(
     Ok(module.map(&mut Setter(ids.into_iter())))
 }
 
+/// A stage's starting point: with `fresh`, its checkpoints are cleared and `None` is returned;
+/// otherwise its `state.json` if any, which must have been started with `fingerprint` (the options
+/// and inputs a resume must share; `fingerprint_of` reads it from the state).
+pub fn start_or_resume<S: DeserializeOwned>(
+    stage_dir: &Path,
+    fresh: bool,
+    fingerprint: &str,
+    fingerprint_of: impl Fn(&S) -> &str,
+) -> anyhow::Result<Option<S>> {
+    if fresh {
+        clear(stage_dir)?;
+        return Ok(None);
+    }
+    let path = stage_dir.join(STATE_FILE);
+    let state: Option<S> = read_state(&path)?;
+    if let Some(s) = &state
+        && fingerprint_of(s) != fingerprint
+    {
+        anyhow::bail!(
+            "{} was started with different options or inputs ({}); now: {fingerprint}. Pass --fresh to start over, or the same options to resume",
+            path.display(),
+            fingerprint_of(s)
+        );
+    }
+    Ok(state)
+}
+
 /// Reads a stage's `state.json`; `None` when there is none (a fresh run).
 pub fn read_state<S: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<S>> {
     match std::fs::read(path) {

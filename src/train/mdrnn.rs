@@ -388,25 +388,9 @@ pub fn train_mdrnn<B: AutodiffBackend>(
 
     let dir = config.run_dir.join("mdrnn");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let state_path = dir.join(checkpoint::STATE_FILE);
-    if fresh {
-        checkpoint::clear(&dir)?;
-    }
-    let mut state: Option<TrainState> = if fresh {
-        None
-    } else {
-        checkpoint::read_state(&state_path)?
-    };
     let fingerprint = config.fingerprint(vae_id);
-    if let Some(s) = &state
-        && s.fingerprint != fingerprint
-    {
-        bail!(
-            "{} was started with a different configuration or V ({}); now: {fingerprint}. Pass --fresh to start over",
-            state_path.display(),
-            s.fingerprint
-        );
-    }
+    let mut state: Option<TrainState> =
+        checkpoint::start_or_resume(&dir, fresh, &fingerprint, |s: &TrainState| &s.fingerprint)?;
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x6d64_6e69_6e69_7400));
     let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);

@@ -61,7 +61,7 @@ pub struct VaeTrainConfig {
     pub chunk: usize,
     /// Steps between checkpoints within an epoch.
     pub checkpoint_every: usize,
-    /// Frames that show a hazard ([`EnvKind::hazard_pixels`], Take Cover's fireballs) are used this
+    /// Frames that show a hazard ([`EnvKind::shows_hazard`], Take Cover's fireballs) are used this
     /// many times per epoch, whatever the stride; 0 treats them like any frame. A schedule knob like
     /// `epochs`: a resumed run may change it.
     pub hazard_repeats: usize,
@@ -211,9 +211,6 @@ pub fn split_rollouts(dir: &Path, val_fraction: f64) -> anyhow::Result<DataSplit
 /// One frame of the plan: (index into the training files, step).
 type FrameRef = (usize, usize);
 
-/// A frame counts as showing a hazard from this many hazard pixels (a fireball of ~2x2 on screen).
-pub const HAZARD_MIN_PIXELS: usize = 4;
-
 /// Per training file, the steps whose frame shows a hazard; all empty when `hazard_repeats` is 0
 /// (no file is read then). An unreadable file gets none: the frame cache reports it later.
 fn hazard_steps(files: &[RolloutInfo], config: &VaeTrainConfig) -> Vec<Vec<usize>> {
@@ -225,10 +222,9 @@ fn hazard_steps(files: &[RolloutInfo], config: &VaeTrainConfig) -> Vec<Vec<usize
         .map(|info| match Rollout::read(&info.path) {
             Ok(r) => (0..r.len())
                 .filter(|&t| {
-                    r.frame(t).is_some_and(|f| {
-                        f.as_slice()
-                            .is_some_and(|px| config.env.hazard_pixels(px) >= HAZARD_MIN_PIXELS)
-                    })
+                    r.frame(t)
+                        .and_then(|f| f.as_slice().map(|px| config.env.shows_hazard(px)))
+                        .unwrap_or(false)
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -408,23 +404,28 @@ pub fn evaluate<B: Backend>(
     (recon_sum / n, kl_sum / n)
 }
 
-/// A PNG grid: originals on odd rows, V's reconstructions (z = mu) below them, 4x nearest.
+/// `n` frames spread evenly over `frames` (which run in file order), or all of them if fewer.
+fn spread(frames: &[Vec<u8>], n: usize) -> Vec<&[u8]> {
+    let n = n.min(frames.len());
+    (0..n)
+        .map(|i| frames[i * frames.len() / n].as_slice())
+        .collect()
+}
+
+/// A PNG grid of `picks`, `columns` to a row: originals on odd rows, V's reconstructions (z = mu)
+/// below them, 4x nearest.
 pub fn save_reconstruction_grid<B: Backend>(
     vae: &ConvVae<B>,
-    frames: &[Vec<u8>],
+    picks: &[&[u8]],
     columns: usize,
     path: &Path,
     device: &B::Device,
 ) -> anyhow::Result<()> {
     const SCALE: u32 = 4;
-    let n = frames.len().min(2 * columns);
+    let n = picks.len();
     if n == 0 {
         return Ok(());
     }
-    // Spread the picks over the set, which runs in file order.
-    let picks: Vec<&[u8]> = (0..n)
-        .map(|i| frames[i * frames.len() / n].as_slice())
-        .collect();
     let recon = vae.decode(vae.encode(frames_u8_to_tensor::<B>(&picks, device)).0);
     let recon = crate::model::vae::tensor_to_frames(recon);
     let side = FRAME_SIDE as u32 * SCALE;
@@ -485,26 +486,10 @@ pub fn train_vae<B: AutodiffBackend>(
     }
     let batches_per_epoch = plan0.len();
 
-    // Resume, or start.
-    let state_path = vae_dir.join(checkpoint::STATE_FILE);
-    if fresh {
-        checkpoint::clear(&vae_dir)?;
-    }
-    let mut state: Option<TrainState> = if fresh {
-        None
-    } else {
-        checkpoint::read_state(&state_path)?
-    };
-    if let Some(s) = &state
-        && s.fingerprint != config.fingerprint()
-    {
-        bail!(
-            "{} was started with a different configuration ({}); now: {}. Pass --fresh to start over, or the same options to resume",
-            state_path.display(),
-            s.fingerprint,
-            config.fingerprint()
-        );
-    }
+    let mut state: Option<TrainState> =
+        checkpoint::start_or_resume(&vae_dir, fresh, &config.fingerprint(), |s: &TrainState| {
+            &s.fingerprint
+        })?;
     let spec = ModelSpec::paper(config.env);
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x7661_6569_6e69_7400));
@@ -542,7 +527,7 @@ pub fn train_vae<B: AutodiffBackend>(
     // The held-out frames that show a hazard: scored apart, since they are few and the point.
     let val_hazards: Vec<Vec<u8>> = val_frames
         .iter()
-        .filter(|f| config.env.hazard_pixels(f) >= HAZARD_MIN_PIXELS)
+        .filter(|f| config.env.shows_hazard(f))
         .cloned()
         .collect();
 
@@ -668,23 +653,22 @@ pub fn train_vae<B: AutodiffBackend>(
                         ),
                     );
                 }
-                let mut grid_frames = if val_frames.is_empty() {
-                    frames.clone()
+                let shown = if val_frames.is_empty() {
+                    &frames
                 } else {
-                    val_frames.clone()
+                    &val_frames
                 };
                 // The second row shows hazards where there are any, so the PNG answers "does V see them?".
-                if val_hazards.len() >= 8 && grid_frames.len() >= 8 {
-                    let n = grid_frames.len();
-                    let mut picked: Vec<Vec<u8>> =
-                        (0..8).map(|i| grid_frames[i * n / 8].clone()).collect();
-                    let m = val_hazards.len();
-                    picked.extend((0..8).map(|i| val_hazards[i * m / 8].clone()));
-                    grid_frames = picked;
-                }
+                let picks = if val_hazards.len() >= 8 && shown.len() >= 8 {
+                    let mut picks = spread(shown, 8);
+                    picks.extend(spread(&val_hazards, 8));
+                    picks
+                } else {
+                    spread(shown, 16)
+                };
                 save_reconstruction_grid(
                     &inner,
-                    &grid_frames,
+                    &picks,
                     8,
                     &vae_dir.join("reconstructions.png"),
                     device,
