@@ -218,10 +218,14 @@ impl<B: Backend> DreamBatch<B> {
 
     /// Sets dream `i` to latent `z` with a zero LSTM state.
     pub fn reset_to_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
+        self.set_z(i, z)?;
+        self.reset_memory(i)
+    }
+
+    /// Zeroes dream `i`'s LSTM state and episode counters, keeping its z.
+    pub fn reset_memory(&mut self, i: usize) -> Result<(), DreamError> {
         self.check_index(i)?;
-        self.check_z(z)?;
-        let (zs, hs) = (self.z_size(), self.hidden_size());
-        self.z[i * zs..(i + 1) * zs].copy_from_slice(z);
+        let hs = self.hidden_size();
         self.hidden[i * hs..(i + 1) * hs].fill(0.0);
         self.cell[i * hs..(i + 1) * hs].fill(0.0);
         self.reward[i] = 0.0;
@@ -416,6 +420,11 @@ impl<B: Backend> Dream<B> {
     /// Replaces z and keeps M's memory (h, c).
     pub fn set_z(&mut self, z: &[f32]) -> Result<(), DreamError> {
         self.inner.set_z(0, z)
+    }
+
+    /// Zeroes M's memory (h, c) and the step count, keeping z.
+    pub fn reset_memory(&mut self) {
+        self.inner.reset_memory(0).expect("dream 0 exists");
     }
 
     /// How M's done head ends the dream (the paper's threshold unless set).

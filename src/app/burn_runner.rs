@@ -222,11 +222,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn reset_reality(&mut self) {
-        let follower = &mut self.inner().follower;
-        let z = follower.z().to_vec();
-        follower
-            .reset_to_z(&z)
-            .expect("the follower's own z has its size and is finite");
+        self.inner().follower.reset_memory();
     }
 
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {

@@ -473,7 +473,8 @@ fn switch_env(
     }
 }
 
-/// Forks the dream from the current real frame. Without a model, says so.
+/// Forks the dream from the current real frame, which the reality-following M sees too (Lockstep
+/// then needs no second encoding of it). Without a model, says so.
 fn fork_from_reality(
     reality: &Reality,
     dream: &mut DreamEpisode,
@@ -481,7 +482,10 @@ fn fork_from_reality(
     notice: &mut Notice,
 ) {
     let frame = reality.obs.clone();
-    let result = with_runner(runtime, notice, |runner| runner.reset_from_frame(&frame));
+    let result = with_runner(runtime, notice, |runner| {
+        runner.observe_reality(&frame)?;
+        runner.reset_from_frame(&frame)
+    });
     if result.is_some() {
         start_dream(dream, DreamOrigin::RealFrame(frame));
     }
@@ -632,13 +636,8 @@ fn step_sim(
             session.last_action = action;
         }
         Mode::Lockstep => {
-            // C drives reality here; the dream gets the same actions.
-            if has_runner {
-                let obs = reality.obs.clone();
-                with_runner(&mut runtime, &mut notice, |runner| {
-                    runner.observe_reality(&obs)
-                });
-            }
+            // C drives reality here; the dream gets the same actions. The reality-following M has
+            // seen the current frame: at the fork, or after the previous step.
             let action = choose_action(&session, &runtime, View::Reality);
             let Some(episode_ended) = step_reality(&mut reality, &action, &mut notice) else {
                 return;
@@ -652,6 +651,15 @@ fn step_sim(
                 divergence.clear();
                 return;
             }
+            // One encoding of the new frame serves C's next action and the gap.
+            let obs = reality.obs.clone();
+            let real_z = if has_runner {
+                with_runner(&mut runtime, &mut notice, |runner| {
+                    runner.observe_reality(&obs)
+                })
+            } else {
+                None
+            };
             if dream.forked {
                 step_dream(
                     &action,
@@ -662,15 +670,15 @@ fn step_sim(
                     &mut timings,
                     &mut notice,
                 );
-                let obs = reality.obs.clone();
-                if let Some((pixel, z_gap)) = with_runner(&mut runtime, &mut notice, |runner| {
-                    let dreamed = runner.frame()?;
-                    let real_z = runner.encode(&obs)?;
-                    Ok((
-                        mean_abs_pixel_error(&obs, &dreamed),
-                        l2_distance(&real_z, &runner.z()),
-                    ))
-                }) {
+                if let Some(real_z) = real_z
+                    && let Some((pixel, z_gap)) = with_runner(&mut runtime, &mut notice, |runner| {
+                        let dreamed = runner.frame()?;
+                        Ok((
+                            mean_abs_pixel_error(&obs, &dreamed),
+                            l2_distance(&real_z, &runner.z()),
+                        ))
+                    })
+                {
                     divergence.push(pixel, z_gap);
                 }
             }
