@@ -15,7 +15,7 @@ use rand_distr::{Distribution as _, StandardNormal};
 
 use crate::envs::Frame;
 use crate::model::mdrnn::{MdnRnn, MdnRnnState, sample_mixture};
-use crate::model::vae::{ConvVae, frames_to_tensor, tensor_to_frames};
+use crate::model::vae::{ConvVae, FrameDecoder, frames_to_tensor, tensor_to_frames};
 
 /// What one dream step returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +83,8 @@ pub enum DoneRule {
 #[derive(Debug, Clone)]
 pub struct DreamBatch<B: Backend> {
     vae: ConvVae<B>,
+    /// V's decoder folded for inference, built once from `vae`.
+    decoder: FrameDecoder<B>,
     rnn: MdnRnn<B>,
     device: B::Device,
     batch: usize,
@@ -109,6 +111,7 @@ impl<B: Backend> DreamBatch<B> {
         let (zs, hs) = (rnn.z_size(), rnn.hidden_size());
         Self {
             state: MdnRnnState::zeros(batch, hs, device),
+            decoder: vae.frame_decoder(),
             vae,
             rnn,
             device: device.clone(),
@@ -149,6 +152,10 @@ impl<B: Backend> DreamBatch<B> {
     }
     pub fn vae(&self) -> &ConvVae<B> {
         &self.vae
+    }
+    /// V's decoder as the dream uses it (folded for inference).
+    pub fn decoder(&self) -> &FrameDecoder<B> {
+        &self.decoder
     }
     pub fn mdrnn(&self) -> &MdnRnn<B> {
         &self.rnn
@@ -367,7 +374,7 @@ impl<B: Backend> DreamBatch<B> {
     pub fn frame(&self, i: usize) -> Frame {
         let zs = self.z_size();
         let z = Tensor::from_data(TensorData::new(self.z(i).to_vec(), [1, zs]), &self.device);
-        tensor_to_frames(self.vae.decode(z)).remove(0)
+        tensor_to_frames(self.decoder.decode(z)).remove(0)
     }
 
     /// Decodes every dream's current z, in one batch.
@@ -376,7 +383,7 @@ impl<B: Backend> DreamBatch<B> {
             TensorData::new(self.z.clone(), [self.batch, self.z_size()]),
             &self.device,
         );
-        tensor_to_frames(self.vae.decode(z))
+        tensor_to_frames(self.decoder.decode(z))
     }
 }
 

@@ -90,7 +90,12 @@ fn vae_shapes() {
     let frames: Vec<Frame> = (0..2).map(synthetic_frame).collect();
     let (mu_host, logvar_host) = vae.encode_frames(&frames.iter().collect::<Vec<_>>(), &device);
     assert_eq!((mu_host.len(), logvar_host.len()), (64, 64));
-    assert_eq!(vae.decode_to_frames(&mu_host, &device).len(), 2);
+    assert_eq!(
+        vae.frame_decoder()
+            .decode_to_frames(&mu_host, &device)
+            .len(),
+        2
+    );
     let out = vae.forward(x);
     assert_eq!(out.recon.dims(), [2, 3, 64, 64]);
     assert_eq!(out.z.dims(), [2, 32]);
@@ -115,6 +120,26 @@ fn decoder_matmul_form_equals_the_transposed_conv() {
         diff < 1e-5,
         "dec1 as matmul differs from the conv by {diff}"
     );
+}
+
+#[test]
+fn the_folded_frame_decoder_matches_the_decoder() {
+    let device = dev();
+    for z_size in [32, 64] {
+        let vae = ConvVaeConfig::new(z_size).init::<B>(&device);
+        let z = Tensor::<B, 2>::random([3, z_size], Distribution::Normal(0.0, 2.0), &device);
+        let folded = vae.frame_decoder();
+        assert_eq!(folded.z_size(), z_size);
+        let diff = (vae.decode(z.clone()) - folded.decode(z))
+            .abs()
+            .max()
+            .into_scalar()
+            .elem::<f32>();
+        assert!(
+            diff < 1e-5,
+            "the folded decoder differs by {diff} at z {z_size}"
+        );
+    }
 }
 
 #[test]

@@ -169,7 +169,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         );
         let batch = self.inner().dream.batch();
         batch
-            .vae()
+            .decoder()
             .decode_to_frames(z, batch.device())
             .into_iter()
             .next()

@@ -43,6 +43,17 @@ impl Default for BenchConfig {
     }
 }
 
+/// One decode timed in each of V's equivalent decoder forms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeForms {
+    /// [`FrameDecoder`](super::vae::FrameDecoder): dense layer and dec1 folded into one matrix (what the dream uses).
+    pub folded: f64,
+    /// [`ConvVae::decode`](super::vae::ConvVae::decode): dec1 as a matmul (what training uses).
+    pub matmul: f64,
+    /// [`ConvVae::decode_reference`](super::vae::ConvVae::decode_reference): dec1 as a transposed conv.
+    pub conv: f64,
+}
+
 /// The figures.
 #[derive(Debug, Clone, Default)]
 pub struct BenchReport {
@@ -53,6 +64,8 @@ pub struct BenchReport {
     pub dream_step_ms: f64,
     /// Milliseconds for one M step alone at batch 1 (no decode).
     pub m_step_ms: f64,
+    /// Milliseconds for one V decode at batch 1, in its three equivalent forms.
+    pub decode_ms: DecodeForms,
     /// Dream steps per second (M only, no decode) at `batch_dreams`.
     pub batched_steps_per_s: f64,
 }
@@ -75,6 +88,12 @@ impl std::fmt::Display for BenchReport {
             "M step alone, batch 1:          {:8.2} ms",
             self.m_step_ms
         )?;
+        let d = self.decode_ms;
+        writeln!(
+            f,
+            "V decode, batch 1:              {:8.2} ms folded (dec1 as matmul {:.2}, as conv {:.2})",
+            d.folded, d.matmul, d.conv
+        )?;
         write!(
             f,
             "batched dream (M only):         {:8.0} dream-steps/s",
@@ -96,6 +115,7 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
     B::seed(device, 0);
     let vae_train_img_per_s = bench_vae_training::<B>(device, &spec, config.train_steps);
     let (dream_step_ms, m_step_ms) = bench_dream_latency::<B>(device, &spec, config.dream_steps);
+    let decode_ms = bench_decode_forms::<B>(device, &spec, 1, config.dream_steps);
     let batched_steps_per_s =
         bench_batched_dream::<B>(device, &spec, config.batch_dreams, config.batch_steps);
     BenchReport {
@@ -103,6 +123,7 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
         vae_train_img_per_s,
         dream_step_ms,
         m_step_ms,
+        decode_ms,
         batched_steps_per_s,
     }
 }
@@ -189,13 +210,13 @@ pub fn bench_batched_dream<B: Backend>(
     (batch * steps) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// (ms per decode with dec1 as a matmul, ms with dec1 as a transposed conv) at `batch`.
+/// One decode at `batch` in each of V's decoder forms.
 pub fn bench_decode_forms<B: Backend>(
     device: &B::Device,
     spec: &ModelSpec,
     batch: usize,
     reps: usize,
-) -> (f64, f64) {
+) -> DecodeForms {
     let vae = spec.vae_config().init::<B>(device);
     let z = Tensor::<B, 2>::random([batch, spec.z_size], Distribution::Normal(0.0, 1.0), device);
     let time = |f: &dyn Fn() -> Tensor<B, 4>| {
@@ -208,9 +229,12 @@ pub fn bench_decode_forms<B: Backend>(
         }
         start.elapsed().as_secs_f64() * 1e3 / reps as f64
     };
-    let fast = time(&|| vae.decode(z.clone()));
-    let reference = time(&|| vae.decode_reference(z.clone()));
-    (fast, reference)
+    let folded = vae.frame_decoder();
+    DecodeForms {
+        folded: time(&|| folded.decode(z.clone())),
+        matmul: time(&|| vae.decode(z.clone())),
+        conv: time(&|| vae.decode_reference(z.clone())),
+    }
 }
 
 /// (ms per step of our LSTM (per-gate Linears, one bias), ms per step of `burn::nn::Lstm`) at `batch`, same sizes,
