@@ -770,21 +770,33 @@ fn flex_and_wgpu_agree_on_the_same_weights() {
         collect_params(on_wgpu.vae.as_ref().unwrap())
     );
     let z: Vec<f32> = (0..32).map(|i| ((i as f32) * 0.37).sin()).collect();
-    let a = on_flex.vae.unwrap().decode(Tensor::from_data(
-        TensorData::new(z.clone(), [1, 32]),
-        &dev(),
-    ));
-    let b = on_wgpu
-        .vae
-        .unwrap()
-        .decode(Tensor::from_data(TensorData::new(z, [1, 32]), &device));
-    let a = a.into_data().to_vec::<f32>().unwrap();
-    let b = b.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    let max = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    println!("flex vs wgpu ({adapter}) decode max diff {max:.2e}");
-    assert!(max < 1e-3, "flex and wgpu disagree by {max}");
+    let (flex_vae, wgpu_vae) = (on_flex.vae.unwrap(), on_wgpu.vae.unwrap());
+    let on = |t: Tensor<B, 4>| t.into_data().to_vec::<f32>().unwrap();
+    let on_gpu =
+        |t: Tensor<WgpuBackend, 4>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let z_flex = || Tensor::<B, 2>::from_data(TensorData::new(z.clone(), [1, 32]), &dev());
+    let z_wgpu =
+        || Tensor::<WgpuBackend, 2>::from_data(TensorData::new(z.clone(), [1, 32]), &device);
+    // V's decoder (training's form) and the folded one the dream draws with.
+    let pairs = [
+        (
+            "decode",
+            on(flex_vae.decode(z_flex())),
+            on_gpu(wgpu_vae.decode(z_wgpu())),
+        ),
+        (
+            "folded decode",
+            on(flex_vae.frame_decoder().decode(z_flex())),
+            on_gpu(wgpu_vae.frame_decoder().decode(z_wgpu())),
+        ),
+    ];
+    for (form, a, b) in pairs {
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        println!("flex vs wgpu ({adapter}) {form} max diff {max:.2e}");
+        assert!(max < 1e-3, "flex and wgpu disagree by {max} on {form}");
+    }
 }
