@@ -3,7 +3,8 @@
 //! Encoder: four 4x4 stride-2 convs (32, 64, 128, 256 channels, ReLU; 64 -> 31 -> 14 -> 6 -> 2),
 //! flatten to 1024, dense to mu and logvar. Decoder: dense z -> 1024, reshape to 1x1x1024, four
 //! stride-2 transposed convs (128 k5, 64 k5, 32 k6, 3 k6; 1 -> 5 -> 13 -> 30 -> 64), ReLU between,
-//! sigmoid at the end. 4,348,547 parameters at z 32, 4,446,915 at z 64.
+//! sigmoid at the end. 4,348,547 parameters at z 32, 4,446,915 at z 64. [`FrameDecoder`] is the
+//! same decoder folded for inference, which the dream and the app draw with.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig};
@@ -72,7 +73,8 @@ pub struct ConvVae<B: Backend> {
     z_size: usize,
 }
 
-/// V's decoder for inference only (no gradients flow to V's parameters through it).
+/// V's decoder for inference. Its matrix is computed once from V's weights, so it goes stale if
+/// V trains on; training decodes with [`ConvVae::decode`].
 ///
 /// In the paper's decoder nothing non-linear sits between the dense layer (z -> 1024) and the
 /// first transposed conv, which acts on a 1x1 input and so is itself a matrix product (1024 ->
