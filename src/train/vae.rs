@@ -426,7 +426,7 @@ pub fn save_reconstruction_grid<B: Backend>(
     if n == 0 {
         return Ok(());
     }
-    let recon = vae.decode(vae.encode(frames_u8_to_tensor::<B>(&picks, device)).0);
+    let recon = vae.decode(vae.encode(frames_u8_to_tensor::<B>(picks, device)).0);
     let recon = crate::model::vae::tensor_to_frames(recon);
     let side = FRAME_SIDE as u32 * SCALE;
     let rows = n.div_ceil(columns) as u32 * 2;
