@@ -800,3 +800,111 @@ fn flex_and_wgpu_agree_on_the_same_weights() {
         assert!(max < 1e-3, "flex and wgpu disagree by {max} on {form}");
     }
 }
+
+/// V's convs on flex go through `gemm_conv` (batch-wide im2col + GEMM, its own backward). Every
+/// layer shape of V, forward and all three gradients, against burn's own conv ops.
+#[test]
+fn gemm_convs_match_burns_forward_and_gradients() {
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use dreamplay::model::gemm_conv;
+
+    let device = dev();
+    AD::seed(&device, 7);
+    // Largest difference relative to the largest magnitude.
+    fn rel<const D: usize>(ours: Tensor<B, D>, theirs: Tensor<B, D>) -> f32 {
+        let scale = theirs
+            .clone()
+            .abs()
+            .max()
+            .into_scalar()
+            .elem::<f32>()
+            .max(1e-6);
+        (ours - theirs).abs().max().into_scalar().elem::<f32>() / scale
+    }
+    // (channels in, channels out, kernel, input size): V's encoder, then its decoder.
+    let convs = [
+        (3, 32, 4, 64),
+        (32, 64, 4, 31),
+        (64, 128, 4, 14),
+        (128, 256, 4, 6),
+    ];
+    let deconvs = [
+        (64, 128, 5, 1),
+        (128, 64, 5, 5),
+        (64, 32, 6, 13),
+        (32, 3, 6, 30),
+    ];
+    for (transposed, (c_in, c_out, k, size)) in convs
+        .iter()
+        .map(|s| (false, *s))
+        .chain(deconvs.iter().map(|s| (true, *s)))
+    {
+        let x = Tensor::<AD, 4>::random(
+            [2, c_in, size, size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let (y, weight, bias) = if transposed {
+                let layer = ConvTranspose2dConfig::new([c_in, c_out], [k, k])
+                    .with_stride([2, 2])
+                    .init::<AD>(&device);
+                let y = if ours {
+                    gemm_conv::try_conv_transpose2d(&layer, x.clone())
+                        .expect("V's transposed convs are on the GEMM path")
+                } else {
+                    layer.forward(x.clone())
+                };
+                (y, layer.weight, layer.bias.unwrap())
+            } else {
+                let layer = Conv2dConfig::new([c_in, c_out], [k, k])
+                    .with_stride([2, 2])
+                    .init::<AD>(&device);
+                let y = if ours {
+                    gemm_conv::try_conv2d(&layer, x.clone())
+                        .expect("V's convs are on the GEMM path")
+                } else {
+                    layer.forward(x.clone())
+                };
+                (y, layer.weight, layer.bias.unwrap())
+            };
+            // A loss that weights every output differently, so every gradient entry is exercised.
+            let dims = y.dims();
+            let n = dims.iter().product::<usize>();
+            let ramp = Tensor::<AD, 1, Int>::arange(0..n as i64, &device)
+                .float()
+                .reshape(dims)
+                .div_scalar(n as f32)
+                .sin();
+            let grads = (y.clone() * ramp).sum().backward();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                weight.grad(&grads).unwrap(),
+                bias.grad(&grads).unwrap(),
+            )
+        };
+        // Both runs draw the same weights.
+        AD::seed(&device, 11);
+        let ours = run(true);
+        AD::seed(&device, 11);
+        let theirs = run(false);
+        let what = format!(
+            "{} {c_in}->{c_out} k{k} on {size}x{size}",
+            if transposed { "deconv" } else { "conv" }
+        );
+        for (name, err) in [
+            ("output", rel(ours.0, theirs.0)),
+            ("x grad", rel(ours.1, theirs.1)),
+            ("weight grad", rel(ours.2, theirs.2)),
+        ] {
+            assert!(err < 1e-5, "{what}: {name} differs by {err} (relative)");
+        }
+        let bias_err = rel(ours.3, theirs.3);
+        assert!(
+            bias_err < 1e-5,
+            "{what}: bias grad differs by {bias_err} (relative)"
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod bundle;
 pub mod controller;
+pub mod gemm_conv;
 pub mod mdrnn;
 pub mod vae;
 

@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Distribution, TensorData};
 
+use super::gemm_conv::{conv_transpose2d, conv2d};
 use crate::envs::{Frame, OBS_SIZE};
 
 /// Channels after the encoder's last conv times its 2x2 spatial size: the flattened code.
@@ -129,9 +130,9 @@ fn decode_tail<B: Backend>(
     [dec2, dec3, dec4]: [&ConvTranspose2d<B>; 3],
     x: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    let x = relu(dec2.forward(x)); // [batch, 64, 13, 13]
-    let x = relu(dec3.forward(x)); // [batch, 32, 30, 30]
-    sigmoid(dec4.forward(x)) // [batch, 3, 64, 64]
+    let x = relu(conv_transpose2d(dec2, x)); // [batch, 64, 13, 13]
+    let x = relu(conv_transpose2d(dec3, x)); // [batch, 32, 30, 30]
+    sigmoid(conv_transpose2d(dec4, x)) // [batch, 3, 64, 64]
 }
 
 /// What one VAE pass returns.
@@ -159,10 +160,10 @@ impl<B: Backend> ConvVae<B> {
     /// - returns `(mu, logvar)`, each `[batch, z_size]`
     pub fn encode(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [batch, _, _, _] = x.dims();
-        let x = relu(self.enc1.forward(x)); // [batch, 32, 31, 31]
-        let x = relu(self.enc2.forward(x)); // [batch, 64, 14, 14]
-        let x = relu(self.enc3.forward(x)); // [batch, 128, 6, 6]
-        let x = relu(self.enc4.forward(x)); // [batch, 256, 2, 2]
+        let x = relu(conv2d(&self.enc1, x)); // [batch, 32, 31, 31]
+        let x = relu(conv2d(&self.enc2, x)); // [batch, 64, 14, 14]
+        let x = relu(conv2d(&self.enc3, x)); // [batch, 128, 6, 6]
+        let x = relu(conv2d(&self.enc4, x)); // [batch, 256, 2, 2]
         let x = x.reshape([batch, VAE_FLAT]); // [batch, 1024]
         (self.fc_mu.forward(x.clone()), self.fc_logvar.forward(x))
     }

@@ -1,0 +1,607 @@
+//! V's convolutions on burn-flex as one batch-wide im2col and one GEMM each, with their own
+//! backward pass: what V trains with on the CPU.
+//!
+//! Why by hand (a departure, see the README): burn-flex 0.21 runs a conv as one small GEMM per
+//! image and per 512-pixel tile (V's last encoder conv becomes 32 products of `[256 x 2048] x
+//! [2048 x 4]`), and burn's default conv backward runs the weight gradient as a conv over
+//! batch/channel-swapped views, which burn-flex first copies element by element. Here every conv
+//! and transposed conv of a batch is a single `gemm` call (the crate burn-flex itself uses) over
+//! an im2col matrix of the whole batch, forward and backward. It is the same maths as burn's ops;
+//! `tests/model.rs` checks outputs and all three gradients against them.
+//!
+//! Only what V needs is covered: no padding, no dilation, one group, a bias, f32. Anything else,
+//! and every backend other than flex, goes through burn's own ops.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::prelude::*;
+use burn::tensor::{TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+/// The backend V trains on with the CPU.
+type FlexAutodiff = Autodiff<Flex>;
+
+/// `layer.forward(x)`, through the batch-wide GEMM path when `B` is flex (with or without
+/// autodiff) and the layer is one it covers.
+pub fn conv2d<B: Backend>(layer: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    try_conv2d(layer, x).unwrap_or_else(|x| layer.forward(x))
+}
+
+/// `layer.forward(x)` for a transposed conv, as [`conv2d`].
+pub fn conv_transpose2d<B: Backend>(layer: &ConvTranspose2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    try_conv_transpose2d(layer, x).unwrap_or_else(|x| layer.forward(x))
+}
+
+/// [`conv2d`] on the GEMM path, or `Err(x)` untouched where the path does not cover the backend
+/// or the layer.
+pub fn try_conv2d<B: Backend>(
+    layer: &Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let covered = layer.dilation == [1, 1]
+        && layer.groups == 1
+        && layer.stride[0] == layer.stride[1]
+        && layer.kernel_size[0] == layer.kernel_size[1]
+        && matches!(layer.padding, PaddingConfig2d::Valid);
+    match (covered, layer.bias.as_ref()) {
+        (true, Some(bias)) => forward(
+            Kind::Conv,
+            layer.stride[0],
+            x,
+            layer.weight.val(),
+            bias.val(),
+        ),
+        _ => Err(x),
+    }
+}
+
+/// [`conv_transpose2d`] on the GEMM path, or `Err(x)` as [`try_conv2d`].
+pub fn try_conv_transpose2d<B: Backend>(
+    layer: &ConvTranspose2d<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let covered = layer.dilation == [1, 1]
+        && layer.groups == 1
+        && layer.stride[0] == layer.stride[1]
+        && layer.kernel_size[0] == layer.kernel_size[1]
+        && layer.padding == [0, 0]
+        && layer.padding_out == [0, 0];
+    match (covered, layer.bias.as_ref()) {
+        (true, Some(bias)) => forward(
+            Kind::Transposed,
+            layer.stride[0],
+            x,
+            layer.weight.val(),
+            bias.val(),
+        ),
+        _ => Err(x),
+    }
+}
+
+/// A conv or a transposed conv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Conv,
+    Transposed,
+}
+
+/// Runs the GEMM path if `B` is flex or autodiff over flex and the tensors are f32; otherwise
+/// gives `x` back untouched.
+fn forward<B: Backend>(
+    kind: Kind,
+    stride: usize,
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    if x.dtype() != burn::tensor::DType::F32 {
+        return Err(x);
+    }
+    let backend = TypeId::of::<B>();
+    if backend == TypeId::of::<Flex>() {
+        let [x, weight] = [x, weight].map(|t| cast::<_, Tensor<Flex, 4>>(t).into_primitive());
+        let bias = cast::<_, Tensor<Flex, 1>>(bias).into_primitive();
+        let (x, weight, bias) = (x.tensor(), weight.tensor(), bias.tensor());
+        let (out, _, _) = flex_forward(kind, stride, &x, &weight, &bias);
+        Ok(cast(Tensor::<Flex, 4>::from_primitive(
+            TensorPrimitive::Float(out),
+        )))
+    } else if backend == TypeId::of::<FlexAutodiff>() {
+        let [x, weight] = [x, weight].map(|t| {
+            cast::<_, Tensor<FlexAutodiff, 4>>(t)
+                .into_primitive()
+                .tensor()
+        });
+        let bias = cast::<_, Tensor<FlexAutodiff, 1>>(bias)
+            .into_primitive()
+            .tensor();
+        let out = autodiff_forward(kind, stride, x, weight, bias);
+        Ok(cast(Tensor::<FlexAutodiff, 4>::from_primitive(
+            TensorPrimitive::Float(out),
+        )))
+    } else {
+        Err(x)
+    }
+}
+
+/// Moves a value between two names of the same type (`B` and the concrete backend, after their
+/// `TypeId`s matched).
+fn cast<T: 'static, U: 'static>(value: T) -> U {
+    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
+        Ok(value) => *value,
+        // Only reached if a caller skipped the TypeId check: a bug, not bad input.
+        Err(_) => unreachable!("gemm_conv::cast between different types"),
+    }
+}
+
+/// The sizes of one conv call. For a conv `image` is the input and `grid` the output; for a
+/// transposed conv `image` is the output and `grid` the input. Either way the im2col matrix is
+/// `[image_channels * k * k, batch * grid_h * grid_w]`.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    /// Channels, height, width of the side the kernel windows cover.
+    image: [usize; 3],
+    /// Channels, height, width of the other side (one window per pixel).
+    grid: [usize; 3],
+    k: usize,
+    stride: usize,
+}
+
+impl Geometry {
+    fn new(kind: Kind, stride: usize, x_shape: &[usize], w_shape: &[usize]) -> Self {
+        let [batch, c_in, h, w] = [x_shape[0], x_shape[1], x_shape[2], x_shape[3]];
+        let k = w_shape[2];
+        match kind {
+            // Weight [c_out, c_in, k, k].
+            Kind::Conv => Self {
+                batch,
+                image: [c_in, h, w],
+                grid: [w_shape[0], (h - k) / stride + 1, (w - k) / stride + 1],
+                k,
+                stride,
+            },
+            // Weight [c_in, c_out, k, k].
+            Kind::Transposed => Self {
+                batch,
+                image: [w_shape[1], (h - 1) * stride + k, (w - 1) * stride + k],
+                grid: [c_in, h, w],
+                k,
+                stride,
+            },
+        }
+    }
+
+    /// Rows of the im2col matrix.
+    fn patch_len(&self) -> usize {
+        self.image[0] * self.k * self.k
+    }
+
+    /// Columns of the im2col matrix.
+    fn positions(&self) -> usize {
+        self.batch * self.grid[1] * self.grid[2]
+    }
+
+    fn image_shape(&self) -> [usize; 4] {
+        [self.batch, self.image[0], self.image[1], self.image[2]]
+    }
+
+    fn grid_shape(&self) -> [usize; 4] {
+        [self.batch, self.grid[0], self.grid[1], self.grid[2]]
+    }
+
+    fn output_shape(&self, kind: Kind) -> [usize; 4] {
+        match kind {
+            Kind::Conv => self.grid_shape(),
+            Kind::Transposed => self.image_shape(),
+        }
+    }
+}
+
+/// The forward on flex tensors: the output, and what the backward pass reuses (the im2col
+/// matrix of a conv, the channel-major input of a transposed conv).
+fn flex_forward(
+    kind: Kind,
+    stride: usize,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+) -> (FlexTensor, Vec<f32>, Geometry) {
+    let geometry = Geometry::new(kind, stride, x.layout().shape(), weight.layout().shape());
+    let [x, weight, bias] = [x, weight, bias].map(FlexTensor::to_contiguous);
+    let (out, saved) = match kind {
+        Kind::Conv => conv_forward(&geometry, f32s(&x), f32s(&weight), f32s(&bias)),
+        Kind::Transposed => transposed_forward(&geometry, f32s(&x), f32s(&weight), f32s(&bias)),
+    };
+    (
+        flex_tensor(out, geometry.output_shape(kind)),
+        saved,
+        geometry,
+    )
+}
+
+/// The autodiff op: the forward above, and a backward that gives x, weight and bias their
+/// gradients from the matrices the forward kept.
+#[derive(Debug)]
+struct GemmConvBackward;
+
+/// What the backward pass needs: the forward's saved matrix, its weight (contiguous), and the
+/// sizes.
+type BackwardState = (Arc<Vec<f32>>, FlexTensor, Kind, Geometry);
+
+impl Backward<Flex, 3> for GemmConvBackward {
+    type State = BackwardState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (saved, weight, kind, g) = ops.state;
+        let weight_shape = weight.layout().shape().to_vec();
+        let want_x = node_x.is_some();
+        let (dx, dweight, dbias) = match kind {
+            Kind::Conv => conv_backward(&g, &saved, f32s(&weight), f32s(&grad), want_x),
+            Kind::Transposed => transposed_backward(&g, &saved, f32s(&weight), f32s(&grad), want_x),
+        };
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            let x_shape = match kind {
+                Kind::Conv => g.image_shape(),
+                Kind::Transposed => g.grid_shape(),
+            };
+            grads.register::<Flex>(node.id, flex_tensor(dx, x_shape));
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Flex>(node.id, flex_tensor(dweight, weight_shape));
+        }
+        if let Some(node) = node_bias {
+            let len = dbias.len();
+            grads.register::<Flex>(node.id, flex_tensor(dbias, [len]));
+        }
+    }
+}
+
+type FlexAutodiffTensor = burn::tensor::ops::FloatTensor<FlexAutodiff>;
+
+fn autodiff_forward(
+    kind: Kind,
+    stride: usize,
+    x: FlexAutodiffTensor,
+    weight: FlexAutodiffTensor,
+    bias: FlexAutodiffTensor,
+) -> FlexAutodiffTensor {
+    match GemmConvBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let weight = weight.primitive.to_contiguous();
+            let (out, saved, geometry) =
+                flex_forward(kind, stride, &x.primitive, &weight, &bias.primitive);
+            prep.finish((Arc::new(saved), weight, kind, geometry), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(
+            flex_forward(
+                kind,
+                stride,
+                &x.primitive,
+                &weight.primitive,
+                &bias.primitive,
+            )
+            .0,
+        ),
+    }
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    // Callers pass contiguous f32 tensors (checked by `forward` and made by `to_contiguous`).
+    t.as_slice::<f32>().unwrap_or(&[])
+}
+
+fn flex_tensor<S: Into<Shape>>(data: Vec<f32>, shape: S) -> FlexTensor {
+    let shape = shape.into();
+    debug_assert_eq!(data.len(), shape.num_elements());
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+// ---- The maths, on plain slices (row-major NCHW). ----
+
+/// Conv forward: `out[b, o] = bias[o] + sum W[o, c, i, j] x[b, c, y*s + i, x*s + j]`, as
+/// `[c_out, patch] x im2col(x)`.
+/// Returns the output and the im2col matrix (for the backward pass).
+fn conv_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (rows, n, c_out) = (g.patch_len(), g.positions(), g.grid[0]);
+    let cols = im2col(x, g);
+    let mut out = vec![0.0; c_out * n];
+    for (row, &b) in out.chunks_mut(n).zip(bias) {
+        row.fill(b);
+    }
+    matmul(
+        &mut out,
+        true,
+        Mat::row_major(weight, c_out, rows),
+        Mat::row_major(&cols, rows, n),
+    );
+    (
+        swap_leading(&out, c_out, g.batch, g.grid[1] * g.grid[2]),
+        cols,
+    )
+}
+
+/// Conv backward from `grad` (the output's gradient) and the forward's im2col matrix:
+/// `(dx if asked, dweight, dbias)`.
+fn conv_backward(
+    g: &Geometry,
+    cols: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (rows, n, c_out) = (g.patch_len(), g.positions(), g.grid[0]);
+    let grad = swap_leading(grad, g.batch, c_out, g.grid[1] * g.grid[2]); // [c_out, n]
+    let mut dweight = vec![0.0; c_out * rows];
+    matmul(
+        &mut dweight,
+        false,
+        Mat::row_major(&grad, c_out, n),
+        Mat::row_major(cols, rows, n).t(),
+    );
+    let dbias = grad.chunks(n).map(sum).collect();
+    let dx = want_x.then(|| {
+        let mut dcols = vec![0.0; rows * n];
+        matmul(
+            &mut dcols,
+            false,
+            Mat::row_major(weight, c_out, rows).t(),
+            Mat::row_major(&grad, c_out, n),
+        );
+        col2im(&dcols, g)
+    });
+    (dx, dweight, dbias)
+}
+
+/// Transposed conv forward: each input pixel scatters `W[c, :, :, :] x[b, c, y, x]` onto its
+/// window of the output, as `col2im(W^T x)`.
+/// Returns the output and the input as `[c_in, batch * h * w]` (for the backward pass).
+fn transposed_forward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (rows, n, c_in) = (g.patch_len(), g.positions(), g.grid[0]);
+    let x = swap_leading(x, g.batch, c_in, g.grid[1] * g.grid[2]); // [c_in, n]
+    let mut cols = vec![0.0; rows * n];
+    matmul(
+        &mut cols,
+        false,
+        Mat::row_major(weight, c_in, rows).t(),
+        Mat::row_major(&x, c_in, n),
+    );
+    let mut out = col2im(&cols, g);
+    let plane = g.image[1] * g.image[2];
+    out.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
+        let b = bias[i % g.image[0]];
+        p.iter_mut().for_each(|v| *v += b);
+    });
+    (out, x)
+}
+
+/// Transposed conv backward: the output's gradient, im2col'd, is the conv of the forward. `x`
+/// is the forward's input as `[c_in, batch * h * w]`.
+fn transposed_backward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    want_x: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (rows, n, c_in) = (g.patch_len(), g.positions(), g.grid[0]);
+    let dcols = im2col(grad, g); // [rows, n]
+    let mut dweight = vec![0.0; c_in * rows];
+    matmul(
+        &mut dweight,
+        false,
+        Mat::row_major(x, c_in, n),
+        Mat::row_major(&dcols, rows, n).t(),
+    );
+    let channels = g.image[0];
+    let plane = g.image[1] * g.image[2];
+    let mut dbias = vec![0.0; channels];
+    for (i, p) in grad.chunks(plane).enumerate() {
+        dbias[i % channels] += sum(p);
+    }
+    let dx = want_x.then(|| {
+        let mut dx = vec![0.0; c_in * n];
+        matmul(
+            &mut dx,
+            false,
+            Mat::row_major(weight, c_in, rows),
+            Mat::row_major(&dcols, rows, n),
+        );
+        swap_leading(&dx, c_in, g.batch, g.grid[1] * g.grid[2])
+    });
+    (dx, dweight, dbias)
+}
+
+fn sum(values: &[f32]) -> f32 {
+    values.iter().sum()
+}
+
+/// `image` `[batch, c, h, w]` -> `[c * k * k, batch * gh * gw]`: row `(c, i, j)`, column
+/// `(b, y, x)` holds `image[b, c, y*s + i, x*s + j]`.
+fn im2col(image: &[f32], g: &Geometry) -> Vec<f32> {
+    let [channels, height, width] = g.image;
+    let [_, gh, gw] = g.grid;
+    let (k, s, n) = (g.k, g.stride, g.positions());
+    let plane = height * width;
+    let mut cols = vec![0.0; channels * k * k * n];
+    cols.par_chunks_mut(n).enumerate().for_each(|(row, out)| {
+        let (c, i, j) = (row / (k * k), (row / k) % k, row % k);
+        for (b, out) in out.chunks_mut(gh * gw).enumerate() {
+            let src = &image[(b * channels + c) * plane..][..plane];
+            for (y, out) in out.chunks_mut(gw).enumerate() {
+                gather_strided(out, &src[(y * s + i) * width + j..], s);
+            }
+        }
+    });
+    cols
+}
+
+/// The adjoint of [`im2col`]: sums every column entry back onto the image pixel it came from.
+fn col2im(cols: &[f32], g: &Geometry) -> Vec<f32> {
+    let [channels, height, width] = g.image;
+    let [_, gh, gw] = g.grid;
+    let (k, s, n) = (g.k, g.stride, g.positions());
+    let plane = height * width;
+    let mut image = vec![0.0; g.batch * channels * plane];
+    image
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(index, dst)| {
+            let (b, c) = (index / channels, index % channels);
+            for i in 0..k {
+                for j in 0..k {
+                    let row = (c * k + i) * k + j;
+                    let src = &cols[row * n + b * gh * gw..][..gh * gw];
+                    for (y, src) in src.chunks(gw).enumerate() {
+                        scatter_add_strided(&mut dst[(y * s + i) * width + j..], src, s);
+                    }
+                }
+            }
+        });
+    image
+}
+
+// The two inner loops of im2col and col2im, with one bounds check per line instead of one per
+// element: the crate's own code builds at opt-level 1 in the dev profile (fast builds), where the
+// checked loops took a fifth of a training step.
+
+/// `out[x] = line[x * s]`.
+fn gather_strided(out: &mut [f32], line: &[f32], s: usize) {
+    let Some(last) = out.len().checked_sub(1) else {
+        return;
+    };
+    assert!(
+        last * s < line.len(),
+        "gemm_conv: im2col line out of bounds"
+    );
+    for (x, v) in out.iter_mut().enumerate() {
+        // SAFETY: x * s <= last * s < line.len(), asserted above.
+        *v = unsafe { *line.get_unchecked(x * s) };
+    }
+}
+
+/// `line[x * s] += src[x]`.
+fn scatter_add_strided(line: &mut [f32], src: &[f32], s: usize) {
+    let Some(last) = src.len().checked_sub(1) else {
+        return;
+    };
+    assert!(
+        last * s < line.len(),
+        "gemm_conv: col2im line out of bounds"
+    );
+    for (x, v) in src.iter().enumerate() {
+        // SAFETY: x * s <= last * s < line.len(), asserted above.
+        unsafe { *line.get_unchecked_mut(x * s) += v };
+    }
+}
+
+/// `[a, b, p]` -> `[b, a, p]`.
+fn swap_leading(src: &[f32], a: usize, b: usize, p: usize) -> Vec<f32> {
+    let mut dst = vec![0.0; src.len()];
+    dst.par_chunks_mut(p).enumerate().for_each(|(index, out)| {
+        let (j, i) = (index / a, index % a); // dst[j, i] = src[i, j]
+        out.copy_from_slice(&src[(i * b + j) * p..][..p]);
+    });
+    dst
+}
+
+/// A matrix view for `gemm`: a slice with row and column strides.
+#[derive(Debug, Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<'a> Mat<'a> {
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(
+            data.len() >= rows * cols,
+            "gemm_conv: matrix data too short"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `dst = a b`, or `dst += a b` with `accumulate`; `dst` is row-major `[a.rows, b.cols]`.
+fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && dst.len() == m * n,
+        "gemm_conv: matmul shapes"
+    );
+    // Below about 192^3 multiply-adds threads cost more than they save (burn-flex's threshold).
+    let parallelism = if m * n * k >= 192 * 192 * 192 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views were checked to lie inside their slices (`row_major`, and `t` only swaps
+    // strides), `dst` holds exactly m x n, and nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride,
+            a.row_stride,
+            b.data.as_ptr(),
+            b.col_stride,
+            b.row_stride,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
