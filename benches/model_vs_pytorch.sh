@@ -2,19 +2,27 @@
 # dreamplay's world model against PyTorch's, measured in one run on this machine: V training throughput
 # (batch 32, the paper's VAE and loss, Adam) and the batch-1 decode the dream pays per frame, from
 # ../shared/peers/torch_vae.py on 1 and 2 threads.
-# Usage: benches/model_vs_pytorch.sh [timed V training steps]
+# Usage: [PROFILE=dev] benches/model_vs_pytorch.sh [timed V training steps]
 #
-# Uses the dev profile, whose dependencies (burn, gemm) are built at opt-level 3: the time is spent in
-# them, and it is the build the training commands use. Stop other jobs first: two cores are easy to share.
+# Uses the release profile (what `cargo run --release` and `cargo install` build) unless PROFILE=dev: the dev
+# profile builds the dependencies (burn, gemm) at opt-level 3 but dreamplay's own code at 1, which slows the
+# im2col/col2im loops of src/model/gemm_conv.rs. Stop other jobs first: two cores are easy to share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 train_steps=${1:-6}
 peers_dir=${PEERS_DIR:-../shared/peers}
+profile=${PROFILE:-release}
 
-cargo build --quiet --bin dreamplay
+if [ "$profile" = dev ]; then
+  cargo build --quiet --bin dreamplay
+  bin=target/debug/dreamplay
+else
+  cargo build --quiet --release --bin dreamplay
+  bin=target/release/dreamplay
+fi
 ours=""
 for env in car-racing take-cover; do
-  out=$(target/debug/dreamplay bench model --backend flex --env "$env" --train-steps "$train_steps" --dream-steps 400 2>/dev/null)
+  out=$("$bin" bench model --backend flex --env "$env" --train-steps "$train_steps" --dream-steps 400 2>/dev/null)
   echo "$out"
   ours+="$env $(awk '/^V training/ {print $5}' <<<"$out") $(awk '/^V decode/ {print $5}' <<<"$out") $(awk '/^dream step/ {print $8}' <<<"$out")"$'\n'
 done
