@@ -47,19 +47,15 @@ pub fn try_conv2d<B: Backend>(
     layer: &Conv2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let covered = layer.dilation == [1, 1]
-        && layer.groups == 1
-        && layer.stride[0] == layer.stride[1]
-        && layer.kernel_size[0] == layer.kernel_size[1]
-        && matches!(layer.padding, PaddingConfig2d::Valid);
-    match (covered, layer.bias.as_ref()) {
-        (true, Some(bias)) => forward(
-            Kind::Conv,
-            layer.stride[0],
-            x,
-            layer.weight.val(),
-            bias.val(),
-        ),
+    let unpadded = matches!(layer.padding, PaddingConfig2d::Valid);
+    let layer_shape = Layer {
+        stride: layer.stride,
+        kernel: layer.kernel_size,
+        dilation: layer.dilation,
+        groups: layer.groups,
+    };
+    match (unpadded, layer.bias.as_ref()) {
+        (true, Some(bias)) => layer_shape.run(Kind::Conv, x, layer.weight.val(), bias.val()),
         _ => Err(x),
     }
 }
@@ -69,21 +65,45 @@ pub fn try_conv_transpose2d<B: Backend>(
     layer: &ConvTranspose2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let covered = layer.dilation == [1, 1]
-        && layer.groups == 1
-        && layer.stride[0] == layer.stride[1]
-        && layer.kernel_size[0] == layer.kernel_size[1]
-        && layer.padding == [0, 0]
-        && layer.padding_out == [0, 0];
-    match (covered, layer.bias.as_ref()) {
-        (true, Some(bias)) => forward(
-            Kind::Transposed,
-            layer.stride[0],
-            x,
-            layer.weight.val(),
-            bias.val(),
-        ),
+    let unpadded = layer.padding == [0, 0] && layer.padding_out == [0, 0];
+    let layer_shape = Layer {
+        stride: layer.stride,
+        kernel: layer.kernel_size,
+        dilation: layer.dilation,
+        groups: layer.groups,
+    };
+    match (unpadded, layer.bias.as_ref()) {
+        (true, Some(bias)) => layer_shape.run(Kind::Transposed, x, layer.weight.val(), bias.val()),
         _ => Err(x),
+    }
+}
+
+/// The settings of a conv layer that decide whether the GEMM path covers it.
+struct Layer {
+    stride: [usize; 2],
+    kernel: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+}
+
+impl Layer {
+    /// The GEMM path for a square kernel and stride, no dilation and one group; `Err(x)` otherwise.
+    fn run<B: Backend>(
+        &self,
+        kind: Kind,
+        x: Tensor<B, 4>,
+        weight: Tensor<B, 4>,
+        bias: Tensor<B, 1>,
+    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+        let covered = self.dilation == [1, 1]
+            && self.groups == 1
+            && self.stride[0] == self.stride[1]
+            && self.kernel[0] == self.kernel[1];
+        if covered {
+            forward(kind, self.stride[0], x, weight, bias)
+        } else {
+            Err(x)
+        }
     }
 }
 
