@@ -1,5 +1,5 @@
 //! V's convolutions on burn-flex as one batch-wide im2col and one GEMM each, with their own
-//! backward pass: what V trains with on the CPU.
+//! backward pass: what V trains, encodes and decodes with on the CPU.
 //!
 //! Why by hand (a departure, see the README): burn-flex 0.21 runs a conv as one small GEMM per
 //! image and per 512-pixel tile (V's last encoder conv becomes 32 products of `[256 x 2048] x
@@ -123,7 +123,8 @@ fn forward<B: Backend>(
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    if x.dtype() != burn::tensor::DType::F32 {
+    let f32 = burn::tensor::DType::F32;
+    if x.dtype() != f32 || weight.dtype() != f32 || bias.dtype() != f32 {
         return Err(x);
     }
     let backend = TypeId::of::<B>();
