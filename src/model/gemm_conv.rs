@@ -47,15 +47,21 @@ pub fn try_conv2d<B: Backend>(
     layer: &Conv2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let unpadded = matches!(layer.padding, PaddingConfig2d::Valid);
-    let layer_shape = Layer {
-        stride: layer.stride,
-        kernel: layer.kernel_size,
-        dilation: layer.dilation,
-        groups: layer.groups,
-    };
-    match (unpadded, layer.bias.as_ref()) {
-        (true, Some(bias)) => layer_shape.run(Kind::Conv, x, layer.weight.val(), bias.val()),
+    let covered = matches!(layer.padding, PaddingConfig2d::Valid)
+        && plain(
+            layer.stride,
+            layer.kernel_size,
+            layer.dilation,
+            layer.groups,
+        );
+    match (covered, layer.bias.as_ref()) {
+        (true, Some(bias)) => forward(
+            Kind::Conv,
+            layer.stride[0],
+            x,
+            layer.weight.val(),
+            bias.val(),
+        ),
         _ => Err(x),
     }
 }
@@ -65,46 +71,30 @@ pub fn try_conv_transpose2d<B: Backend>(
     layer: &ConvTranspose2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let unpadded = layer.padding == [0, 0] && layer.padding_out == [0, 0];
-    let layer_shape = Layer {
-        stride: layer.stride,
-        kernel: layer.kernel_size,
-        dilation: layer.dilation,
-        groups: layer.groups,
-    };
-    match (unpadded, layer.bias.as_ref()) {
-        (true, Some(bias)) => layer_shape.run(Kind::Transposed, x, layer.weight.val(), bias.val()),
+    let covered = layer.padding == [0, 0]
+        && layer.padding_out == [0, 0]
+        && plain(
+            layer.stride,
+            layer.kernel_size,
+            layer.dilation,
+            layer.groups,
+        );
+    match (covered, layer.bias.as_ref()) {
+        (true, Some(bias)) => forward(
+            Kind::Transposed,
+            layer.stride[0],
+            x,
+            layer.weight.val(),
+            bias.val(),
+        ),
         _ => Err(x),
     }
 }
 
-/// The settings of a conv layer that decide whether the GEMM path covers it.
-struct Layer {
-    stride: [usize; 2],
-    kernel: [usize; 2],
-    dilation: [usize; 2],
-    groups: usize,
-}
-
-impl Layer {
-    /// The GEMM path for a square kernel and stride, no dilation and one group; `Err(x)` otherwise.
-    fn run<B: Backend>(
-        &self,
-        kind: Kind,
-        x: Tensor<B, 4>,
-        weight: Tensor<B, 4>,
-        bias: Tensor<B, 1>,
-    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        let covered = self.dilation == [1, 1]
-            && self.groups == 1
-            && self.stride[0] == self.stride[1]
-            && self.kernel[0] == self.kernel[1];
-        if covered {
-            forward(kind, self.stride[0], x, weight, bias)
-        } else {
-            Err(x)
-        }
-    }
+/// A square kernel and stride, no dilation and one group: the layers the GEMM path covers
+/// (besides padding, which the two layer types state differently).
+fn plain(stride: [usize; 2], kernel: [usize; 2], dilation: [usize; 2], groups: usize) -> bool {
+    dilation == [1, 1] && groups == 1 && stride[0] == stride[1] && kernel[0] == kernel[1]
 }
 
 /// A conv or a transposed conv.
