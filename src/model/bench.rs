@@ -113,7 +113,9 @@ pub fn run(selected: &SelectedBackend, config: &BenchConfig) -> BenchReport {
 pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchReport {
     let spec = ModelSpec::paper(config.env);
     B::seed(device, 0);
-    let vae_train_img_per_s = bench_vae_training::<B>(device, &spec, config.train_steps);
+    let vae_train_img_per_s = super::backend::on_cpu_workers(|| {
+        bench_vae_training::<B>(device, &spec, config.train_steps)
+    });
     let (dream_step_ms, m_step_ms) = bench_dream_latency::<B>(device, &spec, config.dream_steps);
     let decode_ms = bench_decode_forms::<B>(device, &spec, 1, config.dream_steps);
     let batched_steps_per_s =

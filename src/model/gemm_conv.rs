@@ -454,77 +454,148 @@ fn sum(values: &[f32]) -> f32 {
 
 /// `image` `[batch, c, h, w]` -> `[c * k * k, batch * gh * gw]`: row `(c, i, j)`, column
 /// `(b, y, x)` holds `image[b, c, y*s + i, x*s + j]`.
+///
+/// Each plane is first split into its stride phases ([`Phases`]), where the pixels a kernel row
+/// reads lie side by side, so that every line of the matrix is one copy instead of a strided
+/// gather (a stride-2 gather does not vectorise, and took most of im2col's time).
 fn im2col(image: &[f32], g: &Geometry) -> Vec<f32> {
     let [channels, height, width] = g.image;
     let [_, gh, gw] = g.grid;
-    let (k, s, n) = (g.k, g.stride, g.positions());
+    let (k, n) = (g.k, g.positions());
+    let phases = Phases::new(height, width, g.stride);
     let plane = height * width;
+    let mut split = vec![0.0; g.batch * channels * phases.len()];
+    for_each_chunk(&mut split, phases.len(), |index, out| {
+        phases.split(&image[index * plane..][..plane], out);
+    });
     let mut cols = vec![0.0; channels * k * k * n];
     for_each_chunk(&mut cols, n, |row, out| {
         let (c, i, j) = (row / (k * k), (row / k) % k, row % k);
+        let (phase, di, dj) = phases.locate(i, j);
         for (b, out) in out.chunks_mut(gh * gw).enumerate() {
-            let src = &image[(b * channels + c) * plane..][..plane];
+            let grid = phases.grid(&split[(b * channels + c) * phases.len()..], phase);
             for (y, out) in out.chunks_mut(gw).enumerate() {
-                gather_strided(out, &src[(y * s + i) * width + j..], s);
+                out.copy_from_slice(&grid[(y + di) * phases.width + dj..][..gw]);
             }
         }
     });
     cols
 }
 
-/// The adjoint of [`im2col`]: sums every column entry back onto the image pixel it came from.
+/// The adjoint of [`im2col`]: sums every column entry back onto the image pixel it came from,
+/// into stride phases first ([`Phases`]: contiguous adds), then merged into the plane.
+///
+/// Tried and dropped: one GEMM per image, folded while its block of columns is still in cache
+/// rather than after the whole batch's matrix went to memory and back. It halved this fold's
+/// time, but the narrow GEMMs ran on gemm's edge kernels and a training step got slower.
 fn col2im(cols: &[f32], g: &Geometry) -> Vec<f32> {
     let [channels, height, width] = g.image;
     let [_, gh, gw] = g.grid;
-    let (k, s, n) = (g.k, g.stride, g.positions());
-    let plane = height * width;
-    let mut image = vec![0.0; g.batch * channels * plane];
-    for_each_chunk(&mut image, plane, |index, dst| {
+    let (k, n) = (g.k, g.positions());
+    let phases = Phases::new(height, width, g.stride);
+    let mut image = vec![0.0; g.batch * channels * height * width];
+    for_each_chunk(&mut image, height * width, |index, dst| {
         let (b, c) = (index / channels, index % channels);
+        let mut split = vec![0.0; phases.len()];
         for i in 0..k {
             for j in 0..k {
                 let row = (c * k + i) * k + j;
                 let src = &cols[row * n + b * gh * gw..][..gh * gw];
+                let (phase, di, dj) = phases.locate(i, j);
+                let grid = phases.grid_mut(&mut split, phase);
                 for (y, src) in src.chunks(gw).enumerate() {
-                    scatter_add_strided(&mut dst[(y * s + i) * width + j..], src, s);
+                    let line = &mut grid[(y + di) * phases.width + dj..][..gw];
+                    line.iter_mut().zip(src).for_each(|(d, v)| *d += v);
                 }
             }
         }
+        phases.merge(&split, dst);
     });
     image
 }
 
-// The two inner loops of im2col and col2im, with one bounds check per line instead of one per
-// element: the crate's own code builds at opt-level 1 in the dev profile (fast builds), where the
-// checked loops took a fifth of a training step.
-
-/// `out[x] = line[x * s]`.
-fn gather_strided(out: &mut [f32], line: &[f32], s: usize) {
-    let Some(last) = out.len().checked_sub(1) else {
-        return;
-    };
-    assert!(
-        last * s < line.len(),
-        "gemm_conv: im2col line out of bounds"
-    );
-    for (x, v) in out.iter_mut().enumerate() {
-        // SAFETY: x * s <= last * s < line.len(), asserted above.
-        *v = unsafe { *line.get_unchecked(x * s) };
-    }
+/// A `height x width` plane seen as its `s * s` stride phases: phase `(pi, pj)` is the grid of
+/// pixels `(a*s + pi, d*s + pj)`, stored at `[a][d]` in a `height x width` grid of the phase
+/// size (`ceil(height / s) x ceil(width / s)`; cells past the plane's edge stay unused).
+///
+/// Pixel `(y*s + i, x*s + j)` is cell `(y + i/s, x + j/s)` of phase `(i % s, j % s)`, so a
+/// kernel offset reads or writes a whole line of a phase at once.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    plane_height: usize,
+    plane_width: usize,
+    stride: usize,
+    height: usize,
+    width: usize,
 }
 
-/// `line[x * s] += src[x]`.
-fn scatter_add_strided(line: &mut [f32], src: &[f32], s: usize) {
-    let Some(last) = src.len().checked_sub(1) else {
-        return;
-    };
-    assert!(
-        last * s < line.len(),
-        "gemm_conv: col2im line out of bounds"
-    );
-    for (x, v) in src.iter().enumerate() {
-        // SAFETY: x * s <= last * s < line.len(), asserted above.
-        unsafe { *line.get_unchecked_mut(x * s) += v };
+impl Phases {
+    fn new(plane_height: usize, plane_width: usize, stride: usize) -> Self {
+        Self {
+            plane_height,
+            plane_width,
+            stride,
+            height: plane_height.div_ceil(stride),
+            width: plane_width.div_ceil(stride),
+        }
+    }
+
+    /// Floats in all phases of one plane.
+    fn len(&self) -> usize {
+        self.stride * self.stride * self.height * self.width
+    }
+
+    /// Kernel offset `(i, j)` -> (its phase, row offset, column offset).
+    fn locate(&self, i: usize, j: usize) -> (usize, usize, usize) {
+        let s = self.stride;
+        ((i % s) * s + j % s, i / s, j / s)
+    }
+
+    fn grid<'a>(&self, split: &'a [f32], phase: usize) -> &'a [f32] {
+        let len = self.height * self.width;
+        &split[phase * len..][..len]
+    }
+
+    fn grid_mut<'a>(&self, split: &'a mut [f32], phase: usize) -> &'a mut [f32] {
+        let len = self.height * self.width;
+        &mut split[phase * len..][..len]
+    }
+
+    /// Plane row `r`'s pixels of column phase `pj`, as (their line in phase storage, the plane
+    /// row from column `pj` on, read every `stride`-th).
+    fn line_of(&self, r: usize, pj: usize) -> (std::ops::Range<usize>, usize) {
+        let s = self.stride;
+        let start = (((r % s) * s + pj) * self.height + r / s) * self.width;
+        (start..start + self.width, r * self.plane_width + pj)
+    }
+
+    /// `plane` -> its phases.
+    fn split(&self, plane: &[f32], split: &mut [f32]) {
+        for r in 0..self.plane_height {
+            for pj in 0..self.stride.min(self.plane_width) {
+                let (cells, first) = self.line_of(r, pj);
+                let pixels = plane[first..(r + 1) * self.plane_width]
+                    .iter()
+                    .step_by(self.stride);
+                split[cells]
+                    .iter_mut()
+                    .zip(pixels)
+                    .for_each(|(c, &p)| *c = p);
+            }
+        }
+    }
+
+    /// Phases -> `plane`: every pixel is written.
+    fn merge(&self, split: &[f32], plane: &mut [f32]) {
+        for r in 0..self.plane_height {
+            for pj in 0..self.stride.min(self.plane_width) {
+                let (cells, first) = self.line_of(r, pj);
+                let pixels = plane[first..(r + 1) * self.plane_width]
+                    .iter_mut()
+                    .step_by(self.stride);
+                pixels.zip(&split[cells]).for_each(|(p, &c)| *p = c);
+            }
+        }
     }
 }
 
