@@ -187,6 +187,64 @@ fn vae_loss_goes_down_on_synthetic_frames() {
     );
 }
 
+#[test]
+fn detail_weight_counts_pixels_that_stand_out_in_the_target_or_the_reconstruction() {
+    use dreamplay::train::vae::{frames_u8_to_tensor, row_medians};
+    let device = dev();
+    let grey = vec![128u8; 64 * 64 * 3];
+    let with_pixels = |pixels: &[(usize, usize, u8)]| {
+        let mut frame = grey.clone();
+        for &(y, x, v) in pixels {
+            frame[(y * 64 + x) * 3..][..3].fill(v);
+        }
+        frame
+    };
+    // The target: grey, one dark pixel (an imp, say). Its rows' medians stay grey.
+    let target = with_pixels(&[(30, 10, 20)]);
+    let medians = row_medians::<B>(&[&target], &device);
+    let expected_medians = Tensor::<B, 4>::full([1, 3, 64, 1], 128.0 / 255.0, &device);
+    assert!(max_abs_diff(medians.clone(), expected_medians) < 1e-6);
+    let loss = |recon: &[u8], weight: f32| {
+        let (total, plain, kl) = vae::vae_loss_with_detail(
+            frames_u8_to_tensor::<B>(&[recon], &device),
+            frames_u8_to_tensor::<B>(&[&target], &device),
+            medians.clone(),
+            Tensor::<B, 2>::zeros([1, 4], &device),
+            Tensor::<B, 2>::zeros([1, 4], &device),
+            0.5,
+            weight,
+        );
+        let [total, plain, kl] = [total, plain, kl].map(|t| t.into_scalar().elem::<f32>());
+        (total - kl, plain)
+    };
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    // Missing the dark pixel: only it is wrong, and it counts 1 + 9 times.
+    let (weighted, plain) = loss(&grey, 9.0);
+    let one_pixel = 3.0 * ((128.0 - 20.0) / 255.0f32).powi(2);
+    assert!(
+        close(plain, one_pixel),
+        "plain {plain}, expected {one_pixel}"
+    );
+    assert!(close(weighted, 10.0 * one_pixel), "weighted {weighted}");
+    // Weight 0 is the paper's loss.
+    let (weighted, _) = loss(&grey, 0.0);
+    let (paper, _, paper_kl) = vae::vae_loss(
+        frames_u8_to_tensor::<B>(&[&grey], &device),
+        frames_u8_to_tensor::<B>(&[&target], &device),
+        Tensor::<B, 2>::zeros([1, 4], &device),
+        Tensor::<B, 2>::zeros([1, 4], &device),
+        0.5,
+    );
+    let paper = (paper - paper_kl).into_scalar().elem::<f32>();
+    assert!(close(weighted, paper), "{weighted} vs {paper}");
+    // Drawing the pixel, plus a dark one where there is none: the false one counts 10 times too.
+    let (weighted, plain) = loss(&with_pixels(&[(30, 10, 20), (5, 40, 20)]), 9.0);
+    assert!(close(plain, one_pixel) && close(weighted, 10.0 * one_pixel));
+    // A change under the threshold (8 levels a channel, 24 in all) counts once.
+    let (weighted, plain) = loss(&with_pixels(&[(30, 10, 20), (5, 40, 121)]), 9.0);
+    assert!(close(weighted, plain), "{weighted} vs {plain}");
+}
+
 // ---------------------------------------------------------------- M
 
 #[test]
@@ -821,20 +879,25 @@ fn gemm_convs_match_burns_forward_and_gradients() {
             .max(1e-6);
         (ours - theirs).abs().max().into_scalar().elem::<f32>() / scale
     }
-    // (channels in, channels out, kernel, input size): V's encoder, then its decoder.
+    // (channels in, channels out, kernel, stride, input size): V's encoder, then its decoder, then
+    // strides V does not use (the path covers any).
     let convs = [
-        (3, 32, 4, 64),
-        (32, 64, 4, 31),
-        (64, 128, 4, 14),
-        (128, 256, 4, 6),
+        (3, 32, 4, 2, 64),
+        (32, 64, 4, 2, 31),
+        (64, 128, 4, 2, 14),
+        (128, 256, 4, 2, 6),
+        (3, 5, 3, 1, 9),
+        (4, 3, 4, 3, 14),
     ];
     let deconvs = [
-        (64, 128, 5, 1),
-        (128, 64, 5, 5),
-        (64, 32, 6, 13),
-        (32, 3, 6, 30),
+        (64, 128, 5, 2, 1),
+        (128, 64, 5, 2, 5),
+        (64, 32, 6, 2, 13),
+        (32, 3, 6, 2, 30),
+        (3, 5, 3, 1, 9),
+        (4, 3, 4, 3, 5),
     ];
-    for (transposed, (c_in, c_out, k, size)) in convs
+    for (transposed, (c_in, c_out, k, stride, size)) in convs
         .iter()
         .map(|s| (false, *s))
         .chain(deconvs.iter().map(|s| (true, *s)))
@@ -847,10 +910,10 @@ fn gemm_convs_match_burns_forward_and_gradients() {
         // One layer of each kind, so that both runs use the same weights (the backend's seed is
         // shared with the tests running beside this one).
         let deconv = ConvTranspose2dConfig::new([c_in, c_out], [k, k])
-            .with_stride([2, 2])
+            .with_stride([stride, stride])
             .init::<AD>(&device);
         let conv = Conv2dConfig::new([c_in, c_out], [k, k])
-            .with_stride([2, 2])
+            .with_stride([stride, stride])
             .init::<AD>(&device);
         let run = |ours: bool| {
             let x = x.clone().require_grad();
@@ -887,7 +950,7 @@ fn gemm_convs_match_burns_forward_and_gradients() {
         let ours = run(true);
         let theirs = run(false);
         let what = format!(
-            "{} {c_in}->{c_out} k{k} on {size}x{size}",
+            "{} {c_in}->{c_out} k{k} s{stride} on {size}x{size}",
             if transposed { "deconv" } else { "conv" }
         );
         for (name, err) in [

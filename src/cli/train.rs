@@ -86,6 +86,10 @@ pub struct TrainVaeArgs {
     /// whatever the stride; 0 treats them like any frame. May change when resuming.
     #[arg(long, default_value_t = 0)]
     pub hazard_repeats: usize,
+    /// Count the squared error of detail pixels (those that stand out from their row, such as
+    /// Take Cover's imps) 1 + this many times; 0 is the paper's loss. May change when resuming.
+    #[arg(long, default_value_t = 0.0)]
+    pub detail_weight: f32,
     /// Rollouts held in memory at once (frames are shuffled within them).
     #[arg(long, default_value_t = 16)]
     pub chunk: usize,
@@ -106,11 +110,12 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
     config.frame_stride = args.frame_stride;
     config.chunk = args.chunk;
     config.hazard_repeats = args.hazard_repeats;
+    config.detail_weight = args.detail_weight;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
     let selection = select_backend(stage.backend.as_deref());
     let summary = crate::with_backend!(&selection.backend, |B, device| {
-        train_vae::<Autodiff<B>>(&config, stage.fresh, &device)
+        backend::on_cpu_workers(|| train_vae::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
     println!(
         "V trained: {} steps, {} epochs, {} training frames, in {} (this session{})",

@@ -37,7 +37,7 @@ use super::progress::{self, CsvLog};
 use super::rollout::{FRAME_SIDE, Rollout, RolloutInfo, list_rollouts};
 use crate::envs::EnvKind;
 use crate::model::bundle::{self, ModelSpec, Precision, TrainingInfo, WorldModel};
-use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss};
+use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_detail};
 
 /// Held-out frames scored at each epoch's end (spread evenly over the validation rollouts).
 pub const VAL_FRAMES: usize = 512;
@@ -65,6 +65,10 @@ pub struct VaeTrainConfig {
     /// many times per epoch, whatever the stride; 0 treats them like any frame. A schedule knob like
     /// `epochs`: a resumed run may change it.
     pub hazard_repeats: usize,
+    /// Extra weight on the squared error of detail pixels (see [`vae_loss_with_detail`]); 0 is the
+    /// paper's loss. A schedule knob like `hazard_repeats`.
+    #[serde(default)]
+    pub detail_weight: f32,
     pub seed: u64,
 }
 
@@ -82,6 +86,7 @@ impl VaeTrainConfig {
             chunk: 16,
             checkpoint_every: 200,
             hazard_repeats: 0,
+            detail_weight: 0.0,
             seed: 0,
         }
     }
@@ -100,6 +105,12 @@ impl VaeTrainConfig {
             bail!(
                 "--val-fraction must be in [0, 0.5), got {}",
                 self.val_fraction
+            );
+        }
+        if !(self.detail_weight.is_finite() && self.detail_weight >= 0.0) {
+            bail!(
+                "--detail-weight must be a number >= 0, got {}",
+                self.detail_weight
             );
         }
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
@@ -295,6 +306,27 @@ pub fn frames_u8_to_tensor<B: Backend>(frames: &[&[u8]], device: &B::Device) -> 
         TensorData::new(data, [frames.len(), 3, FRAME_SIDE, FRAME_SIDE]),
         device,
     )
+}
+
+/// Each row's per-channel median of each frame (64x64 RGB, HWC bytes), as `[n, 3, 64, 1]` in
+/// [0, 1]: the background that [`vae_loss_with_detail`]'s detail pixels stand out from.
+pub fn row_medians<B: Backend>(frames: &[&[u8]], device: &B::Device) -> Tensor<B, 4> {
+    let side = FRAME_SIDE;
+    let mut data = vec![0.0f32; frames.len() * 3 * side];
+    let mut row = [0u8; FRAME_SIDE];
+    for (n, frame) in frames.iter().enumerate() {
+        for y in 0..side {
+            for ch in 0..3 {
+                for (x, v) in row.iter_mut().enumerate() {
+                    *v = frame[(y * side + x) * 3 + ch];
+                }
+                row.sort_unstable();
+                // The upper median of an even count: a plain, exact pick.
+                data[(n * 3 + ch) * side + y] = f32::from(row[side / 2]) / 255.0;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [frames.len(), 3, side, 1]), device)
 }
 
 /// The rollouts a plan needs, loaded on first use and dropped after their last batch.
@@ -603,15 +635,7 @@ pub fn train_vae<B: AutodiffBackend>(
             if !frames.is_empty() {
                 let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
                 let (recon, kl);
-                (model, optim, recon, kl) = train_step(
-                    model,
-                    optim,
-                    &refs,
-                    config.learning_rate,
-                    config.seed,
-                    step,
-                    device,
-                );
+                (model, optim, recon, kl) = train_step(model, optim, &refs, config, step, device);
                 let a = 0.05;
                 ema_recon = if ema_recon.is_nan() {
                     recon
@@ -743,11 +767,11 @@ fn train_step<B: AutodiffBackend, O: Optimizer<ConvVae<B>, B>>(
     model: ConvVae<B>,
     mut optim: O,
     frames: &[&[u8]],
-    lr: f64,
-    seed: u64,
+    config: &VaeTrainConfig,
     step: u64,
     device: &B::Device,
 ) -> (ConvVae<B>, O, f64, f64) {
+    let (lr, seed) = (config.learning_rate, config.seed);
     let x = frames_u8_to_tensor::<B>(frames, device);
     let (mu, logvar) = model.encode(x.clone());
     // The noise comes from our own seeded stream, so a step is the same on any backend and resume.
@@ -759,7 +783,20 @@ fn train_step<B: AutodiffBackend, O: Optimizer<ConvVae<B>, B>>(
     let eps = Tensor::from_data(TensorData::new(eps, [n, zs]), device);
     let z = ConvVae::reparameterize_with(mu.clone(), logvar.clone(), eps);
     let recon = model.decode(z);
-    let (loss, r, kl) = vae_loss(recon, x, mu, logvar, KL_TOLERANCE);
+    let (loss, r, kl) = if config.detail_weight > 0.0 {
+        let medians = row_medians::<B>(frames, device);
+        vae_loss_with_detail(
+            recon,
+            x,
+            medians,
+            mu,
+            logvar,
+            KL_TOLERANCE,
+            config.detail_weight,
+        )
+    } else {
+        vae_loss(recon, x, mu, logvar, KL_TOLERANCE)
+    };
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let model = optim.step(lr, model, grads);
     let r = f64::from(r.into_scalar().elem::<f32>());
@@ -791,12 +828,20 @@ fn write_run_bundle<B: Backend>(
         final_losses: losses,
         date: Some(now_rfc3339()),
         notes: Some(format!(
-            "Adam lr {}, batch {}, frame stride {}{}, {} steps, {:.0} s on {}",
+            "Adam lr {}, batch {}, frame stride {}{}{}, {} steps, {:.0} s on {}",
             config.learning_rate,
             config.batch_size,
             config.frame_stride,
             if config.hazard_repeats > 0 {
                 format!(", hazard frames x {} (last epoch)", config.hazard_repeats)
+            } else {
+                String::new()
+            },
+            if config.detail_weight > 0.0 {
+                format!(
+                    ", detail pixels x {} (last epoch)",
+                    1.0 + config.detail_weight
+                )
             } else {
                 String::new()
             },
@@ -830,6 +875,18 @@ mod tests {
                 bytes: 0,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_negative_or_nan_detail_weight_is_refused() {
+        let mut config = VaeTrainConfig::new(EnvKind::TakeCover, "d".into(), "r".into());
+        config.detail_weight = 30.0;
+        assert!(config.validate().is_ok());
+        for bad in [-1.0, f32::NAN, f32::INFINITY] {
+            config.detail_weight = bad;
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("--detail-weight"), "{err}");
+        }
     }
 
     #[test]
