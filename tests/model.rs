@@ -967,3 +967,45 @@ fn gemm_convs_match_burns_forward_and_gradients() {
         );
     }
 }
+
+#[test]
+fn fused_adam_steps_as_burns_adam_and_shares_its_state_file() {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::AdamConfig;
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    use dreamplay::model::adam;
+
+    let device = dev();
+    AD::seed(&device, 3);
+    // More weights than one parallel chunk (65,536), so the chunk seams are exercised.
+    let model = LinearConfig::new(300, 250).init::<AD>(&device);
+    let _ = (model.weight.val(), model.bias.as_ref().map(|b| b.val())); // draw the weights once
+    let x = Tensor::<AD, 2>::random([16, 300], Distribution::Normal(0.0, 1.0), &device);
+    let grads = |m: &Linear<AD>| {
+        let loss = m.forward(x.clone()).powi_scalar(2).mean();
+        GradientsParams::from_grads(loss.backward(), m)
+    };
+    let weights = |m: &Linear<AD>| m.weight.val().inner().into_data().to_vec::<f32>().unwrap();
+
+    let mut theirs = AdamConfig::new().init::<AD, Linear<AD>>();
+    let mut ours = adam::adam::<AD, Linear<AD>>(None);
+    let (mut a, mut b) = (model.clone(), model);
+    for step in 0..3 {
+        a = theirs.step(1e-2, a.clone(), grads(&a));
+        b = ours.step(1e-2, b.clone(), grads(&b));
+        assert_eq!(weights(&a), weights(&b), "step {step}: fused Adam differs");
+    }
+    // burn's Adam state, saved as the checkpoints save it, loads into the fused one and goes on
+    // as burn's would.
+    let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(theirs.to_record(), ())
+        .unwrap();
+    let record = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes, &device)
+        .unwrap();
+    let mut resumed = adam::adam::<AD, Linear<AD>>(None).load_record(record);
+    let next_theirs = theirs.step(1e-2, a.clone(), grads(&a));
+    let next_ours = resumed.step(1e-2, a.clone(), grads(&a));
+    assert_eq!(weights(&next_theirs), weights(&next_ours));
+    assert_ne!(weights(&next_ours), weights(&a), "the step must move the weights");
+}

@@ -222,7 +222,9 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
     config.seed = args.seed;
     let selection = select_backend(stage.backend.as_deref());
     let s = crate::with_backend!(&selection.backend, |B, device| {
-        crate::train::mdrnn::train_mdrnn::<Autodiff<B>>(&config, stage.fresh, &device)
+        backend::on_cpu_workers(|| {
+            crate::train::mdrnn::train_mdrnn::<Autodiff<B>>(&config, stage.fresh, &device)
+        })
     })?;
     println!(
         "M trained: {} steps, {} epochs over {} episodes ({} steps each epoch), in {}{}",

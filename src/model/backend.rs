@@ -56,7 +56,7 @@ impl FromStr for BackendRequest {
 /// Why: flex's tensor ops, `gemm` and gemm_conv's loops are rayon parallel loops. Started from a
 /// thread outside the pool, each one is sent to the pool while the caller sleeps until it is done,
 /// so every op of a training step costs a wake-up on both sides. From a worker, the caller takes
-/// its own share of each loop instead. Training and its benchmark run through this.
+/// its own share of each loop instead. Training V and M, and its benchmark, run through this.
 pub fn on_cpu_workers<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     // Training's autodiff graph and gemm's packing run on this thread: give it main's 8 MiB.
     match rayon::ThreadPoolBuilder::new().stack_size(8 << 20).build() {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use rand::SeedableRng;
@@ -134,7 +134,7 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
 pub fn bench_vae_training<B: Backend>(device: &B::Device, spec: &ModelSpec, steps: usize) -> f64 {
     const BATCH: usize = 32;
     let mut model = spec.vae_config().init::<Autodiff<B>>(device);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = super::adam::adam(None);
     let x = Tensor::<Autodiff<B>, 4>::random(
         [BATCH, 3, 64, 64],
         Distribution::Uniform(0.0, 1.0),

@@ -12,7 +12,7 @@
 //! Only what V needs is covered: no padding, no dilation, one group, a bias, f32. Anything else,
 //! and every backend other than flex, goes through burn's own ops.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -26,6 +26,8 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
 use burn::tensor::{TensorData, TensorPrimitive};
 use rayon::prelude::*;
+
+use super::same_type_cast as cast;
 
 /// The backend V trains on with the CPU.
 type FlexAutodiff = Autodiff<Flex>;
@@ -141,16 +143,6 @@ fn forward<B: Backend>(
         )))
     } else {
         Err(x)
-    }
-}
-
-/// Moves a value between two names of the same type (`B` and the concrete backend, after their
-/// `TypeId`s matched).
-fn cast<T: 'static, U: 'static>(value: T) -> U {
-    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
-        Ok(value) => *value,
-        // Only reached if a caller skipped the TypeId check: a bug, not bad input.
-        Err(_) => unreachable!("gemm_conv::cast between different types"),
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Data flow: frame -> V.encode -> z; [z, a] -> M -> mixture over z'; [z, h] (or [z, c, h]) -> C -> a.
 
+pub mod adam;
 pub mod backend;
 pub mod bench;
 pub mod bundle;
@@ -33,4 +34,14 @@ pub(crate) fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
     }
     module.visit(&mut Touch);
     module
+}
+
+/// Moves a value between two names of the same type: a generic backend `B` and the concrete
+/// backend it was found to be by `TypeId` (the CPU fast paths, `gemm_conv` and `adam`).
+pub(crate) fn same_type_cast<T: 'static, U: 'static>(value: T) -> U {
+    match (Box::new(value) as Box<dyn std::any::Any>).downcast::<U>() {
+        Ok(value) => *value,
+        // Only reached if a caller skipped the TypeId check: a bug, not bad input.
+        Err(_) => unreachable!("same_type_cast between different types"),
+    }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
@@ -33,6 +33,7 @@ use super::collect::splitmix64;
 use super::encode::{Series, list_series, vae_id};
 use super::progress::{self, CsvLog};
 use crate::envs::EnvKind;
+use crate::model::adam::adam;
 use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo};
 use crate::model::mdrnn::{DONE_POS_WEIGHT, MdnRnn, done_reward_loss_masked, mdn_loss_masked};
 
@@ -394,8 +395,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x6d64_6e69_6e69_7400));
     let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);
-    let adam = AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)));
-    let mut optim = adam.init::<B, MdnRnn<B>>();
+    let mut optim = adam::<B, MdnRnn<B>>(Some(GradientClippingConfig::Norm(1.0)));
     if let Some(s) = &state {
         let ck = dir.join(&s.checkpoint);
         model = bundle::load_mdrnn::<B>(

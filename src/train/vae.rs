@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
@@ -36,6 +36,7 @@ use super::collect::splitmix64;
 use super::progress::{self, CsvLog};
 use super::rollout::{FRAME_SIDE, Rollout, RolloutInfo, list_rollouts};
 use crate::envs::EnvKind;
+use crate::model::adam::adam;
 use crate::model::bundle::{self, ModelSpec, Precision, TrainingInfo, WorldModel};
 use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_detail};
 
@@ -526,7 +527,7 @@ pub fn train_vae<B: AutodiffBackend>(
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x7661_6569_6e69_7400));
     let mut model: ConvVae<B> = spec.vae_config().init(device);
-    let mut optim = AdamConfig::new().init::<B, ConvVae<B>>();
+    let mut optim = adam::<B, ConvVae<B>>(None);
     if let Some(s) = &state {
         let dir = vae_dir.join(&s.checkpoint);
         model = bundle::load_vae::<B>(
