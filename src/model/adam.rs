@@ -3,7 +3,8 @@
 //! Why by hand: burn's Adam is a dozen tensor ops per parameter tensor, and burn-flex 0.21 runs
 //! each as its own single-threaded pass over memory (its element-wise ops are not parallel). For
 //! V's 4.4M parameters the optimiser step then ran on one core while the other waited. Here each
-//! tensor's step is one loop over (parameter, gradient, moments), split across rayon's threads.
+//! tensor's step is one loop over (parameter, gradient, moments), in place, split across rayon's
+//! threads.
 //!
 //! The maths is burn's `Adam` (no AMSGrad, no weight decay), op for op in the same order, and the
 //! state is burn's own `AdamState`, so checkpoints load with either; `tests/model.rs` checks the
@@ -19,7 +20,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, SimpleOptimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{TensorData, TensorPrimitive};
+use burn::tensor::TensorPrimitive;
 use rayon::prelude::*;
 
 use super::same_type_cast as cast;
@@ -105,45 +106,37 @@ fn flex_step<const D: usize>(
 ) -> (Tensor<Flex, D>, AdamState<Flex, D>) {
     let shape = tensor.shape();
     let contiguous = |t: Tensor<Flex, D>| t.into_primitive().tensor().to_contiguous();
-    let (param, grad) = (contiguous(tensor), contiguous(grad));
-    let (time, moments) = match state {
+    let (mut param, grad) = (contiguous(tensor), contiguous(grad));
+    // A first step is a step from zero moments: 0 * beta + x is x, so the result is burn's.
+    let (time, mut m, mut v) = match state {
         Some(s) => (
             s.momentum.time + 1,
-            Some((
-                contiguous(s.momentum.moment_1),
-                contiguous(s.momentum.moment_2),
-            )),
+            contiguous(s.momentum.moment_1),
+            contiguous(s.momentum.moment_2),
         ),
-        None => (1, None),
+        None => {
+            let zeros = || FlexTensor::zeros(shape.clone(), burn::tensor::DType::F32);
+            (1, zeros(), zeros())
+        }
     };
-    let n = shape.num_elements();
-    let (mut new_param, mut m, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     let step = Step::new(lr, time);
-    let (param, grad) = (f32s(&param), f32s(&grad));
-    let old = moments.as_ref().map(|(m, v)| (f32s(m), f32s(v)));
-    new_param
+    let grad = f32s(&grad);
+    // In place where this step holds the only reference (the moments always; the parameter
+    // usually), else on a copy: `storage_mut` copies shared storage first.
+    let (param_out, m_out, v_out) = (
+        param.storage_mut::<f32>(),
+        m.storage_mut::<f32>(),
+        v.storage_mut::<f32>(),
+    );
+    param_out
         .par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(c, ((p_out, m_out), v_out))| {
-            let range = c * CHUNK..c * CHUNK + p_out.len();
-            let old = old.map(|(m, v)| (&m[range.clone()], &v[range.clone()]));
-            step.run(
-                &param[range.clone()],
-                &grad[range],
-                old,
-                p_out,
-                m_out,
-                v_out,
-            );
-        });
-    let tensor = |data: Vec<f32>| {
-        let flex = FlexTensor::from_data(TensorData::new(data, shape.clone()));
-        Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex))
-    };
+        .zip(m_out.par_chunks_mut(CHUNK))
+        .zip(v_out.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(((p, m), v), g)| step.run(p, g, m, v));
+    let tensor = |t: FlexTensor| Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t));
     let state = AdamState::new(AdaptiveMomentumState::new(time, tensor(m), tensor(v)));
-    (tensor(new_param), state)
+    (tensor(param), state)
 }
 
 /// One step's constants, as burn's `AdaptiveMomentum` computes them.
@@ -165,37 +158,15 @@ impl Step {
         }
     }
 
-    /// The moments and the parameter after one step, element by element in burn's order of
-    /// operations (so the result is the same to the last bit, rounding included).
-    fn run(
-        self,
-        param: &[f32],
-        grad: &[f32],
-        old: Option<(&[f32], &[f32])>,
-        param_out: &mut [f32],
-        m_out: &mut [f32],
-        v_out: &mut [f32],
-    ) {
+    /// One step on a slice, in place: the moments, then the parameter, element by element in
+    /// burn's order of operations (so the result is the same to the last bit, rounding included).
+    fn run(self, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
         let (f1, f2) = (1.0 - BETA_1, 1.0 - BETA_2);
-        // Re-sliced to one length, so the loop runs without bounds checks.
-        let n = param.len();
-        let (grad, param_out, m_out, v_out) = (
-            &grad[..n],
-            &mut param_out[..n],
-            &mut m_out[..n],
-            &mut v_out[..n],
-        );
-        let old = old.map(|(m, v)| (&m[..n], &v[..n]));
-        for i in 0..n {
-            let g = grad[i];
-            let (m, v) = match old {
-                Some((m, v)) => (m[i] * BETA_1 + g * f1, v[i] * BETA_2 + g * g * f2),
-                None => (g * f1, g * g * f2),
-            };
-            let update = m * self.combined_factor / (v.sqrt() + self.epsilon);
-            m_out[i] = m;
-            v_out[i] = v;
-            param_out[i] = param[i] - update * self.lr;
+        for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m).zip(v) {
+            *m = *m * BETA_1 + g * f1;
+            *v = *v * BETA_2 + g * g * f2;
+            let update = *m * self.combined_factor / (v.sqrt() + self.epsilon);
+            *p -= update * self.lr;
         }
     }
 }
