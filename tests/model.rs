@@ -1007,5 +1007,9 @@ fn fused_adam_steps_as_burns_adam_and_shares_its_state_file() {
     let next_theirs = theirs.step(1e-2, a.clone(), grads(&a));
     let next_ours = resumed.step(1e-2, a.clone(), grads(&a));
     assert_eq!(weights(&next_theirs), weights(&next_ours));
-    assert_ne!(weights(&next_ours), weights(&a), "the step must move the weights");
+    assert_ne!(
+        weights(&next_ours),
+        weights(&a),
+        "the step must move the weights"
+    );
 }

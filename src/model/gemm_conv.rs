@@ -356,9 +356,8 @@ fn conv_backward(
     let (rows, n, c_out) = (g.patch_len(), g.positions(), g.grid[0]);
     let grad = swap_leading(grad, g.batch, c_out, g.grid[1] * g.grid[2]); // [c_out, n]
     let mut dweight = vec![0.0; c_out * rows];
-    matmul(
+    matmul_long(
         &mut dweight,
-        false,
         Mat::row_major(&grad, c_out, n),
         Mat::row_major(cols, rows, n).t(),
     );
@@ -415,9 +414,8 @@ fn transposed_backward(
     let (rows, n, c_in) = (g.patch_len(), g.positions(), g.grid[0]);
     let dcols = im2col(grad, g); // [rows, n]
     let mut dweight = vec![0.0; c_in * rows];
-    matmul(
+    matmul_long(
         &mut dweight,
-        false,
         Mat::row_major(x, c_in, n),
         Mat::row_major(&dcols, rows, n).t(),
     );
@@ -644,6 +642,22 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Rows `row0..row0 + rows` and columns `col0..col0 + cols` of this matrix.
+    fn block(self, row0: usize, rows: usize, col0: usize, cols: usize) -> Self {
+        assert!(
+            row0 + rows <= self.rows && col0 + cols <= self.cols,
+            "gemm_conv: block out of bounds"
+        );
+        // Strides are non-negative here (`row_major` and `t` only), so the block starts inside.
+        let start = row0 * self.row_stride as usize + col0 * self.col_stride as usize;
+        Self {
+            data: &self.data[start.min(self.data.len())..],
+            rows,
+            cols,
+            ..self
+        }
+    }
+
     fn t(self) -> Self {
         Self {
             rows: self.cols,
@@ -655,21 +669,70 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// A weight gradient's shared dimension (batch x pixels) from which [`matmul_long`] splits it.
+const SPLIT_MIN_DEPTH: usize = 1024;
+
+/// `dst = a b` for a weight gradient: a small output whose shared dimension (batch x pixels, up
+/// to 30,752 for V's first conv at batch 32) is long. gemm shares threads out over the output,
+/// and for these shapes it ran slower on two threads than on one (1.5-1.6 ms against 0.85 for
+/// the first conv's). Here the shared dimension is cut in two halves, multiplied side by side and
+/// summed (0.41 ms). Always two halves, whatever the thread count, so that the rounding, and with
+/// it a trained model's bytes, does not depend on the machine.
+fn matmul_long(dst: &mut [f32], a: Mat, b: Mat) {
+    let k = a.cols;
+    if k < SPLIT_MIN_DEPTH {
+        return matmul(dst, false, a, b);
+    }
+    let half = k / 2;
+    let mut upper = vec![0.0; dst.len()];
+    let none = Some(gemm::Parallelism::None);
+    rayon::join(
+        || {
+            matmul_with(
+                dst,
+                false,
+                a.block(0, a.rows, 0, half),
+                b.block(0, half, 0, b.cols),
+                none,
+            )
+        },
+        || {
+            let (a, b) = (
+                a.block(0, a.rows, half, k - half),
+                b.block(half, k - half, 0, b.cols),
+            );
+            matmul_with(&mut upper, false, a, b, none)
+        },
+    );
+    dst.iter_mut().zip(&upper).for_each(|(d, u)| *d += u);
+}
+
 /// `dst = a b`, or `dst += a b` with `accumulate`; `dst` is row-major `[a.rows, b.cols]`.
 fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat) {
+    matmul_with(dst, accumulate, a, b, None);
+}
+
+/// [`matmul`] on `parallelism`, or, if `None`, on threads when the product is large.
+fn matmul_with(
+    dst: &mut [f32],
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    parallelism: Option<gemm::Parallelism>,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && dst.len() == m * n,
         "gemm_conv: matmul shapes"
     );
     // Below about 192^3 multiply-adds threads cost more than they save (burn-flex's threshold).
-    let parallelism = if m * n * k >= 192 * 192 * 192 {
+    let parallelism = parallelism.unwrap_or(if m * n * k >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
-    };
-    // SAFETY: the views were checked to lie inside their slices (`row_major`, and `t` only swaps
-    // strides), `dst` holds exactly m x n, and nothing else aliases it.
+    });
+    // SAFETY: the views were checked to lie inside their slices (`row_major` and `block`; `t`
+    // only swaps strides), `dst` holds exactly m x n, and nothing else aliases it.
     unsafe {
         gemm::gemm(
             m,
