@@ -52,7 +52,8 @@ impl Default for FusedAdam {
     }
 }
 
-/// The optimiser for `M`, as `AdamConfig::new().init()` gives, plus optional gradient clipping.
+/// Adam for a module of type `M`, as `AdamConfig::new().init()` builds it, with optional gradient
+/// clipping.
 pub fn adam<B: AutodiffBackend, M: AutodiffModule<B>>(
     clipping: Option<GradientClippingConfig>,
 ) -> OptimizerAdaptor<FusedAdam, M, B> {
