@@ -674,9 +674,9 @@ const SPLIT_MIN_DEPTH: usize = 1024;
 
 /// `dst = a b` for a weight gradient: a small output whose shared dimension (batch x pixels, up
 /// to 30,752 for V's first conv at batch 32) is long. gemm shares threads out over the output,
-/// and for these shapes it ran slower on two threads than on one (1.5-1.6 ms against 0.85 for
-/// the first conv's). Here the shared dimension is cut in two halves, multiplied side by side and
-/// summed (0.41 ms). Always two halves, whatever the thread count, so that the rounding, and with
+/// and for these shapes it ran slower on two cores than with both threads pinned to one (1.5-1.6
+/// ms against 0.85 for the first conv's). Here the shared dimension is cut in two halves,
+/// multiplied side by side and summed (0.41 ms). Always two halves, whatever the thread count, so that the rounding, and with
 /// it a trained model's bytes, does not depend on the machine.
 fn matmul_long(dst: &mut [f32], a: Mat, b: Mat) {
     let k = a.cols;
