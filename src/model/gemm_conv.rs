@@ -13,6 +13,7 @@
 //! and every backend other than flex, goes through burn's own ops.
 
 use std::any::TypeId;
+use std::ops::Range;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -484,22 +485,23 @@ fn col2im(cols: &[f32], g: &Geometry) -> Vec<f32> {
     let (k, n) = (g.k, g.positions());
     let phases = Phases::new(height, width, g.stride);
     let mut image = vec![0.0; g.batch * channels * height * width];
-    for_each_chunk(&mut image, height * width, |index, dst| {
+    let scratch = || vec![0.0; phases.len()];
+    for_each_chunk_with(&mut image, height * width, scratch, |split, index, dst| {
         let (b, c) = (index / channels, index % channels);
-        let mut split = vec![0.0; phases.len()];
+        split.fill(0.0);
         for i in 0..k {
             for j in 0..k {
                 let row = (c * k + i) * k + j;
                 let src = &cols[row * n + b * gh * gw..][..gh * gw];
                 let (phase, di, dj) = phases.locate(i, j);
-                let grid = phases.grid_mut(&mut split, phase);
+                let grid = phases.grid_mut(split, phase);
                 for (y, src) in src.chunks(gw).enumerate() {
                     let line = &mut grid[(y + di) * phases.width + dj..][..gw];
                     line.iter_mut().zip(src).for_each(|(d, v)| *d += v);
                 }
             }
         }
-        phases.merge(&split, dst);
+        phases.merge(split, dst);
     });
     image
 }
@@ -551,40 +553,39 @@ impl Phases {
         &mut split[phase * len..][..len]
     }
 
-    /// Plane row `r`'s pixels of column phase `pj`, as (their line in phase storage, the plane
-    /// row from column `pj` on, read every `stride`-th).
-    fn line_of(&self, r: usize, pj: usize) -> (std::ops::Range<usize>, usize) {
+    /// Every line of the plane's pixels that one phase holds side by side, as (its cells in
+    /// phase storage, the plane from that line's first pixel to its row's end, to be read every
+    /// `stride`-th).
+    fn lines(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
         let s = self.stride;
-        let start = (((r % s) * s + pj) * self.height + r / s) * self.width;
-        (start..start + self.width, r * self.plane_width + pj)
+        (0..self.plane_height).flat_map(move |r| {
+            (0..s.min(self.plane_width)).map(move |pj| {
+                let start = (((r % s) * s + pj) * self.height + r / s) * self.width;
+                let row_end = (r + 1) * self.plane_width;
+                (
+                    start..start + self.width,
+                    r * self.plane_width + pj..row_end,
+                )
+            })
+        })
     }
 
     /// `plane` -> its phases.
     fn split(&self, plane: &[f32], split: &mut [f32]) {
-        for r in 0..self.plane_height {
-            for pj in 0..self.stride.min(self.plane_width) {
-                let (cells, first) = self.line_of(r, pj);
-                let pixels = plane[first..(r + 1) * self.plane_width]
-                    .iter()
-                    .step_by(self.stride);
-                split[cells]
-                    .iter_mut()
-                    .zip(pixels)
-                    .for_each(|(c, &p)| *c = p);
-            }
+        for (cells, pixels) in self.lines() {
+            let pixels = plane[pixels].iter().step_by(self.stride);
+            split[cells]
+                .iter_mut()
+                .zip(pixels)
+                .for_each(|(c, &p)| *c = p);
         }
     }
 
     /// Phases -> `plane`: every pixel is written.
     fn merge(&self, split: &[f32], plane: &mut [f32]) {
-        for r in 0..self.plane_height {
-            for pj in 0..self.stride.min(self.plane_width) {
-                let (cells, first) = self.line_of(r, pj);
-                let pixels = plane[first..(r + 1) * self.plane_width]
-                    .iter_mut()
-                    .step_by(self.stride);
-                pixels.zip(&split[cells]).for_each(|(p, &c)| *p = c);
-            }
+        for (cells, pixels) in self.lines() {
+            let pixels = plane[pixels].iter_mut().step_by(self.stride);
+            pixels.zip(&split[cells]).for_each(|(p, &c)| *p = c);
         }
     }
 }
@@ -608,12 +609,26 @@ const PARALLEL_MIN_LEN: usize = 1 << 18;
 
 /// `f(index, chunk)` for each `len`-long chunk of `data`, on rayon's threads when `data` is large.
 fn for_each_chunk(data: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    for_each_chunk_with(data, len, || (), |_, i, c| f(i, c));
+}
+
+/// [`for_each_chunk`] with a scratch value from `init`, made once per thread (not per chunk) and
+/// handed to every `f` call on that thread.
+fn for_each_chunk_with<S>(
+    data: &mut [f32],
+    len: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) {
     if data.len() < PARALLEL_MIN_LEN {
-        data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+        let mut scratch = init();
+        data.chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(&mut scratch, i, c));
     } else {
         data.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .for_each_init(init, |scratch, (i, c)| f(scratch, i, c));
     }
 }
 
@@ -676,8 +691,8 @@ const SPLIT_MIN_DEPTH: usize = 1024;
 /// to 30,752 for V's first conv at batch 32) is long. gemm shares threads out over the output,
 /// and for these shapes it ran slower on two cores than with both threads pinned to one (1.5-1.6
 /// ms against 0.85 for the first conv's). Here the shared dimension is cut in two halves,
-/// multiplied side by side and summed (0.41 ms). Always two halves, whatever the thread count, so that the rounding, and with
-/// it a trained model's bytes, does not depend on the machine.
+/// multiplied side by side and summed (0.41 ms). Always two halves, whatever the thread count, so
+/// that the rounding, and with it a trained model's bytes, does not depend on the machine.
 fn matmul_long(dst: &mut [f32], a: Mat, b: Mat) {
     let k = a.cols;
     if k < SPLIT_MIN_DEPTH {
