@@ -188,8 +188,8 @@ fn vae_loss_goes_down_on_synthetic_frames() {
 }
 
 #[test]
-fn detail_weight_counts_pixels_that_stand_out_in_the_target_or_the_reconstruction() {
-    use dreamplay::train::vae::{frames_u8_to_tensor, row_medians};
+fn sprite_weight_counts_the_masked_pixels_more_and_reports_the_plain_error() {
+    use dreamplay::train::vae::{frames_u8_to_tensor, masks_u8_to_tensor};
     let device = dev();
     let grey = vec![128u8; 64 * 64 * 3];
     let with_pixels = |pixels: &[(usize, usize, u8)]| {
@@ -199,16 +199,15 @@ fn detail_weight_counts_pixels_that_stand_out_in_the_target_or_the_reconstructio
         }
         frame
     };
-    // The target: grey, one dark pixel (an imp, say). Its rows' medians stay grey.
+    // The target: grey with one dark imp pixel, which the mask marks.
     let target = with_pixels(&[(30, 10, 20)]);
-    let medians = row_medians::<B>(&[&target], &device);
-    let expected_medians = Tensor::<B, 4>::full([1, 3, 64, 1], 128.0 / 255.0, &device);
-    assert!(max_abs_diff(medians.clone(), expected_medians) < 1e-6);
+    let mut mask = vec![0u8; 64 * 64];
+    mask[30 * 64 + 10] = 1;
     let loss = |recon: &[u8], weight: f32| {
-        let (total, plain, kl) = vae::vae_loss_with_detail(
+        let (total, plain, kl) = vae::vae_loss_with_sprites(
             frames_u8_to_tensor::<B>(&[recon], &device),
             frames_u8_to_tensor::<B>(&[&target], &device),
-            medians.clone(),
+            masks_u8_to_tensor::<B>(&[&mask], &device),
             Tensor::<B, 2>::zeros([1, 4], &device),
             Tensor::<B, 2>::zeros([1, 4], &device),
             0.5,
@@ -218,7 +217,7 @@ fn detail_weight_counts_pixels_that_stand_out_in_the_target_or_the_reconstructio
         (total - kl, plain)
     };
     let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
-    // Missing the dark pixel: only it is wrong, and it counts 1 + 9 times.
+    // Missing the imp pixel: only it is wrong, and it counts 1 + 9 times.
     let (weighted, plain) = loss(&grey, 9.0);
     let one_pixel = 3.0 * ((128.0 - 20.0) / 255.0f32).powi(2);
     assert!(
@@ -237,12 +236,12 @@ fn detail_weight_counts_pixels_that_stand_out_in_the_target_or_the_reconstructio
     );
     let paper = (paper - paper_kl).into_scalar().elem::<f32>();
     assert!(close(weighted, paper), "{weighted} vs {paper}");
-    // Drawing the pixel, plus a dark one where there is none: the false one counts 10 times too.
+    // Drawing the imp, but a dark pixel off the mask: that error counts once.
     let (weighted, plain) = loss(&with_pixels(&[(30, 10, 20), (5, 40, 20)]), 9.0);
-    assert!(close(plain, one_pixel) && close(weighted, 10.0 * one_pixel));
-    // A change under the threshold (8 levels a channel, 24 in all) counts once.
-    let (weighted, plain) = loss(&with_pixels(&[(30, 10, 20), (5, 40, 121)]), 9.0);
-    assert!(close(weighted, plain), "{weighted} vs {plain}");
+    assert!(
+        close(plain, one_pixel) && close(weighted, one_pixel),
+        "{weighted} vs {plain}"
+    );
 }
 
 // ---------------------------------------------------------------- M

@@ -661,3 +661,114 @@ fn encode_skips_done_series_and_redoes_stale_ones() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sprite_weight_weights_the_masked_pixels_and_needs_masked_rollouts() {
+    use dreamplay::model::vae::tensor_to_frames;
+    use dreamplay::train::rollout::Rollout;
+    use dreamplay::train::vae::{frames_u8_to_tensor, sprite_error};
+    let dir = scratch("sprite-weight");
+    let data = dir.join("data");
+    tiny_rollouts(&data, 4, 6);
+    let files = list_rollouts(&data).unwrap().valid;
+    assert!(
+        files.iter().all(|f| f.has_sprite_mask),
+        "Take Cover rollouts carry masks"
+    );
+    // The same rollouts with a mask that marks nothing, and with none at all.
+    let rewrite = |name: &str, mask: Option<fn(&Rollout) -> ndarray::Array3<u8>>| {
+        let out = dir.join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        for file in &files {
+            let r = Rollout::read(&file.path).unwrap();
+            let mut copy = Rollout::new(
+                r.obs().clone(),
+                r.actions().clone(),
+                r.rewards().clone(),
+                r.dones().clone(),
+                r.env_seed(),
+            )
+            .unwrap();
+            if let Some(mask) = mask {
+                copy = copy.with_sprite_mask(mask(&r)).unwrap();
+            }
+            copy.write(&out.join(file.path.file_name().unwrap()))
+                .unwrap();
+        }
+        out
+    };
+    let blank = rewrite(
+        "blank-masks",
+        Some(|r| ndarray::Array3::zeros((r.len(), 64, 64))),
+    );
+    let unmasked = rewrite("no-masks", None);
+    let train = |data: &Path, weight: f32, name: &str| {
+        let run = dir.join(name);
+        let config = VaeTrainConfig {
+            val_fraction: 0.0,
+            frame_stride: 4,
+            sprite_weight: weight,
+            ..tiny_vae(data, &run)
+        };
+        run_vae(&config, false).map(|_| run)
+    };
+    let v = |run: &Path| part_checksum(&run_model_path(run), Part::Vae);
+    let paper = train(&data, 0.0, "paper").expect("train-vae");
+    let weighted = train(&data, 50.0, "weighted").expect("train-vae --sprite-weight");
+    let blank_weighted = train(&blank, 50.0, "blank").expect("train-vae on blank masks");
+    // Only the marked pixels count more: with nothing marked the weight changes no bit.
+    assert_ne!(v(&paper), v(&weighted), "the weight changed nothing");
+    assert_eq!(
+        v(&paper),
+        v(&blank_weighted),
+        "unmarked pixels were weighted"
+    );
+
+    // sprite_error is the squared error summed over the marked pixels, per frame.
+    let first = Rollout::read(&files[0].path).unwrap();
+    let picks: Vec<usize> = (0..first.len()).step_by(7).collect();
+    let frames: Vec<Vec<u8>> = picks
+        .iter()
+        .map(|&t| first.frame(t).unwrap().iter().copied().collect())
+        .collect();
+    let masks: Vec<Vec<u8>> = picks
+        .iter()
+        .map(|&t| first.sprite_mask(t).unwrap().iter().copied().collect())
+        .collect();
+    let _guard = init_lock();
+    let device = device();
+    let vae = bundle::load_vae::<B>(&run_model_path(&weighted), &Expect::default(), &device)
+        .expect("V saved");
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let recon =
+        tensor_to_frames(vae.decode(vae.encode(frames_u8_to_tensor::<B>(&refs, &device)).0));
+    let mut by_hand = 0.0f64;
+    for ((frame, mask), rec) in frames.iter().zip(&masks).zip(&recon) {
+        for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m == 1) {
+            let px = rec.as_raw();
+            for c in 0..3 {
+                let d = f64::from(frame[i * 3 + c]) / 255.0 - f64::from(px[i * 3 + c]) / 255.0;
+                by_hand += d * d;
+            }
+        }
+    }
+    by_hand /= frames.len() as f64;
+    let measured = sprite_error(&vae, &frames, &masks, &device).expect("the frames show imps");
+    // The reconstruction is rounded to bytes for the hand sum: allow a little.
+    assert!(
+        (measured - by_hand).abs() < 0.02 * by_hand + 0.01,
+        "sprite error {measured} vs {by_hand} by hand"
+    );
+    let blank_masks = vec![vec![0u8; 64 * 64]; frames.len()];
+    assert_eq!(sprite_error(&vae, &frames, &blank_masks, &device), None);
+    drop(_guard);
+
+    // Rollouts without masks (an older collect) are refused up front, by name.
+    let err = train(&unmasked, 50.0, "refused").expect_err("no masks to weight");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("sprite_mask") && err.contains("rollout_0000"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -686,3 +686,54 @@ fn fireball_pixels_count_fireballs_and_nothing_else() {
     }
     assert!(near >= 10 && empty >= 100, "near {near}, empty {empty}");
 }
+
+#[test]
+fn the_sprite_mask_marks_exactly_the_pixels_the_imps_cover() {
+    use dreamplay::envs::take_cover::raycast::render_with_imp_mask;
+    let mut env = TakeCover::new(5);
+    // Strafe a little so that imps, fireballs and the bob are all in play.
+    for tic in 0..90 {
+        env.step(&[if tic % 40 < 20 { 1.0 } else { -1.0 }]).unwrap();
+    }
+    let state = env.state();
+    assert!(state.imps.len() >= 3, "{} imps", state.imps.len());
+    let (frame, mask) = render_with_imp_mask(&state, OBS_SIZE, OBS_SIZE);
+    assert_eq!(
+        frame,
+        env.observation(),
+        "the mask must not change the picture"
+    );
+    assert_eq!(env.sprite_mask().as_deref(), Some(mask.as_slice()));
+    assert_eq!(mask.len(), (OBS_SIZE * OBS_SIZE) as usize);
+    assert!(mask.iter().all(|&m| m <= 1));
+    // The same scene without imps differs from it on the masked pixels and nowhere else (an imp
+    // texel can match the brick behind it, so a few masked pixels may not differ).
+    let mut no_imps = state.clone();
+    no_imps.imps.clear();
+    let (bare, bare_mask) = render_with_imp_mask(&no_imps, OBS_SIZE, OBS_SIZE);
+    assert!(bare_mask.iter().all(|&m| m == 0));
+    let differs: Vec<bool> = frame
+        .pixels()
+        .zip(bare.pixels())
+        .map(|(a, b)| a != b)
+        .collect();
+    let marked = mask.iter().filter(|&&m| m == 1).count();
+    let unmarked_differ = (0..mask.len())
+        .filter(|&i| differs[i] && mask[i] == 0)
+        .count();
+    let marked_differ = (0..mask.len())
+        .filter(|&i| differs[i] && mask[i] == 1)
+        .count();
+    assert!(
+        marked >= 3 * 6,
+        "only {marked} imp pixels for {} imps",
+        state.imps.len()
+    );
+    assert_eq!(unmarked_differ, 0, "imp pixels the mask missed");
+    assert!(
+        marked_differ * 10 >= marked * 9,
+        "{marked_differ} of {marked} marked pixels show an imp"
+    );
+    // CarRacing has no mask.
+    assert!(EnvKind::CarRacing.make(0).sprite_mask().is_none());
+}

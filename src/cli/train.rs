@@ -86,10 +86,11 @@ pub struct TrainVaeArgs {
     /// whatever the stride; 0 treats them like any frame. May change when resuming.
     #[arg(long, default_value_t = 0)]
     pub hazard_repeats: usize,
-    /// Count the squared error of detail pixels (those that stand out from their row, such as
-    /// Take Cover's imps) 1 + this many times; 0 is the paper's loss. May change when resuming.
+    /// Count the squared error of the pixels the renderer marked as sprites (Take Cover's imps,
+    /// stored in each rollout's `sprite_mask`) 1 + this many times; 0 is the paper's loss. May
+    /// change when resuming.
     #[arg(long, default_value_t = 0.0)]
-    pub detail_weight: f32,
+    pub sprite_weight: f32,
     /// Rollouts held in memory at once (frames are shuffled within them).
     #[arg(long, default_value_t = 16)]
     pub chunk: usize,
@@ -110,7 +111,7 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
     config.frame_stride = args.frame_stride;
     config.chunk = args.chunk;
     config.hazard_repeats = args.hazard_repeats;
-    config.detail_weight = args.detail_weight;
+    config.sprite_weight = args.sprite_weight;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
     let selection = select_backend(stage.backend.as_deref());

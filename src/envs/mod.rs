@@ -206,6 +206,12 @@ pub trait Env: Send {
     /// The same scene drawn at `width` x `height` for display (re-rendered, not upscaled).
     fn render(&self, width: u32, height: u32) -> Frame;
 
+    /// For the observation: 64x64 bytes, row-major, 1 on the pixels that show a sprite V should
+    /// learn to draw and finds hard (Take Cover's imps), 0 elsewhere. `None` for an env without one.
+    fn sprite_mask(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Steps taken in this episode.
     fn elapsed_steps(&self) -> u32;
 

@@ -316,43 +316,25 @@ fn kl_term<B: Backend>(mu: Tensor<B, 2>, logvar: Tensor<B, 2>, kl_tolerance: f64
     kl.clamp_min(kl_tolerance * z_size as f64).mean()
 }
 
-/// A detail pixel stands this far from its row's median colour (sum of |difference| over RGB, in
-/// [0, 1] units): 24 of 765 levels. Take Cover's brick and floor texture stays under it; its imps,
-/// dark figures a couple of pixels wide, and its fireballs stand over it.
-pub const DETAIL_THRESHOLD: f32 = 24.0 / 255.0;
-
-/// [`vae_loss`] with the squared error of detail pixels counted `1 + detail_weight` times.
+/// [`vae_loss`] with the squared error of the pixels in `sprite_mask` counted `1 + sprite_weight`
+/// times.
 ///
-/// Departure from the paper, used only when asked (`train-vae --detail-weight`): with the paper's
-/// loss a few small, low-contrast sprites (Take Cover's imps) are worth less reconstruction error
-/// than the nats it takes to place them, so V leaves them out.
-///
-/// A pixel is detail when its colour in the target *or* in the reconstruction lies more than
-/// [`DETAIL_THRESHOLD`] from the target row's median (`row_medians`, `[batch, 3, 64, 1]`). Both
-/// count, so drawing detail where there is none costs as much as missing it; with the target's
-/// side alone, a faint smear along the whole wall would pay.
-///
-/// Returns `(total, reconstruction, kl)`; the reconstruction reported is the plain, unweighted
-/// one, so it compares across weights.
-pub fn vae_loss_with_detail<B: Backend>(
+/// Departure from the paper, used only when asked (`train-vae --sprite-weight`): with the paper's
+/// loss a few small, dim sprites (Take Cover's imps) are worth less reconstruction error than the
+/// nats it takes to place them, so V leaves them out. The mask comes from the renderer (the
+/// rollouts' `sprite_mask`), `[batch, 1, 64, 64]` of 0 and 1. The reconstruction loss returned is
+/// the plain one, so runs with and without the weight compare.
+pub fn vae_loss_with_sprites<B: Backend>(
     recon: Tensor<B, 4>,
     target: Tensor<B, 4>,
-    row_medians: Tensor<B, 4>,
+    sprite_mask: Tensor<B, 4>,
     mu: Tensor<B, 2>,
     logvar: Tensor<B, 2>,
     kl_tolerance: f64,
-    detail_weight: f32,
+    sprite_weight: f32,
 ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
     let batch = mu.dims()[0];
-    let is_detail = |image: Tensor<B, 4>| {
-        (image - row_medians.clone())
-            .abs()
-            .sum_dim(1)
-            .greater_elem(DETAIL_THRESHOLD)
-            .float()
-    }; // [batch, 1, 64, 64]
-    let detail = is_detail(target.clone()).max_pair(is_detail(recon.clone().detach()));
-    let weight = detail * detail_weight + 1.0;
+    let weight = sprite_mask * sprite_weight + 1.0;
     let sq = (recon - target).powi_scalar(2);
     let per_sample = |t: Tensor<B, 4>| t.reshape([batch, 3 * 64 * 64]).sum_dim(1).mean();
     let plain = per_sample(sq.clone().detach());

@@ -61,7 +61,8 @@ pub const MAX_ATTEMPTS_PER_ROLLOUT: u32 = 100;
 /// Name of the file recording the config that made a folder's rollouts.
 pub const MANIFEST_FILE: &str = "collect.json";
 /// Version of the rollout layout written into the manifest; bump it when the format changes.
-pub const FORMAT_VERSION: u32 = 1;
+// 2: Take Cover rollouts carry `sprite_mask`.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What to collect and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -439,11 +440,18 @@ pub fn generate_rollout(
             RolloutRecorder::new(space.len(), Some(seeds.env), config.max_steps as usize);
         for _ in 0..config.max_steps {
             let action = policy.action(&obs);
+            let sprite_mask = env.sprite_mask();
             let step = env
                 .step(&action)
                 .map_err(|source| CollectError::Action { index, source })?;
             recorder
-                .push(&obs, &action, step.reward, step.terminated)
+                .push(
+                    &obs,
+                    sprite_mask.as_deref(),
+                    &action,
+                    step.reward,
+                    step.terminated,
+                )
                 .map_err(|source| CollectError::Format { index, source })?;
             let ended = stops_at_termination(config.env) && step.done();
             obs = step.obs;

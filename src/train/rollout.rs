@@ -10,6 +10,7 @@
 //! | `rewards`  | float32 | [T]            | `rewards[t]`: the reward that `actions[t]` earned |
 //! | `dones`    | uint8   | [T]            | `dones[t]` = 1 if the env reported `terminated` after `actions[t]`, else 0 |
 //! | `env_seed` | uint64  | []             | optional: the seed the env was reset with, so the rollout can be replayed |
+//! | `sprite_mask` | uint8 | [T, 64, 64]  | optional: 1 where `obs[t]` shows an imp (Take Cover), for `train-vae --sprite-weight` |
 //!
 //! So `(obs[t], actions[t]) -> (obs[t + 1], rewards[t], dones[t])` is one transition, the pairs M learns
 //! P(z_{t+1} | z_t, a_t) from. The observation after the last action is not stored (as in the paper's
@@ -30,7 +31,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array0, Array1, Array2, Array4, ArrayView3, Axis};
+use ndarray::{Array0, Array1, Array2, Array3, Array4, ArrayView2, ArrayView3, Axis};
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpzError, WriteNpzError};
 
 use crate::envs::{Frame, OBS_SIZE};
@@ -52,6 +53,7 @@ const ACTIONS: &str = "actions";
 const REWARDS: &str = "rewards";
 const DONES: &str = "dones";
 const ENV_SEED: &str = "env_seed";
+const SPRITE_MASK: &str = "sprite_mask";
 
 /// What is wrong with a rollout's arrays, wherever they came from.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -76,6 +78,8 @@ pub enum FormatError {
     },
     #[error("dones[{index}] is {value}, expected 0 or 1")]
     BadDone { index: usize, value: u8 },
+    #[error("sprite_mask has shape {shape:?}, expected [{steps}, {FRAME_SIDE}, {FRAME_SIDE}]")]
+    MaskShape { shape: Vec<usize>, steps: usize },
 }
 
 /// A rollout file that cannot be read or written. Every variant names the file.
@@ -133,6 +137,7 @@ pub struct Rollout {
     rewards: Array1<f32>,
     dones: Array1<u8>,
     env_seed: Option<u64>,
+    sprite_mask: Option<Array3<u8>>,
 }
 
 impl Rollout {
@@ -166,7 +171,26 @@ impl Rollout {
             rewards,
             dones,
             env_seed,
+            sprite_mask: None,
         })
+    }
+
+    /// Adds the renderer's sprite mask ([T, 64, 64], see [`crate::envs::Env::sprite_mask`]).
+    pub fn with_sprite_mask(mut self, mask: Array3<u8>) -> Result<Self, FormatError> {
+        if mask.shape() != [self.len(), FRAME_SIDE, FRAME_SIDE] {
+            return Err(FormatError::MaskShape {
+                shape: mask.shape().to_vec(),
+                steps: self.len(),
+            });
+        }
+        self.sprite_mask = Some(mask);
+        Ok(self)
+    }
+
+    /// Frame `t`'s sprite mask as [64, 64], when the file has one.
+    pub fn sprite_mask(&self, t: usize) -> Option<ArrayView2<'_, u8>> {
+        let mask = self.sprite_mask.as_ref()?;
+        (t < self.len()).then(|| mask.index_axis(Axis(0), t))
     }
 
     /// Number of steps T (frames, actions, rewards and dones each).
@@ -259,6 +283,9 @@ impl Rollout {
             npz.add_array(ENV_SEED, &Array0::from_elem((), seed))
                 .map_err(encode_error)?;
         }
+        if let Some(mask) = &self.sprite_mask {
+            npz.add_array(SPRITE_MASK, mask).map_err(encode_error)?;
+        }
         let mut writer = npz.finish().map_err(encode_error)?;
         writer.flush().map_err(write_error)?;
         let file = writer
@@ -277,12 +304,26 @@ impl Rollout {
         let rewards: Array1<f32> = read_array(path, &mut npz, &names, REWARDS, "float32 [T]")?;
         let dones: Array1<u8> = read_array(path, &mut npz, &names, DONES, "uint8 [T]")?;
         let env_seed = read_env_seed(path, &mut npz, &names)?;
-        Rollout::new(obs, actions, rewards, dones, env_seed).map_err(|source| {
-            RolloutError::Invalid {
-                path: path.to_path_buf(),
-                source,
-            }
-        })
+        let sprite_mask: Option<Array3<u8>> = if names.iter().any(|n| n == SPRITE_MASK) {
+            Some(read_array(
+                path,
+                &mut npz,
+                &names,
+                SPRITE_MASK,
+                "uint8 [T, 64, 64]",
+            )?)
+        } else {
+            None
+        };
+        let invalid = |source| RolloutError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        };
+        let rollout = Rollout::new(obs, actions, rewards, dones, env_seed).map_err(invalid)?;
+        match sprite_mask {
+            Some(mask) => rollout.with_sprite_mask(mask).map_err(invalid),
+            None => Ok(rollout),
+        }
     }
 }
 
@@ -299,6 +340,8 @@ pub struct RolloutInfo {
     /// Whether the env terminated at some step (death, lap done, off the playfield).
     pub terminated: bool,
     pub env_seed: Option<u64>,
+    /// Whether the file has a `sprite_mask` array.
+    pub has_sprite_mask: bool,
     /// Size of the file in bytes.
     pub bytes: u64,
 }
@@ -348,6 +391,7 @@ impl RolloutInfo {
             total_reward: rewards.iter().map(|&r| f64::from(r)).sum(),
             terminated: dones.iter().any(|&d| d == 1),
             env_seed,
+            has_sprite_mask: names.iter().any(|n| n == SPRITE_MASK),
             bytes,
         })
     }
@@ -397,6 +441,8 @@ pub struct RolloutRecorder {
     actions: Vec<f32>,
     rewards: Vec<f32>,
     dones: Vec<u8>,
+    /// One 64x64 mask per step, while every step has come with one.
+    sprite_mask: Option<Vec<u8>>,
     action_dim: usize,
     env_seed: Option<u64>,
 }
@@ -409,15 +455,18 @@ impl RolloutRecorder {
             actions: Vec::with_capacity(capacity_steps * action_dim),
             rewards: Vec::with_capacity(capacity_steps),
             dones: Vec::with_capacity(capacity_steps),
+            sprite_mask: Some(Vec::new()),
             action_dim,
             env_seed,
         }
     }
 
-    /// Records one step: the observation seen, the action taken on it, and what the action led to.
+    /// Records one step: the observation seen, its sprite mask if the env has one, the action taken
+    /// on it, and what the action led to. The file gets a mask only if every step had one.
     pub fn push(
         &mut self,
         obs: &Frame,
+        sprite_mask: Option<&[u8]>,
         action: &[f32],
         reward: f32,
         terminated: bool,
@@ -434,6 +483,18 @@ impl RolloutRecorder {
                 len: action.len(),
                 expected: self.action_dim,
             });
+        }
+        match (sprite_mask, &mut self.sprite_mask) {
+            (Some(mask), Some(masks)) if mask.len() == FRAME_SIDE * FRAME_SIDE => {
+                masks.extend_from_slice(mask)
+            }
+            (Some(mask), Some(_)) => {
+                return Err(FormatError::MaskShape {
+                    shape: vec![mask.len()],
+                    steps: self.len(),
+                });
+            }
+            _ => self.sprite_mask = None,
         }
         self.obs.extend_from_slice(obs.as_raw());
         self.actions.extend_from_slice(action);
@@ -464,13 +525,24 @@ impl RolloutRecorder {
                     shape: vec![steps, self.action_dim],
                 }
             })?;
-        Rollout::new(
+        let rollout = Rollout::new(
             obs,
             actions,
             Array1::from(self.rewards),
             Array1::from(self.dones),
             self.env_seed,
-        )
+        )?;
+        match self.sprite_mask {
+            Some(masks) => {
+                let masks = Array3::from_shape_vec((steps, FRAME_SIDE, FRAME_SIDE), masks)
+                    .map_err(|_| FormatError::MaskShape {
+                        shape: vec![steps],
+                        steps,
+                    })?;
+                rollout.with_sprite_mask(masks)
+            }
+            None => Ok(rollout),
+        }
     }
 }
 
@@ -600,7 +672,13 @@ mod tests {
                 image::Rgb([x as u8, y as u8, t as u8])
             });
             recorder
-                .push(&frame, &[t as f32, -1.0], 0.5 * t as f32, t + 1 == steps)
+                .push(
+                    &frame,
+                    None,
+                    &[t as f32, -1.0],
+                    0.5 * t as f32,
+                    t + 1 == steps,
+                )
                 .expect("valid step");
         }
         recorder.finish().expect("valid rollout")
@@ -632,6 +710,53 @@ mod tests {
             (5, 2, true, Some(42))
         );
         assert_eq!(info.total_reward, 5.0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sprite_masks_round_trip_and_are_kept_only_when_every_step_has_one() {
+        let dir = scratch_dir("masks");
+        let path = dir.join("m.npz");
+        let frame = Frame::new(OBS_SIZE, OBS_SIZE);
+        let record = |masks: &[Option<Vec<u8>>]| {
+            let mut recorder = RolloutRecorder::new(1, None, masks.len());
+            for mask in masks {
+                recorder
+                    .push(&frame, mask.as_deref(), &[0.0], 1.0, false)
+                    .expect("valid step");
+            }
+            recorder.finish().expect("valid rollout")
+        };
+        let mask = |t: usize| {
+            let mut m = vec![0u8; FRAME_SIDE * FRAME_SIDE];
+            m[t * 65] = 1;
+            Some(m)
+        };
+        let rollout = record(&[mask(0), mask(1), mask(2)]);
+        rollout.write(&path).expect("writable");
+        let back = Rollout::read(&path).expect("readable");
+        assert_eq!(back, rollout);
+        assert_eq!(
+            back.sprite_mask(1).map(|m| (m[[1, 1]], m[[0, 0]])),
+            Some((1, 0))
+        );
+        assert_eq!(back.sprite_mask(3), None);
+        assert!(RolloutInfo::read(&path).expect("readable").has_sprite_mask);
+        // A step without a mask drops the array: a partial mask would misalign.
+        let rollout = record(&[mask(0), None, mask(2)]);
+        rollout.write(&path).expect("writable");
+        assert_eq!(Rollout::read(&path).expect("readable").sprite_mask(0), None);
+        assert!(!RolloutInfo::read(&path).expect("readable").has_sprite_mask);
+        // A mask of the wrong size is refused, and so is a [T, 64, 64] array of another T.
+        let mut recorder = RolloutRecorder::new(1, None, 1);
+        let err = recorder
+            .push(&frame, Some(&[0u8; 10][..]), &[0.0], 1.0, false)
+            .expect_err("a 10-byte mask");
+        assert!(err.to_string().contains("sprite_mask"), "{err}");
+        let err = tiny_rollout(2)
+            .with_sprite_mask(Array3::zeros((3, 64, 64)))
+            .expect_err("3 masks for 2 steps");
+        assert!(err.to_string().contains("[3, 64, 64]"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -38,7 +38,7 @@ use super::rollout::{FRAME_SIDE, Rollout, RolloutInfo, list_rollouts};
 use crate::envs::EnvKind;
 use crate::model::adam::adam;
 use crate::model::bundle::{self, ModelSpec, Precision, TrainingInfo, WorldModel};
-use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_detail};
+use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_sprites};
 
 /// Held-out frames scored at each epoch's end (spread evenly over the validation rollouts).
 pub const VAL_FRAMES: usize = 512;
@@ -66,10 +66,10 @@ pub struct VaeTrainConfig {
     /// many times per epoch, whatever the stride; 0 treats them like any frame. A schedule knob like
     /// `epochs`: a resumed run may change it.
     pub hazard_repeats: usize,
-    /// Extra weight on the squared error of detail pixels (see [`vae_loss_with_detail`]); 0 is the
-    /// paper's loss. A schedule knob like `hazard_repeats`.
+    /// Extra weight on the squared error of the pixels in the rollouts' `sprite_mask` (see
+    /// [`vae_loss_with_sprites`]); 0 is the paper's loss. A schedule knob like `hazard_repeats`.
     #[serde(default)]
-    pub detail_weight: f32,
+    pub sprite_weight: f32,
     pub seed: u64,
 }
 
@@ -87,7 +87,7 @@ impl VaeTrainConfig {
             chunk: 16,
             checkpoint_every: 200,
             hazard_repeats: 0,
-            detail_weight: 0.0,
+            sprite_weight: 0.0,
             seed: 0,
         }
     }
@@ -108,10 +108,10 @@ impl VaeTrainConfig {
                 self.val_fraction
             );
         }
-        if !(self.detail_weight.is_finite() && self.detail_weight >= 0.0) {
+        if !(self.sprite_weight.is_finite() && self.sprite_weight >= 0.0) {
             bail!(
-                "--detail-weight must be a number >= 0, got {}",
-                self.detail_weight
+                "--sprite-weight must be a number >= 0, got {}",
+                self.sprite_weight
             );
         }
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
@@ -309,25 +309,16 @@ pub fn frames_u8_to_tensor<B: Backend>(frames: &[&[u8]], device: &B::Device) -> 
     )
 }
 
-/// Each row's per-channel median of each frame (64x64 RGB, HWC bytes), as `[n, 3, 64, 1]` in
-/// [0, 1]: the background that [`vae_loss_with_detail`]'s detail pixels stand out from.
-pub fn row_medians<B: Backend>(frames: &[&[u8]], device: &B::Device) -> Tensor<B, 4> {
-    let side = FRAME_SIDE;
-    let mut data = vec![0.0f32; frames.len() * 3 * side];
-    let mut row = [0u8; FRAME_SIDE];
-    for (n, frame) in frames.iter().enumerate() {
-        for y in 0..side {
-            for ch in 0..3 {
-                for (x, v) in row.iter_mut().enumerate() {
-                    *v = frame[(y * side + x) * 3 + ch];
-                }
-                row.sort_unstable();
-                // The upper median of an even count: a plain, exact pick.
-                data[(n * 3 + ch) * side + y] = f32::from(row[side / 2]) / 255.0;
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [frames.len(), 3, side, 1]), device)
+/// 64x64 masks (row-major bytes, 0 or 1) to a `[n, 1, 64, 64]` tensor.
+pub fn masks_u8_to_tensor<B: Backend>(masks: &[&[u8]], device: &B::Device) -> Tensor<B, 4> {
+    let data: Vec<f32> = masks
+        .iter()
+        .flat_map(|mask| mask.iter().map(|&m| f32::from(m.min(1))))
+        .collect();
+    Tensor::from_data(
+        TensorData::new(data, [masks.len(), 1, FRAME_SIDE, FRAME_SIDE]),
+        device,
+    )
 }
 
 /// The rollouts a plan needs, loaded on first use and dropped after their last batch.
@@ -357,10 +348,11 @@ impl<'a> FrameCache<'a> {
         }
     }
 
-    /// The batch's frames as HWC bytes; frames of a file that fails to read are left out (and
-    /// the failure reported once).
-    fn batch(&mut self, b: usize, batch: &[FrameRef]) -> Vec<Vec<u8>> {
+    /// The batch's frames as HWC bytes, and their sprite masks (all zero where a file has none);
+    /// frames of a file that fails to read are left out (and the failure reported once).
+    fn batch(&mut self, b: usize, batch: &[FrameRef]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let mut out = Vec::with_capacity(batch.len());
+        let mut masks = Vec::with_capacity(batch.len());
         for &(f, t) in batch {
             if !self.loaded.contains_key(&f) {
                 if self.unreadable.contains(&f) {
@@ -377,8 +369,10 @@ impl<'a> FrameCache<'a> {
                     }
                 }
             }
-            if let Some(frame) = self.loaded[&f].frame(t) {
+            let rollout = &self.loaded[&f];
+            if let Some(frame) = rollout.frame(t) {
                 out.push(frame.iter().copied().collect());
+                masks.push(mask_bytes(rollout, t));
             }
         }
         for &(f, _) in batch {
@@ -386,16 +380,31 @@ impl<'a> FrameCache<'a> {
                 self.loaded.remove(&f);
             }
         }
-        out
+        (out, masks)
     }
 }
 
+/// Frame `t`'s sprite mask as 64x64 bytes, all zero when the rollout has none.
+fn mask_bytes(rollout: &Rollout, t: usize) -> Vec<u8> {
+    rollout.sprite_mask(t).map_or_else(
+        || vec![0; FRAME_SIDE * FRAME_SIDE],
+        |mask| mask.iter().copied().collect(),
+    )
+}
+
+/// Held-out frames and their sprite masks.
+struct Validation {
+    frames: Vec<Vec<u8>>,
+    masks: Vec<Vec<u8>>,
+}
+
 /// Up to [`VAL_FRAMES`] frames spread evenly over the held-out rollouts.
-fn validation_frames(val: &[RolloutInfo]) -> (Vec<Vec<u8>>, Vec<String>) {
+fn validation_frames(val: &[RolloutInfo]) -> (Validation, Vec<String>) {
     let mut frames = Vec::new();
+    let mut masks = Vec::new();
     let mut failed = Vec::new();
     if val.is_empty() {
-        return (frames, failed);
+        return (Validation { frames, masks }, failed);
     }
     let per_file = VAL_FRAMES.div_ceil(val.len()).max(1);
     for info in val {
@@ -405,6 +414,7 @@ fn validation_frames(val: &[RolloutInfo]) -> (Vec<Vec<u8>>, Vec<String>) {
                 for t in (0..r.len()).step_by(stride).take(per_file) {
                     if let Some(frame) = r.frame(t) {
                         frames.push(frame.iter().copied().collect());
+                        masks.push(mask_bytes(&r, t));
                     }
                 }
             }
@@ -412,7 +422,32 @@ fn validation_frames(val: &[RolloutInfo]) -> (Vec<Vec<u8>>, Vec<String>) {
         }
     }
     frames.truncate(VAL_FRAMES);
-    (frames, failed)
+    masks.truncate(VAL_FRAMES);
+    (Validation { frames, masks }, failed)
+}
+
+/// Mean squared error per frame over the pixels in the sprite masks (z = mu): how much of the
+/// imps V misses. `None` when no mask marks anything.
+pub fn sprite_error<B: Backend>(
+    vae: &ConvVae<B>,
+    frames: &[Vec<u8>],
+    masks: &[Vec<u8>],
+    device: &B::Device,
+) -> Option<f64> {
+    if masks.iter().all(|m| m.iter().all(|&v| v == 0)) {
+        return None;
+    }
+    let mut sum = 0.0;
+    for (chunk, mask_chunk) in frames.chunks(64).zip(masks.chunks(64)) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let mask_refs: Vec<&[u8]> = mask_chunk.iter().map(Vec::as_slice).collect();
+        let x = frames_u8_to_tensor::<B>(&refs, device);
+        let recon = vae.decode(vae.encode(x.clone()).0);
+        let mask = masks_u8_to_tensor::<B>(&mask_refs, device);
+        let error = ((recon - x).powi_scalar(2) * mask).sum();
+        sum += f64::from(error.into_scalar().elem::<f32>());
+    }
+    Some(sum / frames.len().max(1) as f64)
 }
 
 /// Mean (reconstruction, KL) per frame over `frames`, with z = mu.
@@ -500,6 +535,15 @@ pub fn train_vae<B: AutodiffBackend>(
 ) -> anyhow::Result<VaeTrainSummary> {
     config.validate()?;
     let split = split_rollouts(&config.data_dir, config.val_fraction)?;
+    if config.sprite_weight > 0.0
+        && let Some(plain) = split.train.iter().find(|f| !f.has_sprite_mask)
+    {
+        bail!(
+            "--sprite-weight needs rollouts with a sprite_mask (Take Cover's, from collect's format 2), \
+             but {} has none: collect again, or leave --sprite-weight at 0",
+            plain.path.display()
+        );
+    }
     let vae_dir = config.vae_dir();
     std::fs::create_dir_all(&vae_dir)
         .with_context(|| format!("cannot create {}", vae_dir.display()))?;
@@ -556,7 +600,8 @@ pub fn train_vae<B: AutodiffBackend>(
         }
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
-    let (val_frames, val_failed) = validation_frames(&split.val);
+    let (validation, val_failed) = validation_frames(&split.val);
+    let val_frames = &validation.frames;
     // The held-out frames that show a hazard: scored apart, since they are few and the point.
     let val_hazards: Vec<Vec<u8>> = val_frames
         .iter()
@@ -628,15 +673,17 @@ pub fn train_vae<B: AutodiffBackend>(
         };
         let mut cache = FrameCache::new(&split.train, &plan);
         for b in batch0..plan.len() {
-            let frames = cache.batch(b, &plan[b]);
+            let (frames, masks) = cache.batch(b, &plan[b]);
             for f in &cache.failed[reported_failures..] {
                 progress::say(&bar, format!("skipping: {f}"));
             }
             reported_failures = cache.failed.len();
             if !frames.is_empty() {
                 let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                let mask_refs: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
                 let (recon, kl);
-                (model, optim, recon, kl) = train_step(model, optim, &refs, config, step, device);
+                (model, optim, recon, kl) =
+                    train_step(model, optim, &refs, &mask_refs, config, step, device);
                 let a = 0.05;
                 ema_recon = if ema_recon.is_nan() {
                     recon
@@ -661,15 +708,18 @@ pub fn train_vae<B: AutodiffBackend>(
             let end_of_epoch = b + 1 == plan.len();
             if end_of_epoch {
                 let inner = model.valid();
-                val = (!val_frames.is_empty()).then(|| evaluate(&inner, &val_frames, device));
+                val = (!val_frames.is_empty()).then(|| evaluate(&inner, val_frames, device));
                 if let Some((vr, vk)) = val {
                     log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, vr, vk])?;
-                    let hazard_note = if val_hazards.is_empty() {
+                    let mut hazard_note = if val_hazards.is_empty() {
                         String::new()
                     } else {
                         let (hr, _) = evaluate(&inner, &val_hazards, device);
                         format!(", {hr:.2} on the {} that show a hazard", val_hazards.len())
                     };
+                    if let Some(se) = sprite_error(&inner, val_frames, &validation.masks, device) {
+                        hazard_note += &format!(", {se:.2} of it on sprite pixels");
+                    }
                     progress::say(
                         &bar,
                         format!(
@@ -681,7 +731,7 @@ pub fn train_vae<B: AutodiffBackend>(
                 let shown = if val_frames.is_empty() {
                     &frames
                 } else {
-                    &val_frames
+                    val_frames
                 };
                 // The second row shows hazards where there are any, so the PNG answers "does V see them?".
                 let picks = if val_hazards.len() >= 8 && shown.len() >= 8 {
@@ -768,6 +818,7 @@ fn train_step<B: AutodiffBackend, O: Optimizer<ConvVae<B>, B>>(
     model: ConvVae<B>,
     mut optim: O,
     frames: &[&[u8]],
+    sprite_masks: &[&[u8]],
     config: &VaeTrainConfig,
     step: u64,
     device: &B::Device,
@@ -784,16 +835,15 @@ fn train_step<B: AutodiffBackend, O: Optimizer<ConvVae<B>, B>>(
     let eps = Tensor::from_data(TensorData::new(eps, [n, zs]), device);
     let z = ConvVae::reparameterize_with(mu.clone(), logvar.clone(), eps);
     let recon = model.decode(z);
-    let (loss, r, kl) = if config.detail_weight > 0.0 {
-        let medians = row_medians::<B>(frames, device);
-        vae_loss_with_detail(
+    let (loss, r, kl) = if config.sprite_weight > 0.0 {
+        vae_loss_with_sprites(
             recon,
             x,
-            medians,
+            masks_u8_to_tensor::<B>(sprite_masks, device),
             mu,
             logvar,
             KL_TOLERANCE,
-            config.detail_weight,
+            config.sprite_weight,
         )
     } else {
         vae_loss(recon, x, mu, logvar, KL_TOLERANCE)
@@ -838,10 +888,10 @@ fn write_run_bundle<B: Backend>(
             } else {
                 String::new()
             },
-            if config.detail_weight > 0.0 {
+            if config.sprite_weight > 0.0 {
                 format!(
-                    ", detail pixels x {} (last epoch)",
-                    1.0 + config.detail_weight
+                    ", sprite pixels x {} (last epoch)",
+                    1.0 + config.sprite_weight
                 )
             } else {
                 String::new()
@@ -873,20 +923,21 @@ mod tests {
                 total_reward: 0.0,
                 terminated: true,
                 env_seed: None,
+                has_sprite_mask: false,
                 bytes: 0,
             })
             .collect()
     }
 
     #[test]
-    fn a_negative_or_nan_detail_weight_is_refused() {
+    fn a_negative_or_nan_sprite_weight_is_refused() {
         let mut config = VaeTrainConfig::new(EnvKind::TakeCover, "d".into(), "r".into());
-        config.detail_weight = 30.0;
+        config.sprite_weight = 30.0;
         assert!(config.validate().is_ok());
         for bad in [-1.0, f32::NAN, f32::INFINITY] {
-            config.detail_weight = bad;
+            config.sprite_weight = bad;
             let err = config.validate().unwrap_err().to_string();
-            assert!(err.contains("--detail-weight"), "{err}");
+            assert!(err.contains("--sprite-weight"), "{err}");
         }
     }
 

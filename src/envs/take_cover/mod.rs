@@ -165,6 +165,10 @@ impl Env for TakeCover {
         raycast::render(&self.world.state, width, height)
     }
 
+    fn sprite_mask(&self) -> Option<Vec<u8>> {
+        Some(raycast::render_with_imp_mask(&self.world.state, OBS_SIZE, OBS_SIZE).1)
+    }
+
     fn elapsed_steps(&self) -> u32 {
         self.world.state.tic
     }

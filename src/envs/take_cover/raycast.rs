@@ -75,6 +75,26 @@ struct WallColumn {
 // 64x64 directly with the same squashed 4:3 projection and mip-mapped textures, which averages
 // far texels much as a resize would. No HUD and no weapon sprite.
 pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
+    render_into(state, width, height, None)
+}
+
+/// Renders the state, with a mask (row-major, one byte per pixel) that is 1 on every pixel showing
+/// an imp and 0 elsewhere: the ground truth `train-vae --sprite-weight` weights. No guess from the
+/// picture gets it right, because the imps are small and dim against the brick.
+pub fn render_with_imp_mask(state: &TakeCoverState, width: u32, height: u32) -> (Frame, Vec<u8>) {
+    let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
+    let mut mask = vec![0; width as usize * height as usize];
+    let frame = render_into(state, width, height, Some(&mut mask));
+    (frame, mask)
+}
+
+/// `imp_mask`, when given, is `width * height` zeroes after the clamp.
+fn render_into(
+    state: &TakeCoverState,
+    width: u32,
+    height: u32,
+    imp_mask: Option<&mut [u8]>,
+) -> Frame {
     let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
     let mut frame = Frame::new(width, height);
     if width == 0 || height == 0 {
@@ -95,7 +115,7 @@ pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
     let pixels: &mut [u8] = &mut frame;
     let columns = cast_walls(&view);
     draw_room(pixels, &view, &columns, assets);
-    draw_sprites(pixels, &view, &columns, state, assets);
+    draw_sprites(pixels, imp_mask, &view, &columns, state, assets);
     apply_damage_flash(pixels, state.damage_flash);
     frame
 }
@@ -232,6 +252,7 @@ struct Billboard<'a> {
 
 fn draw_sprites(
     pixels: &mut [u8],
+    mut imp_mask: Option<&mut [u8]>,
     view: &View,
     columns: &[WallColumn],
     state: &TakeCoverState,
@@ -287,11 +308,23 @@ fn draw_sprites(
     // Painter's order: far to near.
     billboards.sort_by(|a, b| b.depth.total_cmp(&a.depth));
     for billboard in &billboards {
-        draw_billboard(pixels, view, columns, billboard);
+        let mask = if billboard.additive_strength.is_none() {
+            imp_mask.as_deref_mut()
+        } else {
+            None
+        };
+        draw_billboard(pixels, mask, view, columns, billboard);
     }
 }
 
-fn draw_billboard(pixels: &mut [u8], view: &View, columns: &[WallColumn], billboard: &Billboard) {
+/// Draws one billboard; `mask`, where given, gets a 1 on each pixel the sprite covers.
+fn draw_billboard(
+    pixels: &mut [u8],
+    mut mask: Option<&mut [u8]>,
+    view: &View,
+    columns: &[WallColumn],
+    billboard: &Billboard,
+) {
     let depth = billboard.depth;
     if depth < NEAR_DEPTH {
         return;
@@ -343,7 +376,12 @@ fn draw_billboard(pixels: &mut [u8], view: &View, columns: &[WallColumn], billbo
                             .min(255) as u8;
                     }
                 }
-                None if alpha >= 128 => pixel.copy_from_slice(&shade([r, g, b], light)),
+                None if alpha >= 128 => {
+                    pixel.copy_from_slice(&shade([r, g, b], light));
+                    if let Some(mask) = mask.as_deref_mut() {
+                        mask[row * view.width + column] = 1;
+                    }
+                }
                 None => {}
             }
         }
