@@ -689,7 +689,7 @@ fn fireball_pixels_count_fireballs_and_nothing_else() {
 
 #[test]
 fn the_sprite_mask_marks_exactly_the_pixels_the_imps_cover() {
-    use dreamplay::envs::take_cover::raycast::render_with_imp_mask;
+    use dreamplay::envs::take_cover::raycast::{imp_mask, render};
     let mut env = TakeCover::new(5);
     // Strafe a little so that imps, fireballs and the bob are all in play.
     for tic in 0..90 {
@@ -697,11 +697,14 @@ fn the_sprite_mask_marks_exactly_the_pixels_the_imps_cover() {
     }
     let state = env.state();
     assert!(state.imps.len() >= 3, "{} imps", state.imps.len());
-    let (frame, mask) = render_with_imp_mask(&state, OBS_SIZE, OBS_SIZE);
+    let (frame, mask) = (
+        render(&state, OBS_SIZE, OBS_SIZE),
+        imp_mask(&state, OBS_SIZE, OBS_SIZE),
+    );
     assert_eq!(
         frame,
         env.observation(),
-        "the mask must not change the picture"
+        "the state renders as the observation"
     );
     assert_eq!(env.sprite_mask().as_deref(), Some(mask.as_slice()));
     assert_eq!(mask.len(), (OBS_SIZE * OBS_SIZE) as usize);
@@ -710,7 +713,10 @@ fn the_sprite_mask_marks_exactly_the_pixels_the_imps_cover() {
     // texel can match the brick behind it, so a few masked pixels may not differ).
     let mut no_imps = state.clone();
     no_imps.imps.clear();
-    let (bare, bare_mask) = render_with_imp_mask(&no_imps, OBS_SIZE, OBS_SIZE);
+    let (bare, bare_mask) = (
+        render(&no_imps, OBS_SIZE, OBS_SIZE),
+        imp_mask(&no_imps, OBS_SIZE, OBS_SIZE),
+    );
     assert!(bare_mask.iter().all(|&m| m == 0));
     let differs: Vec<bool> = frame
         .pixels()

@@ -166,7 +166,7 @@ impl Env for TakeCover {
     }
 
     fn sprite_mask(&self) -> Option<Vec<u8>> {
-        Some(raycast::render_with_imp_mask(&self.world.state, OBS_SIZE, OBS_SIZE).1)
+        Some(raycast::imp_mask(&self.world.state, OBS_SIZE, OBS_SIZE))
     }
 
     fn elapsed_steps(&self) -> u32 {

@@ -55,6 +55,23 @@ struct View {
     focal_y: f32,
 }
 
+impl View {
+    /// The player's eye on a `width` x `height` screen (each at least 1).
+    fn new(state: &TakeCoverState, width: u32, height: u32) -> Self {
+        View {
+            width: width as usize,
+            height: height as usize,
+            eye_x: state.player_x as f32,
+            eye_y: state.player_y as f32,
+            eye_z: state.eye_z() as f32,
+            center_x: width as f32 / 2.0,
+            center_y: height as f32 / 2.0,
+            focal_x: width as f32 / 2.0,
+            focal_y: height as f32 * 2.0 / 3.0,
+        }
+    }
+}
+
 /// What one screen column sees of the walls.
 #[derive(Clone, Copy, Default)]
 struct WallColumn {
@@ -75,49 +92,43 @@ struct WallColumn {
 // 64x64 directly with the same squashed 4:3 projection and mip-mapped textures, which averages
 // far texels much as a resize would. No HUD and no weapon sprite.
 pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
-    render_into(state, width, height, None)
-}
-
-/// Renders the state, with a mask (row-major, one byte per pixel) that is 1 on every pixel showing
-/// an imp and 0 elsewhere: the ground truth `train-vae --sprite-weight` weights. No guess from the
-/// picture gets it right, because the imps are small and dim against the brick.
-pub fn render_with_imp_mask(state: &TakeCoverState, width: u32, height: u32) -> (Frame, Vec<u8>) {
-    let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
-    let mut mask = vec![0; width as usize * height as usize];
-    let frame = render_into(state, width, height, Some(&mut mask));
-    (frame, mask)
-}
-
-/// `imp_mask`, when given, is `width * height` zeroes after the clamp.
-fn render_into(
-    state: &TakeCoverState,
-    width: u32,
-    height: u32,
-    imp_mask: Option<&mut [u8]>,
-) -> Frame {
     let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
     let mut frame = Frame::new(width, height);
     if width == 0 || height == 0 {
         return frame;
     }
-    let view = View {
-        width: width as usize,
-        height: height as usize,
-        eye_x: state.player_x as f32,
-        eye_y: state.player_y as f32,
-        eye_z: state.eye_z() as f32,
-        center_x: width as f32 / 2.0,
-        center_y: height as f32 / 2.0,
-        focal_x: width as f32 / 2.0,
-        focal_y: height as f32 * 2.0 / 3.0,
-    };
+    let view = View::new(state, width, height);
     let assets = assets();
     let pixels: &mut [u8] = &mut frame;
     let columns = cast_walls(&view);
     draw_room(pixels, &view, &columns, assets);
-    draw_sprites(pixels, imp_mask, &view, &columns, state, assets);
+    draw_sprites(pixels, None, &view, &columns, state, assets);
     apply_damage_flash(pixels, state.damage_flash);
     frame
+}
+
+/// The pixels of [`render`]'s frame that show an imp, as a mask (row-major, one byte per pixel, 1
+/// on an imp and 0 elsewhere): the ground truth `train-vae --sprite-weight` weights. No guess from
+/// the picture gets it right, because the imps are small and dim against the brick. Only the
+/// walls' depths and the sprites are drawn, into scratch: the room's pixels are not needed.
+pub fn imp_mask(state: &TakeCoverState, width: u32, height: u32) -> Vec<u8> {
+    let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
+    let mut mask = vec![0; width as usize * height as usize];
+    if width == 0 || height == 0 {
+        return mask;
+    }
+    let view = View::new(state, width, height);
+    let columns = cast_walls(&view);
+    let mut scratch = vec![0; mask.len() * 3];
+    draw_sprites(
+        &mut scratch,
+        Some(&mut mask),
+        &view,
+        &columns,
+        state,
+        assets(),
+    );
+    mask
 }
 
 /// Doom-like diminishing light for a depth, 0..=256.
