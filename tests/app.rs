@@ -625,16 +625,15 @@ fn lecture_controls_toggle_and_clamp() {
 }
 
 /// A real (untrained, randomly initialised) model bundle on disk, with a random controller.
-fn write_random_bundle(env: EnvKind) -> std::path::PathBuf {
+fn write_random_bundle(env: EnvKind) -> tempfile::TempDir {
     use dreamplay::model::bundle::{self, Precision};
     use dreamplay::model::{FlexBackend, ModelSpec, WorldModel};
     use rand::{Rng, SeedableRng};
 
-    let dir = std::env::temp_dir().join(format!(
-        "dreamplay-app-models-{}-{}",
-        std::process::id(),
-        env.name()
-    ));
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("dreamplay-app-models-{}-", env.name()))
+        .tempdir()
+        .expect("scratch folder");
     let device = Default::default();
     let mut model = WorldModel::<FlexBackend>::init(ModelSpec::paper(env), &device);
     if let Some(controller) = model.controller.as_mut() {
@@ -646,7 +645,7 @@ fn write_random_bundle(env: EnvKind) -> std::path::PathBuf {
             .set_params(&params)
             .expect("params of the right length");
     }
-    let path = dreamplay::app::world_model::model_path(&dir, env);
+    let path = dreamplay::app::world_model::model_path(dir.path(), env);
     bundle::save(&model, &path, Precision::F32).expect("save the bundle");
     dir
 }
@@ -669,7 +668,7 @@ fn app_with_models_dir(env: EnvKind, models_dir: std::path::PathBuf) -> App {
 #[test]
 fn a_model_bundle_on_disk_runs_every_mode() {
     let dir = write_random_bundle(EnvKind::CarRacing);
-    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.clone());
+    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.path().to_path_buf());
     let status = app.world().resource::<WorldModelRuntime>().status.clone();
     assert!(
         matches!(
@@ -733,12 +732,15 @@ fn a_model_bundle_on_disk_runs_every_mode() {
         app.world().resource::<WorldModelRuntime>().runner.is_some(),
         "nothing failed on the way"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_broken_model_file_is_explained_and_reality_still_runs() {
-    let dir = std::env::temp_dir().join(format!("dreamplay-app-broken-{}", std::process::id()));
+    let scratch = tempfile::Builder::new()
+        .prefix("dreamplay-app-broken-")
+        .tempdir()
+        .expect("scratch folder");
+    let dir = scratch.path().to_path_buf();
     let path = dreamplay::app::world_model::model_path(&dir, EnvKind::CarRacing);
     std::fs::create_dir_all(path.parent().expect("a parent dir")).expect("create the models dir");
     std::fs::write(&path, b"not a model at all").expect("write the broken file");
@@ -757,7 +759,6 @@ fn a_broken_model_file_is_explained_and_reality_still_runs() {
     tap(&mut app, KeyCode::F6);
     frames(&mut app, 2);
     assert!(!app.world().resource::<DreamEpisode>().forked);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -59,9 +59,11 @@ fn env_run_is_deterministic_under_a_seed() {
 
 #[test]
 fn env_run_records_a_gif() {
-    let dir = std::env::temp_dir().join(format!("dreamplay-cli-gif-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let gif = dir.join("take-cover.gif");
+    let dir = tempfile::Builder::new()
+        .prefix("dreamplay-cli-gif-")
+        .tempdir()
+        .expect("scratch folder");
+    let gif = dir.path().join("take-cover.gif");
     let out = dreamplay(
         &[
             "env",
@@ -88,7 +90,6 @@ fn env_run_records_a_gif() {
         .unwrap();
     assert!(frames.len() > 3, "only {} frames", frames.len());
     assert_eq!(frames[0].buffer().dimensions(), (64, 64));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

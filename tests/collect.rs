@@ -1,7 +1,7 @@
 //! `collect` end to end: tiny collections of both envs, determinism across thread counts, resume,
 //! damaged files, impossible configs, and the `dreamplay collect` command.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use dreamplay::envs::EnvKind;
@@ -15,11 +15,12 @@ use dreamplay::train::rollout::{Rollout, RolloutError, RolloutInfo, list_rollout
 const ROLLOUTS: usize = 3;
 const STEPS: u32 = 50;
 
-/// A fresh scratch folder per test (no tempfile crate): the system temp dir, this process, the test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dreamplay-collect-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dreamplay-collect-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
 }
 
 fn tiny_config(env: EnvKind, out: &Path) -> CollectConfig {
@@ -83,7 +84,8 @@ fn assert_replays(env_kind: EnvKind, rollout: &Rollout) {
 #[test]
 fn tiny_collections_read_back_and_replay_for_both_envs() {
     for env in EnvKind::ALL {
-        let dir = scratch(&format!("tiny-{env}"));
+        let dir_guard = scratch(&format!("tiny-{env}"));
+        let dir = dir_guard.path().join("rollouts");
         let config = tiny_config(env, &dir);
         let stats = run(&config).expect("collects");
         assert_eq!(
@@ -120,15 +122,16 @@ fn tiny_collections_read_back_and_replay_for_both_envs() {
         }
         let returns: f64 = listing.valid.iter().map(|i| i.total_reward).sum();
         assert!((returns / ROLLOUTS as f64 - stats.mean_return).abs() < 1e-6);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 #[test]
 fn same_seed_gives_byte_identical_files_with_one_or_two_threads() {
     for env in EnvKind::ALL {
-        let one = scratch(&format!("threads1-{env}"));
-        let two = scratch(&format!("threads2-{env}"));
+        let one_guard = scratch(&format!("threads1-{env}"));
+        let one = one_guard.path().join("rollouts");
+        let two_guard = scratch(&format!("threads2-{env}"));
+        let two = two_guard.path().join("rollouts");
         run(&CollectConfig {
             threads: 1,
             ..tiny_config(env, &one)
@@ -149,22 +152,21 @@ fn same_seed_gives_byte_identical_files_with_one_or_two_threads() {
             &[0x21, 0x00],
             "{env}: zip timestamp is not fixed"
         );
-        let other_seed = scratch(&format!("seed1-{env}"));
+        let other_seed_guard = scratch(&format!("seed1-{env}"));
+        let other_seed = other_seed_guard.path().join("rollouts");
         run(&CollectConfig {
             seed: 1,
             ..tiny_config(env, &other_seed)
         })
         .expect("collects");
         assert!(files(&other_seed) != a, "{env}: the seed changes nothing");
-        for dir in [one, two, other_seed] {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 #[test]
 fn resume_skips_valid_files_and_redoes_missing_or_damaged_ones() {
-    let dir = scratch("resume");
+    let dir_guard = scratch("resume");
+    let dir = dir_guard.path().join("rollouts");
     let config = tiny_config(EnvKind::TakeCover, &dir);
     run(&config).expect("collects");
     let original = files(&dir);
@@ -195,12 +197,12 @@ fn resume_skips_valid_files_and_redoes_missing_or_damaged_ones() {
     redone.sort();
     assert_eq!(redone, [1, 2]);
     assert_eq!(files(&dir), original, "redone rollouts are the same bytes");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn resuming_with_a_different_config_is_an_error() {
-    let dir = scratch("mismatch");
+    let dir_guard = scratch("mismatch");
+    let dir = dir_guard.path().join("rollouts");
     let config = tiny_config(EnvKind::TakeCover, &dir);
     run(&config).expect("collects");
     let err = run(&CollectConfig {
@@ -221,12 +223,12 @@ fn resuming_with_a_different_config_is_an_error() {
     })
     .expect("extends");
     assert_eq!((stats.written, stats.skipped), (1, ROLLOUTS));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn truncated_and_garbage_files_give_errors_naming_the_file() {
-    let dir = scratch("damaged");
+    let dir_guard = scratch("damaged");
+    let dir = dir_guard.path().join("rollouts");
     let config = CollectConfig {
         rollouts: 1,
         ..tiny_config(EnvKind::CarRacing, &dir)
@@ -262,12 +264,12 @@ fn truncated_and_garbage_files_give_errors_naming_the_file() {
     let listing = list_rollouts(&dir).expect("readable folder");
     assert_eq!(listing.valid.len(), 1);
     assert_eq!(listing.corrupt.len(), 3, "{:?}", listing.corrupt);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn impossible_configs_and_write_failures_are_clear_errors() {
-    let dir = scratch("impossible");
+    let dir_guard = scratch("impossible");
+    let dir = dir_guard.path().join("rollouts");
     let zero = CollectConfig {
         rollouts: 0,
         ..tiny_config(EnvKind::TakeCover, &dir)
@@ -307,12 +309,12 @@ fn impossible_configs_and_write_failures_are_clear_errors() {
         run(&unreachable),
         Err(CollectError::MinLengthUnreachable { .. })
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn take_cover_redraws_short_episodes_deterministically() {
-    let dir = scratch("min-length");
+    let dir_guard = scratch("min-length");
+    let dir = dir_guard.path().join("rollouts");
     // Random play lives 210 +- 125 frames, so a 250-frame minimum rejects many episodes.
     let config = CollectConfig {
         max_steps: 400,
@@ -328,7 +330,8 @@ fn take_cover_redraws_short_episodes_deterministically() {
         "{:?}",
         listing.valid
     );
-    let again_dir = scratch("min-length-again");
+    let again_dir_guard = scratch("min-length-again");
+    let again_dir = again_dir_guard.path().join("rollouts");
     let again = run(&CollectConfig {
         out_dir: again_dir.clone(),
         threads: 1,
@@ -337,14 +340,12 @@ fn take_cover_redraws_short_episodes_deterministically() {
     .expect("collects");
     assert_eq!(again.rejected, stats.rejected);
     assert!(files(&dir) == files(&again_dir));
-    for d in [dir, again_dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 #[test]
 fn the_command_collects_resumes_and_reports() {
-    let dir = scratch("cli");
+    let dir_guard = scratch("cli");
+    let dir = dir_guard.path().join("rollouts");
     let out = dir.to_string_lossy().into_owned();
     let args = [
         "collect",
@@ -413,5 +414,4 @@ fn the_command_collects_resumes_and_reports() {
         String::from_utf8_lossy(&bad_policy.stderr).contains("brownian"),
         "lists the valid policies"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,7 +2,7 @@
 //! equal to a straight run, the dream's return rules, the batched real-env agent against a
 //! step-by-step reference, and the errors a user meets first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use burn::prelude::*;
@@ -37,15 +37,12 @@ fn device() -> dreamplay::model::backend::FlexDevice {
     Default::default()
 }
 
-/// A fresh scratch folder per test: the system temp dir, this process, the test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "dreamplay-controller-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
+/// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dreamplay-controller-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
 }
 
 /// A random-weight world model of the paper's sizes, with V and M but no C (what train-mdrnn
@@ -128,7 +125,8 @@ fn random_controller(spec: &ModelSpec, scale: f32, seed: u64) -> Controller {
 
 #[test]
 fn two_generations_then_resume_equals_a_straight_run() {
-    let dir = scratch("resume");
+    let dir_guard = scratch("resume");
+    let dir = dir_guard.path().to_path_buf();
     let data = dir.join("data");
     tiny_rollouts(&data);
     let (run_a, run_b) = (dir.join("run-a"), dir.join("run-b"));
@@ -231,7 +229,6 @@ fn two_generations_then_resume_equals_a_straight_run() {
         rows[..1],
         "a fresh run redoes generation 1 exactly"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -398,7 +395,8 @@ fn real_episodes_are_batched_deterministic_and_match_the_reference_agent() {
 
 #[test]
 fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
-    let dir = scratch("eval");
+    let dir_guard = scratch("eval");
+    let dir = dir_guard.path().to_path_buf();
     let env = EnvKind::TakeCover;
     let mut model = random_model(env, 31);
     model.controller = Some(random_controller(&model.spec, 0.5, 4));
@@ -457,12 +455,12 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     let message = format!("{err:#}");
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("train-controller"), "{message}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn clear_errors_for_a_run_without_m_bad_settings_and_no_rollouts() {
-    let dir = scratch("errors");
+    let dir_guard = scratch("errors");
+    let dir = dir_guard.path().to_path_buf();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let run = dir.join("run");
@@ -530,13 +528,13 @@ fn clear_errors_for_a_run_without_m_bad_settings_and_no_rollouts() {
         !run.join(CONTROLLER_DIR).exists(),
         "nothing written on an error"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_commands_report_errors_and_the_random_baseline() {
     let bin = env!("CARGO_BIN_EXE_dreamplay");
-    let dir = scratch("cli");
+    let dir_guard = scratch("cli");
+    let dir = dir_guard.path().to_path_buf();
     let out = Command::new(bin)
         .args([
             "train-controller",
@@ -591,5 +589,4 @@ fn the_commands_report_errors_and_the_random_baseline() {
         stdout.contains("real: ") && stdout.contains("over 3 episodes"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 //! V, M, C, the model file and the backends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::backend::Autodiff;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -24,12 +24,6 @@ type AD = Autodiff<FlexBackend>;
 
 fn dev() -> FlexDevice {
     FlexDevice
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dreamplay-model-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 /// A 64x64 frame with a background colour and a coloured rectangle and disc, from `seed`.
@@ -564,9 +558,10 @@ fn filled_model(spec: ModelSpec) -> WorldModel<B> {
 
 #[test]
 fn bundle_round_trip_f32_is_exact() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
     let spec = small_spec(EnvKind::CarRacing);
     let model = filled_model(spec);
-    let path = temp_path("f32.bin");
+    let path = scratch.path().join("f32.bin");
     bundle::save(&model, &path, Precision::F32).unwrap();
     let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
     assert_eq!(loaded.spec, spec);
@@ -586,9 +581,10 @@ fn bundle_round_trip_f32_is_exact() {
 
 #[test]
 fn bundle_round_trip_f16_equals_rounded_weights_and_reconstructs_the_same() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
     let spec = small_spec(EnvKind::TakeCover);
     let model = filled_model(spec);
-    let path = temp_path("f16.bin");
+    let path = scratch.path().join("f16.bin");
     bundle::save(&model, &path, Precision::F16).unwrap();
     let f32_size = bundle::to_bytes(&model, Precision::F32).len();
     let f16_size = std::fs::metadata(&path).unwrap().len() as usize;
@@ -639,10 +635,11 @@ fn bundle_round_trip_f16_equals_rounded_weights_and_reconstructs_the_same() {
 
 #[test]
 fn bundle_with_v_only_loads_v_and_says_m_is_missing() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
     let spec = small_spec(EnvKind::CarRacing);
     let mut model = WorldModel::<B>::empty(spec);
     model.vae = Some(spec.vae_config().init(&dev()));
-    let path = temp_path("v-only.bin");
+    let path = scratch.path().join("v-only.bin");
     bundle::save(&model, &path, Precision::F16).unwrap();
     let vae = bundle::load_vae::<B>(&path, &Expect::env(EnvKind::CarRacing), &dev()).unwrap();
     assert_eq!(vae.z_size(), 32);
@@ -676,16 +673,17 @@ fn expect_err(path: &Path, expect: &Expect) -> (BundleError, String) {
 
 #[test]
 fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
     let spec = small_spec(EnvKind::CarRacing);
     let model = filled_model(spec);
     let good = bundle::to_bytes(&model, Precision::F16);
     let expect = Expect::spec(&spec);
 
-    let missing = temp_path("does-not-exist.bin");
+    let missing = scratch.path().join("does-not-exist.bin");
     let (err, _) = expect_err(&missing, &expect);
     assert!(matches!(err, BundleError::NotFound { .. }));
 
-    let truncated = temp_path("truncated.bin");
+    let truncated = scratch.path().join("truncated.bin");
     std::fs::write(&truncated, &good[..good.len() - 100]).unwrap();
     let (err, msg) = expect_err(&truncated, &expect);
     assert!(matches!(err, BundleError::Truncated { .. }), "{msg}");
@@ -700,7 +698,7 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         BundleError::Truncated { .. }
     ));
 
-    let garbage = temp_path("garbage.bin");
+    let garbage = scratch.path().join("garbage.bin");
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     std::fs::write(
         &garbage,
@@ -715,7 +713,7 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         BundleError::NotABundle { .. }
     ));
 
-    let flipped = temp_path("flipped.bin");
+    let flipped = scratch.path().join("flipped.bin");
     let mut bytes = good.clone();
     let n = bytes.len();
     bytes[n - 7] ^= 0x55;
@@ -726,7 +724,7 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         "{msg}"
     );
 
-    let bad_header = temp_path("bad-header.bin");
+    let bad_header = scratch.path().join("bad-header.bin");
     let mut bytes = good.clone();
     bytes[16] = b'#';
     std::fs::write(&bad_header, &bytes).unwrap();
@@ -735,7 +733,7 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         BundleError::Header { .. }
     ));
 
-    let version = temp_path("version.bin");
+    let version = scratch.path().join("version.bin");
     let mut bytes = good.clone();
     bytes[8] = 99;
     std::fs::write(&version, &bytes).unwrap();
@@ -745,7 +743,7 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         "{msg}"
     );
 
-    let car = temp_path("car.bin");
+    let car = scratch.path().join("car.bin");
     std::fs::write(&car, &good).unwrap();
     let wrong_z = Expect {
         z_size: Some(64),
@@ -796,6 +794,7 @@ fn backend_selection_honours_overrides_and_never_panics() {
 /// CI's wgpu is Mesa's software Vulkan.
 #[test]
 fn flex_and_wgpu_agree_on_the_same_weights() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
     let adapters = backend::probe_adapters();
     let Some(adapter) = adapters.first() else {
         // CI installs Mesa's lavapipe (.ci/setup), so there a missing adapter is a broken setup.
@@ -818,7 +817,7 @@ fn flex_and_wgpu_agree_on_the_same_weights() {
         return;
     };
     let spec = small_spec(EnvKind::CarRacing);
-    let path = temp_path("cross-backend.bin");
+    let path = scratch.path().join("cross-backend.bin");
     bundle::save(&filled_model(spec), &path, Precision::F16).unwrap();
     let on_flex = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
     let on_wgpu = bundle::load::<WgpuBackend>(&path, &Expect::spec(&spec), &device).unwrap();

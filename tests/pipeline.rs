@@ -39,13 +39,12 @@ fn device() -> FlexDevice {
     Default::default()
 }
 
-/// A fresh scratch folder per test: the system temp dir, this process, the test.
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("dreamplay-pipeline-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
+/// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dreamplay-pipeline-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
 }
 
 /// Serialises every use of the backend's global generator (see the module doc).
@@ -168,7 +167,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn tiny_pipeline_end_to_end() {
-    let dir = scratch("end-to-end");
+    let dir_guard = scratch("end-to-end");
+    let dir = dir_guard.path().to_path_buf();
     let (data, run) = (dir.join("data"), dir.join("run"));
     tiny_rollouts(&data, 6, 1);
     let rollouts = list_rollouts(&data).unwrap().valid;
@@ -325,7 +325,6 @@ fn tiny_pipeline_end_to_end() {
     for r in &report.real {
         assert!(r.ret.is_finite() && r.steps >= 1 && r.steps <= 40, "{r:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One stage trained three ways with the same config (so from the same initial weights): in folder A
@@ -333,7 +332,8 @@ fn tiny_pipeline_end_to_end() {
 /// crash mid-epoch (a checkpoint that cannot be written: a file is in the way of its folder),
 /// then resumed.
 struct ResumeRuns {
-    dir: PathBuf,
+    /// Owns the scratch folder of all three runs, so it outlives them.
+    _scratch: tempfile::TempDir,
     /// The stage's folder in a run: `vae` or `mdrnn`.
     stage: &'static str,
     a: PathBuf,
@@ -354,11 +354,12 @@ type Progress = (usize, u64, Option<u64>);
 /// checking what each session reports. C checkpoints every `every` steps; the checkpoint after
 /// step `2 * every` is blocked.
 fn resume_runs(
-    dir: PathBuf,
+    scratch: tempfile::TempDir,
     stage: &'static str,
     every: usize,
     train: impl Fn(&Path, usize, usize) -> anyhow::Result<Progress>,
 ) -> ResumeRuns {
+    let dir = scratch.path();
     let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
     let (epochs, epoch_steps, resumed) = train(&a, 1, 1000).expect("A: epoch 1");
     assert_eq!((epochs, resumed), (1, None));
@@ -388,7 +389,7 @@ fn resume_runs(
         "C resumes from the last checkpoint written before the crash"
     );
     ResumeRuns {
-        dir,
+        _scratch: scratch,
         stage,
         a,
         b,
@@ -397,10 +398,11 @@ fn resume_runs(
 }
 
 fn vae_resume_runs(name: &str) -> ResumeRuns {
-    let dir = scratch(name);
+    let dir_guard = scratch(name);
+    let dir = dir_guard.path().to_path_buf();
     let data = dir.join("data");
     tiny_rollouts(&data, 4, 2);
-    resume_runs(dir, "vae", 2, |run, epochs, checkpoint_every| {
+    resume_runs(dir_guard, "vae", 2, |run, epochs, checkpoint_every| {
         let config = VaeTrainConfig {
             epochs,
             checkpoint_every,
@@ -412,7 +414,8 @@ fn vae_resume_runs(name: &str) -> ResumeRuns {
 
 /// M's three runs share one random V and its series, copied into each run folder.
 fn mdrnn_resume_runs(name: &str) -> ResumeRuns {
-    let dir = scratch(name);
+    let dir_guard = scratch(name);
+    let dir = dir_guard.path().to_path_buf();
     let (data, base) = (dir.join("data"), dir.join("base"));
     tiny_rollouts(&data, 4, 3);
     random_v_run(&base, 21);
@@ -422,7 +425,7 @@ fn mdrnn_resume_runs(name: &str) -> ResumeRuns {
         std::fs::copy(run_model_path(&base), run_model_path(&run)).unwrap();
         copy_dir(&base.join("series"), &run.join("series"));
     }
-    resume_runs(dir, "mdrnn", 1, |run, epochs, checkpoint_every| {
+    resume_runs(dir_guard, "mdrnn", 1, |run, epochs, checkpoint_every| {
         let config = MdrnnTrainConfig {
             epochs,
             checkpoint_every,
@@ -466,14 +469,12 @@ fn assert_crash_resume_logs_every_step_once(runs: &ResumeRuns) {
 fn vae_resume_matches_an_unbroken_run() {
     let runs = vae_resume_runs("vae-resume");
     assert_resume_matches_an_unbroken_run(&runs, Part::Vae);
-    let _ = std::fs::remove_dir_all(&runs.dir);
 }
 
 #[test]
 fn vae_resume_after_a_crash_logs_every_step_once() {
     let runs = vae_resume_runs("vae-crash-log");
     assert_crash_resume_logs_every_step_once(&runs);
-    let _ = std::fs::remove_dir_all(&runs.dir);
 }
 
 #[test]
@@ -482,19 +483,18 @@ fn mdrnn_resume_matches_an_unbroken_run() {
     assert_resume_matches_an_unbroken_run(&runs, Part::Mdrnn);
     let v = |run: &Path| part_checksum(&run_model_path(run), Part::Vae);
     assert_eq!(v(&runs.a), v(&runs.b), "train-mdrnn keeps V");
-    let _ = std::fs::remove_dir_all(&runs.dir);
 }
 
 #[test]
 fn mdrnn_resume_after_a_crash_logs_every_step_once() {
     let runs = mdrnn_resume_runs("mdrnn-crash-log");
     assert_crash_resume_logs_every_step_once(&runs);
-    let _ = std::fs::remove_dir_all(&runs.dir);
 }
 
 #[test]
 fn bad_input_is_skipped_or_refused_with_a_clear_message() {
-    let dir = scratch("bad-input");
+    let dir_guard = scratch("bad-input");
+    let dir = dir_guard.path().to_path_buf();
     let (data, run) = (dir.join("data"), dir.join("run"));
     tiny_rollouts(&data, 3, 4);
     let valid_frames: usize = list_rollouts(&data)
@@ -588,23 +588,23 @@ fn bad_input_is_skipped_or_refused_with_a_clear_message() {
     let message = format!("{err:#}");
     assert!(message.contains("train-vae"), "{message}");
     assert!(!no_v.join("series").exists(), "nothing written");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn encode_before_train_vae_says_to_run_train_vae() {
-    let dir = scratch("encode-no-bundle");
+    let dir_guard = scratch("encode-no-bundle");
+    let dir = dir_guard.path().to_path_buf();
     let data = dir.join("data");
     tiny_rollouts(&data, 1, 5);
     let err = encode(&data, &dir.join("run")).expect_err("no bundle");
     let message = format!("{err:#}");
     assert!(message.contains("train-vae"), "{message}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn encode_skips_done_series_and_redoes_stale_ones() {
-    let dir = scratch("encode");
+    let dir_guard = scratch("encode");
+    let dir = dir_guard.path().to_path_buf();
     let (data, run) = (dir.join("data"), dir.join("run"));
     tiny_rollouts(&data, 3, 6);
     let config = VaeTrainConfig {
@@ -659,7 +659,6 @@ fn encode_skips_done_series_and_redoes_stale_ones() {
             path.display()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -667,7 +666,8 @@ fn sprite_weight_weights_the_masked_pixels_and_needs_masked_rollouts() {
     use dreamplay::model::vae::tensor_to_frames;
     use dreamplay::train::rollout::Rollout;
     use dreamplay::train::vae::{frames_u8_to_tensor, sprite_error};
-    let dir = scratch("sprite-weight");
+    let dir_guard = scratch("sprite-weight");
+    let dir = dir_guard.path().to_path_buf();
     let data = dir.join("data");
     tiny_rollouts(&data, 4, 6);
     let files = list_rollouts(&data).unwrap().valid;
@@ -770,5 +770,4 @@ fn sprite_weight_weights_the_masked_pixels_and_needs_masked_rollouts() {
         err.contains("sprite_mask") && err.contains("rollout_0000"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

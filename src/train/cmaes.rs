@@ -1034,9 +1034,9 @@ mod tests {
             .sum::<f64>()
     }
 
-    /// A scratch path unique to this test process and name.
-    fn scratch_path(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("dreamplay-cmaes-{}-{name}.bin", std::process::id()))
+    /// A scratch folder, removed when the guard drops (even when the test fails).
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().expect("scratch folder")
     }
 
     /// Runs `generations` generations on a fixed, cheap, noisy-free objective.
@@ -1147,6 +1147,7 @@ mod tests {
 
     #[test]
     fn resume_from_a_checkpoint_is_bit_identical() {
+        let scratch = scratch();
         // n = 30 with lambda = 8 refreshes B and D every few generations, so the run crosses
         // decompositions both before and after the checkpoint.
         let config = CmaEsConfig::new(30, 0.2, 11)
@@ -1154,7 +1155,7 @@ mod tests {
             .with_weight_decay(0.01);
         let mut uninterrupted = CmaEs::new(config.clone(), &[0.1; 30]).expect("valid config");
         advance(&mut uninterrupted, 7);
-        let path = scratch_path("resume");
+        let path = scratch.path().join("resume.bin");
         uninterrupted.save(&path).expect("save");
         let last_uninterrupted = advance(&mut uninterrupted, 13);
 
@@ -1167,15 +1168,15 @@ mod tests {
             uninterrupted.eigen_generation > 7,
             "the run should decompose after the save"
         );
-        let _ = fs::remove_file(&path);
     }
 
     #[test]
     fn a_checkpoint_between_ask_and_tell_resumes_the_same_population() {
+        let scratch = scratch();
         let mut es = CmaEs::new(CmaEsConfig::new(5, 0.5, 5), &[1.0; 5]).expect("valid config");
         advance(&mut es, 3);
         let pending = es.ask();
-        let path = scratch_path("pending");
+        let path = scratch.path().join("pending.bin");
         es.save(&path).expect("save");
         let mut resumed = CmaEs::load(&path, 5).expect("load");
         assert_eq!(resumed.ask(), pending);
@@ -1183,7 +1184,6 @@ mod tests {
         es.tell(&fitness).expect("tell");
         resumed.tell(&fitness).expect("tell");
         assert_bit_identical(&es, &resumed);
-        let _ = fs::remove_file(&path);
     }
 
     /// Where `needle` first occurs in `haystack`.
@@ -1212,17 +1212,17 @@ mod tests {
 
     #[test]
     fn bad_checkpoints_are_errors_that_name_the_file() {
+        let scratch = scratch();
         let mut es = CmaEs::new(CmaEsConfig::new(6, 0.5, 9), &[0.0; 6]).expect("valid config");
         advance(&mut es, 2);
-        let path = scratch_path("good");
+        let path = scratch.path().join("good.bin");
         es.save(&path).expect("save");
         let good = fs::read(&path).expect("read back");
-        let bad_path = scratch_path("bad");
+        let bad_path = scratch.path().join("bad.bin");
         let names_the_file =
             |error: &CmaEsError| error.to_string().contains(&bad_path.display().to_string());
 
         // Missing file.
-        let _ = fs::remove_file(&bad_path);
         let missing = CmaEs::load(&bad_path, 6).expect_err("missing file");
         assert!(
             matches!(missing, CmaEsError::Io { .. }) && names_the_file(&missing),
@@ -1293,8 +1293,6 @@ mod tests {
         }
         // The good file still loads.
         assert!(CmaEs::load(&path, 6).is_ok());
-        let _ = fs::remove_file(&path);
-        let _ = fs::remove_file(&bad_path);
     }
 
     #[test]

@@ -140,20 +140,18 @@ mod tests {
 
     #[test]
     fn plots_a_log_with_gaps_into_a_non_blank_png() {
-        let dir = std::env::temp_dir().join(format!("dreamplay-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("loss.csv");
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("loss.csv");
         std::fs::write(&csv, "step,recon,val\n0,10,\n1,8,9\n2,5,\n").unwrap();
         let series = read_series(&csv, "step", &["recon", "val", "absent"]).unwrap();
         assert_eq!(series[0], vec![(0.0, 10.0), (1.0, 8.0), (2.0, 5.0)]);
         assert_eq!(series[1], vec![(1.0, 9.0)]);
         assert!(series[2].is_empty());
-        let png = dir.join("loss.png");
+        let png = dir.path().join("loss.png");
         plot_csv(&csv, &png, "loss", "step", &["recon", "val"]).unwrap();
         let img = image::open(&png).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
         // The first series' colour is drawn somewhere.
         assert!(img.pixels().any(|p| p.0 == [31, 119, 180]));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

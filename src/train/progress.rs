@@ -153,8 +153,8 @@ mod tests {
 
     #[test]
     fn resumed_log_drops_rows_after_the_checkpoint() {
-        let dir = std::env::temp_dir().join(format!("dreamplay-csv-{}", std::process::id()));
-        let path = dir.join("log.csv");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
         let mut log = CsvLog::open(&path, &["step", "loss"], None).unwrap();
         for step in 0..5 {
             log.row(&[step as f64, 1.0 / (step + 1) as f64]).unwrap();
@@ -165,6 +165,5 @@ mod tests {
         drop(log);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "step,loss\n0,1\n1,0.500000\n2,0.333333\n3,\n");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

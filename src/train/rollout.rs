@@ -684,17 +684,18 @@ mod tests {
         recorder.finish().expect("valid rollout")
     }
 
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("dreamplay-rollout-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir is writable");
-        dir
+    /// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
+    fn scratch_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("dreamplay-rollout-{name}-"))
+            .tempdir()
+            .expect("scratch folder")
     }
 
     #[test]
     fn write_then_read_round_trips_and_leaves_no_temp_file() {
-        let dir = scratch_dir("round-trip");
+        let dir_guard = scratch_dir("round-trip");
+        let dir = dir_guard.path().to_path_buf();
         let path = dir.join("a.npz");
         let rollout = tiny_rollout(5);
         let bytes = rollout.write(&path).expect("writable");
@@ -710,12 +711,12 @@ mod tests {
             (5, 2, true, Some(42))
         );
         assert_eq!(info.total_reward, 5.0);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn sprite_masks_round_trip_and_are_kept_only_when_every_step_has_one() {
-        let dir = scratch_dir("masks");
+        let dir_guard = scratch_dir("masks");
+        let dir = dir_guard.path().to_path_buf();
         let path = dir.join("m.npz");
         let frame = Frame::new(OBS_SIZE, OBS_SIZE);
         let record = |masks: &[Option<Vec<u8>>]| {
@@ -757,7 +758,6 @@ mod tests {
             .with_sprite_mask(Array3::zeros((3, 64, 64)))
             .expect_err("3 masks for 2 steps");
         assert!(err.to_string().contains("[3, 64, 64]"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -812,7 +812,8 @@ mod tests {
 
     #[test]
     fn missing_and_mistyped_arrays_name_the_file_and_the_array() {
-        let dir = scratch_dir("missing");
+        let dir_guard = scratch_dir("missing");
+        let dir = dir_guard.path().to_path_buf();
         let path = dir.join("partial.npz");
         let file = File::create(&path).expect("writable");
         let mut npz = NpzWriter::new_compressed(file);
@@ -838,12 +839,12 @@ mod tests {
             matches!(err, RolloutError::MissingArray { name: ACTIONS, .. }),
             "{err}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn listing_reports_corrupt_files_and_ignores_temp_files() {
-        let dir = scratch_dir("listing");
+        let dir_guard = scratch_dir("listing");
+        let dir = dir_guard.path().to_path_buf();
         tiny_rollout(3).write(&dir.join("b.npz")).expect("writable");
         tiny_rollout(4).write(&dir.join("a.npz")).expect("writable");
         std::fs::write(dir.join("c.npz"), b"not a zip").expect("writable");
@@ -858,6 +859,5 @@ mod tests {
         assert_eq!(listing.frames(), 7);
         assert_eq!(listing.corrupt.len(), 1);
         assert!(listing.corrupt[0].path().ends_with("c.npz"));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
