@@ -49,6 +49,8 @@ pub enum DreamError {
     WrongZLength { expected: usize, got: usize },
     #[error("z[{index}] is {value}, not a finite number")]
     ZNotFinite { index: usize, value: f32 },
+    #[error("{got} random generators for {batch} dreams (one each)")]
+    WrongGeneratorCount { got: usize, batch: usize },
 }
 
 /// How a dream decides that M's done head has fired.
@@ -312,6 +314,37 @@ impl<B: Backend> DreamBatch<B> {
         tau: f32,
         rng: &mut R,
     ) -> Result<(), DreamError> {
+        let packed = self.run_m(actions)?;
+        for i in 0..self.batch {
+            self.take_step_output(&packed, i, tau, rng);
+        }
+        Ok(())
+    }
+
+    /// As [`step`](Self::step), but dream i draws its samples from `rngs[i]` alone, so what
+    /// happens in one dream does not depend on the others in the batch. This is what lets every
+    /// candidate of a CMA-ES generation meet the same dreams (common random numbers).
+    pub fn step_each<R: Rng>(
+        &mut self,
+        actions: &[f32],
+        tau: f32,
+        rngs: &mut [R],
+    ) -> Result<(), DreamError> {
+        if rngs.len() != self.batch {
+            return Err(DreamError::WrongGeneratorCount {
+                got: rngs.len(),
+                batch: self.batch,
+            });
+        }
+        let packed = self.run_m(actions)?;
+        for (i, rng) in rngs.iter_mut().enumerate() {
+            self.take_step_output(&packed, i, tau, rng);
+        }
+        Ok(())
+    }
+
+    /// Checks `actions`, runs M one step on the device and reads its packed output back.
+    fn run_m(&mut self, actions: &[f32]) -> Result<Vec<f32>, DreamError> {
         let (n, zs, hs, a) = (
             self.batch,
             self.z_size(),
@@ -343,31 +376,39 @@ impl<B: Backend> DreamBatch<B> {
         let action = Tensor::from_data(TensorData::new(actions.to_vec(), [n, a]), &self.device);
         let (packed, state) = self.rnn.step_packed(z, action, self.state.clone());
         self.state = state;
-        let packed = read_f32(packed);
+        Ok(read_f32(packed))
+    }
 
+    /// Samples dream `i`'s next z (and done, under [`DoneRule::Sample`]) from M's packed output
+    /// with `rng`, and stores its reward, h and c.
+    fn take_step_output<R: Rng + ?Sized>(
+        &mut self,
+        packed: &[f32],
+        i: usize,
+        tau: f32,
+        rng: &mut R,
+    ) {
+        let (zs, hs) = (self.z_size(), self.hidden_size());
         let k = self.rnn.n_gaussians();
         let zk = zs * k;
         let row = 3 * zk + 2 + 2 * hs;
-        for i in 0..n {
-            let r = &packed[i * row..(i + 1) * row];
-            let (logmix, rest) = r.split_at(zk);
-            let (mu, rest) = rest.split_at(zk);
-            let (logsigma, rest) = rest.split_at(zk);
-            for d in 0..zs {
-                let s = d * k..(d + 1) * k;
-                self.z[i * zs + d] =
-                    sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
-            }
-            self.done[i] = match self.done_rule {
-                DoneRule::Threshold => rest[0] > 0.0,
-                DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-rest[0]).exp()),
-            };
-            self.reward[i] = rest[1];
-            self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);
-            self.cell[i * hs..(i + 1) * hs].copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
-            self.steps[i] += 1;
+        let r = &packed[i * row..(i + 1) * row];
+        let (logmix, rest) = r.split_at(zk);
+        let (mu, rest) = rest.split_at(zk);
+        let (logsigma, rest) = rest.split_at(zk);
+        for d in 0..zs {
+            let s = d * k..(d + 1) * k;
+            self.z[i * zs + d] =
+                sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
         }
-        Ok(())
+        self.done[i] = match self.done_rule {
+            DoneRule::Threshold => rest[0] > 0.0,
+            DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-rest[0]).exp()),
+        };
+        self.reward[i] = rest[1];
+        self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);
+        self.cell[i * hs..(i + 1) * hs].copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
+        self.steps[i] += 1;
     }
 
     /// Decodes dream `i`'s current z to an RGB frame.

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use dreamplay::dream::DreamBatch;
+use dreamplay::dream::{DoneRule, DreamBatch};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::{
@@ -22,7 +22,7 @@ use dreamplay::train::controller::{
     train_controller,
 };
 use dreamplay::train::eval::{
-    AgentModel, DreamAgent, EvalConfig, dream_returns, evaluate, run_real_episodes,
+    AgentModel, DreamAgent, DreamDraws, EvalConfig, dream_returns, evaluate, run_real_episodes,
 };
 use dreamplay::train::run_model_path;
 use rand::SeedableRng;
@@ -231,6 +231,50 @@ fn two_generations_then_resume_equals_a_straight_run() {
     );
 }
 
+/// With common seeds, candidates that play alike score alike: copies of one C get the same
+/// fitness, where independent dreams give each copy its own luck.
+#[test]
+fn common_seeds_give_copies_of_one_controller_the_same_dream_fitness() {
+    let device = device();
+    let spec = ModelSpec::paper(EnvKind::TakeCover);
+    let model = random_model(EnvKind::TakeCover, 5);
+    let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
+    // Done with probability sigmoid(-2) = 0.12 each step: lifetimes of a few to tens of steps.
+    let rnn = force_heads(rnn, -2.0, 0.0);
+    let starts = StartLatents::from_posteriors(
+        spec.z_size,
+        vec![0.1; 2 * spec.z_size],
+        vec![-1.0; 2 * spec.z_size],
+    )
+    .unwrap();
+    let c = random_controller(&spec, 0.3, 1);
+    let copies = vec![c.clone(), c.clone(), c];
+    let fitness = |common_seeds: bool| {
+        let mut dream = DreamBatch::new(vae.clone(), rnn.clone(), 3 * 4, &device);
+        dream.set_done_rule(DoneRule::Sample);
+        dream_fitness(
+            &mut dream,
+            EnvKind::TakeCover,
+            &copies,
+            4,
+            &starts,
+            1.15,
+            200,
+            7,
+            0,
+            common_seeds,
+        )
+        .expect("dream fitness")
+    };
+    let shared = fitness(true);
+    assert!(shared.iter().all(|&f| f == shared[0]), "{shared:?}");
+    let independent = fitness(false);
+    assert!(
+        independent.iter().any(|&f| f != independent[0]),
+        "{independent:?}"
+    );
+}
+
 #[test]
 fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let device = device();
@@ -254,6 +298,7 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
             max_steps,
             3,
             0,
+            false,
         )
         .expect("dream fitness")
     };
@@ -285,7 +330,7 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
             &z,
             1.0,
             20,
-            &mut rng,
+            DreamDraws::Shared(&mut rng),
         )
         .unwrap()
     };

@@ -64,6 +64,11 @@ pub struct TrainControllerArgs {
     /// On a fresh start, begin the search at the C already in the bundle instead of at zero.
     #[arg(long)]
     pub warm_start: bool,
+    /// Every candidate of a generation meets the same episodes: the same start latents and random
+    /// draws in the dream, the same env seeds in reality (common random numbers). Candidates are
+    /// then ranked on how they play more than on their luck. Off: the paper's independent draws.
+    #[arg(long)]
+    pub common_seeds: bool,
     /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
     #[arg(long)]
     pub backend: Option<String>,
@@ -96,6 +101,7 @@ impl TrainControllerArgs {
             eval_episodes: self.eval_episodes,
             fresh: self.fresh,
             warm_start: self.warm_start,
+            common_seeds: self.common_seeds,
             ..defaults
         }
     }

@@ -57,7 +57,7 @@ use crate::model::mdrnn::MdnRnn;
 use crate::model::vae::ConvVae;
 use crate::train::cmaes::{CmaEs, CmaEsConfig};
 use crate::train::eval::{
-    AgentModel, DreamAgent, EpisodeResult, ScoreSummary, dream_returns, mix_seed,
+    AgentModel, DreamAgent, DreamDraws, EpisodeResult, ScoreSummary, dream_returns, mix_seed,
     run_real_episodes, sample_posterior,
 };
 use crate::train::progress::{CsvLog, bar, human_duration, say, write_atomic};
@@ -141,6 +141,9 @@ pub struct ControllerTrainConfig {
     pub fresh: bool,
     /// On a fresh start, start CMA-ES's mean at the bundle's C (if it has one) instead of zero.
     pub warm_start: bool,
+    /// Every candidate of a generation meets the same episodes (common random numbers): the same
+    /// start latents and random draws in the dream, the same env seeds in reality.
+    pub common_seeds: bool,
 }
 
 impl ControllerTrainConfig {
@@ -165,6 +168,7 @@ impl ControllerTrainConfig {
             eval_episodes: 8,
             fresh: false,
             warm_start: false,
+            common_seeds: false,
         }
     }
 
@@ -200,7 +204,12 @@ impl ControllerTrainConfig {
 
     /// One line for logs: where the fitness comes from.
     pub fn describe_fitness(&self) -> String {
-        match self.fitness {
+        let shared = if self.common_seeds {
+            ", the same episodes for every candidate"
+        } else {
+            ""
+        };
+        let fitness = match self.fitness {
             FitnessMode::Dream => format!(
                 "cma-es in the dream at tau {} (done: {:?}), pop {}, trials {}",
                 self.tau, self.done_rule, self.population, self.trials
@@ -209,13 +218,20 @@ impl ControllerTrainConfig {
                 "cma-es in the real env, pop {}, trials {}",
                 self.population, self.trials
             ),
-        }
+        };
+        format!("{fitness}{shared}")
     }
 }
 
 /// The env seed (real fitness) or dream generator seed (dream fitness) of one training episode.
 pub fn episode_seed(seed: u64, generation: u64, candidate: u64, trial: u64) -> u64 {
     mix_seed(&[seed, generation, candidate, trial])
+}
+
+/// The candidate index that seeds a candidate's episodes: its own, or 0 for all of them when
+/// they share their episodes (common random numbers).
+fn seeding_candidate(candidate: usize, common_seeds: bool) -> u64 {
+    if common_seeds { 0 } else { candidate as u64 }
 }
 
 /// The env seed of re-evaluation episode `episode` (the same episodes at every re-evaluation).
@@ -328,6 +344,7 @@ pub fn dream_fitness<B: Backend>(
     max_steps: u32,
     seed: u64,
     generation: u64,
+    common_seeds: bool,
 ) -> anyhow::Result<Vec<f64>> {
     let n = controllers.len() * trials;
     ensure!(
@@ -340,14 +357,31 @@ pub fn dream_fitness<B: Backend>(
     let mut agents = Vec::with_capacity(n);
     for (k, c) in controllers.iter().enumerate() {
         for t in 0..trials {
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(episode_seed(seed, generation, k as u64, t as u64));
+            let mut rng = ChaCha8Rng::seed_from_u64(episode_seed(
+                seed,
+                generation,
+                seeding_candidate(k, common_seeds),
+                t as u64,
+            ));
             start_z.push(starts.sample(&mut rng));
             agents.push(DreamAgent::Controller(c));
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM]));
-    let results = dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, &mut rng)?;
+    let results = if common_seeds {
+        // Trial t's dream draws the same stream for every candidate.
+        let mut rngs: Vec<ChaCha8Rng> = (0..n)
+            .map(|i| {
+                let trial = (i % trials) as u64;
+                ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM, trial]))
+            })
+            .collect();
+        let draws = DreamDraws::PerDream(&mut rngs);
+        dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?
+    } else {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM]));
+        let draws = DreamDraws::Shared(&mut rng);
+        dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?
+    };
     Ok(mean_per_candidate(&results, trials))
 }
 
@@ -647,6 +681,7 @@ pub fn train_controller<B: Backend>(
                 config.max_steps,
                 config.seed,
                 g,
+                config.common_seeds,
             )?,
             _ => {
                 let mut refs = Vec::with_capacity(controllers.len() * config.trials);
@@ -654,7 +689,8 @@ pub fn train_controller<B: Backend>(
                 for (k, c) in controllers.iter().enumerate() {
                     for t in 0..config.trials {
                         refs.push(c);
-                        seeds.push(episode_seed(config.seed, g, k as u64, t as u64));
+                        let candidate = seeding_candidate(k, config.common_seeds);
+                        seeds.push(episode_seed(config.seed, g, candidate, t as u64));
                     }
                 }
                 let results =

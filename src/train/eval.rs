@@ -357,6 +357,14 @@ impl DreamAgent<'_> {
     }
 }
 
+/// Where a batch of dreams draws its samples.
+pub enum DreamDraws<'a> {
+    /// One generator for the whole batch, drawn dream after dream.
+    Shared(&'a mut ChaCha8Rng),
+    /// Dream i draws from generator i alone (common random numbers across dreams).
+    PerDream(&'a mut [ChaCha8Rng]),
+}
+
 /// Runs dream i from latent `starts[i]` (h = c = 0) with `agents[i]` acting, all dreams of
 /// `dream` as one batch at temperature `tau`, until every dream is done or `max_steps` steps.
 ///
@@ -366,7 +374,7 @@ impl DreamAgent<'_> {
 /// - CarRacing: the sum of M's predicted rewards, up to and including the done step.
 ///
 /// A finished dream keeps stepping in the batch with a zero action (the batch has a fixed size);
-/// its return is frozen. `rng` draws every z sample, so the returns are deterministic under it.
+/// its return is frozen. `draws` draws every sample, so the returns are deterministic under it.
 pub fn dream_returns<B: Backend>(
     dream: &mut DreamBatch<B>,
     env: EnvKind,
@@ -374,7 +382,7 @@ pub fn dream_returns<B: Backend>(
     starts: &[Vec<f32>],
     tau: f32,
     max_steps: u32,
-    rng: &mut ChaCha8Rng,
+    mut draws: DreamDraws<'_>,
 ) -> anyhow::Result<Vec<EpisodeResult>> {
     let n = dream.batch_size();
     ensure!(
@@ -426,7 +434,10 @@ pub fn dream_returns<B: Backend>(
                 slot.fill(0.0);
             }
         }
-        dream.step(&actions, tau, rng)?;
+        match &mut draws {
+            DreamDraws::Shared(rng) => dream.step(&actions, tau, &mut **rng)?,
+            DreamDraws::PerDream(rngs) => dream.step_each(&actions, tau, rngs)?,
+        }
         let (rewards, dones) = (dream.rewards(), dream.dones());
         for i in 0..n {
             if !alive[i] {
@@ -656,7 +667,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
                 &starts,
                 tau,
                 config.max_steps,
-                &mut rng,
+                DreamDraws::Shared(&mut rng),
             )?;
             progress.inc(results.len() as u64);
             dream.push((tau, results));
