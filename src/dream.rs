@@ -101,6 +101,8 @@ pub struct DreamBatch<B: Backend> {
     state_dirty: bool,
     reward: Vec<f32>,
     done: Vec<bool>,
+    /// Added to M's done logit: ln of the factor on the done odds (0: as trained).
+    done_logit_offset: f32,
     /// Steps since each dream's reset.
     steps: Vec<u32>,
     done_rule: DoneRule,
@@ -124,6 +126,7 @@ impl<B: Backend> DreamBatch<B> {
             state_dirty: false,
             reward: vec![0.0; batch],
             done: vec![false; batch],
+            done_logit_offset: 0.0,
             steps: vec![0; batch],
             done_rule: DoneRule::default(),
         }
@@ -135,6 +138,13 @@ impl<B: Backend> DreamBatch<B> {
     }
     pub fn done_rule(&self) -> DoneRule {
         self.done_rule
+    }
+
+    /// Multiplies the odds of M's done head by `factor` (1: as trained), under either rule. A
+    /// lever to make the dream kill about as often as reality does: M trained on a few hundred
+    /// rollouts lets a careless agent live several times longer in its dream than in the env.
+    pub fn set_done_odds(&mut self, factor: f32) {
+        self.done_logit_offset = factor.ln();
     }
 
     pub fn batch_size(&self) -> usize {
@@ -401,9 +411,10 @@ impl<B: Backend> DreamBatch<B> {
             self.z[i * zs + d] =
                 sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
         }
+        let done_logit = rest[0] + self.done_logit_offset;
         self.done[i] = match self.done_rule {
-            DoneRule::Threshold => rest[0] > 0.0,
-            DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-rest[0]).exp()),
+            DoneRule::Threshold => done_logit > 0.0,
+            DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-done_logit).exp()),
         };
         self.reward[i] = rest[1];
         self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);

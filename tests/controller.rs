@@ -275,6 +275,55 @@ fn common_seeds_give_copies_of_one_controller_the_same_dream_fitness() {
     );
 }
 
+/// The done-odds factor shifts M's done logit by its log under either rule.
+#[test]
+fn done_odds_scale_how_often_the_dream_ends() {
+    let device = device();
+    let spec = ModelSpec::paper(EnvKind::TakeCover);
+    let model = random_model(EnvKind::TakeCover, 5);
+    let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
+    let starts = StartLatents::from_posteriors(
+        spec.z_size,
+        vec![0.1; 2 * spec.z_size],
+        vec![-1.0; 2 * spec.z_size],
+    )
+    .unwrap();
+    let controllers = vec![random_controller(&spec, 0.3, 1)];
+    let fitness = |done_logit: f32, rule: DoneRule, odds: f32| {
+        let mut dream = DreamBatch::new(
+            vae.clone(),
+            force_heads(rnn.clone(), done_logit, 0.0),
+            64,
+            &device,
+        );
+        dream.set_done_rule(rule);
+        dream.set_done_odds(odds);
+        dream_fitness(
+            &mut dream,
+            EnvKind::TakeCover,
+            &controllers,
+            64,
+            &starts,
+            1.15,
+            500,
+            3,
+            0,
+            false,
+        )
+        .expect("dream fitness")[0]
+    };
+    // Threshold: a logit of -1 never ends the dream; odds x e^2 push it over 0 at once.
+    assert_eq!(fitness(-1.0, DoneRule::Threshold, 1.0), 500.0);
+    assert_eq!(fitness(-1.0, DoneRule::Threshold, 2f32.exp()), 1.0);
+    // Sample: p = sigmoid(-4) = 0.018 lives ~55 steps; odds x4 make p = 0.068, ~15 steps.
+    let (plain, harder) = (
+        fitness(-4.0, DoneRule::Sample, 1.0),
+        fitness(-4.0, DoneRule::Sample, 4.0),
+    );
+    assert!((35.0..80.0).contains(&plain), "{plain}");
+    assert!((10.0..21.0).contains(&harder), "{harder}");
+}
+
 #[test]
 fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let device = device();

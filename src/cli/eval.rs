@@ -34,6 +34,9 @@ pub struct EvalArgs {
     /// How M's done ends a dream: sample (with M's probability) or threshold (the paper's logit > 0).
     #[arg(long, value_enum, default_value = "sample")]
     pub dream_done: crate::dream::DoneRule,
+    /// Multiply M's done odds in those dreams by this (1: as trained).
+    #[arg(long, default_value_t = 1.0)]
+    pub done_odds: f32,
     /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
     #[arg(long)]
     pub random: bool,
@@ -59,6 +62,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     config.dream_taus = args.dream_tau.clone();
     config.done_rule = args.dream_done;
+    config.done_odds = args.done_odds;
     config.random = args.random;
     config.csv = args.csv.clone();
     config.validate()?;

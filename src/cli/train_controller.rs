@@ -27,6 +27,10 @@ pub struct TrainControllerArgs {
     /// How M's done ends a dream: sample (with M's probability; our default, see DoneRule) or threshold (the paper's logit > 0).
     #[arg(long, value_enum, default_value = "sample")]
     pub dream_done: crate::dream::DoneRule,
+    /// Multiply M's done odds in the dream by this (1: as trained). Above 1 the dream kills more
+    /// often; compare `eval --random --dream-tau T --done-odds K` with the real random score.
+    #[arg(long, default_value_t = 1.0)]
+    pub done_odds: f32,
     /// Candidates per generation (the paper: 64).
     #[arg(long, default_value_t = 32)]
     pub population: usize,
@@ -90,6 +94,7 @@ impl TrainControllerArgs {
             fitness: self.fitness,
             tau: self.tau,
             done_rule: self.dream_done,
+            done_odds: self.done_odds,
             population: self.population,
             trials: self.trials.unwrap_or_else(|| self.fitness.default_trials()),
             sigma0: self.sigma0,

@@ -123,6 +123,8 @@ pub struct ControllerTrainConfig {
     pub tau: f32,
     /// How M's done ends a dream during training (see [`DoneRule`]).
     pub done_rule: DoneRule,
+    /// The factor on M's done odds in the dream (1: as trained; see [`DreamBatch::set_done_odds`]).
+    pub done_odds: f32,
     pub population: usize,
     pub trials: usize,
     pub sigma0: f64,
@@ -157,6 +159,7 @@ impl ControllerTrainConfig {
             fitness: FitnessMode::Dream,
             tau: 1.15,
             done_rule: DoneRule::Sample,
+            done_odds: 1.0,
             population: 32,
             trials: FitnessMode::Dream.default_trials(),
             sigma0: 0.1,
@@ -185,6 +188,11 @@ impl ControllerTrainConfig {
             self.tau
         );
         ensure!(
+            self.done_odds.is_finite() && self.done_odds > 0.0,
+            "--done-odds must be a positive number, got {}",
+            self.done_odds
+        );
+        ensure!(
             self.sigma0.is_finite() && self.sigma0 > 0.0,
             "--sigma0 must be a positive number, got {}",
             self.sigma0
@@ -211,8 +219,16 @@ impl ControllerTrainConfig {
         };
         let fitness = match self.fitness {
             FitnessMode::Dream => format!(
-                "cma-es in the dream at tau {} (done: {:?}), pop {}, trials {}",
-                self.tau, self.done_rule, self.population, self.trials
+                "cma-es in the dream at tau {} (done: {:?}{}), pop {}, trials {}",
+                self.tau,
+                self.done_rule,
+                if self.done_odds == 1.0 {
+                    String::new()
+                } else {
+                    format!(", odds x{}", self.done_odds)
+                },
+                self.population,
+                self.trials
             ),
             FitnessMode::Real => format!(
                 "cma-es in the real env, pop {}, trials {}",
@@ -641,6 +657,7 @@ pub fn train_controller<B: Backend>(
                 device,
             );
             batch.set_done_rule(config.done_rule);
+            batch.set_done_odds(config.done_odds);
             Some(batch)
         }
         FitnessMode::Real => None,

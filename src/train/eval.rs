@@ -482,6 +482,8 @@ pub struct EvalConfig {
     pub dream_taus: Vec<f32>,
     /// How M's done ends those dreams.
     pub done_rule: crate::dream::DoneRule,
+    /// The factor on M's done odds in those dreams (1: as trained).
+    pub done_odds: f32,
     /// The uniform-random policy instead of C.
     pub random: bool,
     /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
@@ -498,6 +500,7 @@ impl EvalConfig {
             max_steps: crate::train::collect::default_max_steps(env),
             dream_taus: Vec::new(),
             done_rule: crate::dream::DoneRule::Sample,
+            done_odds: 1.0,
             random: false,
             csv: None,
         }
@@ -512,6 +515,11 @@ impl EvalConfig {
                 "--dream-tau values must be positive numbers, got {tau}"
             );
         }
+        ensure!(
+            self.done_odds.is_finite() && self.done_odds > 0.0,
+            "--done-odds must be a positive number, got {}",
+            self.done_odds
+        );
         Ok(())
     }
 }
@@ -643,6 +651,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             .collect();
         let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), seeds.len(), device);
         batch.set_done_rule(config.done_rule);
+        batch.set_done_odds(config.done_odds);
         for &tau in &config.dream_taus {
             progress.set_message(format!("dream at tau {tau}"));
             let mut agents: Vec<DreamAgent> = seeds
