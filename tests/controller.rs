@@ -231,6 +231,11 @@ fn two_generations_then_resume_equals_a_straight_run() {
     );
 }
 
+/// Every dream starts near the same latent: mu 0.1, logvar -1 in each dim.
+fn fixed_starts(z_size: usize) -> StartLatents {
+    StartLatents::from_posteriors(z_size, vec![0.1; 2 * z_size], vec![-1.0; 2 * z_size]).unwrap()
+}
+
 /// With common seeds, candidates that play alike score alike: copies of one C get the same
 /// fitness, where independent dreams give each copy its own luck.
 #[test]
@@ -241,12 +246,7 @@ fn common_seeds_give_copies_of_one_controller_the_same_dream_fitness() {
     let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
     // Done with probability sigmoid(-2) = 0.12 each step: lifetimes of a few to tens of steps.
     let rnn = force_heads(rnn, -2.0, 0.0);
-    let starts = StartLatents::from_posteriors(
-        spec.z_size,
-        vec![0.1; 2 * spec.z_size],
-        vec![-1.0; 2 * spec.z_size],
-    )
-    .unwrap();
+    let starts = fixed_starts(spec.z_size);
     let c = random_controller(&spec, 0.3, 1);
     let copies = vec![c.clone(), c.clone(), c];
     let fitness = |common_seeds: bool| {
@@ -282,12 +282,7 @@ fn done_odds_scale_how_often_the_dream_ends() {
     let spec = ModelSpec::paper(EnvKind::TakeCover);
     let model = random_model(EnvKind::TakeCover, 5);
     let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
-    let starts = StartLatents::from_posteriors(
-        spec.z_size,
-        vec![0.1; 2 * spec.z_size],
-        vec![-1.0; 2 * spec.z_size],
-    )
-    .unwrap();
+    let starts = fixed_starts(spec.z_size);
     let controllers = vec![random_controller(&spec, 0.3, 1)];
     let fitness = |done_logit: f32, rule: DoneRule, odds: f32| {
         let mut dream = DreamBatch::new(
@@ -327,10 +322,6 @@ fn done_odds_scale_how_often_the_dream_ends() {
 #[test]
 fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let device = device();
-    let starts = |z_size: usize| {
-        StartLatents::from_posteriors(z_size, vec![0.1; 2 * z_size], vec![-1.0; 2 * z_size])
-            .unwrap()
-    };
     let spec = ModelSpec::paper(EnvKind::TakeCover);
     let model = random_model(EnvKind::TakeCover, 5);
     let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
@@ -342,7 +333,7 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
             EnvKind::TakeCover,
             &controllers,
             2,
-            &starts(spec.z_size),
+            &fixed_starts(spec.z_size),
             1.15,
             max_steps,
             3,
