@@ -219,6 +219,27 @@ fn two_generations_then_resume_equals_a_straight_run() {
     let summary = train_controller::<B>(&tiny_config(&run_a, &data, 3), &device).unwrap();
     assert_eq!(summary.generations_run(), 0);
     assert_eq!(csv(&run_a), before);
+
+    // A resume may change the trials; C's record counts the episodes each generation ran.
+    let episodes = |run: &Path| {
+        bundle::load::<B>(
+            &run_model_path(run),
+            &Expect::env(EnvKind::TakeCover),
+            &device,
+        )
+        .expect("the bundle loads")
+        .provenance
+        .controller
+        .expect("C's provenance")
+        .data_size
+    };
+    let more_trials = ControllerTrainConfig {
+        trials: 3,
+        ..tiny_config(&run_a, &data, 4)
+    };
+    train_controller::<B>(&more_trials, &device).expect("resume with 3 trials");
+    assert_eq!(episodes(&run_a), Some(3 * 4 * 2 + 4 * 3));
+
     let fresh = ControllerTrainConfig {
         fresh: true,
         ..tiny_config(&run_a, &data, 1)
@@ -228,6 +249,11 @@ fn two_generations_then_resume_equals_a_straight_run() {
         csv_rows(&run_a),
         rows[..1],
         "a fresh run redoes generation 1 exactly"
+    );
+    assert_eq!(
+        episodes(&run_a),
+        Some(4 * 2),
+        "a fresh run starts the count over"
     );
 }
 

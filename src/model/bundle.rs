@@ -115,7 +115,7 @@ impl Precision {
 /// How one part was trained. Every field is optional; training fills what it knows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingInfo {
-    /// Samples trained on (frames for V, sequences for M, rollouts for C).
+    /// Samples trained on (frames per epoch for V, steps per epoch for M, training episodes for C).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

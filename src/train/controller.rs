@@ -630,6 +630,19 @@ pub fn train_controller<B: Backend>(
         CmaEs::new(cma_config, &mean).context("cannot start CMA-ES")?
     };
     let start_generation = es.generation();
+    let episodes_per_generation = (config.population * config.trials) as u64;
+    let episodes_before = if resume {
+        episodes_before(
+            model.provenance.controller.as_ref(),
+            start_generation,
+            episodes_per_generation,
+        )
+    } else {
+        0
+    };
+    let episodes_at = |generation: u64| {
+        episodes_before + (generation - start_generation) * episodes_per_generation
+    };
     let mut winner = if resume {
         Winner::read(&winner_path)?
     } else {
@@ -757,6 +770,7 @@ pub fn train_controller<B: Backend>(
             &es,
             winner.as_ref(),
             config,
+            episodes_at(es.generation()),
             &bundle_path,
         )?);
         es.save(&cmaes_path)
@@ -797,6 +811,7 @@ pub fn train_controller<B: Backend>(
             &es,
             winner.as_ref(),
             config,
+            episodes_at(es.generation()),
             &bundle_path,
         )?);
         last_reevaluation = Some(re);
@@ -903,12 +918,33 @@ fn update_winner(
     Ok(Some(new))
 }
 
-/// Writes C into the bundle with its provenance; returns a description of the chosen C.
+/// Training episodes behind a resumed run's `generation` complete generations, from the bundle's
+/// record: a resume may change `--trials`, so generations times this call's trials can be wrong.
+/// The bundle is written just before the checkpoint, so after a kill between the two it is one
+/// generation ahead; that generation is redone, and is taken to have run this call's trials.
+/// With no record, every generation counts at this call's trials.
+fn episodes_before(
+    recorded: Option<&TrainingInfo>,
+    generation: u64,
+    episodes_per_generation: u64,
+) -> u64 {
+    match recorded.and_then(|info| info.epochs.zip(info.data_size)) {
+        Some((g, episodes)) if g == generation => episodes,
+        Some((g, episodes)) if g == generation + 1 => {
+            episodes.saturating_sub(episodes_per_generation)
+        }
+        _ => generation * episodes_per_generation,
+    }
+}
+
+/// Writes C into the bundle with its provenance (`episodes`: training episodes so far); returns a
+/// description of the chosen C.
 fn write_bundle<B: Backend>(
     model: &mut WorldModel<B>,
     es: &CmaEs,
     winner: Option<&Winner>,
     config: &ControllerTrainConfig,
+    episodes: u64,
     path: &Path,
 ) -> anyhow::Result<String> {
     let spec = model.spec;
@@ -944,7 +980,7 @@ fn write_bundle<B: Backend>(
     }
     model.controller = Some(controller);
     model.provenance.controller = Some(TrainingInfo {
-        data_size: Some(es.evaluations() * config.trials as u64),
+        data_size: Some(episodes),
         epochs: Some(es.generation()),
         final_losses,
         date: Some(super::vae::now_rfc3339()),
@@ -957,6 +993,22 @@ fn write_bundle<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn episodes_before_trusts_the_record_at_the_checkpoint_and_one_generation_ahead() {
+        let record = |generation, episodes| TrainingInfo {
+            epochs: Some(generation),
+            data_size: Some(episodes),
+            ..TrainingInfo::default()
+        };
+        // 70 generations of 16 x 1, resumed at 16 x 4 = 64 a generation.
+        assert_eq!(episodes_before(Some(&record(70, 1120)), 70, 64), 1120);
+        // Killed after writing generation 71's bundle, before its checkpoint: 71 is redone.
+        assert_eq!(episodes_before(Some(&record(71, 1184)), 70, 64), 1120);
+        // No usable record: every generation at this call's trials.
+        assert_eq!(episodes_before(None, 70, 64), 70 * 64);
+        assert_eq!(episodes_before(Some(&record(50, 800)), 70, 64), 70 * 64);
+    }
 
     #[test]
     fn episode_seeds_differ_by_every_part() {
