@@ -15,7 +15,7 @@ use dreamplay::model::bundle::{
 };
 use dreamplay::model::controller::Controller;
 use dreamplay::model::mdrnn::{MdnRnn, MdnRnnState};
-use dreamplay::model::vae::frames_to_tensor;
+use dreamplay::model::vae::{ConvVae, frames_to_tensor};
 use dreamplay::train::collect::{CollectConfig, collect};
 use dreamplay::train::controller::{
     CMAES_FILE, CONTROLLER_DIR, ControllerTrainConfig, FITNESS_CSV, StartLatents, dream_fitness,
@@ -257,6 +257,13 @@ fn two_generations_then_resume_equals_a_straight_run() {
     );
 }
 
+/// The paper's Take Cover spec with a random V and M (seed 5), for the dream tests.
+fn take_cover_parts() -> (ModelSpec, ConvVae<B>, MdnRnn<B>) {
+    let model = random_model(EnvKind::TakeCover, 5);
+    let spec = model.spec;
+    (spec, model.vae.unwrap(), model.mdrnn.unwrap())
+}
+
 /// Every dream starts near the same latent: mu 0.1, logvar -1 in each dim.
 fn fixed_starts(z_size: usize) -> StartLatents {
     StartLatents::from_posteriors(z_size, vec![0.1; 2 * z_size], vec![-1.0; 2 * z_size]).unwrap()
@@ -267,9 +274,7 @@ fn fixed_starts(z_size: usize) -> StartLatents {
 #[test]
 fn common_seeds_give_copies_of_one_controller_the_same_dream_fitness() {
     let device = device();
-    let spec = ModelSpec::paper(EnvKind::TakeCover);
-    let model = random_model(EnvKind::TakeCover, 5);
-    let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
+    let (spec, vae, rnn) = take_cover_parts();
     // Done with probability sigmoid(-2) = 0.12 each step: lifetimes of a few to tens of steps.
     let rnn = force_heads(rnn, -2.0, 0.0);
     let starts = fixed_starts(spec.z_size);
@@ -305,9 +310,7 @@ fn common_seeds_give_copies_of_one_controller_the_same_dream_fitness() {
 #[test]
 fn done_odds_scale_how_often_the_dream_ends() {
     let device = device();
-    let spec = ModelSpec::paper(EnvKind::TakeCover);
-    let model = random_model(EnvKind::TakeCover, 5);
-    let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
+    let (spec, vae, rnn) = take_cover_parts();
     let starts = fixed_starts(spec.z_size);
     let controllers = vec![random_controller(&spec, 0.3, 1)];
     let fitness = |done_logit: f32, rule: DoneRule, odds: f32| {
@@ -348,9 +351,7 @@ fn done_odds_scale_how_often_the_dream_ends() {
 #[test]
 fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let device = device();
-    let spec = ModelSpec::paper(EnvKind::TakeCover);
-    let model = random_model(EnvKind::TakeCover, 5);
-    let (vae, rnn) = (model.vae.unwrap(), model.mdrnn.unwrap());
+    let (spec, vae, rnn) = take_cover_parts();
     let controllers: Vec<Controller> = (0..3).map(|k| random_controller(&spec, 0.3, k)).collect();
     let fitness = |rnn: MdnRnn<B>, max_steps: u32| {
         let mut dream = DreamBatch::new(vae.clone(), rnn, 3 * 2, &device);

@@ -383,21 +383,21 @@ pub fn dream_fitness<B: Backend>(
             agents.push(DreamAgent::Controller(c));
         }
     }
-    let results = if common_seeds {
+    let (mut per_dream, mut shared);
+    let draws = if common_seeds {
         // Trial t's dream draws the same stream for every candidate.
-        let mut rngs: Vec<ChaCha8Rng> = (0..n)
+        per_dream = (0..n)
             .map(|i| {
                 let trial = (i % trials) as u64;
                 ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM, trial]))
             })
-            .collect();
-        let draws = DreamDraws::PerDream(&mut rngs);
-        dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?
+            .collect::<Vec<_>>();
+        DreamDraws::PerDream(&mut per_dream)
     } else {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM]));
-        let draws = DreamDraws::Shared(&mut rng);
-        dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?
+        shared = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM]));
+        DreamDraws::Shared(&mut shared)
     };
+    let results = dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?;
     Ok(mean_per_candidate(&results, trials))
 }
 
