@@ -22,7 +22,8 @@ use dreamplay::train::controller::{
     train_controller,
 };
 use dreamplay::train::eval::{
-    AgentModel, DreamAgent, DreamDraws, EvalConfig, dream_returns, evaluate, run_real_episodes,
+    AgentModel, Baseline, DreamAgent, DreamDraws, EvalConfig, dream_returns, eval_episode_seed,
+    evaluate, run_real_episodes,
 };
 use dreamplay::train::run_model_path;
 use rand::SeedableRng;
@@ -553,7 +554,7 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     bundle::save(&no_c, &path, Precision::F32).unwrap();
     let random = evaluate::<B>(
         &EvalConfig {
-            random: true,
+            baseline: Some(Baseline::Random),
             dream_taus: vec![],
             csv: None,
             ..config.clone()
@@ -562,6 +563,37 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     )
     .expect("random baseline");
     assert_eq!(random.real.len(), 3);
+    // So does the still baseline, in the dream...
+    let still_config = EvalConfig {
+        baseline: Some(Baseline::Still),
+        dream_taus: vec![1.0],
+        csv: None,
+        ..config.clone()
+    };
+    let still = evaluate::<B>(&still_config, &device).expect("still in the dream");
+    assert!(still.agent.contains("still"), "{}", still.agent);
+    assert_eq!(still.dream.len(), 1);
+    // ... and in reality, where its episodes (to the imps' fireballs, not a step cap) are the
+    // env's under the zero action, step for step.
+    let still_config = EvalConfig {
+        max_steps: 2100,
+        dream_taus: vec![],
+        ..still_config
+    };
+    let still = evaluate::<B>(&still_config, &device).expect("still in reality");
+    for (i, result) in still.real.iter().enumerate() {
+        assert!(result.done, "the imps kill a player who never moves");
+        let mut real = env.make(eval_episode_seed(still_config.seed, i as u64));
+        let zero = vec![0.0; env.action_space().low.len()];
+        let mut steps = 0;
+        while steps < still_config.max_steps {
+            steps += 1;
+            if real.step(&zero).unwrap().done() {
+                break;
+            }
+        }
+        assert_eq!(result.steps, steps, "episode {i}");
+    }
     // ... but C's evaluation does, and says which file and which command.
     let err = evaluate::<B>(&config, &device).expect_err("no C");
     let message = format!("{err:#}");

@@ -9,7 +9,7 @@ use super::parse_env;
 use crate::envs::EnvKind;
 use crate::model::backend;
 use crate::model::bundle::default_path;
-use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
+use crate::train::eval::{Baseline, EvalConfig, ScoreSummary, evaluate};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -40,6 +40,10 @@ pub struct EvalArgs {
     /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
     #[arg(long)]
     pub random: bool,
+    /// Evaluate the still policy (the zero action every step) instead of C: in the dream, it shows
+    /// whether M kills an agent that never dodges.
+    #[arg(long, conflicts_with = "random")]
+    pub still: bool,
     /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -63,7 +67,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     config.dream_taus = args.dream_tau.clone();
     config.done_rule = args.dream_done;
     config.done_odds = args.done_odds;
-    config.random = args.random;
+    config.baseline = if args.still {
+        Some(Baseline::Still)
+    } else if args.random {
+        Some(Baseline::Random)
+    } else {
+        None
+    };
     config.csv = args.csv.clone();
     config.validate()?;
 

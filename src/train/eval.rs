@@ -44,6 +44,25 @@ const EVAL_DREAM_STREAM: u64 = 0x6576_616c_2d64_7265;
 /// Stream constant for the random baseline's actions (apart from the env's own seed use).
 const RANDOM_POLICY_STREAM: u64 = 0x7261_6e64_6f6d_2121;
 
+/// A model-free agent to score instead of C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// Uniform over the action space.
+    Random,
+    /// The zero action every step: Take Cover's player never strafes. In a dream this shows
+    /// whether M kills an agent that never dodges, which C must beat to be worth evolving.
+    Still,
+}
+
+impl Baseline {
+    fn describe(self) -> &'static str {
+        match self {
+            Baseline::Random => "the uniform-random policy",
+            Baseline::Still => "the still policy (zero action)",
+        }
+    }
+}
+
 /// How one episode (real or dreamt) went.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpisodeResult {
@@ -316,16 +335,26 @@ pub fn run_random_episodes(
     seeds: &[u64],
     max_steps: u32,
 ) -> anyhow::Result<Vec<EpisodeResult>> {
+    run_baseline_episodes(env, Baseline::Random, seeds, max_steps)
+}
+
+/// A model-free baseline in the real env: episode i from seed `seeds[i]`; the random policy's
+/// actions come from a generator seeded by the same seed. Episodes run in parallel.
+pub fn run_baseline_episodes(
+    env: EnvKind,
+    baseline: Baseline,
+    seeds: &[u64],
+    max_steps: u32,
+) -> anyhow::Result<Vec<EpisodeResult>> {
     ensure!(max_steps >= 1, "max_steps must be at least 1");
     seeds
         .par_iter()
         .map(|&seed| {
             let mut e = env.make(seed);
-            let mut policy =
-                UniformRandom::new(env.action_space(), mix_seed(&[seed, RANDOM_POLICY_STREAM]));
+            let mut agent = DreamAgent::of_baseline(baseline, env, seed);
             let (mut ret, mut steps) = (0.0, 0u32);
             loop {
-                let step = e.step(&policy.act())?;
+                let step = e.step(&agent.act(&[], &[], &[]))?;
                 ret += f64::from(step.reward);
                 steps += 1;
                 if step.done() || steps >= max_steps {
@@ -346,13 +375,27 @@ pub enum DreamAgent<'a> {
     Controller(&'a Controller),
     /// Uniform over the action space (the baseline).
     Random(Box<UniformRandom>),
+    /// The zero action, this many values.
+    Still(usize),
 }
 
 impl DreamAgent<'_> {
+    /// `baseline` for the episode with env seed `seed` (which also seeds the random policy).
+    pub fn of_baseline(baseline: Baseline, env: EnvKind, seed: u64) -> Self {
+        match baseline {
+            Baseline::Random => DreamAgent::Random(Box::new(UniformRandom::new(
+                env.action_space(),
+                mix_seed(&[seed, RANDOM_POLICY_STREAM]),
+            ))),
+            Baseline::Still => DreamAgent::Still(env.action_space().low.len()),
+        }
+    }
+
     fn act(&mut self, z: &[f32], cell: &[f32], hidden: &[f32]) -> Vec<f32> {
         match self {
             DreamAgent::Controller(c) => c.act(z, cell, hidden),
             DreamAgent::Random(policy) => policy.act(),
+            DreamAgent::Still(n) => vec![0.0; *n],
         }
     }
 }
@@ -484,8 +527,8 @@ pub struct EvalConfig {
     pub done_rule: crate::dream::DoneRule,
     /// The factor on M's done odds in those dreams (1: as trained).
     pub done_odds: f32,
-    /// The uniform-random policy instead of C.
-    pub random: bool,
+    /// A model-free baseline instead of C.
+    pub baseline: Option<Baseline>,
     /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
     pub csv: Option<PathBuf>,
 }
@@ -501,7 +544,7 @@ impl EvalConfig {
             dream_taus: Vec::new(),
             done_rule: crate::dream::DoneRule::Sample,
             done_odds: 1.0,
-            random: false,
+            baseline: None,
             csv: None,
         }
     }
@@ -542,7 +585,7 @@ fn train_hint(env: EnvKind) -> String {
     )
 }
 
-/// Loads the bundle for eval and checks it has what is needed: V and M always, C unless `random`.
+/// Loads the bundle for eval and checks it has what is needed: V and M always, C unless a baseline acts.
 fn load_for_eval<B: Backend>(
     config: &EvalConfig,
     device: &B::Device,
@@ -570,7 +613,7 @@ fn load_for_eval<B: Backend>(
     let rnn = model
         .mdrnn
         .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
-    let controller = if config.random {
+    let controller = if config.baseline.is_some() {
         None
     } else {
         Some(
@@ -591,7 +634,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     let seeds: Vec<u64> = (0..config.episodes as u64)
         .map(|i| eval_episode_seed(config.seed, i))
         .collect();
-    let needs_model = !config.random || !config.dream_taus.is_empty();
+    let needs_model = config.baseline.is_none() || !config.dream_taus.is_empty();
     let loaded = if needs_model {
         Some(load_for_eval::<B>(config, device)?)
     } else {
@@ -620,7 +663,8 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             )?
         }
         _ => {
-            let r = run_random_episodes(env, &seeds, config.max_steps)?;
+            let baseline = config.baseline.unwrap_or(Baseline::Random);
+            let r = run_baseline_episodes(env, baseline, &seeds, config.max_steps)?;
             progress.inc(r.len() as u64);
             r
         }
@@ -658,10 +702,9 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
                 .iter()
                 .map(|&s| match controller {
                     Some(c) => DreamAgent::Controller(c),
-                    None => DreamAgent::Random(Box::new(UniformRandom::new(
-                        env.action_space(),
-                        mix_seed(&[s, RANDOM_POLICY_STREAM]),
-                    ))),
+                    None => {
+                        DreamAgent::of_baseline(config.baseline.unwrap_or(Baseline::Random), env, s)
+                    }
                 })
                 .collect();
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
@@ -684,10 +727,9 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     }
     progress.finish_and_clear();
     let report = EvalReport {
-        agent: if config.random {
-            "the uniform-random policy".to_string()
-        } else {
-            format!("C from {}", config.model.display())
+        agent: match config.baseline {
+            Some(b) => b.describe().to_string(),
+            None => format!("C from {}", config.model.display()),
         },
         real,
         dream,

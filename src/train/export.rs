@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::prelude::*;
 
-use super::eval::{EvalConfig, ScoreSummary, evaluate};
+use super::eval::{Baseline, EvalConfig, ScoreSummary, evaluate};
 use crate::envs::EnvKind;
 use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
 
@@ -93,7 +93,7 @@ pub fn export<B: Backend>(
         let mut baseline = EvalConfig::new(config.env, target.clone());
         baseline.episodes = config.eval_episodes;
         baseline.seed = config.seed;
-        baseline.random = true;
+        baseline.baseline = Some(Baseline::Random);
         random = Some(ScoreSummary::of(&evaluate::<B>(&baseline, device)?.real));
     }
     let card = out_dir.join("README.md");
