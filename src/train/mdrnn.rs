@@ -1,8 +1,13 @@
 //! `train-mdrnn`: fits M on the encoded series.
 //!
-//! - **Windows.** An epoch is `steps / seq_len` windows of `seq_len` steps, each from an episode
-//!   drawn in proportion to its length, starting uniformly in `[0, T - seq_len]` (so the final,
-//!   done step is in reach). The LSTM starts each window from zeros, as in the paper.
+//! - **Windows.** An epoch is `steps / seq_len` windows of up to `seq_len` steps, each from an
+//!   episode drawn in proportion to its length, starting uniformly in `[0, T - 1]` and cut at the
+//!   episode's end. So every step from `seq_len - 1` on, the final (done) step included, is in a
+//!   window equally often. The LSTM starts each window from zeros, as in the paper.
+//!   Starting in `[0, T - seq_len]`, as this did before, put Take Cover's death step in about 1
+//!   window in 270: M saw ~5 deaths an epoch, and its done head learnt only the base rate (the
+//!   same ~0.001 a step whether a fireball was about to hit or not), so the dream's deaths were
+//!   luck that no C could dodge.
 //! - **z is re-sampled** from each frame's mu/logvar every time a window is drawn (the paper's
 //!   augmentation); the same draw is step t's input and step t-1's target.
 //! - **Losses**: the mixture's negative log-likelihood per z dim, the done cross-entropy with done
@@ -219,8 +224,9 @@ fn epoch_windows(
         .map(|_| {
             let pick = rng.random_range(0..total);
             let e = cumulative.partition_point(|&c| c <= pick);
-            let span = episodes[e].len.saturating_sub(config.seq_len);
-            (e, rng.random_range(0..=span))
+            // Any start, so the last steps are in as many windows as the middle ones; a window
+            // that runs past the end is cut there (masked in the batch).
+            (e, rng.random_range(0..episodes[e].len.max(1)))
         })
         .collect()
 }
@@ -655,4 +661,49 @@ fn write_run_bundle<B: Backend>(
     });
     bundle::save(&bundle, bundle_path, Precision::F32)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn episode(len: usize) -> Episode {
+        Episode {
+            len,
+            mu: vec![0.0; len],
+            sigma: vec![1.0; len],
+            actions: vec![0.0; len],
+            rewards: vec![0.0; len],
+            dones: (0..len)
+                .map(|t| f32::from(u8::from(t + 1 == len)))
+                .collect(),
+        }
+    }
+
+    /// The done step must be seen about as often as any other step: windows that start
+    /// only in [0, T - seq_len] reach it once in T - seq_len + 1, and M never learns death.
+    #[test]
+    fn windows_reach_the_done_step_as_often_as_the_middle() {
+        let episodes: Vec<Episode> = [300, 350, 420, 500].map(episode).into();
+        let mut config = MdrnnTrainConfig::new(EnvKind::TakeCover, PathBuf::from("unused"));
+        config.seq_len = 100;
+        let windows: Vec<Window> = (0..20)
+            .flat_map(|epoch| epoch_windows(&episodes, &config, epoch, 0))
+            .collect();
+        let covers = |(_, start): &Window, t: usize| *start <= t && t < start + config.seq_len;
+        let count = |step_of: &dyn Fn(usize) -> usize| {
+            windows
+                .iter()
+                .filter(|w| covers(w, step_of(episodes[w.0].len)))
+                .count() as f64
+        };
+        let last = count(&|len| len - 1);
+        let middle = count(&|len| len / 2);
+        assert!(
+            last > 0.7 * middle && last < 1.3 * middle,
+            "windows with the last step {last}, with the middle step {middle}"
+        );
+        // Each window is in its episode.
+        assert!(windows.iter().all(|&(e, start)| start < episodes[e].len));
+    }
 }
