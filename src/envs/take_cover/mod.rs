@@ -1,11 +1,12 @@
 //! Take Cover: a native, headless, deterministic reimplementation of ViZDoom's `take_cover`.
 //!
 //! ## Description
-//! The player stands at one end of a brick room; imps stand along the far end and keep throwing
+//! The player stands at one end of a room; imps stand along the light far wall and keep throwing
 //! fireballs at it. More imps appear over time. The player can only strafe left or right; the goal
-//! is to live as long as possible. The view is first person, ray cast in software: textured brick
-//! walls, floor and ceiling, imps as billboard sprites and glowing fireballs, all procedural. The
-//! view bobs while the player strafes, and flashes red when hit, as Doom's does.
+//! is to live as long as possible. The view is first person, ray cast in software: textured walls
+//! (brick at the sides, sandstone behind the imps), floor and ceiling, imps as billboard sprites
+//! and glowing fireballs, all procedural. The view bobs while the player strafes, and flashes red
+//! when hit, as Doom's does.
 //!
 //! Map axes (Doom's map units): +x runs from the player towards the imps (the player always faces
 //! +x), +y is the player's LEFT, z is up. The room spans x in [-448, 128], y in [0, 768], with a
@@ -179,7 +180,7 @@ impl Env for TakeCover {
 }
 
 /// Pixels of an RGB frame (any size) lit by a fireball's fullbright core: red near full, green well
-/// above the brick and floor, blue clearly below red. Nothing else in the room is that bright and
+/// above the walls and floor, blue clearly below red. Nothing else in the room is that bright and
 /// warm; the damage flash is red without the green.
 pub fn fireball_pixels(rgb: &[u8]) -> usize {
     rgb.chunks_exact(3)

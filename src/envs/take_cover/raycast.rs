@@ -85,6 +85,8 @@ struct WallColumn {
     /// Light, 0..=256.
     light: u32,
     mip_level: usize,
+    /// The far wall (behind the imps), not a side wall.
+    far: bool,
 }
 
 /// Renders the state at `width` x `height` (each clamped to [`MAX_RENDER_SIDE`]).
@@ -109,7 +111,7 @@ pub fn render(state: &TakeCoverState, width: u32, height: u32) -> Frame {
 
 /// The pixels of [`render`]'s frame that show an imp, as a mask (row-major, one byte per pixel, 1
 /// on an imp and 0 elsewhere): the ground truth `train-vae --sprite-weight` weights. No guess from
-/// the picture gets it right, because the imps are small and dim against the brick. Only the
+/// the picture gets it right, because the imps are small and far. Only the
 /// walls' depths and the sprites are drawn, into scratch: the room's pixels are not needed.
 pub fn imp_mask(state: &TakeCoverState, width: u32, height: u32) -> Vec<u8> {
     let (width, height) = (width.min(MAX_RENDER_SIDE), height.min(MAX_RENDER_SIDE));
@@ -176,7 +178,8 @@ fn cast_walls(view: &View) -> Vec<WallColumn> {
             } else {
                 f32::INFINITY
             };
-            let (depth, texture_u, contrast) = if front_depth <= side_depth {
+            let far = front_depth <= side_depth;
+            let (depth, texture_u, contrast) = if far {
                 let hit_y = view.eye_y - tangent * front_depth;
                 // Texture runs left to right on screen: along -y.
                 (
@@ -197,6 +200,7 @@ fn cast_walls(view: &View) -> Vec<WallColumn> {
                 texture_u,
                 light: light_at(depth, contrast),
                 mip_level: mip_level(depth / view.focal_x.min(view.focal_y)),
+                far,
             }
         })
         .collect()
@@ -231,8 +235,13 @@ fn draw_room(pixels: &mut [u8], view: &View, columns: &[WallColumn], assets: &As
                 // Walls are pegged to the ceiling, as Doom's one-sided walls are by default.
                 let z = view.eye_z - offset_from_horizon * wall.depth / view.focal_y;
                 let texture_v = (CEILING_Z as f32 - z + POSITIVE) as i32;
+                let tile = if wall.far {
+                    &assets.far_wall
+                } else {
+                    &assets.brick
+                };
                 shade(
-                    assets.brick.at(wall.mip_level, wall.texture_u, texture_v),
+                    tile.at(wall.mip_level, wall.texture_u, texture_v),
                     wall.light,
                 )
             } else {
