@@ -220,3 +220,75 @@ fn the_shipped_take_cover_dream_throws_fireballs_and_fewer_when_cold() {
     );
     assert!(cold < hot / 4.0, "tau 0.1: {cold}, tau 3: {hot}");
 }
+
+/// M's done head on the shipped Take Cover model, along real episodes of the paper's data policy:
+/// (mean probability at the step that kills, mean probability 31+ steps before a death). M reads
+/// V's mu of each real frame and the action taken, from a zero state, as in the dream.
+fn shipped_take_cover_done_at_and_far_from_death() -> (f64, f64) {
+    use burn::tensor::TensorData;
+    use dreamplay::model::bundle::{self, Expect};
+    use dreamplay::policy::{HeldRandom, Policy};
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
+    let device = Default::default();
+    let model = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), &device)
+        .expect("the repository ships models/take-cover/world-model.bin");
+    let vae = model.vae.expect("the shipped bundle has V");
+    let rnn = model.mdrnn.expect("the shipped bundle has M");
+    let (zs, a) = (rnn.z_size(), rnn.action_size());
+    let (mut at_death, mut far, mut deaths, mut far_steps) = (0.0, 0.0, 0, 0);
+    for seed in 0..12u64 {
+        let mut env = EnvKind::TakeCover.make(seed);
+        let mut policy = HeldRandom::new(EnvKind::TakeCover.action_space(), seed);
+        let (mut frames, mut actions) = (Vec::new(), Vec::new());
+        let died = loop {
+            let frame = env.observation();
+            let action = policy.action(&frame);
+            frames.push(frame);
+            actions.extend_from_slice(&action);
+            let step = env.step(&action).expect("a valid action");
+            if step.done() {
+                break step.terminated;
+            }
+        };
+        let t_len = frames.len();
+        let refs: Vec<&Frame> = frames.iter().collect();
+        let (mu, _) = vae.encode_frames(&refs, &device);
+        let z = Tensor::<B, 3>::from_data(TensorData::new(mu, [1, t_len, zs]), &device);
+        let act = Tensor::<B, 3>::from_data(TensorData::new(actions, [1, t_len, a]), &device);
+        let logits: Vec<f32> = rnn
+            .forward(z, act, None)
+            .done_logit
+            .into_data()
+            .to_vec()
+            .expect("f32 logits");
+        let p = |t: usize| 1.0 / (1.0 + (-f64::from(logits[t])).exp());
+        if died {
+            deaths += 1;
+            at_death += p(t_len - 1);
+            for t in 0..t_len.saturating_sub(31) {
+                far += p(t);
+                far_steps += 1;
+            }
+        }
+    }
+    assert!(
+        deaths >= 10,
+        "only {deaths} of 12 episodes ended in a death"
+    );
+    (at_death / f64::from(deaths), far / f64::from(far_steps))
+}
+
+/// The dream can only teach C to dodge if M sees death coming: its done head must fire on the
+/// step a fireball kills, not at the same low rate everywhere (which an M trained on windows
+/// that never reached the death did, ~0.002 at the death against ~0.001 elsewhere).
+#[test]
+fn the_shipped_take_cover_m_sees_death_coming() {
+    let (at_death, far) = shipped_take_cover_done_at_and_far_from_death();
+    eprintln!("M's done probability: {at_death:.3} on the killing step, {far:.4} far from death");
+    assert!(at_death > 0.3, "{at_death:.3} on the killing step");
+    assert!(
+        at_death > 10.0 * far,
+        "{at_death:.3} at death, {far:.4} far from it"
+    );
+}
