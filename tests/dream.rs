@@ -162,17 +162,24 @@ fn batched_dreams_equal_single_dreams_and_reset_independently() {
     );
 }
 
-/// Share of frames showing a fireball in 16 dreams of the shipped Take Cover model, forked from
-/// real first frames and left standing still for 200 steps at temperature `tau`.
-fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
+/// The shipped Take Cover model's V and M.
+fn shipped_take_cover(device: &burn::tensor::Device<B>) -> (ConvVae<B>, MdnRnn<B>) {
     use dreamplay::model::bundle::{self, Expect};
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
-    let device = Default::default();
-    let model = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), &device)
+    let model = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), device)
         .expect("the repository ships models/take-cover/world-model.bin");
-    let vae = model.vae.expect("the shipped bundle has V");
-    let rnn = model.mdrnn.expect("the shipped bundle has M");
+    (
+        model.vae.expect("the shipped bundle has V"),
+        model.mdrnn.expect("the shipped bundle has M"),
+    )
+}
+
+/// Share of frames showing a fireball in 16 dreams of the shipped Take Cover model, forked from
+/// real first frames and left standing still for 200 steps at temperature `tau`.
+fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
+    let device = Default::default();
+    let (vae, rnn) = shipped_take_cover(&device);
     let n = 16;
     let mut batch = DreamBatch::new(vae, rnn, n, &device);
     let starts: Vec<Frame> = (0..n)
@@ -226,15 +233,9 @@ fn the_shipped_take_cover_dream_throws_fireballs_and_fewer_when_cold() {
 /// V's mu of each real frame and the action taken, from a zero state, as in the dream.
 fn shipped_take_cover_done_at_and_far_from_death() -> (f64, f64) {
     use burn::tensor::TensorData;
-    use dreamplay::model::bundle::{self, Expect};
     use dreamplay::policy::{HeldRandom, Policy};
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
     let device = Default::default();
-    let model = bundle::load::<B>(&path, &Expect::env(EnvKind::TakeCover), &device)
-        .expect("the repository ships models/take-cover/world-model.bin");
-    let vae = model.vae.expect("the shipped bundle has V");
-    let rnn = model.mdrnn.expect("the shipped bundle has M");
+    let (vae, rnn) = shipped_take_cover(&device);
     let (zs, a) = (rnn.z_size(), rnn.action_size());
     let (mut at_death, mut far, mut deaths, mut far_steps) = (0.0, 0.0, 0, 0);
     for seed in 0..12u64 {
