@@ -211,7 +211,7 @@ fn the_view_bobs_while_strafing_as_doom_does() {
     assert!(top_high - top_low >= 3, "far wall top rows {wall_tops:?}");
 }
 
-/// The first row of brick (red over blue) in the centre column.
+/// The first row of wall (red over blue) in the centre column.
 fn far_wall_top(frame: &Frame) -> u32 {
     let x = frame.width() / 2;
     (0..frame.height())
@@ -592,14 +592,14 @@ fn leaving_the_imps_out_costs_v_dearly() {
     }
     let cost = total / f64::from(frames);
     eprintln!("leaving the imps out of {frames} frames costs {cost:.2} per frame");
-    // 0.6 on the old red-brick far wall, where V left the imps out; about 2.3 on this one.
+    // 0.6 on the old red-brick far wall, where V left the imps out; 2.43 on this one.
     assert!(
         cost > 1.5,
         "leaving the imps out costs only {cost:.2} per frame"
     );
 }
 
-/// The column of the far wall's left corner: the first column, from the left, where the brick
+/// The column of the far wall's left corner: the first column, from the left, where the wall
 /// (red over blue) starts no higher than on the far wall; the nearer left wall reaches higher.
 fn left_corner_column(frame: &Frame) -> u32 {
     let wall_top = |x: u32| {
