@@ -328,16 +328,6 @@ pub fn run_real_episodes<B: Backend>(
         .collect()
 }
 
-/// The uniform-random baseline in the real env (no model): episode i from seed `seeds[i]`, its
-/// actions from a generator seeded by the same seed. Episodes run in parallel.
-pub fn run_random_episodes(
-    env: EnvKind,
-    seeds: &[u64],
-    max_steps: u32,
-) -> anyhow::Result<Vec<EpisodeResult>> {
-    run_baseline_episodes(env, Baseline::Random, seeds, max_steps)
-}
-
 /// A model-free baseline in the real env: episode i from seed `seeds[i]`; the random policy's
 /// actions come from a generator seeded by the same seed. Episodes run in parallel.
 pub fn run_baseline_episodes(
@@ -635,6 +625,8 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
         .map(|i| eval_episode_seed(config.seed, i))
         .collect();
     let needs_model = config.baseline.is_none() || !config.dream_taus.is_empty();
+    // Who acts when C does not (only a baseline run leaves C out).
+    let baseline = config.baseline.unwrap_or(Baseline::Random);
     let loaded = if needs_model {
         Some(load_for_eval::<B>(config, device)?)
     } else {
@@ -663,7 +655,6 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             )?
         }
         _ => {
-            let baseline = config.baseline.unwrap_or(Baseline::Random);
             let r = run_baseline_episodes(env, baseline, &seeds, config.max_steps)?;
             progress.inc(r.len() as u64);
             r
@@ -702,9 +693,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
                 .iter()
                 .map(|&s| match controller {
                     Some(c) => DreamAgent::Controller(c),
-                    None => {
-                        DreamAgent::of_baseline(config.baseline.unwrap_or(Baseline::Random), env, s)
-                    }
+                    None => DreamAgent::of_baseline(baseline, env, s),
                 })
                 .collect();
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
