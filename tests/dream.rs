@@ -293,3 +293,42 @@ fn the_shipped_take_cover_m_sees_death_coming() {
         "{at_death:.3} at death, {far:.4} far from it"
     );
 }
+
+/// Why the shipped C lives shorter in a colder dream, the reverse of the paper's table: the done
+/// rule. A cold dream follows M's most likely path. Under the paper's threshold (done when the
+/// logit > 0) C dodges that path's fireballs and lives through every dream, the paper's cheat;
+/// drawn with M's probability, the same dreams still kill it.
+#[test]
+fn the_shipped_take_cover_cold_dream_is_cheated_under_the_threshold_only() {
+    use dreamplay::dream::DoneRule;
+    use dreamplay::train::eval::{EvalConfig, evaluate};
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
+    let max_steps = 600;
+    let mean_dream_steps = |done_rule: DoneRule| {
+        let config = EvalConfig {
+            episodes: 8,
+            max_steps,
+            dream_taus: vec![0.1],
+            done_rule,
+            ..EvalConfig::new(EnvKind::TakeCover, path.clone())
+        };
+        let report = evaluate::<B>(&config, &Default::default()).expect("the shipped model");
+        let dreams = &report.dream[0].1;
+        dreams.iter().map(|r| f64::from(r.steps)).sum::<f64>() / dreams.len() as f64
+    };
+    let threshold = mean_dream_steps(DoneRule::Threshold);
+    let drawn = mean_dream_steps(DoneRule::Sample);
+    eprintln!(
+        "C's mean dream steps at tau 0.1: {threshold:.0} under the threshold, {drawn:.0} drawn"
+    );
+    assert_eq!(
+        threshold,
+        f64::from(max_steps),
+        "under the threshold every cold dream should last to the limit"
+    );
+    assert!(
+        drawn < 0.6 * threshold,
+        "drawn, {drawn:.0} steps against {threshold:.0} under the threshold"
+    );
+}
