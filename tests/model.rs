@@ -526,9 +526,14 @@ fn controller_forward_and_action_mapping() {
     let mut doom = Controller::new(ControllerKind::TakeCover, 2, 2);
     assert_eq!(doom.param_count(), 6);
     doom.set_params(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]).unwrap(); // reads c[0]
-    let out = doom.act(&[5.0, 5.0], &[0.7, 0.0], &[3.0, 3.0]);
-    assert_eq!(out.len(), 1);
-    assert!((out[0] - 0.7f32.tanh()).abs() < 1e-6);
+    let raw = doom.forward(&[5.0, 5.0], &[0.7, 0.0], &[3.0, 3.0]);
+    assert!((raw[0] - 0.7f32.tanh()).abs() < 1e-6);
+    // The move is snapped to what the env does with it: right beyond +1/3, left beyond -1/3,
+    // no thrust between, so M is told the move the env makes.
+    for (c0, moves) in [(0.7, 1.0), (-0.7, -1.0), (0.3, 0.0), (-0.3, 0.0)] {
+        let out = doom.act(&[5.0, 5.0], &[c0, 0.0], &[3.0, 3.0]);
+        assert_eq!(out, vec![moves], "c[0] = {c0}, tanh {}", c0.tanh());
+    }
 }
 
 // ---------------------------------------------------------------- the model file

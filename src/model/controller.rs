@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envs::EnvKind;
+use crate::envs::{EnvKind, take_cover};
 
 /// Which of the paper's two controller forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,11 +145,15 @@ impl Controller {
 
     /// The env action from the raw outputs, as the paper maps them: CarRacing
     /// `[steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1)]`; Take Cover `[move = a0]`
-    /// (the env reads beyond +-1/3 as a move left or right).
+    /// read as the env reads it: -1, 0 or +1, split at +-1/3.
+    ///
+    /// Take Cover's move is snapped so that M, in the dream and in reality alike, is told the
+    /// move the env makes. Fed the raw value, M had to guess where the env's thresholds lie, and
+    /// C could live in the dream on values near them that the env treats as standing still.
     pub fn to_env_action(&self, raw: &[f32]) -> Vec<f32> {
         match self.kind {
             ControllerKind::CarRacing => vec![raw[0], (raw[1] + 1.0) / 2.0, raw[2].clamp(0.0, 1.0)],
-            ControllerKind::TakeCover => vec![raw[0]],
+            ControllerKind::TakeCover => vec![take_cover::move_direction(raw[0])],
         }
     }
 

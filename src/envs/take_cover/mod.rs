@@ -59,7 +59,7 @@ pub mod textures;
 
 use super::{ActionError, ActionSpace, Env, EnvKind, Frame, OBS_SIZE, Step};
 use sim::World;
-pub use sim::{ExplosionState, FireballState, ImpPhase, ImpState, TakeCoverState};
+pub use sim::{ExplosionState, FireballState, ImpPhase, ImpState, TakeCoverState, move_direction};
 
 /// Doom's tic rate: one step is one tic.
 pub const TICS_PER_SECOND: u32 = 35;

@@ -45,6 +45,17 @@ pub const FRICTION: f64 = 0.90625;
 pub const STOP_SPEED: f64 = 0.0625;
 /// |move| must exceed this to strafe: the paper's convention for its tanh controller output.
 pub const MOVE_THRESHOLD: f32 = 1.0 / 3.0;
+
+/// Where a `move` value strafes: -1 (left), 0 (no thrust) or +1 (right).
+pub fn move_direction(move_value: f32) -> f32 {
+    if move_value < -MOVE_THRESHOLD {
+        -1.0
+    } else if move_value > MOVE_THRESHOLD {
+        1.0
+    } else {
+        0.0
+    }
+}
 /// Doom's starting health.
 pub const START_HEALTH: i32 = 100;
 /// ViZDoom's episode_timeout for take_cover (tics).
@@ -278,13 +289,7 @@ impl World {
 
     fn move_player(&mut self, move_value: f32) {
         // The paper's convention: below -1/3 strafes left (+y), above +1/3 strafes right (-y).
-        let thrust = if move_value < -MOVE_THRESHOLD {
-            STRAFE_THRUST
-        } else if move_value > MOVE_THRESHOLD {
-            -STRAFE_THRUST
-        } else {
-            0.0
-        };
+        let thrust = -STRAFE_THRUST * f64::from(move_direction(move_value));
         let player = &mut self.state;
         player.player_velocity_y = player.player_velocity_y * FRICTION + thrust;
         let wanted_y = player.player_y + player.player_velocity_y;
