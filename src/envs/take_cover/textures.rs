@@ -27,6 +27,17 @@ pub struct Tile {
 }
 
 impl Tile {
+    /// The tile whose texel (u, v) is `texel(u, v)`, with its mip chain.
+    fn from_fn(texel: impl Fn(i32, i32) -> [u8; 3]) -> Self {
+        let side = TILE_SIZE as i32;
+        Self::new(
+            (0..side)
+                .flat_map(|v| (0..side).map(move |u| (u, v)))
+                .map(|(u, v)| texel(u, v))
+                .collect(),
+        )
+    }
+
     fn new(texels: Vec<[u8; 3]>) -> Self {
         let mut levels = vec![texels];
         for level in 1..MIP_LEVELS {
@@ -148,30 +159,25 @@ fn brick_tile() -> Tile {
     const BRICK_WIDTH: i32 = 32;
     const BRICK_HEIGHT: i32 = 16;
     const MORTAR: i32 = 2;
-    let mut texels = Vec::with_capacity(TILE_SIZE * TILE_SIZE);
-    for v in 0..TILE_SIZE as i32 {
-        for u in 0..TILE_SIZE as i32 {
-            let (row, column, in_u, in_v) = running_bond(u, v, BRICK_WIDTH, BRICK_HEIGHT);
-            let grain = value_noise(u, v, 4, 7) * 0.6 + hash01(u, v, 11) * 0.4;
-            let texel = if in_u < MORTAR || in_v < MORTAR {
-                to_rgb([72.0, 66.0, 58.0], 0.75 + 0.3 * grain)
+    Tile::from_fn(|u, v| {
+        let (row, column, in_u, in_v) = running_bond(u, v, BRICK_WIDTH, BRICK_HEIGHT);
+        let grain = value_noise(u, v, 4, 7) * 0.6 + hash01(u, v, 11) * 0.4;
+        if in_u < MORTAR || in_v < MORTAR {
+            to_rgb([72.0, 66.0, 58.0], 0.75 + 0.3 * grain)
+        } else {
+            // Each brick its own tone; lit from the top-left, shadowed at the bottom-right.
+            let tone = hash01(row, column, 3);
+            let base = [132.0 + 30.0 * tone, 62.0 + 14.0 * tone, 40.0 + 8.0 * tone];
+            let bevel = if in_u == MORTAR || in_v == MORTAR {
+                1.18
+            } else if in_u == BRICK_WIDTH - 1 || in_v == BRICK_HEIGHT - 1 {
+                0.72
             } else {
-                // Each brick its own tone; lit from the top-left, shadowed at the bottom-right.
-                let tone = hash01(row, column, 3);
-                let base = [132.0 + 30.0 * tone, 62.0 + 14.0 * tone, 40.0 + 8.0 * tone];
-                let bevel = if in_u == MORTAR || in_v == MORTAR {
-                    1.18
-                } else if in_u == BRICK_WIDTH - 1 || in_v == BRICK_HEIGHT - 1 {
-                    0.72
-                } else {
-                    1.0
-                };
-                to_rgb(base, bevel * (0.78 + 0.36 * grain))
+                1.0
             };
-            texels.push(texel);
+            to_rgb(base, bevel * (0.78 + 0.36 * grain))
         }
-    }
-    Tile::new(texels)
+    })
 }
 
 /// Light tan sandstone blocks, 32x32 with thin joints, for the far wall.
@@ -183,75 +189,61 @@ fn brick_tile() -> Tile {
 fn sandstone_tile() -> Tile {
     const BLOCK: i32 = 32;
     const JOINT: i32 = 1;
-    let mut texels = Vec::with_capacity(TILE_SIZE * TILE_SIZE);
-    for v in 0..TILE_SIZE as i32 {
-        for u in 0..TILE_SIZE as i32 {
-            let (row, column, in_u, in_v) = running_bond(u, v, BLOCK, BLOCK);
-            let tone = hash01(row, column, 51);
-            let grain = value_noise(u, v, 8, 53) * 0.5 + hash01(u, v, 59) * 0.5;
-            let texel = if in_u < JOINT || in_v < JOINT {
-                to_rgb([150.0, 120.0, 92.0], 0.9 + 0.2 * grain)
-            } else {
-                let base = [240.0 + 12.0 * tone, 192.0 + 10.0 * tone, 148.0 + 8.0 * tone];
-                to_rgb(base, 0.9 + 0.2 * grain)
-            };
-            texels.push(texel);
+    Tile::from_fn(|u, v| {
+        let (row, column, in_u, in_v) = running_bond(u, v, BLOCK, BLOCK);
+        let tone = hash01(row, column, 51);
+        let grain = value_noise(u, v, 8, 53) * 0.5 + hash01(u, v, 59) * 0.5;
+        if in_u < JOINT || in_v < JOINT {
+            to_rgb([150.0, 120.0, 92.0], 0.9 + 0.2 * grain)
+        } else {
+            let base = [240.0 + 12.0 * tone, 192.0 + 10.0 * tone, 148.0 + 8.0 * tone];
+            to_rgb(base, 0.9 + 0.2 * grain)
         }
-    }
-    Tile::new(texels)
+    })
 }
 
 /// Grey-brown flagstones, 32x32, with dark joints and mottling.
 fn floor_tile() -> Tile {
     const STONE: i32 = 32;
-    let mut texels = Vec::with_capacity(TILE_SIZE * TILE_SIZE);
-    for v in 0..TILE_SIZE as i32 {
-        for u in 0..TILE_SIZE as i32 {
-            let (in_u, in_v) = (u % STONE, v % STONE);
-            let tone = hash01(u / STONE, v / STONE, 21);
-            let mottle = value_noise(u, v, 8, 23) * 0.6 + hash01(u, v, 29) * 0.4;
-            let texel = if in_u == 0 || in_v == 0 {
-                to_rgb([40.0, 36.0, 30.0], 1.0)
+    Tile::from_fn(|u, v| {
+        let (in_u, in_v) = (u % STONE, v % STONE);
+        let tone = hash01(u / STONE, v / STONE, 21);
+        let mottle = value_noise(u, v, 8, 23) * 0.6 + hash01(u, v, 29) * 0.4;
+        if in_u == 0 || in_v == 0 {
+            to_rgb([40.0, 36.0, 30.0], 1.0)
+        } else {
+            let base = [96.0 + 16.0 * tone, 84.0 + 12.0 * tone, 66.0 + 8.0 * tone];
+            let bevel = if in_u == 1 || in_v == 1 {
+                1.15
+            } else if in_u == STONE - 1 || in_v == STONE - 1 {
+                0.75
             } else {
-                let base = [96.0 + 16.0 * tone, 84.0 + 12.0 * tone, 66.0 + 8.0 * tone];
-                let bevel = if in_u == 1 || in_v == 1 {
-                    1.15
-                } else if in_u == STONE - 1 || in_v == STONE - 1 {
-                    0.75
-                } else {
-                    1.0
-                };
-                to_rgb(base, bevel * (0.72 + 0.45 * mottle))
+                1.0
             };
-            texels.push(texel);
+            to_rgb(base, bevel * (0.72 + 0.45 * mottle))
         }
-    }
-    Tile::new(texels)
+    })
 }
 
 /// Cool grey ceiling panels, 16x16, with light edges and a rivet in each corner.
 fn ceiling_tile() -> Tile {
     const PANEL: i32 = 16;
-    let mut texels = Vec::with_capacity(TILE_SIZE * TILE_SIZE);
-    for v in 0..TILE_SIZE as i32 {
-        for u in 0..TILE_SIZE as i32 {
-            let (in_u, in_v) = (u % PANEL, v % PANEL);
-            let tone = hash01(u / PANEL, v / PANEL, 41);
-            let grain = hash01(u, v, 43);
-            let base = [74.0 + 10.0 * tone, 74.0 + 10.0 * tone, 80.0 + 10.0 * tone];
-            let brightness = if in_u == 0 || in_v == 0 {
-                0.55
-            } else if in_u == 1 || in_v == 1 {
-                1.3
-            } else if (in_u == 3 || in_u == PANEL - 3) && (in_v == 3 || in_v == PANEL - 3) {
-                1.6
-            } else {
-                0.9 + 0.2 * grain
-            };
-            texels.push(to_rgb(base, brightness));
-        }
-    }
-    Tile::new(texels)
+    Tile::from_fn(|u, v| {
+        let (in_u, in_v) = (u % PANEL, v % PANEL);
+        let tone = hash01(u / PANEL, v / PANEL, 41);
+        let grain = hash01(u, v, 43);
+        let base = [74.0 + 10.0 * tone, 74.0 + 10.0 * tone, 80.0 + 10.0 * tone];
+        let brightness = if in_u == 0 || in_v == 0 {
+            0.55
+        } else if in_u == 1 || in_v == 1 {
+            1.3
+        } else if (in_u == 3 || in_u == PANEL - 3) && (in_v == 3 || in_v == PANEL - 3) {
+            1.6
+        } else {
+            0.9 + 0.2 * grain
+        };
+        to_rgb(base, brightness)
+    })
 }
 
 #[derive(Clone, Copy)]
