@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     keep_large_buffers_in_the_heap();
+    quiet_mesa_device_select_without_a_session();
     let cli = dreamplay::cli::Cli::parse();
     match dreamplay::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -26,5 +27,23 @@ fn keep_large_buffers_in_the_heap() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` looks for a Wayland compositor to
+/// order the GPUs, and libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` twice when there is no login session (ssh, CI, a container): lines that read like
+/// a failure of ours on every command that probes for a GPU. Without a session there is no
+/// compositor to ask, and the backend probe orders the adapters itself (hardware first), so the
+/// layer is turned off there with its own switch, `NODEVICE_SELECT`. A user who picks a device
+/// with `MESA_VK_DEVICE_SELECT`, or sets `NODEVICE_SELECT` either way, is left alone.
+fn quiet_mesa_device_select_without_a_session() {
+    #[cfg(target_os = "linux")]
+    {
+        let unset = |name| std::env::var_os(name).is_none_or(|v| v.is_empty());
+        if unset("XDG_RUNTIME_DIR") && unset("NODEVICE_SELECT") && unset("MESA_VK_DEVICE_SELECT") {
+            // SAFETY: set before any thread is started, so nothing reads the environment meanwhile.
+            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+        }
     }
 }
