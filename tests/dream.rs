@@ -332,3 +332,114 @@ fn the_shipped_take_cover_cold_dream_is_cheated_under_the_threshold_only() {
         "drawn, {drawn:.0} steps against {threshold:.0} under the threshold"
     );
 }
+
+/// The shipped Take Cover model in reality and in its dream at tau 1.15, for the shipped C over
+/// seeds 0..29 (`models/take-cover/EXPERIMENTS.md`, "What the dream-rich, reality-poor Cs exploit";
+/// `cargo test --test dream dream_against_reality -- --nocapture` prints the figures quoted there).
+/// It asserts what the comparison rests on: V's reconstructions keep most of the real frames'
+/// fireballs, so the dream's lack of them is M's doing, not V's.
+#[test]
+fn the_shipped_take_cover_dream_against_reality() {
+    use dreamplay::dream::DoneRule;
+    use dreamplay::envs::take_cover::{fireball_pixels, move_direction};
+    use dreamplay::model::mdrnn::MdnRnnState;
+    let device = Default::default();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
+    let model = dreamplay::model::bundle::load::<B>(
+        &path,
+        &dreamplay::model::bundle::Expect::env(EnvKind::TakeCover),
+        &device,
+    )
+    .expect("the repository ships models/take-cover/world-model.bin");
+    let (Some(vae), Some(rnn), Some(c)) = (model.vae, model.mdrnn, model.controller) else {
+        panic!("the shipped Take Cover bundle has V, M and C");
+    };
+    let shows_fireball = |frame: &Frame| fireball_pixels(frame.as_raw()) >= 4;
+    // Mean length of a run of the same move, over all steps in order.
+    let hold = |moves: &[f32]| {
+        moves.len() as f64 / (1 + moves.windows(2).filter(|w| w[0] != w[1]).count()) as f64
+    };
+    let (zs, hs) = (rnn.z_size(), rnn.hidden_size());
+    let episodes = 30;
+
+    // Reality: V's mu of each frame, C acts, M's LSTM follows, as in `eval`.
+    let (mut moves, mut steps, mut real_fireballs, mut recon_fireballs) = (Vec::new(), 0, 0, 0);
+    let decoder = vae.frame_decoder();
+    for seed in 0..episodes {
+        let mut env = EnvKind::TakeCover.make(seed);
+        let mut state = MdnRnnState::<B>::zeros(1, hs, &device);
+        loop {
+            let frame = env.observation();
+            let (mu, _) = vae.encode_frames(&[&frame], &device);
+            let read =
+                |t: Tensor<B, 2>| t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+            let action = c.act(&mu, &read(state.cell.clone()), &read(state.hidden.clone()));
+            moves.push(move_direction(action[0]));
+            steps += 1;
+            real_fireballs += usize::from(shows_fireball(&frame));
+            recon_fireballs +=
+                usize::from(shows_fireball(&decoder.decode_to_frames(&mu, &device)[0]));
+            let z = Tensor::from_data(TensorData::new(mu, [1, zs]), &device);
+            let a = Tensor::from_data(TensorData::new(action.clone(), [1, 1]), &device);
+            state = rnn.lstm_step(z, a, state);
+            if env.step(&action).expect("a valid action").done() {
+                break;
+            }
+        }
+    }
+
+    // The dream: from V's mu of the same first frames, drawn done, every 5th frame checked.
+    let n = episodes as usize;
+    let mut dream = DreamBatch::new(vae.clone(), rnn, n, &device);
+    dream.set_done_rule(DoneRule::Sample);
+    for i in 0..n {
+        let (mu, _) =
+            vae.encode_frames(&[&EnvKind::TakeCover.make(i as u64).observation()], &device);
+        dream.reset_to_z(i, &mu).expect("a z of V's size");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut alive = vec![true; n];
+    let (mut dream_moves, mut dream_steps, mut checked, mut dream_fireballs) =
+        (Vec::new(), 0, 0, 0);
+    for t in 0..2100 {
+        if !alive.contains(&true) {
+            break;
+        }
+        let mut actions = vec![0.0f32; n];
+        for i in (0..n).filter(|&i| alive[i]) {
+            actions[i] = c.act(dream.z(i), dream.cell(i), dream.hidden(i))[0];
+            dream_moves.push(actions[i]);
+        }
+        if t % 5 == 0 {
+            for (frame, _) in dream.frames().iter().zip(&alive).filter(|(_, a)| **a) {
+                checked += 1;
+                dream_fireballs += usize::from(shows_fireball(frame));
+            }
+        }
+        dream.step(&actions, 1.15, &mut rng).expect("valid actions");
+        for (alive, &done) in alive.iter_mut().zip(dream.dones()).filter(|(a, _)| **a) {
+            dream_steps += 1;
+            *alive = !done;
+        }
+    }
+
+    let share = |k: usize, of: usize| k as f64 / of as f64;
+    let (real, recon, dreamt) = (
+        share(real_fireballs, steps),
+        share(recon_fireballs, steps),
+        share(dream_fireballs, checked),
+    );
+    eprintln!(
+        "shipped C, {episodes} episodes and dreams: length {:.0} real, {:.0} dreamt; holds a move {:.1} steps real, {:.1} dreamt; frames with a fireball {real:.3} real, {recon:.3} in V's reconstructions, {dreamt:.3} dreamt",
+        steps as f64 / n as f64,
+        dream_steps as f64 / n as f64,
+        hold(&moves),
+        hold(&dream_moves),
+    );
+    assert!(real > 0.05, "only {real:.3} of real frames show a fireball");
+    assert!(
+        recon > 0.6 * real,
+        "V's reconstructions keep {recon:.3} against {real:.3} of the real frames"
+    );
+}

@@ -56,6 +56,7 @@ pub fn move_direction(move_value: f32) -> f32 {
         0.0
     }
 }
+
 /// Doom's starting health.
 pub const START_HEALTH: i32 = 100;
 /// ViZDoom's episode_timeout for take_cover (tics).
