@@ -16,6 +16,13 @@ use crate::envs::{ActionSpace, EnvKind, Frame};
 /// a uniform 1..=10 frames (WorldModelsExperiments `doomrnn/extract.py`, `np.random.randint(1, 11)`).
 pub const HOLD_STEPS_MAX: u32 = 10;
 
+/// Longest hold of the long-held random policy, in steps: about a crossing of Take Cover's room at
+/// the terminal strafe speed and as long again pushing on a side wall. A departure for M's data,
+/// not in the paper: its 1..=10 holds almost never push on a wall for long, so M never learnt that
+/// the fireballs keep coming there, and a C evolved in its dream learnt to run into a wall
+/// (`models/take-cover/EXPERIMENTS.md`, "Running into a wall").
+pub const LONG_HOLD_STEPS_MAX: u32 = 100;
+
 /// Side of the grey grid the random controller reads (cells). 8x8 = 64 features: coarse enough to be
 /// cheap and smooth, fine enough that the road's position and bends change them.
 pub const CONTROLLER_GRID: u32 = 8;
@@ -72,15 +79,23 @@ pub struct HeldRandom {
     rng: ChaCha8Rng,
     action: Vec<f32>,
     steps_left: u32,
+    max_hold: u32,
 }
 
 impl HeldRandom {
+    /// The paper's policy: holds of 1..=[`HOLD_STEPS_MAX`] steps.
     pub fn new(space: ActionSpace, seed: u64) -> Self {
+        Self::with_max_hold(space, seed, HOLD_STEPS_MAX)
+    }
+
+    /// Holds of a uniform 1..=`max_hold` steps (at least 1).
+    pub fn with_max_hold(space: ActionSpace, seed: u64, max_hold: u32) -> Self {
         Self {
             space,
             rng: ChaCha8Rng::seed_from_u64(seed),
             action: Vec::new(),
             steps_left: 0,
+            max_hold: max_hold.max(1),
         }
     }
 }
@@ -89,7 +104,7 @@ impl Policy for HeldRandom {
     fn action(&mut self, _obs: &Frame) -> Vec<f32> {
         if self.steps_left == 0 {
             self.action = uniform_action(&self.space, &mut self.rng);
-            self.steps_left = self.rng.random_range(1..=HOLD_STEPS_MAX);
+            self.steps_left = self.rng.random_range(1..=self.max_hold);
         }
         self.steps_left -= 1;
         self.action.clone()
@@ -288,6 +303,8 @@ pub enum PolicyKind {
     Uniform,
     /// A uniform random action held for a uniform 1..=10 steps (the paper's Doom data).
     Held,
+    /// A uniform random action held for a uniform 1..=100 steps: long strafes and pushes on a wall.
+    HeldLong,
     /// A clipped random walk in action space, step sd sqrt(1/fps) (ctallec's CarRacing data).
     Brownian,
     /// A random linear tanh controller per rollout on a coarse grey view (stand-in for the paper's CarRacing data).
@@ -295,9 +312,10 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
-    pub const ALL: [PolicyKind; 4] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::Uniform,
         PolicyKind::Held,
+        PolicyKind::HeldLong,
         PolicyKind::Brownian,
         PolicyKind::RandomController,
     ];
@@ -307,6 +325,7 @@ impl PolicyKind {
         match self {
             PolicyKind::Uniform => "uniform",
             PolicyKind::Held => "held",
+            PolicyKind::HeldLong => "held-long",
             PolicyKind::Brownian => "brownian",
             PolicyKind::RandomController => "random-controller",
         }
@@ -329,6 +348,9 @@ impl PolicyKind {
         match self {
             PolicyKind::Uniform => Box::new(UniformRandom::new(space, seed)),
             PolicyKind::Held => Box::new(HeldRandom::new(space, seed)),
+            PolicyKind::HeldLong => {
+                Box::new(HeldRandom::with_max_hold(space, seed, LONG_HOLD_STEPS_MAX))
+            }
             PolicyKind::Brownian => Box::new(Brownian::new(space, env.steps_per_second(), seed)),
             PolicyKind::RandomController => Box::new(RandomController::new(env, seed)),
         }
@@ -342,7 +364,9 @@ impl fmt::Display for PolicyKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown policy '{0}': expected one of uniform, held, brownian, random-controller")]
+#[error(
+    "unknown policy '{0}': expected one of uniform, held, held-long, brownian, random-controller"
+)]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for PolicyKind {
@@ -352,6 +376,7 @@ impl FromStr for PolicyKind {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "uniform" | "random" => Ok(PolicyKind::Uniform),
             "held" | "held-random" => Ok(PolicyKind::Held),
+            "held-long" | "long" => Ok(PolicyKind::HeldLong),
             "brownian" | "brown" => Ok(PolicyKind::Brownian),
             "random-controller" | "controller" => Ok(PolicyKind::RandomController),
             _ => Err(UnknownPolicy(s.to_string())),
@@ -400,9 +425,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn held_random_holds_each_action_one_to_ten_steps() {
-        let actions = run(PolicyKind::Held, EnvKind::TakeCover, 3, 5_000);
+    fn hold_lengths(kind: PolicyKind, steps: usize) -> Vec<u32> {
+        let actions = run(kind, EnvKind::TakeCover, 3, steps);
         let mut runs = Vec::new();
         let mut length = 1;
         for pair in actions.windows(2) {
@@ -413,6 +437,12 @@ mod tests {
                 length = 1;
             }
         }
+        runs
+    }
+
+    #[test]
+    fn held_random_holds_each_action_one_to_ten_steps() {
+        let runs = hold_lengths(PolicyKind::Held, 5_000);
         assert!(
             runs.iter().all(|&n| (1..=HOLD_STEPS_MAX).contains(&n)),
             "{runs:?}"
@@ -422,6 +452,21 @@ mod tests {
             (4.5..6.5).contains(&mean),
             "mean hold {mean}, expected about 5.5"
         );
+    }
+
+    #[test]
+    fn long_held_random_holds_up_to_a_hundred_steps() {
+        let runs = hold_lengths(PolicyKind::HeldLong, 50_000);
+        assert!(
+            runs.iter().all(|&n| (1..=LONG_HOLD_STEPS_MAX).contains(&n)),
+            "{runs:?}"
+        );
+        let mean = runs.iter().sum::<u32>() as f64 / runs.len() as f64;
+        assert!(
+            (45.0..56.0).contains(&mean),
+            "mean hold {mean}, expected about 50.5"
+        );
+        assert!(runs.iter().any(|&n| n > 90), "no hold past 90 steps");
     }
 
     #[test]

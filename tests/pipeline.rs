@@ -99,7 +99,7 @@ fn run_mdrnn(config: &MdrnnTrainConfig, fresh: bool) -> anyhow::Result<MdrnnTrai
 
 fn encode(data: &Path, run: &Path) -> anyhow::Result<EncodeSummary> {
     let _guard = init_lock();
-    encode_all::<B>(data, run, 64, &device())
+    encode_all::<B>(&[data.to_path_buf()], run, 64, &device())
 }
 
 /// Writes a bundle holding a random V of the paper's Take Cover sizes (and nothing else) as the
@@ -599,6 +599,44 @@ fn encode_before_train_vae_says_to_run_train_vae() {
     let err = encode(&data, &dir.join("run")).expect_err("no bundle");
     let message = format!("{err:#}");
     assert!(message.contains("train-vae"), "{message}");
+}
+
+#[test]
+fn encode_puts_several_rollout_folders_into_one_run() {
+    let dir_guard = scratch("encode-folders");
+    let dir = dir_guard.path().to_path_buf();
+    let (held, long, run) = (dir.join("held"), dir.join("long"), dir.join("run"));
+    tiny_rollouts(&held, 2, 6);
+    tiny_rollouts(&long, 3, 7);
+    random_v_run(&run, 21);
+    let summary = {
+        let _guard = init_lock();
+        encode_all::<B>(&[held.clone(), long.clone()], &run, 64, &device()).expect("encode")
+    };
+    assert_eq!((summary.encoded, summary.skipped), (5, 0));
+    let mut names: Vec<String> = std::fs::read_dir(run.join("series"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "long_rollout_00000.npz",
+            "long_rollout_00001.npz",
+            "long_rollout_00002.npz",
+            "rollout_00000.npz",
+            "rollout_00001.npz",
+        ]
+    );
+    // Each series holds its own rollout: the long folder's first is not the held folder's first.
+    let series = |name: &str| Series::read(&run.join("series").join(name)).unwrap();
+    assert_ne!(
+        series("rollout_00000.npz").mu,
+        series("long_rollout_00000.npz").mu
+    );
+    let mdrnn = run_mdrnn(&tiny_mdrnn(&run), true).expect("train-mdrnn on both folders");
+    assert_eq!(mdrnn.episodes + mdrnn.val_episodes, 5);
 }
 
 #[test]

@@ -156,6 +156,10 @@ pub struct EncodeArgs {
     /// Frames encoded per batch.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// More rollout folders to encode into the same run (repeatable), e.g. rollouts of another
+    /// data policy; their series are named `<folder name>_rollout_NNNNN.npz`, and M trains on all.
+    #[arg(long, value_name = "DIR")]
+    pub more_data: Vec<PathBuf>,
 }
 
 pub fn encode_cmd(args: EncodeArgs) -> anyhow::Result<()> {
@@ -165,10 +169,13 @@ pub fn encode_cmd(args: EncodeArgs) -> anyhow::Result<()> {
         // A series is redone whenever its V differs; --fresh redoes the rest too.
         let _ = std::fs::remove_dir_all(stage.run_dir().join("series"));
     }
+    let data_dirs: Vec<PathBuf> = std::iter::once(stage.data_dir())
+        .chain(args.more_data.iter().cloned())
+        .collect();
     let started = std::time::Instant::now();
     let summary = crate::with_backend!(&selection.backend, |B, device| {
         crate::train::encode::encode_all::<B>(
-            &stage.data_dir(),
+            &data_dirs,
             &stage.run_dir(),
             args.batch.max(1),
             &device,

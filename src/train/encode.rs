@@ -193,11 +193,13 @@ pub fn encode_rollout<B: Backend>(
     )
 }
 
-/// Encodes every valid rollout in `data_dir` with the V of `run_dir`'s bundle into
-/// `run_dir/series/`. Series already made by this V are kept; corrupt rollouts are reported and
-/// skipped.
+/// Encodes every valid rollout in `data_dirs` with the V of `run_dir`'s bundle into
+/// `run_dir/series/`, so that M trains on them all (for example rollouts of two data policies).
+/// The first folder's series keep their rollout's file name; a later folder's are named
+/// `<folder name>_<file name>`, so that equal file names in two folders do not collide. Series
+/// already made by this V are kept; corrupt rollouts are reported and skipped.
 pub fn encode_all<B: Backend>(
-    data_dir: &Path,
+    data_dirs: &[PathBuf],
     run_dir: &Path,
     batch: usize,
     device: &B::Device,
@@ -205,29 +207,43 @@ pub fn encode_all<B: Backend>(
     let bundle_path = super::run_model_path(run_dir);
     let vae_id = vae_id(&bundle_path)?;
     let vae: ConvVae<B> = bundle::load_vae(&bundle_path, &Expect::default(), device)?;
-    let listing = list_rollouts(data_dir)
-        .with_context(|| format!("cannot read the rollout folder {}", data_dir.display()))?;
-    if listing.valid.is_empty() {
-        bail!(
-            "no valid rollouts in {}; run `dreamplay collect` first",
-            data_dir.display()
-        );
+    let mut sources = Vec::new();
+    let mut failed = Vec::new();
+    for (i, data_dir) in data_dirs.iter().enumerate() {
+        let listing = list_rollouts(data_dir)
+            .with_context(|| format!("cannot read the rollout folder {}", data_dir.display()))?;
+        if listing.valid.is_empty() {
+            bail!(
+                "no valid rollouts in {}; run `dreamplay collect` first",
+                data_dir.display()
+            );
+        }
+        let prefix = match (i, data_dir.file_name()) {
+            (0, _) => String::new(),
+            (_, Some(name)) => format!("{}_", name.to_string_lossy()),
+            (_, None) => format!("data{i}_"),
+        };
+        failed.extend(listing.corrupt.iter().map(|e| e.to_string()));
+        sources.extend(listing.valid.into_iter().map(|info| (prefix.clone(), info)));
+    }
+    if sources.is_empty() {
+        bail!("no rollout folder given to encode");
     }
     let out_dir = run_dir.join("series");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut summary = EncodeSummary {
-        failed: listing.corrupt.iter().map(|e| e.to_string()).collect(),
+        failed,
         out_dir: out_dir.clone(),
         ..Default::default()
     };
-    let bar = progress::bar(listing.valid.len() as u64, "rollouts");
+    let bar = progress::bar(sources.len() as u64, "rollouts");
     for f in &summary.failed {
         progress::say(&bar, format!("skipping: {f}"));
     }
-    for info in &listing.valid {
+    for (prefix, info) in &sources {
         let name = info.path.file_name().expect("a listed file has a name");
-        let out = out_dir.join(name);
+        let out = out_dir.join(format!("{prefix}{}", name.to_string_lossy()));
         let done = Series::read(&out).is_ok_and(|s| s.vae_id == vae_id && s.len() == info.len);
         if done {
             summary.skipped += 1;
