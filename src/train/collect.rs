@@ -62,7 +62,8 @@ pub const MAX_ATTEMPTS_PER_ROLLOUT: u32 = 100;
 pub const MANIFEST_FILE: &str = "collect.json";
 /// Version of the rollout layout written into the manifest; bump it when the format changes.
 // 2: Take Cover rollouts carry `sprite_mask`.
-pub const FORMAT_VERSION: u32 = 2;
+// 3: Take Cover v1 (slower fireballs, recalibrated imps): v0 rollouts are not resumed into.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// What to collect and where.
 #[derive(Debug, Clone, PartialEq)]
