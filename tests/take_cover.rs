@@ -159,7 +159,13 @@ fn blind_policies_live_as_long_as_in_vizdoom() {
             2 => Box::new(|_, rng: &mut ChaCha8Rng| [-1.0, 0.0, 1.0][rng.random_range(0..3)]),
             _ => {
                 let half = 20 * (index as u32 - 2);
-                Box::new(move |tic, _| if (tic / half) % 2 == 0 { -1.0 } else { 1.0 })
+                Box::new(move |tic, _| {
+                    if (tic / half).is_multiple_of(2) {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                })
             }
         });
         let ratio = mean / vizdoom;
