@@ -18,9 +18,9 @@ pub const HOLD_STEPS_MAX: u32 = 10;
 
 /// Longest hold of the long-held random policy, in steps: about a crossing of Take Cover's room at
 /// the terminal strafe speed and as long again pushing on a side wall. A departure for M's data,
-/// not in the paper: its 1..=10 holds almost never push on a wall for long, so M never learnt that
-/// the fireballs keep coming there, and a C evolved in its dream learnt to run into a wall
-/// (`models/take-cover/EXPERIMENTS.md`, "Running into a wall").
+/// not in the paper: its 1..=10 holds almost never push on a wall for long, and a C evolved in the
+/// dream of an M trained on them learnt to run into a wall. Measured on env v0, 600 such rollouts did
+/// not teach M the fireballs there (`models/take-cover/EXPERIMENTS.md`, its first section).
 pub const LONG_HOLD_STEPS_MAX: u32 = 100;
 
 /// Side of the grey grid the random controller reads (cells). 8x8 = 64 features: coarse enough to be

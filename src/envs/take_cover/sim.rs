@@ -94,8 +94,8 @@ pub const ATTACK_LAUNCH_TIC: u32 = 8 + 8;
 /// beat, after the 22-tic animation) and fit its rate to ViZDoom 1.3's `take_cover.cfg` (its own
 /// skill, 4), measured with `benches/vizdoom_policies.py` over 300 episodes of seven blind policies:
 /// standing still, always left, uniform random, and sweeps of 20, 40, 60 and 80 tics each way.
-/// At 0.025 per check each of ours lies within 15% of ViZDoom's (`tests/take_cover.rs`); the
-/// uniform random policy lives 200 +- 103 tics (ViZDoom 215 +- 104, the paper 210 +- 108).
+/// At 0.025 per check each of ours lies within 0.86-1.18x of ViZDoom's (`tests/take_cover.rs`); the
+/// uniform random policy lives 196 tics (ViZDoom 215 +- 104, the paper 210 +- 108).
 ///
 /// Until 2026-11-23 this was fitted to the random policy alone (0.0105, with fireballs at 20
 /// units/tic): random matched, but a sweep of 80 tics each way lived 1,218 tics against ViZDoom's 655,
