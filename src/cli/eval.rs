@@ -44,6 +44,10 @@ pub struct EvalArgs {
     /// whether M kills an agent that never dodges.
     #[arg(long, conflicts_with = "random")]
     pub still: bool,
+    /// Evaluate a blind sweep instead of C: the first action value at -1 for N steps, then +1 for
+    /// N, and so on. In Take Cover, compare its dream score with its real one (80: about 770).
+    #[arg(long, value_name = "N", conflicts_with_all = ["random", "still"])]
+    pub sweep: Option<u32>,
     /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -67,7 +71,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     config.dream_taus = args.dream_tau.clone();
     config.done_rule = args.dream_done;
     config.done_odds = args.done_odds;
-    config.baseline = if args.still {
+    config.baseline = if let Some(half) = args.sweep {
+        Some(Baseline::Sweep(half))
+    } else if args.still {
         Some(Baseline::Still)
     } else if args.random {
         Some(Baseline::Random)

@@ -52,13 +52,19 @@ pub enum Baseline {
     /// The zero action every step: Take Cover's player never strafes. In a dream this shows
     /// whether M kills an agent that never dodges, which C must beat to be worth evolving.
     Still,
+    /// A blind sweep: the first action value held at -1 for this many steps, then at +1 as long,
+    /// and again; the others zero. In Take Cover it is the strongest blind policy (80 steps lives
+    /// about 750 tics in ViZDoom and in our env), so a dream that gives it much less, or far more,
+    /// than reality will mislead C.
+    Sweep(u32),
 }
 
 impl Baseline {
-    fn describe(self) -> &'static str {
+    fn describe(self) -> String {
         match self {
-            Baseline::Random => "the uniform-random policy",
-            Baseline::Still => "the still policy (zero action)",
+            Baseline::Random => "the uniform-random policy".into(),
+            Baseline::Still => "the still policy (zero action)".into(),
+            Baseline::Sweep(n) => format!("a blind sweep ({n} steps left, {n} right)"),
         }
     }
 }
@@ -367,6 +373,12 @@ pub enum DreamAgent<'a> {
     Random(Box<UniformRandom>),
     /// The zero action, this many values.
     Still(usize),
+    /// [`Baseline::Sweep`]: (action values, steps per side, steps taken so far).
+    Sweep {
+        values: usize,
+        half: u32,
+        step: u32,
+    },
 }
 
 impl DreamAgent<'_> {
@@ -378,6 +390,11 @@ impl DreamAgent<'_> {
                 mix_seed(&[seed, RANDOM_POLICY_STREAM]),
             ))),
             Baseline::Still => DreamAgent::Still(env.action_space().low.len()),
+            Baseline::Sweep(half) => DreamAgent::Sweep {
+                values: env.action_space().low.len(),
+                half,
+                step: 0,
+            },
         }
     }
 
@@ -386,6 +403,16 @@ impl DreamAgent<'_> {
             DreamAgent::Controller(c) => c.act(z, cell, hidden),
             DreamAgent::Random(policy) => policy.act(),
             DreamAgent::Still(n) => vec![0.0; *n],
+            DreamAgent::Sweep { values, half, step } => {
+                let mut act = vec![0.0; *values];
+                act[0] = if (*step / *half).is_multiple_of(2) {
+                    -1.0
+                } else {
+                    1.0
+                };
+                *step += 1;
+                act
+            }
         }
     }
 }
@@ -553,6 +580,10 @@ impl EvalConfig {
             "--done-odds must be a positive number, got {}",
             self.done_odds
         );
+        ensure!(
+            self.baseline != Some(Baseline::Sweep(0)),
+            "--sweep must be at least 1 step per side"
+        );
         Ok(())
     }
 }
@@ -717,7 +748,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     progress.finish_and_clear();
     let report = EvalReport {
         agent: match config.baseline {
-            Some(b) => b.describe().to_string(),
+            Some(b) => b.describe(),
             None => format!("C from {}", config.model.display()),
         },
         real,
