@@ -584,6 +584,32 @@ fn bundle_round_trip_f32_is_exact() {
     assert!(header.has(Part::Vae) && header.has(Part::Mdrnn) && header.has(Part::Controller));
 }
 
+/// The later stages write the run bundle with `save_over_run`: a V that came in f16 (a shipped
+/// model a run started from) stays f16 and keeps its checksum, which names the V that `encode`'s
+/// series were made with; M, being trained, is written in f32.
+#[test]
+fn saving_over_a_run_keeps_an_f16_v_and_its_checksum() {
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let spec = small_spec(EnvKind::TakeCover);
+    let model = filled_model(spec);
+    let path = scratch.path().join("run.bin");
+    let part = |path: &Path, which: Part| {
+        let header = bundle::read_header(path).unwrap();
+        let p = header.parts.into_iter().find(|p| p.part == which).unwrap();
+        (p.precision, p.checksum)
+    };
+    bundle::save(&model, &path, Precision::F16).unwrap();
+    let v_before = part(&path, Part::Vae);
+    let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
+    bundle::save_over_run(&loaded, &path).unwrap();
+    assert_eq!(part(&path, Part::Vae), v_before);
+    assert_eq!(part(&path, Part::Mdrnn).0, Precision::F32);
+    // Where the file is new, or holds V in f32, V is written in f32.
+    let fresh = scratch.path().join("fresh.bin");
+    bundle::save_over_run(&loaded, &fresh).unwrap();
+    assert_eq!(part(&fresh, Part::Vae).0, Precision::F32);
+}
+
 #[test]
 fn bundle_round_trip_f16_equals_rounded_weights_and_reconstructs_the_same() {
     let scratch = tempfile::tempdir().expect("scratch folder");

@@ -358,7 +358,22 @@ pub fn save<B: Backend>(
     path: &Path,
     precision: Precision,
 ) -> Result<(), BundleError> {
-    let bytes = to_bytes(model, precision);
+    write_bytes(path, &to_bytes(model, precision))
+}
+
+/// Writes `model` over the run bundle at `path`: M in f32, and V in the precision its part
+/// already has there (f32 when the file or its V is missing). The stages after `train-vae` do not
+/// train V, and writing a V that came in f16 (a shipped model started from) back in f32 would
+/// change its checksum, by which `encode`'s series name the V they were made with.
+pub fn save_over_run<B: Backend>(model: &WorldModel<B>, path: &Path) -> Result<(), BundleError> {
+    let vae_precision = read_header(path)
+        .ok()
+        .and_then(|h| h.parts.into_iter().find(|p| p.part == Part::Vae))
+        .map_or(Precision::F32, |p| p.precision);
+    write_bytes(path, &to_bytes_with(model, vae_precision, Precision::F32))
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     let write_err = |source| BundleError::Write {
         path: path.to_path_buf(),
         source,
@@ -370,12 +385,21 @@ pub fn save<B: Backend>(
     }
     // Write then rename, so a crash never leaves a half-written model under the real name.
     let tmp = path.with_extension("bin.partial");
-    std::fs::write(&tmp, &bytes).map_err(write_err)?;
+    std::fs::write(&tmp, bytes).map_err(write_err)?;
     std::fs::rename(&tmp, path).map_err(write_err)
 }
 
 /// The bundle as bytes (what [`save`] writes).
 pub fn to_bytes<B: Backend>(model: &WorldModel<B>, precision: Precision) -> Vec<u8> {
+    to_bytes_with(model, precision, precision)
+}
+
+/// The bundle as bytes, V and M each in its own precision, C in f32.
+fn to_bytes_with<B: Backend>(
+    model: &WorldModel<B>,
+    vae_precision: Precision,
+    mdrnn_precision: Precision,
+) -> Vec<u8> {
     let mut body = Vec::new();
     let mut parts = Vec::new();
     let mut push = |part: Part, precision: Precision, tensors: HostTensors| {
@@ -394,10 +418,10 @@ pub fn to_bytes<B: Backend>(model: &WorldModel<B>, precision: Precision) -> Vec<
         });
     };
     if let Some(vae) = &model.vae {
-        push(Part::Vae, precision, collect_params(vae));
+        push(Part::Vae, vae_precision, collect_params(vae));
     }
     if let Some(rnn) = &model.mdrnn {
-        push(Part::Mdrnn, precision, collect_params(rnn));
+        push(Part::Mdrnn, mdrnn_precision, collect_params(rnn));
     }
     if let Some(c) = &model.controller {
         push(

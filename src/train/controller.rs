@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dream::{DoneRule, DreamBatch};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
-use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo, WorldModel};
+use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
 use crate::model::mdrnn::MdnRnn;
 use crate::model::vae::ConvVae;
@@ -986,7 +986,7 @@ fn write_bundle<B: Backend>(
         date: Some(super::vae::now_rfc3339()),
         notes: Some(format!("{}; C is {description}", config.describe_fitness())),
     });
-    bundle::save(model, path, Precision::F32)?;
+    bundle::save_over_run(model, path)?;
     Ok(description)
 }
 
