@@ -216,6 +216,15 @@ pub struct TrainMdrnnArgs {
     pub checkpoint_every: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Steps of context run before each window, with no loss on them (0: the paper's windows).
+    /// Windows start anywhere in an episode; without context their zero state also means "some
+    /// step in mid-episode", while a dream starts from a zero state at the episode's first frame.
+    #[arg(long, default_value_t = 0)]
+    pub burn_in: usize,
+    /// On a fresh start, begin from the M already in the run's bundle instead of new weights
+    /// (e.g. to go on under another --burn-in).
+    #[arg(long)]
+    pub warm_start: bool,
 }
 
 pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
@@ -228,6 +237,8 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
     config.val_fraction = args.val_fraction;
     config.checkpoint_every = args.checkpoint_every;
     config.seed = args.seed;
+    config.burn_in = args.burn_in;
+    config.warm_start = args.warm_start;
     let selection = select_backend(stage.backend.as_deref());
     let s = crate::with_backend!(&selection.backend, |B, device| {
         backend::on_cpu_workers(|| {

@@ -8,6 +8,11 @@
 //!   window in 270: M saw ~5 deaths an epoch, and its done head learnt only the base rate (the
 //!   same ~0.001 a step whether a fireball was about to hit or not), so the dream's deaths were
 //!   luck that no C could dodge.
+//! - **Burn-in** (`burn_in`, off by default). A window that starts mid-episode from a zero state
+//!   teaches M that a zero state may be any step, near a death too, while a dream always starts
+//!   from one at an episode's first frame. With burn-in each row first runs through up to
+//!   `burn_in` earlier steps with no loss on them (never before the episode's start), so the
+//!   losses see a zero state only at an episode's first step.
 //! - **z is re-sampled** from each frame's mu/logvar every time a window is drawn (the paper's
 //!   augmentation); the same draw is step t's input and step t-1's target.
 //! - **Losses**: the mixture's negative log-likelihood per z dim, the done cross-entropy with done
@@ -39,7 +44,7 @@ use super::encode::{Series, list_series, vae_id};
 use super::progress::{self, CsvLog};
 use crate::envs::EnvKind;
 use crate::model::adam::adam;
-use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo};
+use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo};
 use crate::model::mdrnn::{DONE_POS_WEIGHT, MdnRnn, done_reward_loss_masked, mdn_loss_masked};
 
 /// Validation windows scored at each epoch's end.
@@ -56,6 +61,12 @@ pub struct MdrnnTrainConfig {
     pub val_fraction: f64,
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Steps of context before each window, on which no loss is taken (0: none, the paper's
+    /// windows). With windows that start anywhere, a zero state otherwise also stands for "some
+    /// step in mid-episode", while a dream always starts from one at the episode's first frame.
+    pub burn_in: usize,
+    /// On a fresh start, begin from the M already in the run's bundle instead of new weights.
+    pub warm_start: bool,
 }
 
 impl MdrnnTrainConfig {
@@ -70,6 +81,8 @@ impl MdrnnTrainConfig {
             val_fraction: 0.05,
             checkpoint_every: 100,
             seed: 0,
+            burn_in: 0,
+            warm_start: false,
         }
     }
 
@@ -102,7 +115,12 @@ impl MdrnnTrainConfig {
             self.learning_rate,
             self.val_fraction,
             self.seed
-        )
+        ) + &if self.burn_in > 0 {
+            // Only when set, so that runs from before the option still resume.
+            format!(" burn-in {}", self.burn_in)
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -157,40 +175,51 @@ struct Batch {
     rewards: Vec<f32>,
 }
 
+/// One batch of windows, each row `burn_in + l` steps: up to `burn_in` steps of context before
+/// the window's start (clipped at the episode's start), on which no loss is taken, then the `l`
+/// steps that are learnt from.
 fn make_batch(
     episodes: &[Episode],
     windows: &[Window],
     l: usize,
+    burn_in: usize,
     zs: usize,
     a: usize,
     rng: &mut ChaCha8Rng,
 ) -> Batch {
     let b = windows.len();
+    let rl = burn_in + l;
     let mut out = Batch {
-        z: vec![0.0; b * l * zs],
-        actions: vec![0.0; b * l * a],
-        target: vec![0.0; b * l * zs],
-        next_mask: vec![0.0; b * l],
-        step_mask: vec![0.0; b * l],
-        dones: vec![0.0; b * l],
-        rewards: vec![0.0; b * l],
+        z: vec![0.0; b * rl * zs],
+        actions: vec![0.0; b * rl * a],
+        target: vec![0.0; b * rl * zs],
+        next_mask: vec![0.0; b * rl],
+        step_mask: vec![0.0; b * rl],
+        dones: vec![0.0; b * rl],
+        rewards: vec![0.0; b * rl],
     };
-    let mut sampled = vec![0.0f32; (l + 1) * zs];
+    let mut sampled = vec![0.0f32; (rl + 1) * zs];
     for (w, &(e, start)) in windows.iter().enumerate() {
         let ep = &episodes[e];
-        let steps = (ep.len - start).min(l + 1);
+        let first = start.saturating_sub(burn_in);
+        let lead = start - first;
+        let steps = (ep.len - first).min(lead + l + 1);
         for j in 0..steps {
-            let t = start + j;
+            let t = first + j;
             for d in 0..zs {
                 let eps: f32 = StandardNormal.sample(rng);
                 sampled[j * zs + d] = ep.mu[t * zs + d] + ep.sigma[t * zs + d] * eps;
             }
         }
-        for j in 0..l.min(ep.len - start) {
-            let t = start + j;
-            let row = w * l + j;
+        for j in 0..(lead + l).min(ep.len - first) {
+            let t = first + j;
+            let row = w * rl + j;
             out.z[row * zs..(row + 1) * zs].copy_from_slice(&sampled[j * zs..(j + 1) * zs]);
             out.actions[row * a..(row + 1) * a].copy_from_slice(&ep.actions[t * a..(t + 1) * a]);
+            if j < lead {
+                // Context only: M runs through it, but no loss is taken.
+                continue;
+            }
             out.step_mask[row] = 1.0;
             out.dones[row] = ep.dones[t];
             out.rewards[row] = ep.rewards[t];
@@ -383,6 +412,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         config.seq_len,
         config.batch_size,
     );
+    let (burn_in, rl) = (config.burn_in, config.seq_len + config.burn_in);
     let steps_per_epoch: usize = train.iter().map(|e| e.len).sum();
     let windows0 = epoch_windows(&train, config, 0, 0);
     if windows0.len() < bs {
@@ -401,6 +431,16 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x6d64_6e69_6e69_7400));
     let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);
+    if state.is_none() && config.warm_start {
+        model = bundle::load::<B>(&bundle_path, &Expect::spec(&spec), device)?
+            .mdrnn
+            .with_context(|| {
+                format!(
+                    "--warm-start: {} holds no M to start from",
+                    bundle_path.display()
+                )
+            })?;
+    }
     let mut optim = adam::<B, MdnRnn<B>>(Some(GradientClippingConfig::Norm(1.0)));
     if let Some(s) = &state {
         let ck = dir.join(&s.checkpoint);
@@ -440,7 +480,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7661_6c01);
         windows
             .chunks(bs)
-            .map(|w| make_batch(&val, w, l, zs, a, &mut rng))
+            .map(|w| make_batch(&val, w, l, burn_in, zs, a, &mut rng))
             .collect()
     };
 
@@ -495,8 +535,16 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         for b in batch0..batches_per_epoch {
             let mut rng =
                 ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(step));
-            let batch = make_batch(&train, &windows[b * bs..(b + 1) * bs], l, zs, a, &mut rng);
-            let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, l, zs, a, device));
+            let batch = make_batch(
+                &train,
+                &windows[b * bs..(b + 1) * bs],
+                l,
+                burn_in,
+                zs,
+                a,
+                &mut rng,
+            );
+            let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, rl, zs, a, device));
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(config.learning_rate, model, grads);
             let values = scalars(parts);
@@ -527,7 +575,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
                 let inner = model.valid();
                 let mut sum = [0.0; 3];
                 for vb in &val_batches {
-                    let n = vb.step_mask.len() / l;
+                    let n = vb.step_mask.len() / rl;
                     let t = to_tensors::<B::InnerBackend>(
                         Batch {
                             z: vb.z.clone(),
@@ -539,7 +587,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
                             rewards: vb.rewards.clone(),
                         },
                         n,
-                        l,
+                        rl,
                         zs,
                         a,
                         device,
@@ -655,11 +703,20 @@ fn write_run_bundle<B: Backend>(
         final_losses: losses,
         date: Some(super::vae::now_rfc3339()),
         notes: Some(format!(
-            "Adam lr {}, grad norm clip 1, batch {} x {} steps, {} steps, {:.0} s",
-            config.learning_rate, config.batch_size, config.seq_len, state.step, state.seconds
+            "Adam lr {}, grad norm clip 1, batch {} x {} steps{}, {} steps, {:.0} s",
+            config.learning_rate,
+            config.batch_size,
+            config.seq_len,
+            if config.burn_in > 0 {
+                format!(" after up to {} of context", config.burn_in)
+            } else {
+                String::new()
+            },
+            state.step,
+            state.seconds
         )),
     });
-    bundle::save(&bundle, bundle_path, Precision::F32)?;
+    bundle::save_over_run(&bundle, bundle_path)?;
     Ok(())
 }
 
@@ -705,5 +762,41 @@ mod tests {
         );
         // Each window is in its episode.
         assert!(windows.iter().all(|&(e, start)| start < episodes[e].len));
+    }
+
+    /// With burn-in, a window's row runs from up to `burn_in` steps before its start (never
+    /// before the episode's first step) and takes losses only from its start on, so a zero state
+    /// is trained on only at an episode's first step.
+    #[test]
+    fn burn_in_rows_carry_context_without_loss() {
+        let mut ep = episode(30);
+        // z_t = t and action_t = t, so each row's position can be read back.
+        ep.mu = (0..30).map(|t| t as f32).collect();
+        ep.sigma = vec![0.0; 30];
+        ep.actions = (0..30).map(|t| t as f32).collect();
+        let (l, burn_in) = (8, 5);
+        let windows = [(0, 12), (0, 3), (0, 0), (0, 27)];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let b = make_batch(&[ep], &windows, l, burn_in, 1, 1, &mut rng);
+        let rl = l + burn_in;
+        let row = |w: usize| w * rl..(w + 1) * rl;
+        // Mid-episode: 5 steps of context (7..12), losses on 12..20.
+        assert_eq!(b.actions[row(0)][..6], [7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        assert_eq!(b.step_mask[row(0)], [[0.0; 5], [1.0; 8]].concat()[..]);
+        assert_eq!(b.target[5], 13.0, "step 12's target is z_13");
+        // Near the start the context is clipped at step 0: 3 steps (0..3), losses on 3..11.
+        assert_eq!(b.actions[row(1)][..4], [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            b.step_mask[row(1)],
+            [vec![0.0; 3], vec![1.0; 8], vec![0.0; 2]].concat()[..]
+        );
+        // A window at the start has no context: a zero state meets the first frame.
+        assert_eq!(b.step_mask[row(2)][0], 1.0);
+        // At the end: context 22..27, losses on 27..30, the death at 29 with no next z.
+        let end = &b.step_mask[row(3)];
+        assert_eq!(end.iter().sum::<f32>(), 3.0);
+        assert_eq!(b.dones[3 * rl + 7], 1.0);
+        assert_eq!(b.next_mask[3 * rl + 7], 0.0);
+        assert_eq!(b.next_mask[3 * rl + 6], 1.0);
     }
 }
