@@ -51,6 +51,63 @@ pub enum DreamError {
     ZNotFinite { index: usize, value: f32 },
     #[error("{got} random generators for {batch} dreams (one each)")]
     WrongGeneratorCount { got: usize, batch: usize },
+    #[error("{got} dream starts for a batch of {batch} dreams (one each)")]
+    WrongStartCount { got: usize, batch: usize },
+    #[error(
+        "dream start {index}: {z_values} z values and {action_values} action values are not \
+         K + 1 latents of {z_size} and K actions of {action_size}"
+    )]
+    StartShape {
+        index: usize,
+        z_values: usize,
+        action_values: usize,
+        z_size: usize,
+        action_size: usize,
+    },
+    #[error(
+        "dream start {index} has {got} steps of real context, start 0 has {expected}: a batch warms up together"
+    )]
+    MixedContext {
+        index: usize,
+        got: usize,
+        expected: usize,
+    },
+}
+
+/// Where a dream starts: the first steps of a real episode, as latents and the actions between
+/// them.
+///
+/// With no actions this is the paper's start: one z, from a zero LSTM state. With K actions, M
+/// first reads the K real steps (z_0, a_0) .. (z_{K-1}, a_{K-1}) as it would have along the real
+/// episode, and the dream goes on from z_K with the memory M built. A departure from the paper,
+/// for Take Cover: M's windows start anywhere in an episode from a zero state, so a zero state
+/// stands for any step, one just before a death too, and about a fifth of the shipped M's dreams
+/// ended on their very first step, where no real episode ends before step 71.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DreamStart {
+    /// `[K + 1, z_size]`: the real frames' latents; the dream starts at the last.
+    pub z: Vec<f32>,
+    /// `[K, action_size]`: the actions taken between them.
+    pub actions: Vec<f32>,
+    /// What reality paid for the K steps, so that a dream's return counts from the episode's
+    /// start (Take Cover: K).
+    pub prefix_return: f64,
+}
+
+impl DreamStart {
+    /// The paper's start: latent `z` from a zero state, no real context.
+    pub fn at(z: Vec<f32>) -> Self {
+        Self {
+            z,
+            actions: Vec::new(),
+            prefix_return: 0.0,
+        }
+    }
+
+    /// K, the steps of real context (0 when the shapes do not fit `z_size` and `action_size`).
+    pub fn context_steps(&self, action_size: usize) -> usize {
+        self.actions.len().checked_div(action_size).unwrap_or(0)
+    }
 }
 
 /// How a dream decides that M's done head has fired.
@@ -270,6 +327,77 @@ impl<B: Backend> DreamBatch<B> {
         for i in 0..self.batch {
             self.reset_random(i, rng).expect("index in range");
         }
+    }
+
+    /// Resets every dream to its start (one each, all with the same steps of real context): the
+    /// latents of a start without context are set as [`reset_to_z`](Self::reset_to_z) sets them;
+    /// with K steps of context, M reads them for the whole batch at once first (K LSTM steps).
+    /// Each dream's step count restarts at 0.
+    pub fn reset_from_starts(&mut self, starts: &[DreamStart]) -> Result<(), DreamError> {
+        let (n, zs, a, hs) = (
+            self.batch,
+            self.z_size(),
+            self.action_size(),
+            self.hidden_size(),
+        );
+        if starts.len() != n {
+            return Err(DreamError::WrongStartCount {
+                got: starts.len(),
+                batch: n,
+            });
+        }
+        let context = starts.first().map_or(0, |s| s.context_steps(a));
+        for (index, s) in starts.iter().enumerate() {
+            let k = s.context_steps(a);
+            if s.actions.len() != k * a || s.z.len() != (k + 1) * zs {
+                return Err(DreamError::StartShape {
+                    index,
+                    z_values: s.z.len(),
+                    action_values: s.actions.len(),
+                    z_size: zs,
+                    action_size: a,
+                });
+            }
+            if k != context {
+                return Err(DreamError::MixedContext {
+                    index,
+                    got: k,
+                    expected: context,
+                });
+            }
+            for z in s.z.chunks(zs) {
+                self.check_z(z)?;
+            }
+            if let Some((index, &value)) =
+                s.actions.iter().enumerate().find(|(_, v)| !v.is_finite())
+            {
+                return Err(DreamError::NotFinite { index, value });
+            }
+        }
+        for (i, s) in starts.iter().enumerate() {
+            self.reset_to_z(i, &s.z[context * zs..])?;
+        }
+        if context == 0 {
+            return Ok(());
+        }
+        let mut state = MdnRnnState::zeros(n, hs, &self.device);
+        for t in 0..context {
+            let gather = |values: &dyn Fn(&DreamStart) -> &[f32]| -> Vec<f32> {
+                starts.iter().flat_map(values).copied().collect()
+            };
+            let z = gather(&|s| &s.z[t * zs..(t + 1) * zs]);
+            let act = gather(&|s| &s.actions[t * a..(t + 1) * a]);
+            state = self.rnn.lstm_step(
+                Tensor::from_data(TensorData::new(z, [n, zs]), &self.device),
+                Tensor::from_data(TensorData::new(act, [n, a]), &self.device),
+                state,
+            );
+        }
+        self.hidden = read_f32(state.hidden.clone());
+        self.cell = read_f32(state.cell.clone());
+        self.state = state;
+        self.state_dirty = false;
+        Ok(())
     }
 
     /// Forks dreams `indices` from real frames (one per index), encoded by V in one batch:

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use dreamplay::dream::{DoneRule, DreamBatch};
+use dreamplay::dream::{DoneRule, DreamBatch, DreamStart};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::{
@@ -22,8 +22,8 @@ use dreamplay::train::controller::{
     train_controller,
 };
 use dreamplay::train::eval::{
-    AgentModel, Baseline, DreamAgent, DreamDraws, EvalConfig, dream_returns, eval_episode_seed,
-    evaluate, run_real_episodes,
+    AgentModel, Baseline, DreamAgent, DreamDraws, EvalConfig, RealPrefix, done_along_reality,
+    dream_returns, eval_episode_seed, evaluate, run_baseline_episodes, run_real_episodes,
 };
 use dreamplay::train::run_model_path;
 use rand::SeedableRng;
@@ -389,7 +389,7 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let run = |rnn: MdnRnn<B>| {
         let mut dream = DreamBatch::new(car_vae.clone(), rnn, 2, &device);
         let mut agents = vec![DreamAgent::Controller(&c), DreamAgent::Controller(&c)];
-        let z = vec![vec![0.0; car_spec.z_size]; 2];
+        let z = vec![DreamStart::at(vec![0.0; car_spec.z_size]); 2];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         dream_returns(
             &mut dream,
@@ -414,6 +414,105 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
             r.ret
         );
     }
+}
+
+/// A dream forked after K real steps counts them: its steps and return start at K and the
+/// prefix's return, the cap is on the whole episode, and a done on the first dream step ends it
+/// at K + 1. The same holds through train-controller's start latents read from rollouts.
+#[test]
+fn dreams_forked_after_real_context_count_it_towards_steps_and_return() {
+    let device = device();
+    let (spec, vae, rnn) = take_cover_parts();
+    let zs = spec.z_size;
+    let k = 3;
+    let start = DreamStart {
+        z: vec![0.1; (k + 1) * zs],
+        actions: vec![0.5; k],
+        prefix_return: k as f64,
+    };
+    let run = |rnn: MdnRnn<B>, max_steps: u32| {
+        let mut dream = DreamBatch::new(vae.clone(), rnn, 2, &device);
+        let mut agents = vec![DreamAgent::Still(1), DreamAgent::Still(1)];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        dream_returns(
+            &mut dream,
+            EnvKind::TakeCover,
+            &mut agents,
+            &[start.clone(), start.clone()],
+            1.0,
+            max_steps,
+            DreamDraws::Shared(&mut rng),
+        )
+    };
+    for r in run(force_heads(rnn.clone(), -10.0, 0.0), 37).unwrap() {
+        assert_eq!((r.steps, r.ret, r.done), (37, 37.0, false));
+    }
+    for r in run(force_heads(rnn.clone(), 10.0, 0.0), 37).unwrap() {
+        assert_eq!((r.steps, r.ret, r.done), (4, 4.0, true));
+    }
+    let err = run(rnn.clone(), 3).unwrap_err().to_string();
+    assert!(err.contains("3 steps of real context"), "{err}");
+
+    // From rollouts: K + 1 frames and K actions per start, the return of the K real steps.
+    let scratch = scratch("context");
+    let data = scratch.path().join("data");
+    tiny_rollouts(&data);
+    let starts = StartLatents::from_rollouts(&vae, &data, EnvKind::TakeCover, k, 64, &device)
+        .expect("start latents with context");
+    assert_eq!((starts.len(), starts.context()), (2, k));
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let s = starts.sample(&mut rng);
+    assert_eq!((s.z.len(), s.actions.len()), ((k + 1) * zs, k));
+    assert_eq!(s.prefix_return, k as f64, "Take Cover pays +1 a tic");
+    // Longer than the rollouts (at most 30 steps): an error that names the file.
+    let err = StartLatents::from_rollouts(&vae, &data, EnvKind::TakeCover, 40, 64, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rollout_") && err.contains("41"), "{err}");
+}
+
+/// M's done probability along real episodes lands in the right ranges: every step of a killed
+/// episode once, the killing step in the first range, a capped episode's steps apart.
+#[test]
+fn done_along_reality_sorts_m_s_done_probability_by_steps_before_the_death() {
+    let env = EnvKind::TakeCover;
+    let device = device();
+    let model = random_model(env, 41);
+    let vae = model.vae.unwrap();
+    let rnn = force_heads(model.mdrnn.unwrap(), -2.0, 0.0);
+    let p = 1.0 / (1.0 + 2f64.exp());
+    let seeds = [1, 2, 3];
+    let along = done_along_reality(env, Baseline::Still, &seeds, 2100, &vae, &rnn, &device)
+        .expect("done along reality");
+    let real = run_baseline_episodes(env, Baseline::Still, &seeds, 2100).unwrap();
+    assert!(real.iter().all(|r| r.done), "standing still dies: {real:?}");
+    let steps: usize = real.iter().map(|r| r.steps as usize).sum();
+    let counts: Vec<usize> = along.before_death.iter().map(|&(_, n)| n).collect();
+    assert_eq!(
+        &counts[..4],
+        &[3, 9, 21, 60],
+        "three deaths, each with 30 steps before"
+    );
+    assert_eq!(counts.iter().sum::<usize>(), steps);
+    assert_eq!(along.survived.1, 0);
+    for &(q, _) in &along.before_death {
+        assert!(
+            (q - p).abs() < 1e-5,
+            "a constant done logit of -2: {q} against {p}"
+        );
+    }
+    // Capped before any death: every step counts as survived.
+    let capped = done_along_reality(env, Baseline::Still, &seeds, 20, &vae, &rnn, &device).unwrap();
+    assert_eq!(capped.survived.1, 60);
+    assert!((capped.survived.0 - p).abs() < 1e-5);
+    assert!(capped.before_death.iter().all(|&(_, n)| n == 0));
+    // It reads a baseline's episodes, and says so when asked for C's.
+    let bad = EvalConfig {
+        done_along_reality: true,
+        ..EvalConfig::new(env, "unused.bin".into())
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("--still, --random or --sweep"), "{err}");
 }
 
 /// The paper's agent, one episode, one step at a time, written as plainly as possible.
@@ -537,6 +636,33 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     let again = evaluate::<B>(&config, &device).unwrap();
     assert_eq!(report.real, again.real);
     assert_eq!(report.dream, again.dream);
+    // Forked after 5 real steps of the data policy: the real scores do not change, and no dream
+    // ends before its first dream step, the 6th of the episode.
+    let forked_config = EvalConfig {
+        dream_context: 5,
+        csv: None,
+        ..config.clone()
+    };
+    let forked = evaluate::<B>(&forked_config, &device).expect("eval with context");
+    assert_eq!(forked.real, report.real);
+    for (_, dreams) in &forked.dream {
+        assert!(
+            dreams
+                .iter()
+                .all(|r| r.steps >= 6 && r.ret == f64::from(r.steps)),
+            "{dreams:?}"
+        );
+    }
+    assert_eq!(
+        forked.dream,
+        evaluate::<B>(&forked_config, &device).unwrap().dream
+    );
+    let prefix = RealPrefix::run(env, 9, 5).unwrap();
+    assert_eq!(
+        (prefix.frames.len(), prefix.actions.len(), prefix.ret),
+        (6, 5, 5.0)
+    );
+    assert_eq!(prefix.frames, RealPrefix::run(env, 9, 5).unwrap().frames);
     let csv = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "episode,tau,return,steps,done");

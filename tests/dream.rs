@@ -1,7 +1,7 @@
 //! The dream: shapes, determinism, batching, per-dream reset, the controller reading it.
 
 use burn::prelude::*;
-use dreamplay::dream::{Dream, DreamBatch, DreamError};
+use dreamplay::dream::{Dream, DreamBatch, DreamError, DreamStart};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::ModelSpec;
@@ -64,6 +64,94 @@ fn dream_shapes_and_env_like_api() {
     ));
     dream.reset_random(&mut rng);
     assert_eq!(dream.elapsed_steps(), 0);
+}
+
+/// A dream forked after K real steps holds the memory M built along them: the same h and c as a
+/// dream made to follow those latents step by step (the app's "fork the dream"), from the last
+/// real latent. Without context it is the paper's start, a zero state. Bad starts are errors.
+#[test]
+fn a_dream_forked_after_real_context_holds_the_memory_m_built_along_it() {
+    let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);
+    let device = Default::default();
+    let (zs, k) = (rnn.z_size(), 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let starts: Vec<DreamStart> = (0..2)
+        .map(|_| DreamStart {
+            z: (0..(k + 1) * zs)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect(),
+            actions: (0..k).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            prefix_return: k as f64,
+        })
+        .collect();
+    let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), 2, &device);
+    batch.reset_from_starts(&starts).unwrap();
+    assert_eq!(batch.steps(), &[0, 0]);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    for (i, s) in starts.iter().enumerate() {
+        let mut follow = Dream::new(vae.clone(), rnn.clone(), &device);
+        follow.reset_to_z(&s.z[..zs]).unwrap();
+        for t in 0..k {
+            follow.set_z(&s.z[t * zs..(t + 1) * zs]).unwrap();
+            follow.step(&s.actions[t..=t], 1.0, &mut rng).unwrap();
+        }
+        assert_eq!(
+            batch.z(i),
+            &s.z[k * zs..],
+            "dream {i} stands at the last real z"
+        );
+        assert!(batch.hidden(i).iter().any(|&h| h != 0.0));
+        let (dh, dc) = (
+            max_diff(batch.hidden(i), follow.hidden()),
+            max_diff(batch.cell(i), follow.cell()),
+        );
+        assert!(
+            dh < 1e-5 && dc < 1e-5,
+            "dream {i}: h differs by {dh}, c by {dc}"
+        );
+    }
+    // Stepping on from there follows the same memory.
+    batch.step(&[0.0, 0.0], 1.0, &mut rng).unwrap();
+    assert_eq!(batch.steps(), &[1, 1]);
+
+    let paper: Vec<DreamStart> = starts
+        .iter()
+        .map(|s| DreamStart::at(s.z[..zs].to_vec()))
+        .collect();
+    batch.reset_from_starts(&paper).unwrap();
+    assert!(
+        batch
+            .hidden(0)
+            .iter()
+            .chain(batch.cell(1))
+            .all(|&v| v == 0.0)
+    );
+    assert_eq!(batch.z(1), &starts[1].z[..zs]);
+
+    let mixed = [starts[0].clone(), paper[1].clone()];
+    assert!(matches!(
+        batch.reset_from_starts(&mixed),
+        Err(DreamError::MixedContext {
+            index: 1,
+            got: 0,
+            expected: 4
+        })
+    ));
+    let mut short = starts.clone();
+    short[1].z.pop();
+    assert!(matches!(
+        batch.reset_from_starts(&short),
+        Err(DreamError::StartShape { index: 1, .. })
+    ));
+    assert!(matches!(
+        batch.reset_from_starts(&starts[..1]),
+        Err(DreamError::WrongStartCount { got: 1, batch: 2 })
+    ));
 }
 
 #[test]

@@ -37,6 +37,16 @@ pub struct EvalArgs {
     /// Multiply M's done odds in those dreams by this (1: as trained).
     #[arg(long, default_value_t = 1.0)]
     pub done_odds: f32,
+    /// Fork each dream from its real episode after N steps of the data policy, M having read
+    /// them, instead of from the first frame and a zero state (the paper's start). The N steps
+    /// count towards the dream's return.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dream_context: usize,
+    /// Also print M's done probability along the baseline's real episodes (M reading the real
+    /// frames and actions), by how far each step is from the death: whether M sees deaths coming,
+    /// and the hazard it puts on steps far from any.
+    #[arg(long)]
+    pub done_along_reality: bool,
     /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
     #[arg(long)]
     pub random: bool,
@@ -71,6 +81,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     config.dream_taus = args.dream_tau.clone();
     config.done_rule = args.dream_done;
     config.done_odds = args.done_odds;
+    config.dream_context = args.dream_context;
+    config.done_along_reality = args.done_along_reality;
     config.baseline = if let Some(half) = args.sweep {
         Some(Baseline::Sweep(half))
     } else if args.still {
@@ -99,10 +111,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "real: {}",
         ScoreSummary::of(&report.real).describe("episodes")
     );
+    let forked = match config.dream_context {
+        0 => String::new(),
+        k => format!(" (forked after {k} real steps, counted)"),
+    };
     for (tau, results) in &report.dream {
         println!(
-            "dream at tau {tau}: {}",
+            "dream at tau {tau}{forked}: {}",
             ScoreSummary::of(results).describe("dreams")
+        );
+    }
+    if let Some(along) = &report.done_along_reality {
+        println!(
+            "M's done probability along the real episodes:\n{}",
+            along.describe()
         );
     }
     if let Some(csv) = &config.csv {

@@ -31,6 +31,11 @@ pub struct TrainControllerArgs {
     /// often; compare `eval --random --dream-tau T --done-odds K` with the real random score.
     #[arg(long, default_value_t = 1.0)]
     pub done_odds: f32,
+    /// Fork each dream after the first N steps of a rollout in --data, M having read them,
+    /// instead of from its first frame and a zero state (the paper's start). The N real steps
+    /// count towards the dream's return.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dream_context: usize,
     /// Candidates per generation (the paper: 64).
     #[arg(long, default_value_t = 32)]
     pub population: usize,
@@ -95,6 +100,7 @@ impl TrainControllerArgs {
             tau: self.tau,
             done_rule: self.dream_done,
             done_odds: self.done_odds,
+            dream_context: self.dream_context,
             population: self.population,
             trials: self.trials.unwrap_or_else(|| self.fitness.default_trials()),
             sigma0: self.sigma0,

@@ -6,7 +6,8 @@
 //! fitness is the mean return:
 //! - **dream**: all population x trials dreams step together as ONE [`DreamBatch`] at
 //!   temperature `tau`, each from a start latent sampled from V's posterior of the first frame of
-//!   a real rollout in `--data`. See [`dream_returns`] for the return (Take Cover: steps survived
+//!   a real rollout in `--data` (with `dream_context` K, forked after the rollout's first K steps
+//!   with the memory M built along them: [`DreamStart`]). See [`dream_returns`] for the return (Take Cover: steps survived
 //!   until M's done; CarRacing: the sum of M's reward head), capped at `max_steps`.
 //! - **real**: all population x trials real episodes step together ([`run_real_episodes`]).
 //!
@@ -49,7 +50,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dream::{DoneRule, DreamBatch};
+use crate::dream::{DoneRule, DreamBatch, DreamStart};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
@@ -125,6 +126,9 @@ pub struct ControllerTrainConfig {
     pub done_rule: DoneRule,
     /// The factor on M's done odds in the dream (1: as trained; see [`DreamBatch::set_done_odds`]).
     pub done_odds: f32,
+    /// Dreams fork after this many real steps of a rollout, with the memory M built along them
+    /// (0: the paper's start from the first frame; see [`DreamStart`]).
+    pub dream_context: usize,
     pub population: usize,
     pub trials: usize,
     pub sigma0: f64,
@@ -160,6 +164,7 @@ impl ControllerTrainConfig {
             tau: 1.15,
             done_rule: DoneRule::Sample,
             done_odds: 1.0,
+            dream_context: 0,
             population: 32,
             trials: FitnessMode::Dream.default_trials(),
             sigma0: 0.1,
@@ -203,6 +208,12 @@ impl ControllerTrainConfig {
             self.weight_decay
         );
         ensure!(self.max_steps >= 1, "--max-steps must be at least 1");
+        ensure!(
+            (self.dream_context as u64) < u64::from(self.max_steps),
+            "--dream-context {} leaves no dream steps under --max-steps {}",
+            self.dream_context,
+            self.max_steps
+        );
         Ok(())
     }
 
@@ -219,13 +230,17 @@ impl ControllerTrainConfig {
         };
         let fitness = match self.fitness {
             FitnessMode::Dream => format!(
-                "cma-es in the dream at tau {} (done: {:?}{}), pop {}, trials {}",
+                "cma-es in the dream at tau {} (done: {:?}{}{}), pop {}, trials {}",
                 self.tau,
                 self.done_rule,
                 if self.done_odds == 1.0 {
                     String::new()
                 } else {
                     format!(", odds x{}", self.done_odds)
+                },
+                match self.dream_context {
+                    0 => String::new(),
+                    k => format!(", forked after {k} real steps"),
                 },
                 self.population,
                 self.trials
@@ -255,22 +270,31 @@ pub fn reeval_seed(seed: u64, episode: u64) -> u64 {
     mix_seed(&[seed, REEVAL_STREAM, episode])
 }
 
-/// The dream's start latents: V's posteriors (mu, logvar) of first frames of real rollouts.
+/// Where the dreams start: V's posteriors (mu, logvar) of the first frames of real rollouts, and
+/// with K steps of context, of their first K + 1 frames with the K actions between them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartLatents {
     z_size: usize,
-    /// `[count, z_size]` each.
+    action_size: usize,
+    /// K: real steps before the dream forks.
+    context: usize,
+    /// `[count, K + 1, z_size]` each.
     mu: Vec<f32>,
     logvar: Vec<f32>,
+    /// `[count, K, action_size]`.
+    actions: Vec<f32>,
+    /// `[count]`: the real return of each start's K steps.
+    prefix_returns: Vec<f64>,
 }
 
 impl StartLatents {
-    /// From the first frames of up to `max_rollouts` rollouts in `dir` (spread evenly over the
-    /// sorted file list), encoded by V in one batch.
+    /// From the first K + 1 frames (K = `context`) of up to `max_rollouts` rollouts in `dir`
+    /// (spread evenly over the sorted file list), encoded by V in one batch.
     pub fn from_rollouts<B: Backend>(
         vae: &ConvVae<B>,
         dir: &Path,
         env: EnvKind,
+        context: usize,
         max_rollouts: usize,
         device: &B::Device,
     ) -> anyhow::Result<Self> {
@@ -292,33 +316,52 @@ impl StartLatents {
                 listing.corrupt.len()
             );
         }
+        let action_size = env.action_space().low.len();
         let take = count.min(max_rollouts.max(1));
         let paths: Vec<&Path> = (0..take)
             .map(|k| listing.valid[k * count / take].path.as_path())
             .collect();
-        let frames: Vec<Frame> = paths
+        let prefixes: Vec<(Vec<Frame>, Vec<f32>, f64)> = paths
             .par_iter()
-            .map(|path| -> anyhow::Result<Frame> {
+            .map(|path| -> anyhow::Result<_> {
                 let rollout = Rollout::read(path)?;
-                let first = rollout
-                    .frame(0)
-                    .with_context(|| format!("{} has no frame", path.display()))?;
-                let raw: Vec<u8> = first.iter().copied().collect();
-                Frame::from_raw(OBS_SIZE, OBS_SIZE, raw).with_context(|| {
-                    format!("{}: the first frame is not 64x64 RGB", path.display())
-                })
+                ensure!(
+                    rollout.len() > context && rollout.action_dim() == action_size,
+                    "{} holds {} steps of {} action values; a dream forked after {context} real steps of {env} needs {} of {action_size}",
+                    path.display(),
+                    rollout.len(),
+                    rollout.action_dim(),
+                    context + 1
+                );
+                let frames = (0..=context)
+                    .map(|t| {
+                        let raw: Vec<u8> = rollout.frame(t).into_iter().flatten().copied().collect();
+                        Frame::from_raw(OBS_SIZE, OBS_SIZE, raw).with_context(|| {
+                            format!("{}: frame {t} is not 64x64 RGB", path.display())
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let actions = rollout.actions().rows().into_iter().take(context);
+                let actions: Vec<f32> = actions.flat_map(|r| r.to_vec()).collect();
+                let ret = rollout.rewards().iter().take(context).map(|&r| f64::from(r)).sum();
+                Ok((frames, actions, ret))
             })
             .collect::<anyhow::Result<_>>()?;
-        let refs: Vec<&Frame> = frames.iter().collect();
+        let refs: Vec<&Frame> = prefixes.iter().flat_map(|(f, _, _)| f).collect();
         let (mu, logvar) = vae.encode_frames(&refs, device);
         Ok(Self {
             z_size: vae.z_size(),
+            action_size,
+            context,
             mu,
             logvar,
+            actions: prefixes.iter().flat_map(|(_, a, _)| a).copied().collect(),
+            prefix_returns: prefixes.iter().map(|(_, _, r)| *r).collect(),
         })
     }
 
-    /// Start latents given directly, row-major `[count, z_size]` each (tests, other sources).
+    /// Start latents given directly, row-major `[count, z_size]` each, without context (tests,
+    /// other sources).
     pub fn from_posteriors(z_size: usize, mu: Vec<f32>, logvar: Vec<f32>) -> anyhow::Result<Self> {
         ensure!(
             z_size > 0
@@ -327,22 +370,43 @@ impl StartLatents {
                 && mu.len() == logvar.len(),
             "start latents need whole [count, {z_size}] mu and logvar of equal size"
         );
-        Ok(Self { z_size, mu, logvar })
+        let count = mu.len() / z_size;
+        Ok(Self {
+            z_size,
+            action_size: 0,
+            context: 0,
+            mu,
+            logvar,
+            actions: Vec::new(),
+            prefix_returns: vec![0.0; count],
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.mu.len() / self.z_size
+        self.prefix_returns.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mu.is_empty()
+        self.prefix_returns.is_empty()
     }
 
-    /// A start frame chosen uniformly, and z sampled from its posterior.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<f32> {
+    /// K, the real steps before each dream forks.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// A start chosen uniformly, each of its latents sampled from its frame's posterior (with
+    /// K = 0, the same draws as a single start latent).
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> DreamStart {
         let i = rng.random_range(0..self.len());
-        let s = i * self.z_size..(i + 1) * self.z_size;
-        sample_posterior(&self.mu[s.clone()], &self.logvar[s], rng)
+        let per_start = (self.context + 1) * self.z_size;
+        let rows = i * per_start..(i + 1) * per_start;
+        let per_actions = self.context * self.action_size;
+        DreamStart {
+            z: sample_posterior(&self.mu[rows.clone()], &self.logvar[rows], rng),
+            actions: self.actions[i * per_actions..(i + 1) * per_actions].to_vec(),
+            prefix_return: self.prefix_returns[i],
+        }
     }
 }
 
@@ -369,7 +433,7 @@ pub fn dream_fitness<B: Backend>(
         dream.batch_size(),
         controllers.len()
     );
-    let mut start_z = Vec::with_capacity(n);
+    let mut dream_starts = Vec::with_capacity(n);
     let mut agents = Vec::with_capacity(n);
     for (k, c) in controllers.iter().enumerate() {
         for t in 0..trials {
@@ -379,7 +443,7 @@ pub fn dream_fitness<B: Backend>(
                 seeding_candidate(k, common_seeds),
                 t as u64,
             ));
-            start_z.push(starts.sample(&mut rng));
+            dream_starts.push(starts.sample(&mut rng));
             agents.push(DreamAgent::Controller(c));
         }
     }
@@ -397,7 +461,15 @@ pub fn dream_fitness<B: Backend>(
         shared = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, generation, DREAM_STEP_STREAM]));
         DreamDraws::Shared(&mut shared)
     };
-    let results = dream_returns(dream, env, &mut agents, &start_z, tau, max_steps, draws)?;
+    let results = dream_returns(
+        dream,
+        env,
+        &mut agents,
+        &dream_starts,
+        tau,
+        max_steps,
+        draws,
+    )?;
     Ok(mean_per_candidate(&results, trials))
 }
 
@@ -557,6 +629,7 @@ pub fn train_controller<B: Backend>(
             &vae,
             &config.data_dir,
             env,
+            config.dream_context,
             MAX_START_ROLLOUTS,
             device,
         )?),

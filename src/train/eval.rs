@@ -28,13 +28,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use rayon::prelude::*;
 
-use crate::dream::DreamBatch;
+use crate::dream::{DreamBatch, DreamStart};
 use crate::envs::{Env, EnvKind, Frame, Step};
 use crate::model::bundle::{self, Expect, WorldModel};
 use crate::model::controller::{Controller, ControllerKind};
 use crate::model::mdrnn::{MdnRnn, MdnRnnState};
 use crate::model::vae::{ConvVae, frames_to_tensor};
-use crate::policy::UniformRandom;
+use crate::policy::{PolicyKind, UniformRandom};
 use crate::train::progress::{CsvLog, bar};
 
 /// Stream constant for `dreamplay eval`'s episodes (kept apart from training's episodes).
@@ -43,6 +43,8 @@ const EVAL_STREAM: u64 = 0x6576_616c_2d65_7069;
 const EVAL_DREAM_STREAM: u64 = 0x6576_616c_2d64_7265;
 /// Stream constant for the random baseline's actions (apart from the env's own seed use).
 const RANDOM_POLICY_STREAM: u64 = 0x7261_6e64_6f6d_2121;
+/// Stream constant for the data policy that plays a dream's real context ([`RealPrefix`]).
+const PREFIX_STREAM: u64 = 0x7072_6566_6978_2121;
 
 /// A model-free agent to score instead of C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,8 +427,10 @@ pub enum DreamDraws<'a> {
     PerDream(&'a mut [ChaCha8Rng]),
 }
 
-/// Runs dream i from latent `starts[i]` (h = c = 0) with `agents[i]` acting, all dreams of
-/// `dream` as one batch at temperature `tau`, until every dream is done or `max_steps` steps.
+/// Runs dream i from `starts[i]` with `agents[i]` acting, all dreams of `dream` as one batch at
+/// temperature `tau`, until every dream is done or `max_steps` steps. A start with K steps of
+/// real context ([`DreamStart`]) counts them: the dream's steps and return begin at K and the
+/// prefix's real return, and `max_steps` caps the whole episode.
 ///
 /// The return of a dream:
 /// - Take Cover: the steps survived, +1 per step up to and including the step M predicts done
@@ -439,7 +443,7 @@ pub fn dream_returns<B: Backend>(
     dream: &mut DreamBatch<B>,
     env: EnvKind,
     agents: &mut [DreamAgent<'_>],
-    starts: &[Vec<f32>],
+    starts: &[DreamStart],
     tau: f32,
     max_steps: u32,
     mut draws: DreamDraws<'_>,
@@ -456,27 +460,24 @@ pub fn dream_returns<B: Backend>(
         tau.is_finite() && tau > 0.0,
         "tau must be a positive number, got {tau}"
     );
-    let zs = dream.z_size();
-    for (i, z) in starts.iter().enumerate() {
-        ensure!(
-            z.len() == zs,
-            "start {i} has {} values, z has {zs}",
-            z.len()
-        );
-        dream.reset_to_z(i, z)?;
-    }
+    dream.reset_from_starts(starts)?;
     let a = dream.action_size();
-    let mut results = vec![
-        EpisodeResult {
-            ret: 0.0,
-            steps: 0,
+    let context = starts.first().map_or(0, |s| s.context_steps(a));
+    ensure!(
+        (context as u64) < u64::from(max_steps),
+        "{context} steps of real context leave no dream steps under a cap of {max_steps}"
+    );
+    let mut results: Vec<EpisodeResult> = starts
+        .iter()
+        .map(|s| EpisodeResult {
+            ret: s.prefix_return,
+            steps: context as u32,
             done: false,
-        };
-        n
-    ];
+        })
+        .collect();
     let mut alive = vec![true; n];
     let mut actions = vec![0.0f32; n * a];
-    for _ in 0..max_steps {
+    for _ in context as u32..max_steps {
         if !alive.iter().any(|&x| x) {
             break;
         }
@@ -518,6 +519,150 @@ pub fn dream_returns<B: Backend>(
     Ok(results)
 }
 
+/// Step ranges before an episode's death, for [`DoneAlongReality`]: the killing step, then
+/// further and further back.
+pub const DONE_BUCKETS: [(u32, u32); 5] = [(0, 0), (1, 3), (4, 10), (11, 30), (31, u32::MAX)];
+
+/// M's done probability along real episodes, M reading V's mu of each real frame and the action
+/// taken (teacher-forced, from a zero state at the episode's start, as the controller's M runs in
+/// reality). It tells whether M, shown reality, sees a death coming, and how much hazard it puts
+/// on steps far from any death: the part of a dream's deaths that no dodging can avoid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoneAlongReality {
+    /// Per [`DONE_BUCKETS`] range, over the episodes that ended in a death: (mean probability,
+    /// steps counted).
+    pub before_death: Vec<(f64, usize)>,
+    /// Over the episodes that reached the step cap: (mean probability, steps counted).
+    pub survived: (f64, usize),
+}
+
+impl DoneAlongReality {
+    /// One line per range, for the report.
+    pub fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        for (&(lo, hi), &(p, n)) in DONE_BUCKETS.iter().zip(&self.before_death) {
+            let range = match (lo, hi) {
+                (0, 0) => "the killing step".to_string(),
+                (lo, u32::MAX) => format!("{lo} or more steps before a death"),
+                (lo, hi) => format!("{lo}-{hi} steps before a death"),
+            };
+            lines.push(format!("  {range}: {p:.4} over {n} steps"));
+        }
+        let (p, n) = self.survived;
+        lines.push(format!(
+            "  episodes that were not killed: {p:.4} over {n} steps"
+        ));
+        lines.join("\n")
+    }
+}
+
+/// [`DoneAlongReality`] for a model-free baseline's real episodes (seeds and actions as in
+/// [`run_baseline_episodes`]).
+pub fn done_along_reality<B: Backend>(
+    env: EnvKind,
+    baseline: Baseline,
+    seeds: &[u64],
+    max_steps: u32,
+    vae: &ConvVae<B>,
+    rnn: &MdnRnn<B>,
+    device: &B::Device,
+) -> anyhow::Result<DoneAlongReality> {
+    ensure!(max_steps >= 1, "max_steps must be at least 1");
+    // Frames before each action, the actions, and whether the episode ended in a death.
+    let episodes: Vec<(Vec<Frame>, Vec<f32>, bool)> = seeds
+        .par_iter()
+        .map(|&seed| -> anyhow::Result<_> {
+            let mut e = env.make(seed);
+            let mut agent = DreamAgent::of_baseline(baseline, env, seed);
+            let (mut frames, mut actions) = (vec![e.observation()], Vec::new());
+            loop {
+                let action = agent.act(&[], &[], &[]);
+                let step = e.step(&action)?;
+                actions.extend_from_slice(&action);
+                if step.done() || frames.len() >= max_steps as usize {
+                    return Ok((frames, actions, step.terminated));
+                }
+                frames.push(step.obs);
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (zs, a) = (vae.z_size(), rnn.action_size());
+    let mut sums = vec![(0.0f64, 0usize); DONE_BUCKETS.len()];
+    let mut survived = (0.0f64, 0usize);
+    for (frames, actions, killed) in &episodes {
+        let t_len = frames.len();
+        let mut mu = Vec::with_capacity(t_len * zs);
+        for chunk in frames.chunks(256) {
+            let refs: Vec<&Frame> = chunk.iter().collect();
+            mu.extend(vae.encode_frames(&refs, device).0);
+        }
+        let z = Tensor::<B, 3>::from_data(TensorData::new(mu, [1, t_len, zs]), device);
+        let act =
+            Tensor::<B, 3>::from_data(TensorData::new(actions.clone(), [1, t_len, a]), device);
+        let logits = read_f32(rnn.forward(z, act, None).done_logit)?;
+        for (t, &logit) in logits.iter().enumerate() {
+            let p = 1.0 / (1.0 + (-f64::from(logit)).exp());
+            let slot = if *killed {
+                let before = (t_len - 1 - t) as u32;
+                let k = DONE_BUCKETS
+                    .iter()
+                    .position(|&(lo, hi)| (lo..=hi).contains(&before))
+                    .expect("the buckets cover every distance");
+                &mut sums[k]
+            } else {
+                &mut survived
+            };
+            slot.0 += p;
+            slot.1 += 1;
+        }
+    }
+    let mean = |(sum, n): (f64, usize)| (if n == 0 { f64::NAN } else { sum / n as f64 }, n);
+    Ok(DoneAlongReality {
+        before_death: sums.into_iter().map(mean).collect(),
+        survived: mean(survived),
+    })
+}
+
+/// The first steps of a real episode under the env's data-collection policy (the policy M was
+/// trained on), for a dream to fork from ([`DreamStart`]).
+#[derive(Debug, Clone)]
+pub struct RealPrefix {
+    /// The K + 1 observations, the first of them the reset's.
+    pub frames: Vec<Frame>,
+    /// `[K, action_size]`: the data policy's actions, as M was trained on them (unsnapped).
+    pub actions: Vec<f32>,
+    /// The real return of the K steps.
+    pub ret: f64,
+}
+
+impl RealPrefix {
+    /// K = `steps` steps of episode `seed` (0: just the first frame). An episode that ends within
+    /// them is an error: a dream cannot fork from it.
+    pub fn run(env: EnvKind, seed: u64, steps: usize) -> anyhow::Result<Self> {
+        let mut e = env.make(seed);
+        let mut policy = PolicyKind::default_for(env).build(env, mix_seed(&[seed, PREFIX_STREAM]));
+        let mut frames = vec![e.observation()];
+        let (mut actions, mut ret) = (Vec::new(), 0.0);
+        for t in 0..steps {
+            let action = policy.action(&frames[t]);
+            let step = e.step(&action)?;
+            ensure!(
+                !step.done(),
+                "episode {seed} of {env} ended on step {} of the {steps} steps of real context a dream forks from",
+                t + 1
+            );
+            actions.extend_from_slice(&action);
+            ret += f64::from(step.reward);
+            frames.push(step.obs);
+        }
+        Ok(Self {
+            frames,
+            actions,
+            ret,
+        })
+    }
+}
+
 /// A start latent from a frame's V posterior: z = mu + exp(logvar / 2) * eps.
 pub fn sample_posterior<R: Rng + ?Sized>(mu: &[f32], logvar: &[f32], rng: &mut R) -> Vec<f32> {
     mu.iter()
@@ -544,6 +689,12 @@ pub struct EvalConfig {
     pub done_rule: crate::dream::DoneRule,
     /// The factor on M's done odds in those dreams (1: as trained).
     pub done_odds: f32,
+    /// Each dream forks from its real episode after this many steps of the data policy, with the
+    /// memory M built along them (0: the paper's start from the first frame; see [`DreamStart`]).
+    pub dream_context: usize,
+    /// Also measure M's done probability along the real episodes ([`DoneAlongReality`]; a
+    /// baseline's episodes only).
+    pub done_along_reality: bool,
     /// A model-free baseline instead of C.
     pub baseline: Option<Baseline>,
     /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
@@ -561,6 +712,8 @@ impl EvalConfig {
             dream_taus: Vec::new(),
             done_rule: crate::dream::DoneRule::Sample,
             done_odds: 1.0,
+            dream_context: 0,
+            done_along_reality: false,
             baseline: None,
             csv: None,
         }
@@ -584,6 +737,16 @@ impl EvalConfig {
             self.baseline != Some(Baseline::Sweep(0)),
             "--sweep must be at least 1 step per side"
         );
+        ensure!(
+            (self.dream_context as u64) < u64::from(self.max_steps),
+            "--dream-context {} leaves no dream steps under --max-steps {}",
+            self.dream_context,
+            self.max_steps
+        );
+        ensure!(
+            !self.done_along_reality || self.baseline.is_some(),
+            "--done-along-reality reads a baseline's episodes: add --still, --random or --sweep N"
+        );
         Ok(())
     }
 }
@@ -596,6 +759,8 @@ pub struct EvalReport {
     pub real: Vec<EpisodeResult>,
     /// Per tau, the dreams' returns.
     pub dream: Vec<(f32, Vec<EpisodeResult>)>,
+    /// M's done probability along the real episodes (a baseline's, when asked for).
+    pub done_along_reality: Option<DoneAlongReality>,
 }
 
 /// The commands that make each part, for error messages.
@@ -648,14 +813,16 @@ fn load_for_eval<B: Backend>(
 
 /// Runs `dreamplay eval`: C (or the random policy) over `episodes` real episodes, and over as
 /// many dreams at each `dream_taus`. Episode i uses env seed [`eval_episode_seed`]`(seed, i)`;
-/// dream i starts from V's posterior of that episode's first frame.
+/// dream i starts from V's posterior of that episode's first frame, or with `dream_context` K,
+/// after its first K steps under the data policy ([`RealPrefix`]).
 pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::Result<EvalReport> {
     config.validate()?;
     let env = config.env;
     let seeds: Vec<u64> = (0..config.episodes as u64)
         .map(|i| eval_episode_seed(config.seed, i))
         .collect();
-    let needs_model = config.baseline.is_none() || !config.dream_taus.is_empty();
+    let needs_model =
+        config.baseline.is_none() || !config.dream_taus.is_empty() || config.done_along_reality;
     // Who acts when C does not (only a baseline run leaves C out).
     let baseline = config.baseline.unwrap_or(Baseline::Random);
     let loaded = if needs_model {
@@ -695,24 +862,29 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     if let Some((vae, rnn, controller)) = &loaded
         && !config.dream_taus.is_empty()
     {
-        // Each dream starts from the real episode's first frame, encoded by V in one batch.
-        let frames: Vec<Frame> = seeds
+        // Each dream starts from its real episode: the first frame, or the first K + 1 frames
+        // under the data policy, encoded by V in one batch.
+        let context = config.dream_context;
+        let prefixes: Vec<RealPrefix> = seeds
             .par_iter()
-            .map(|&s| env.make(s).observation())
-            .collect();
-        let refs: Vec<&Frame> = frames.iter().collect();
+            .map(|&s| RealPrefix::run(env, s, context))
+            .collect::<anyhow::Result<_>>()?;
+        let refs: Vec<&Frame> = prefixes.iter().flat_map(|p| &p.frames).collect();
         let (mu, logvar) = vae.encode_frames(&refs, device);
-        let zs = vae.z_size();
-        let starts: Vec<Vec<f32>> = seeds
-            .iter()
+        let per_start = (context + 1) * vae.z_size();
+        let starts: Vec<DreamStart> = prefixes
+            .into_iter()
+            .zip(&seeds)
             .enumerate()
-            .map(|(i, &s)| {
+            .map(|(i, (prefix, &s))| {
+                // K = 0 draws exactly what the paper's start drew before context existed.
                 let mut rng = ChaCha8Rng::seed_from_u64(s);
-                sample_posterior(
-                    &mu[i * zs..(i + 1) * zs],
-                    &logvar[i * zs..(i + 1) * zs],
-                    &mut rng,
-                )
+                let rows = i * per_start..(i + 1) * per_start;
+                DreamStart {
+                    z: sample_posterior(&mu[rows.clone()], &logvar[rows], &mut rng),
+                    actions: prefix.actions,
+                    prefix_return: prefix.ret,
+                }
             })
             .collect();
         let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), seeds.len(), device);
@@ -745,6 +917,21 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             dream.push((tau, results));
         }
     }
+    let done_along_reality = match &loaded {
+        Some((vae, rnn, _)) if config.done_along_reality => {
+            progress.set_message("M along reality");
+            Some(done_along_reality(
+                env,
+                baseline,
+                &seeds,
+                config.max_steps,
+                vae,
+                rnn,
+                device,
+            )?)
+        }
+        _ => None,
+    };
     progress.finish_and_clear();
     let report = EvalReport {
         agent: match config.baseline {
@@ -753,6 +940,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
         },
         real,
         dream,
+        done_along_reality,
     };
     if let Some(path) = &config.csv {
         write_eval_csv(path, &report)

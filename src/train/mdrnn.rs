@@ -782,7 +782,10 @@ mod tests {
         let row = |w: usize| w * rl..(w + 1) * rl;
         // Mid-episode: 5 steps of context (7..12), losses on 12..20.
         assert_eq!(b.actions[row(0)][..6], [7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
-        assert_eq!(b.step_mask[row(0)], [vec![0.0; 5], vec![1.0; 8]].concat()[..]);
+        assert_eq!(
+            b.step_mask[row(0)],
+            [vec![0.0; 5], vec![1.0; 8]].concat()[..]
+        );
         assert_eq!(b.target[5], 13.0, "step 12's target is z_13");
         // Near the start the context is clipped at step 0: 3 steps (0..3), losses on 3..11.
         assert_eq!(b.actions[row(1)][..4], [0.0, 1.0, 2.0, 3.0]);
