@@ -104,7 +104,8 @@ impl DreamStart {
         }
     }
 
-    /// K, the steps of real context (0 when the shapes do not fit `z_size` and `action_size`).
+    /// K, the steps of real context: whole actions of `action_size` values
+    /// ([`DreamBatch::reset_from_starts`] checks that the shapes fit).
     pub fn context_steps(&self, action_size: usize) -> usize {
         self.actions.len().checked_div(action_size).unwrap_or(0)
     }

@@ -7,8 +7,9 @@
 //! - **dream**: all population x trials dreams step together as ONE [`DreamBatch`] at
 //!   temperature `tau`, each from a start latent sampled from V's posterior of the first frame of
 //!   a real rollout in `--data` (with `dream_context` K, forked after the rollout's first K steps
-//!   with the memory M built along them: [`DreamStart`]). See [`dream_returns`] for the return (Take Cover: steps survived
-//!   until M's done; CarRacing: the sum of M's reward head), capped at `max_steps`.
+//!   with the memory M built along them: [`DreamStart`]). See [`dream_returns`] for the return
+//!   (Take Cover: steps survived until M's done; CarRacing: the sum of M's reward head), capped
+//!   at `max_steps`.
 //! - **real**: all population x trials real episodes step together ([`run_real_episodes`]).
 //!
 //! Every `eval_every` generations, and once more at the end of the call, the best candidate so

@@ -347,24 +347,38 @@ pub fn run_baseline_episodes(
     ensure!(max_steps >= 1, "max_steps must be at least 1");
     seeds
         .par_iter()
-        .map(|&seed| {
-            let mut e = env.make(seed);
-            let mut agent = DreamAgent::of_baseline(baseline, env, seed);
-            let (mut ret, mut steps) = (0.0, 0u32);
-            loop {
-                let step = e.step(&agent.act(&[], &[], &[]))?;
-                ret += f64::from(step.reward);
-                steps += 1;
-                if step.done() || steps >= max_steps {
-                    return Ok(EpisodeResult {
-                        ret,
-                        steps,
-                        done: step.terminated,
-                    });
-                }
-            }
-        })
+        .map(|&seed| play_baseline(env, baseline, seed, max_steps, &mut |_, _| {}))
         .collect()
+}
+
+/// One episode of `baseline` from env seed `seed`, handing `visit` the observation before each
+/// action and the action.
+fn play_baseline(
+    env: EnvKind,
+    baseline: Baseline,
+    seed: u64,
+    max_steps: u32,
+    visit: &mut dyn FnMut(&Frame, &[f32]),
+) -> anyhow::Result<EpisodeResult> {
+    let mut e = env.make(seed);
+    let mut agent = DreamAgent::of_baseline(baseline, env, seed);
+    let mut obs = e.observation();
+    let (mut ret, mut steps) = (0.0, 0u32);
+    loop {
+        let action = agent.act(&[], &[], &[]);
+        visit(&obs, &action);
+        let step = e.step(&action)?;
+        ret += f64::from(step.reward);
+        steps += 1;
+        if step.done() || steps >= max_steps {
+            return Ok(EpisodeResult {
+                ret,
+                steps,
+                done: step.terminated,
+            });
+        }
+        obs = step.obs;
+    }
 }
 
 /// Who acts in a dream.
@@ -572,24 +586,18 @@ pub fn done_along_reality<B: Backend>(
     let episodes: Vec<(Vec<Frame>, Vec<f32>, bool)> = seeds
         .par_iter()
         .map(|&seed| -> anyhow::Result<_> {
-            let mut e = env.make(seed);
-            let mut agent = DreamAgent::of_baseline(baseline, env, seed);
-            let (mut frames, mut actions) = (vec![e.observation()], Vec::new());
-            loop {
-                let action = agent.act(&[], &[], &[]);
-                let step = e.step(&action)?;
-                actions.extend_from_slice(&action);
-                if step.done() || frames.len() >= max_steps as usize {
-                    return Ok((frames, actions, step.terminated));
-                }
-                frames.push(step.obs);
-            }
+            let (mut frames, mut actions) = (Vec::new(), Vec::new());
+            let result = play_baseline(env, baseline, seed, max_steps, &mut |obs, action| {
+                frames.push(obs.clone());
+                actions.extend_from_slice(action);
+            })?;
+            Ok((frames, actions, result.done))
         })
         .collect::<anyhow::Result<_>>()?;
     let (zs, a) = (vae.z_size(), rnn.action_size());
     let mut sums = vec![(0.0f64, 0usize); DONE_BUCKETS.len()];
     let mut survived = (0.0f64, 0usize);
-    for (frames, actions, killed) in &episodes {
+    for (frames, actions, killed) in episodes {
         let t_len = frames.len();
         let mut mu = Vec::with_capacity(t_len * zs);
         for chunk in frames.chunks(256) {
@@ -597,12 +605,11 @@ pub fn done_along_reality<B: Backend>(
             mu.extend(vae.encode_frames(&refs, device).0);
         }
         let z = Tensor::<B, 3>::from_data(TensorData::new(mu, [1, t_len, zs]), device);
-        let act =
-            Tensor::<B, 3>::from_data(TensorData::new(actions.clone(), [1, t_len, a]), device);
+        let act = Tensor::<B, 3>::from_data(TensorData::new(actions, [1, t_len, a]), device);
         let logits = read_f32(rnn.forward(z, act, None).done_logit)?;
         for (t, &logit) in logits.iter().enumerate() {
             let p = 1.0 / (1.0 + (-f64::from(logit)).exp());
-            let slot = if *killed {
+            let slot = if killed {
                 let before = (t_len - 1 - t) as u32;
                 let k = DONE_BUCKETS
                     .iter()
