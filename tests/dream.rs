@@ -296,11 +296,12 @@ fn shipped_take_cover_fireball_rate(tau: f32) -> f64 {
     f64::from(showing) / f64::from(seen)
 }
 
-/// The lecture story on the shipped model: fireballs come in the dream, more often as the
-/// temperature rises, and at a low temperature they stop, so the dream becomes easy to cheat (the
-/// paper's finding). The ends of the app's Take Cover tau slider.
+/// The lecture story on the shipped model: fireballs come in the dream at both ends of the app's
+/// Take Cover tau slider. M's most likely path (tau 0.1) throws them too: the 2,000-rollout M
+/// learnt the throws, where the 400-rollout M shipped before it drew almost none when cold, and
+/// its cold dream was the paper's easy one to cheat (`models/take-cover/EXPERIMENTS.md`).
 #[test]
-fn the_shipped_take_cover_dream_throws_fireballs_and_fewer_when_cold() {
+fn the_shipped_take_cover_dream_throws_fireballs_hot_and_cold() {
     let hot = shipped_take_cover_fireball_rate(3.0);
     let cold = shipped_take_cover_fireball_rate(0.1);
     eprintln!(
@@ -308,12 +309,13 @@ fn the_shipped_take_cover_dream_throws_fireballs_and_fewer_when_cold() {
         100.0 * hot,
         100.0 * cold
     );
-    assert!(
-        hot > 0.02,
-        "at tau 3 only {:.1}% of dream frames show a fireball",
-        100.0 * hot
-    );
-    assert!(cold < hot / 4.0, "tau 0.1: {cold}, tau 3: {hot}");
+    for (tau, rate) in [(3.0, hot), (0.1, cold)] {
+        assert!(
+            rate > 0.05,
+            "at tau {tau} only {:.1}% of dream frames show a fireball",
+            100.0 * rate
+        );
+    }
 }
 
 /// M's done head on the shipped Take Cover model, along real episodes of the paper's data policy:
@@ -382,42 +384,35 @@ fn the_shipped_take_cover_m_sees_death_coming() {
     );
 }
 
-/// Why the shipped C lives shorter in a colder dream, the reverse of the paper's table: the done
-/// rule. A cold dream follows M's most likely path. Under the paper's threshold (done when the
-/// logit > 0) C dodges that path's fireballs and lives through every dream, the paper's cheat;
-/// drawn with M's probability, the same dreams still kill it.
+/// The dream the shipped C was evolved in (forked after 10 real steps, M's done odds / 10) ranks
+/// the blind policies as reality does: the 80-step sweep, which lives 5.5 times as long as
+/// standing still in reality, outlives it in the dream too. A dream that cannot tell them apart
+/// cannot teach C to dodge (`models/take-cover/EXPERIMENTS.md`, first section).
 #[test]
-fn the_shipped_take_cover_cold_dream_is_cheated_under_the_threshold_only() {
-    use dreamplay::dream::DoneRule;
-    use dreamplay::train::eval::{EvalConfig, evaluate};
+fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still() {
+    use dreamplay::train::eval::{Baseline, EvalConfig, evaluate};
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
-    let max_steps = 600;
-    let mean_dream_steps = |done_rule: DoneRule| {
+    let mean_dream_steps = |baseline: Baseline| {
         let config = EvalConfig {
-            episodes: 8,
-            max_steps,
-            dream_taus: vec![0.1],
-            done_rule,
+            episodes: 100,
+            seed: 500,
+            dream_taus: vec![1.15],
+            done_odds: 0.1,
+            dream_context: 10,
+            baseline: Some(baseline),
             ..EvalConfig::new(EnvKind::TakeCover, path.clone())
         };
         let report = evaluate::<B>(&config, &Default::default()).expect("the shipped model");
         let dreams = &report.dream[0].1;
         dreams.iter().map(|r| f64::from(r.steps)).sum::<f64>() / dreams.len() as f64
     };
-    let threshold = mean_dream_steps(DoneRule::Threshold);
-    let drawn = mean_dream_steps(DoneRule::Sample);
-    eprintln!(
-        "C's mean dream steps at tau 0.1: {threshold:.0} under the threshold, {drawn:.0} drawn"
-    );
-    assert_eq!(
-        threshold,
-        f64::from(max_steps),
-        "under the threshold every cold dream should last to the limit"
-    );
+    let still = mean_dream_steps(Baseline::Still);
+    let sweep = mean_dream_steps(Baseline::Sweep(80));
+    eprintln!("mean dream steps at tau 1.15: still {still:.0}, sweep 80 {sweep:.0}");
     assert!(
-        drawn < 0.6 * threshold,
-        "drawn, {drawn:.0} steps against {threshold:.0} under the threshold"
+        sweep > 1.3 * still,
+        "the sweep lives {sweep:.0} dream steps, standing still {still:.0}"
     );
 }
 
