@@ -347,18 +347,18 @@ pub fn run_baseline_episodes(
     ensure!(max_steps >= 1, "max_steps must be at least 1");
     seeds
         .par_iter()
-        .map(|&seed| play_baseline(env, baseline, seed, max_steps, &mut |_, _| {}))
+        .map(|&seed| play_baseline(env, baseline, seed, max_steps, &mut |_, _| ()))
         .collect()
 }
 
 /// One episode of `baseline` from env seed `seed`, handing `visit` the observation before each
-/// action and the action.
+/// action (by value, so a caller that keeps the frames need not copy them) and the action.
 fn play_baseline(
     env: EnvKind,
     baseline: Baseline,
     seed: u64,
     max_steps: u32,
-    visit: &mut dyn FnMut(&Frame, &[f32]),
+    visit: &mut dyn FnMut(Frame, &[f32]),
 ) -> anyhow::Result<EpisodeResult> {
     let mut e = env.make(seed);
     let mut agent = DreamAgent::of_baseline(baseline, env, seed);
@@ -366,7 +366,7 @@ fn play_baseline(
     let (mut ret, mut steps) = (0.0, 0u32);
     loop {
         let action = agent.act(&[], &[], &[]);
-        visit(&obs, &action);
+        visit(obs, &action);
         let step = e.step(&action)?;
         ret += f64::from(step.reward);
         steps += 1;
@@ -588,7 +588,7 @@ pub fn done_along_reality<B: Backend>(
         .map(|&seed| -> anyhow::Result<_> {
             let (mut frames, mut actions) = (Vec::new(), Vec::new());
             let result = play_baseline(env, baseline, seed, max_steps, &mut |obs, action| {
-                frames.push(obs.clone());
+                frames.push(obs);
                 actions.extend_from_slice(action);
             })?;
             Ok((frames, actions, result.done))
