@@ -49,6 +49,8 @@ pub enum DreamError {
     WrongZLength { expected: usize, got: usize },
     #[error("z[{index}] is {value}, not a finite number")]
     ZNotFinite { index: usize, value: f32 },
+    #[error("M's memory has {got} values, the dream's has {expected}")]
+    WrongMemoryLength { expected: usize, got: usize },
     #[error("{got} random generators for {batch} dreams (one each)")]
     WrongGeneratorCount { got: usize, batch: usize },
     #[error("{got} dream starts for a batch of {batch} dreams (one each)")]
@@ -296,6 +298,31 @@ impl<B: Backend> DreamBatch<B> {
     pub fn reset_to_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
         self.set_z(i, z)?;
         self.reset_memory(i)
+    }
+
+    /// Sets dream `i` to latent `z` with M's memory `hidden` and `cell` (taken from another
+    /// dream, e.g. the one that followed reality), and restarts its episode counters: a fork that
+    /// keeps what M knew of the episode, as [`DreamStart`]'s context does.
+    pub fn reset_to_state(
+        &mut self,
+        i: usize,
+        z: &[f32],
+        hidden: &[f32],
+        cell: &[f32],
+    ) -> Result<(), DreamError> {
+        let hs = self.hidden_size();
+        for memory in [hidden, cell] {
+            if memory.len() != hs {
+                return Err(DreamError::WrongMemoryLength {
+                    expected: hs,
+                    got: memory.len(),
+                });
+            }
+        }
+        self.reset_to_z(i, z)?;
+        self.hidden[i * hs..(i + 1) * hs].copy_from_slice(hidden);
+        self.cell[i * hs..(i + 1) * hs].copy_from_slice(cell);
+        Ok(())
     }
 
     /// Zeroes dream `i`'s LSTM state and episode counters, keeping its z.
@@ -607,6 +634,22 @@ impl<B: Backend> Dream<B> {
     /// Replaces z and keeps M's memory (h, c).
     pub fn set_z(&mut self, z: &[f32]) -> Result<(), DreamError> {
         self.inner.set_z(0, z)
+    }
+
+    /// Sets z and M's memory (h, c), e.g. another dream's, and restarts the step count: a fork
+    /// that keeps what M knew (see [`DreamBatch::reset_to_state`]).
+    pub fn reset_to_state(
+        &mut self,
+        z: &[f32],
+        hidden: &[f32],
+        cell: &[f32],
+    ) -> Result<(), DreamError> {
+        self.inner.reset_to_state(0, z, hidden, cell)
+    }
+
+    /// Multiplies the odds of M's done head by `factor` (see [`DreamBatch::set_done_odds`]).
+    pub fn set_done_odds(&mut self, factor: f32) {
+        self.inner.set_done_odds(factor);
     }
 
     /// Zeroes M's memory (h, c) and the step count, keeping z.

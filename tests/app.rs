@@ -35,6 +35,8 @@ struct FakeDream {
     /// The reality-following M: whether it has seen a frame, and the actions it has followed.
     real_seen: bool,
     real_followed: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The factor on M's done odds the app last set, as f32 bits.
+    done_odds: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl FakeDream {
@@ -45,6 +47,7 @@ impl FakeDream {
             controller,
             real_seen: false,
             real_followed: Default::default(),
+            done_odds: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1.0f32.to_bits())),
         }
     }
 }
@@ -58,6 +61,10 @@ impl DreamRunner for FakeDream {
     }
     fn has_controller(&self) -> bool {
         self.controller
+    }
+    fn set_done_odds(&mut self, factor: f32) {
+        self.done_odds
+            .store(factor.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
         let mut mean = [0.0f32; 3];
@@ -626,6 +633,14 @@ fn lecture_controls_toggle_and_clamp() {
 
 /// A real (untrained, randomly initialised) model bundle on disk, with a random controller.
 fn write_random_bundle(env: EnvKind) -> tempfile::TempDir {
+    write_random_bundle_evolved_in(env, None)
+}
+
+/// As [`write_random_bundle`], its C recorded as evolved in `dream`.
+fn write_random_bundle_evolved_in(
+    env: EnvKind,
+    dream: Option<dreamplay::model::bundle::EvolvedDream>,
+) -> tempfile::TempDir {
     use dreamplay::model::bundle::{self, Precision};
     use dreamplay::model::{FlexBackend, ModelSpec, WorldModel};
     use rand::{Rng, SeedableRng};
@@ -645,6 +660,10 @@ fn write_random_bundle(env: EnvKind) -> tempfile::TempDir {
             .set_params(&params)
             .expect("params of the right length");
     }
+    model.provenance.controller = Some(bundle::TrainingInfo {
+        dream,
+        ..Default::default()
+    });
     let path = dreamplay::app::world_model::model_path(dir.path(), env);
     bundle::save(&model, &path, Precision::F32).expect("save the bundle");
     dir
@@ -790,4 +809,61 @@ fn c_sees_reality_when_it_drives_reality_and_the_dream_in_the_dream() {
     assert_eq!(mode(&app), Mode::DriveDream);
     frames(&mut app, 2);
     assert_eq!(session(&app).last_action, FAKE_C_ACTION.to_vec());
+}
+
+#[test]
+fn the_done_odds_slider_reaches_the_dream_clamped() {
+    let fake = FakeDream::new(true);
+    let odds_in_runner = fake.done_odds.clone();
+    let runner_odds = || f32::from_bits(odds_in_runner.load(std::sync::atomic::Ordering::Relaxed));
+    let mut app = app_for(EnvKind::TakeCover);
+    app.insert_resource(WorldModelRuntime::ready(Box::new(fake)));
+    assert_eq!(session(&app).done_odds, 1.0, "M's own odds by default");
+
+    send(&mut app, PlayCommand::SetDoneOdds(0.1));
+    assert_eq!((session(&app).done_odds, runner_odds()), (0.1, 0.1));
+    send(&mut app, PlayCommand::SetDoneOdds(0.0));
+    assert_eq!(
+        (session(&app).done_odds, runner_odds()),
+        (0.01, 0.01),
+        "a dream that can never end is not on the slider"
+    );
+    send(&mut app, PlayCommand::SetDoneOdds(f32::NAN));
+    assert_eq!((session(&app).done_odds, runner_odds()), (0.01, 0.01));
+
+    // This model records no dream for C: back to the env's tau and M's own odds.
+    send(&mut app, PlayCommand::SetTau(2.5));
+    send(&mut app, PlayCommand::DreamAsTrained);
+    assert_eq!(
+        (session(&app).tau, session(&app).done_odds, runner_odds()),
+        (1.15, 1.0, 1.0)
+    );
+}
+
+#[test]
+fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
+    use dreamplay::model::bundle::EvolvedDream;
+    let evolved = EvolvedDream {
+        tau: 1.3,
+        done_odds: 0.1,
+        sampled_done: true,
+        context_steps: 10,
+    };
+    let dir = write_random_bundle_evolved_in(EnvKind::TakeCover, Some(evolved));
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let s = session(&app);
+    assert_eq!((s.tau, s.done_odds), (1.3, 0.1));
+    assert_eq!(s.evolved_dream, Some((1.3, 0.1)));
+
+    send(&mut app, PlayCommand::SetTau(0.5));
+    send(&mut app, PlayCommand::SetDoneOdds(2.0));
+    assert_eq!((session(&app).tau, session(&app).done_odds), (0.5, 2.0));
+    send(&mut app, PlayCommand::DreamAsTrained);
+    assert_eq!((session(&app).tau, session(&app).done_odds), (1.3, 0.1));
+
+    // A bundle without the record: the env's defaults, M's own odds.
+    let plain = write_random_bundle(EnvKind::TakeCover);
+    let app = app_with_models_dir(EnvKind::TakeCover, plain.path().to_path_buf());
+    let s = session(&app);
+    assert_eq!((s.tau, s.done_odds, s.evolved_dream), (1.15, 1.0, None));
 }

@@ -197,6 +197,16 @@ fn two_generations_then_resume_equals_a_straight_run() {
             .contains("tau 1.15 (done: Sample), pop 4, trials 2")
     );
     assert!(info.date.is_some());
+    assert_eq!(
+        info.dream,
+        Some(dreamplay::model::bundle::EvolvedDream {
+            tau: 1.15,
+            done_odds: 1.0,
+            sampled_done: true,
+            context_steps: 0,
+        }),
+        "the bundle records the dream C was evolved in, for the app"
+    );
 
     // Resume to three: exactly one more row, the first two untouched.
     let summary =

@@ -154,6 +154,55 @@ fn a_dream_forked_after_real_context_holds_the_memory_m_built_along_it() {
     ));
 }
 
+/// The app's "dream from here": a dream reset to another dream's z, h and c steps exactly as that
+/// one would (same seed, same next z), and from step 0; memory of the wrong size is an error.
+#[test]
+fn a_dream_reset_to_another_s_state_steps_as_it_would() {
+    let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);
+    let device = Default::default();
+    let mut follower = Dream::new(vae.clone(), rnn.clone(), &device);
+    follower.reset_from_frame(&frame());
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for t in 0..5 {
+        follower
+            .step(&[t as f32 / 5.0 - 0.5], 1.0, &mut rng)
+            .unwrap();
+    }
+    assert!(follower.hidden().iter().any(|&h| h != 0.0));
+
+    let mut fork = Dream::new(vae, rnn, &device);
+    fork.reset_to_state(follower.z(), follower.hidden(), follower.cell())
+        .unwrap();
+    assert_eq!(fork.elapsed_steps(), 0);
+    assert_eq!(
+        (fork.z(), fork.hidden(), fork.cell()),
+        (follower.z(), follower.hidden(), follower.cell())
+    );
+    // The same z from a zero state: what the fork would be without the memory.
+    let mut forgetful = fork.clone();
+    forgetful.reset_to_z(follower.z()).unwrap();
+    let next = |dream: &mut Dream<B>| {
+        dream
+            .step(&[0.3], 1.15, &mut ChaCha8Rng::seed_from_u64(8))
+            .unwrap()
+    };
+    let ahead = next(&mut follower);
+    assert_eq!(next(&mut fork), ahead);
+    assert_ne!(
+        next(&mut forgetful).z,
+        ahead.z,
+        "the memory is what made them agree"
+    );
+
+    assert!(matches!(
+        fork.reset_to_state(&[0.0; 64], &[0.0; 31], &[0.0; 32]),
+        Err(DreamError::WrongMemoryLength {
+            expected: 32,
+            got: 31
+        })
+    ));
+}
+
 #[test]
 fn dream_is_deterministic_under_a_seed() {
     let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);

@@ -558,6 +558,16 @@ fn filled_model(spec: ModelSpec) -> WorldModel<B> {
         epochs: Some(1),
         ..Default::default()
     });
+    model.provenance.controller = Some(bundle::TrainingInfo {
+        epochs: Some(3),
+        dream: Some(bundle::EvolvedDream {
+            tau: 1.15,
+            done_odds: 0.1,
+            sampled_done: true,
+            context_steps: 10,
+        }),
+        ..Default::default()
+    });
     model
 }
 

@@ -14,7 +14,7 @@ use super::world_model::{
 use crate::dream::{DoneRule, Dream};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::Controller;
-use crate::model::bundle::{self, Expect};
+use crate::model::bundle::{self, EvolvedDream, Expect};
 
 /// Seed of the dream's sampling RNG: a session replays the same dream for the same inputs.
 const DREAM_RNG_SEED: u64 = 0x00D2_EA11;
@@ -56,6 +56,7 @@ pub struct BurnRunner<B: Backend> {
     backend: String,
     z_size: usize,
     has_controller: bool,
+    evolved_dream: Option<EvolvedDream>,
 }
 
 struct Inner<B: Backend> {
@@ -64,6 +65,14 @@ struct Inner<B: Backend> {
     follower: Dream<B>,
     controller: Option<Controller>,
     rng: ChaCha8Rng,
+    /// The last fork from reality: z, h and c, to restart from.
+    fork: Option<ForkPoint>,
+}
+
+struct ForkPoint {
+    z: Vec<f32>,
+    hidden: Vec<f32>,
+    cell: Vec<f32>,
 }
 
 impl<B: Backend> BurnRunner<B> {
@@ -96,6 +105,9 @@ impl<B: Backend> BurnRunner<B> {
             .controller
             .filter(|c| c.z_size() == z_size && c.hidden_size() == hidden_size);
         let has_controller = controller.is_some();
+        let evolved_dream = has_controller
+            .then(|| model.provenance.controller.as_ref()?.dream)
+            .flatten();
         // The paper's threshold and tau 0 make the follower's steps draw no random numbers.
         let follower = Dream::new(vae.clone(), rnn.clone(), &device);
         let mut dream = Dream::new(vae, rnn, &device);
@@ -107,12 +119,14 @@ impl<B: Backend> BurnRunner<B> {
             follower,
             controller,
             rng: ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED),
+            fork: None,
         };
         Ok(Self {
             inner: Mutex::new(inner),
             backend,
             z_size,
             has_controller,
+            evolved_dream,
         })
     }
 
@@ -154,6 +168,17 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         self.has_controller
     }
 
+    fn evolved_dream(&self) -> Option<EvolvedDream> {
+        self.evolved_dream
+    }
+
+    fn set_done_odds(&mut self, factor: f32) {
+        // The slider's range keeps it positive; anything else would make M's done logit NaN.
+        if factor.is_finite() && factor > 0.0 {
+            self.inner().dream.set_done_odds(factor);
+        }
+    }
+
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
         check_frame(frame)?;
         let batch = self.inner().dream.batch();
@@ -180,6 +205,36 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         check_frame(frame)?;
         self.inner().dream.reset_from_frame(frame);
         Ok(())
+    }
+
+    fn fork_from_reality(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        check_frame(frame)?;
+        let inner = self.inner();
+        let follower = &inner.follower;
+        let fork = ForkPoint {
+            z: follower.z().to_vec(),
+            hidden: follower.hidden().to_vec(),
+            cell: follower.cell().to_vec(),
+        };
+        inner
+            .dream
+            .reset_to_state(&fork.z, &fork.hidden, &fork.cell)?;
+        inner.fork = Some(fork);
+        Ok(())
+    }
+
+    fn restart_from_fork(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        let inner = self.inner();
+        match &inner.fork {
+            Some(fork) => Ok(inner
+                .dream
+                .reset_to_state(&fork.z, &fork.hidden, &fork.cell)?),
+            None => {
+                check_frame(frame)?;
+                inner.dream.reset_from_frame(frame);
+                Ok(())
+            }
+        }
     }
 
     fn reset_random(&mut self) -> anyhow::Result<()> {

@@ -65,6 +65,10 @@ pub enum PlayCommand {
     SetTau(f32),
     /// Index into [`super::drive::TAU_PRESETS`].
     TauPreset(usize),
+    /// The factor on the odds of M's done head (1: as trained).
+    SetDoneOdds(f32),
+    /// tau and done odds back to the dream C was evolved in (or the defaults).
+    DreamAsTrained,
     /// Switch to this env, or to the other one.
     SwitchEnv(Option<EnvKind>),
     TogglePause,

@@ -45,6 +45,19 @@ pub fn clamp_tau(env: EnvKind, requested: f32, current: f32) -> f32 {
     requested.clamp(low, high)
 }
 
+/// The done-odds slider's range: from a dream that almost never kills to one ten times as deadly
+/// as M predicts.
+pub const DONE_ODDS_RANGE: (f32, f32) = (0.01, 10.0);
+
+/// Clamps a requested factor on M's done odds into [`DONE_ODDS_RANGE`]; a non-finite request keeps
+/// `current`.
+pub fn clamp_done_odds(requested: f32, current: f32) -> f32 {
+    if !requested.is_finite() {
+        return current;
+    }
+    requested.clamp(DONE_ODDS_RANGE.0, DONE_ODDS_RANGE.1)
+}
+
 /// Who produces the actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Driver {
@@ -395,6 +408,16 @@ mod tests {
             "no controller, no hand-back"
         );
         assert_eq!(next_driver(Controller, false, false, false), Human);
+    }
+
+    #[test]
+    fn done_odds_are_clamped_and_ignore_nonsense() {
+        assert_eq!(clamp_done_odds(0.1, 1.0), 0.1);
+        assert_eq!(clamp_done_odds(0.0, 1.0), DONE_ODDS_RANGE.0);
+        assert_eq!(clamp_done_odds(-3.0, 1.0), DONE_ODDS_RANGE.0);
+        assert_eq!(clamp_done_odds(1e6, 1.0), DONE_ODDS_RANGE.1);
+        assert_eq!(clamp_done_odds(f32::NAN, 0.5), 0.5);
+        assert_eq!(clamp_done_odds(f32::INFINITY, 0.5), 0.5);
     }
 
     #[test]

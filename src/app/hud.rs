@@ -77,6 +77,9 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
         }
         let stat = |text: String| RichText::new(text).size(20.0).monospace();
         ui.label(stat(format!("tau {:.2}", session.tau)));
+        if session.done_odds != 1.0 {
+            ui.label(stat(format!("done odds x{:.2}", session.done_odds)));
+        }
         let fps = data
             .timings
             .frame

@@ -20,8 +20,8 @@ use bevy::prelude::*;
 use super::AppSystems;
 use super::commands::{Mode, PlayCommand};
 use super::drive::{
-    Driver, HumanAxes, TAU_PRESETS, axes_from_action, clamp_tau, default_tau, idle_action,
-    next_driver,
+    Driver, HumanAxes, TAU_PRESETS, axes_from_action, clamp_done_odds, clamp_tau, default_tau,
+    idle_action, next_driver,
 };
 use super::input::HumanControls;
 use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, load_runtime};
@@ -68,6 +68,10 @@ pub struct Session {
     pub env: EnvKind,
     /// M's sampling temperature.
     pub tau: f32,
+    /// The factor on the odds of M's done head (1: as trained).
+    pub done_odds: f32,
+    /// tau and done odds of the dream C was evolved in, when the model records it.
+    pub evolved_dream: Option<(f32, f32)>,
     pub driver: Driver,
     pub paused: bool,
     /// Steps requested while paused (N), still to run.
@@ -85,6 +89,8 @@ impl Session {
         Self {
             env,
             tau: default_tau(env),
+            done_odds: 1.0,
+            evolved_dream: None,
             driver: Driver::Human,
             paused: false,
             pending_steps: 0,
@@ -92,6 +98,29 @@ impl Session {
             human_axes: HumanAxes::default(),
             last_action: idle_action(env),
         }
+    }
+
+    /// Dreams as C was evolved to, if the model says how: its tau and done odds. Otherwise the
+    /// env's default tau and M's own odds.
+    pub fn dream_as_trained(&mut self) {
+        let (tau, odds) = self.evolved_dream.unwrap_or((default_tau(self.env), 1.0));
+        self.tau = clamp_tau(self.env, tau, self.tau);
+        self.done_odds = clamp_done_odds(odds, self.done_odds);
+    }
+
+    /// A fresh session for `env` that dreams as the loaded model's C was evolved to.
+    pub fn for_model(env: EnvKind, runtime: &mut WorldModelRuntime) -> Self {
+        let mut session = Self::new(env);
+        session.evolved_dream = runtime
+            .runner
+            .as_ref()
+            .and_then(|runner| runner.evolved_dream())
+            .map(|dream| (dream.tau, dream.done_odds));
+        session.dream_as_trained();
+        if let Some(runner) = runtime.runner.as_deref_mut() {
+            runner.set_done_odds(session.done_odds);
+        }
+        session
     }
 
     /// The axes shown on the HUD: the last action sent.
@@ -307,13 +336,13 @@ pub fn insert_session_with_runtime(
     env: EnvKind,
     seed: u64,
     source: ModelSource,
-    runtime: WorldModelRuntime,
+    mut runtime: WorldModelRuntime,
 ) {
     let mut reality = Reality::new(env, seed);
     reality.generation = 1;
     world.insert_resource(Time::<Fixed>::from_hz(f64::from(env.steps_per_second())));
     world.insert_resource(reality);
-    world.insert_resource(Session::new(env));
+    world.insert_resource(Session::for_model(env, &mut runtime));
     world.insert_resource(DreamEpisode::default());
     world.insert_resource(runtime);
     world.insert_resource(source);
@@ -343,6 +372,27 @@ fn apply_sim_commands(
                 if let Some(&preset) = TAU_PRESETS.get(*index) {
                     session.tau = clamp_tau(session.env, preset, session.tau);
                 }
+            }
+            PlayCommand::SetDoneOdds(odds) => {
+                session.done_odds = clamp_done_odds(*odds, session.done_odds);
+                if let Some(runner) = runtime.runner.as_deref_mut() {
+                    runner.set_done_odds(session.done_odds);
+                }
+            }
+            PlayCommand::DreamAsTrained => {
+                session.dream_as_trained();
+                if let Some(runner) = runtime.runner.as_deref_mut() {
+                    runner.set_done_odds(session.done_odds);
+                }
+                notice.show(match session.evolved_dream {
+                    Some(_) => format!(
+                        "Dreaming as C was evolved: tau {:.2}, done odds x{}",
+                        session.tau, session.done_odds
+                    ),
+                    None => {
+                        "The model records no dream for C: default tau, M's own odds".to_string()
+                    }
+                });
             }
             PlayCommand::SwitchEnv(target) => {
                 let next = target.unwrap_or(match session.env {
@@ -451,12 +501,12 @@ fn switch_env(
     source: &ModelSource,
 ) {
     let paused = session.paused;
-    *session = Session::new(next);
+    *runtime = load_runtime(&source.models_dir, next, source.backend.as_deref());
+    *session = Session::for_model(next, runtime);
     session.paused = paused;
     let generation = reality.generation + 1;
     *reality = Reality::new(next, reality.seed);
     reality.generation = generation;
-    *runtime = load_runtime(&source.models_dir, next, source.backend.as_deref());
     let dream_generation = dream.generation + 1;
     *dream = DreamEpisode {
         generation: dream_generation,
@@ -474,7 +524,8 @@ fn switch_env(
 }
 
 /// Forks the dream from the current real frame, which the reality-following M sees too (Lockstep
-/// then needs no second encoding of it). Without a model, says so.
+/// then needs no second encoding of it); the dream keeps the memory M built along the episode.
+/// Without a model, says so.
 fn fork_from_reality(
     reality: &Reality,
     dream: &mut DreamEpisode,
@@ -484,7 +535,7 @@ fn fork_from_reality(
     let frame = reality.obs.clone();
     let result = with_runner(runtime, notice, |runner| {
         runner.observe_reality(&frame)?;
-        runner.reset_from_frame(&frame)
+        runner.fork_from_reality(&frame)
     });
     if result.is_some() {
         start_dream(dream, DreamOrigin::RealFrame(frame));
@@ -767,7 +818,7 @@ fn step_dream(
         dream.restarts += 1;
         let origin = dream.origin.clone().unwrap_or(DreamOrigin::RandomZ);
         let restarted = with_runner(runtime, notice, |runner| match &origin {
-            DreamOrigin::RealFrame(frame) => runner.reset_from_frame(frame),
+            DreamOrigin::RealFrame(frame) => runner.restart_from_fork(frame),
             DreamOrigin::RandomZ => runner.reset_random(),
         });
         if restarted.is_some() {

@@ -11,7 +11,7 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::commands::{Mode, PlayCommand};
-use super::drive::{Driver, TAU_PRESETS, tau_range};
+use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, tau_range};
 use super::hud::{self, HudData};
 use super::input::CONTROLS_HELP;
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
@@ -270,6 +270,26 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             }
         }
     });
+    let mut odds = session.done_odds;
+    if add_slider(
+        ui,
+        egui::Slider::new(&mut odds, DONE_ODDS_RANGE.0..=DONE_ODDS_RANGE.1)
+            .logarithmic(true)
+            .text("done odds x")
+            .max_decimals(2),
+    )
+    .on_hover_text("how often M's done head ends the dream: x1 as M predicts, lower is kinder")
+    .changed()
+    {
+        sent.push(PlayCommand::SetDoneOdds(odds));
+    }
+    let as_trained = match session.evolved_dream {
+        Some((tau, odds)) => format!("As C was evolved (tau {tau:.2}, odds x{odds})"),
+        None => "Defaults (M's own odds)".to_string(),
+    };
+    if ui.button(as_trained).clicked() {
+        sent.push(PlayCommand::DreamAsTrained);
+    }
     ui.separator();
 
     ui.heading("Who drives");

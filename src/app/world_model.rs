@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use bevy::prelude::*;
 
 use crate::envs::{EnvKind, Frame};
+use crate::model::bundle::EvolvedDream;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<WorldModelRuntime>();
@@ -45,6 +46,13 @@ pub trait DreamRunner: Send + Sync {
     }
     /// C exists in the bundle and can drive.
     fn has_controller(&self) -> bool;
+    /// The dream C was evolved in, if the bundle records one: the app starts with its tau and
+    /// done odds, so that C meets the dream it was trained for.
+    fn evolved_dream(&self) -> Option<EvolvedDream> {
+        None
+    }
+    /// Multiplies the odds of M's done head by `factor` from the next step on (1: as trained).
+    fn set_done_odds(&mut self, factor: f32);
 
     /// V's encoding (mu) of a 64x64 frame.
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>>;
@@ -58,6 +66,19 @@ pub trait DreamRunner: Send + Sync {
 
     /// Forks the dream from a real frame: z = V's encoding, M's state zeroed.
     fn reset_from_frame(&mut self, frame: &Frame) -> anyhow::Result<()>;
+    /// "Dream from here": forks the dream from the real frame the reality-following M has just
+    /// observed, keeping the memory M built along the episode (what a dream forked after K real
+    /// steps starts with in `train-controller`). Without such a memory, [`reset_from_frame`].
+    ///
+    /// [`reset_from_frame`]: DreamRunner::reset_from_frame
+    fn fork_from_reality(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.reset_from_frame(frame)
+    }
+    /// Back to where the last [`fork_from_reality`](DreamRunner::fork_from_reality) started, whose
+    /// frame was `frame` (a dream that M ended restarts there).
+    fn restart_from_fork(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.reset_from_frame(frame)
+    }
     /// Starts the dream from z ~ N(0, I), M's state zeroed.
     fn reset_random(&mut self) -> anyhow::Result<()>;
     /// Replaces z and keeps M's state (h, c): the latent explorer's sliders, and keeping M in step

@@ -128,6 +128,23 @@ pub struct TrainingInfo {
     pub date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// C only: the dream it was evolved in (none: evolved in the real env, or not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dream: Option<EvolvedDream>,
+}
+
+/// The dream a controller was evolved in, so that the app can dream as C was trained to: a C
+/// evolved where M's done head kills a tenth as often dies early in a dream at M's own odds.
+/// Plain values rather than `dream::DoneRule`, so the model layer does not depend on the dream.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvolvedDream {
+    pub tau: f32,
+    /// The factor on M's done odds (1: as trained).
+    pub done_odds: f32,
+    /// Done drawn with M's probability each step; false: the paper's logit > 0.
+    pub sampled_done: bool,
+    /// Real steps M read before each dream forked (0: the paper's start at the first frame).
+    pub context_steps: u32,
 }
 
 /// Training provenance per part.

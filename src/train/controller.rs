@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dream::{DoneRule, DreamBatch, DreamStart};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
-use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo, WorldModel};
+use crate::model::bundle::{self, EvolvedDream, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
 use crate::model::mdrnn::MdnRnn;
 use crate::model::vae::ConvVae;
@@ -220,6 +220,16 @@ impl ControllerTrainConfig {
 
     pub fn controller_dir(&self) -> PathBuf {
         self.run_dir.join(CONTROLLER_DIR)
+    }
+
+    /// The dream C is evolved in, as the bundle records it; `None` for real fitness.
+    pub fn evolved_dream(&self) -> Option<EvolvedDream> {
+        (self.fitness == FitnessMode::Dream).then(|| EvolvedDream {
+            tau: self.tau,
+            done_odds: self.done_odds,
+            sampled_done: self.done_rule == DoneRule::Sample,
+            context_steps: u32::try_from(self.dream_context).unwrap_or(u32::MAX),
+        })
     }
 
     /// One line for logs: where the fitness comes from.
@@ -1059,6 +1069,7 @@ fn write_bundle<B: Backend>(
         final_losses,
         date: Some(super::vae::now_rfc3339()),
         notes: Some(format!("{}; C is {description}", config.describe_fitness())),
+        dream: config.evolved_dream(),
     });
     bundle::save_over_run(model, path)?;
     Ok(description)

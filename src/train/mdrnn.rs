@@ -715,6 +715,7 @@ fn write_run_bundle<B: Backend>(
             state.step,
             state.seconds
         )),
+        dream: None,
     });
     bundle::save_over_run(&bundle, bundle_path)?;
     Ok(())

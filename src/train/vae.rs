@@ -903,6 +903,7 @@ fn write_run_bundle<B: Backend>(
                 .next()
                 .unwrap_or("?")
         )),
+        dream: None,
     });
     let path = super::run_model_path(&config.run_dir);
     bundle::save(&bundle, &path, Precision::F32)?;
