@@ -853,7 +853,7 @@ fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
     let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
     let s = session(&app);
     assert_eq!((s.tau, s.done_odds), (1.3, 0.1));
-    assert_eq!(s.evolved_dream, Some((1.3, 0.1)));
+    assert_eq!(s.evolved_dream, Some(evolved));
 
     send(&mut app, PlayCommand::SetTau(0.5));
     send(&mut app, PlayCommand::SetDoneOdds(2.0));

@@ -26,6 +26,7 @@ use super::drive::{
 use super::input::HumanControls;
 use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, load_runtime};
 use crate::envs::{Env, EnvKind, Frame};
+use crate::model::bundle::EvolvedDream;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Divergence>();
@@ -70,8 +71,8 @@ pub struct Session {
     pub tau: f32,
     /// The factor on the odds of M's done head (1: as trained).
     pub done_odds: f32,
-    /// tau and done odds of the dream C was evolved in, when the model records it.
-    pub evolved_dream: Option<(f32, f32)>,
+    /// The dream C was evolved in, when the model records it.
+    pub evolved_dream: Option<EvolvedDream>,
     pub driver: Driver,
     pub paused: bool,
     /// Steps requested while paused (N), still to run.
@@ -103,7 +104,11 @@ impl Session {
     /// Dreams as C was evolved to, if the model says how: its tau and done odds. Otherwise the
     /// env's default tau and M's own odds.
     pub fn dream_as_trained(&mut self) {
-        let (tau, odds) = self.evolved_dream.unwrap_or((default_tau(self.env), 1.0));
+        let (tau, odds) = self
+            .evolved_dream
+            .map_or((default_tau(self.env), 1.0), |dream| {
+                (dream.tau, dream.done_odds)
+            });
         self.tau = clamp_tau(self.env, tau, self.tau);
         self.done_odds = clamp_done_odds(odds, self.done_odds);
     }
@@ -114,8 +119,7 @@ impl Session {
         session.evolved_dream = runtime
             .runner
             .as_ref()
-            .and_then(|runner| runner.evolved_dream())
-            .map(|dream| (dream.tau, dream.done_odds));
+            .and_then(|runner| runner.evolved_dream());
         session.dream_as_trained();
         if let Some(runner) = runtime.runner.as_deref_mut() {
             runner.set_done_odds(session.done_odds);

@@ -284,7 +284,10 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         sent.push(PlayCommand::SetDoneOdds(odds));
     }
     let as_trained = match session.evolved_dream {
-        Some((tau, odds)) => format!("As C was evolved (tau {tau:.2}, odds x{odds})"),
+        Some(dream) => format!(
+            "As C was evolved (tau {:.2}, odds x{})",
+            dream.tau, dream.done_odds
+        ),
         None => "Defaults (M's own odds)".to_string(),
     };
     if ui.button(as_trained).clicked() {
