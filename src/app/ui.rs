@@ -275,7 +275,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         ui,
         egui::Slider::new(&mut odds, DONE_ODDS_RANGE.0..=DONE_ODDS_RANGE.1)
             .logarithmic(true)
-            .text("done odds x")
+            .text("done odds")
             .max_decimals(2),
     )
     .on_hover_text("how often M's done head ends the dream: x1 as M predicts, lower is kinder")
