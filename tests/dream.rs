@@ -435,10 +435,13 @@ fn the_shipped_take_cover_m_sees_death_coming() {
 
 /// The dream the shipped C was evolved in (forked after 10 real steps, M's done odds / 10) ranks
 /// the blind policies as reality does: the 80-step sweep, which lives 5.5 times as long as
-/// standing still in reality, outlives it in the dream too. A dream that cannot tell them apart
-/// cannot teach C to dodge (`models/take-cover/EXPERIMENTS.md`, first section).
+/// standing still in reality, outlives it in the dream too, and outlives holding left all
+/// episode (against the wall; 166 real steps). A dream that cannot tell them apart cannot teach
+/// C to dodge, and one where the wall is safe teaches C to hug it: an M trained three epochs
+/// longer let the wall live 931 dream steps, and the C evolved in it scored 190 in reality
+/// (`models/take-cover/EXPERIMENTS.md`, first sections).
 #[test]
-fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still() {
+fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall() {
     use dreamplay::train::eval::{Baseline, EvalConfig, evaluate};
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
@@ -458,10 +461,18 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still() {
     };
     let still = mean_dream_steps(Baseline::Still);
     let sweep = mean_dream_steps(Baseline::Sweep(80));
-    eprintln!("mean dream steps at tau 1.15: still {still:.0}, sweep 80 {sweep:.0}");
+    // A sweep longer than an episode: left, and nothing else.
+    let wall = mean_dream_steps(Baseline::Sweep(2100));
+    eprintln!(
+        "mean dream steps at tau 1.15: still {still:.0}, sweep 80 {sweep:.0}, left to the wall {wall:.0}"
+    );
     assert!(
         sweep > 1.3 * still,
         "the sweep lives {sweep:.0} dream steps, standing still {still:.0}"
+    );
+    assert!(
+        sweep > wall,
+        "the sweep lives {sweep:.0} dream steps, hugging the left wall {wall:.0}"
     );
 }
 
