@@ -867,3 +867,18 @@ fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
     let s = session(&app);
     assert_eq!((s.tau, s.done_odds, s.evolved_dream), (1.15, 1.0, None));
 }
+
+/// The shipped Take Cover C was evolved in a dream with M's done odds divided by ten; its bundle
+/// says so, and the app starts there, so that C handed the wheel meets the dream it knows.
+#[test]
+fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let app = app_with_models_dir(EnvKind::TakeCover, models);
+    let s = session(&app);
+    let evolved = s.evolved_dream.expect("the shipped bundle records C's dream");
+    assert_eq!(
+        (evolved.tau, evolved.done_odds, evolved.context_steps),
+        (1.15, 0.1, 10)
+    );
+    assert_eq!((s.tau, s.done_odds), (1.15, 0.1));
+}
