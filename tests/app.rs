@@ -875,7 +875,9 @@ fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let app = app_with_models_dir(EnvKind::TakeCover, models);
     let s = session(&app);
-    let evolved = s.evolved_dream.expect("the shipped bundle records C's dream");
+    let evolved = s
+        .evolved_dream
+        .expect("the shipped bundle records C's dream");
     assert_eq!(
         (evolved.tau, evolved.done_odds, evolved.context_steps),
         (1.15, 0.1, 10)

@@ -121,10 +121,15 @@ impl Session {
             .as_ref()
             .and_then(|runner| runner.evolved_dream());
         session.dream_as_trained();
-        if let Some(runner) = runtime.runner.as_deref_mut() {
-            runner.set_done_odds(session.done_odds);
-        }
+        session.apply_done_odds(runtime);
         session
+    }
+
+    /// Hands the session's done odds to the dream.
+    fn apply_done_odds(&self, runtime: &mut WorldModelRuntime) {
+        if let Some(runner) = runtime.runner.as_deref_mut() {
+            runner.set_done_odds(self.done_odds);
+        }
     }
 
     /// The axes shown on the HUD: the last action sent.
@@ -379,15 +384,11 @@ fn apply_sim_commands(
             }
             PlayCommand::SetDoneOdds(odds) => {
                 session.done_odds = clamp_done_odds(*odds, session.done_odds);
-                if let Some(runner) = runtime.runner.as_deref_mut() {
-                    runner.set_done_odds(session.done_odds);
-                }
+                session.apply_done_odds(&mut runtime);
             }
             PlayCommand::DreamAsTrained => {
                 session.dream_as_trained();
-                if let Some(runner) = runtime.runner.as_deref_mut() {
-                    runner.set_done_odds(session.done_odds);
-                }
+                session.apply_done_odds(&mut runtime);
                 notice.show(match session.evolved_dream {
                     Some(_) => format!(
                         "Dreaming as C was evolved: tau {:.2}, done odds x{}",
