@@ -225,16 +225,12 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
 
     fn restart_from_fork(&mut self, frame: &Frame) -> anyhow::Result<()> {
         let inner = self.inner();
-        match &inner.fork {
-            Some(fork) => Ok(inner
+        if let Some(fork) = &inner.fork {
+            return Ok(inner
                 .dream
-                .reset_to_state(&fork.z, &fork.hidden, &fork.cell)?),
-            None => {
-                check_frame(frame)?;
-                inner.dream.reset_from_frame(frame);
-                Ok(())
-            }
+                .reset_to_state(&fork.z, &fork.hidden, &fork.cell)?);
         }
+        self.reset_from_frame(frame)
     }
 
     fn reset_random(&mut self) -> anyhow::Result<()> {
