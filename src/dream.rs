@@ -140,6 +140,17 @@ pub enum DoneRule {
     Sample,
 }
 
+impl DoneRule {
+    /// The rule a bundle's record names by `sampled_done` (see `bundle::EvolvedDream`).
+    pub fn from_sampled(sampled: bool) -> Self {
+        if sampled {
+            Self::Sample
+        } else {
+            Self::Threshold
+        }
+    }
+}
+
 /// N dreams stepped together.
 #[derive(Debug, Clone)]
 pub struct DreamBatch<B: Backend> {

@@ -18,6 +18,7 @@ use dreamplay::app::world_model::{
     DreamOutcome, DreamRunner, ModelStatus, View, WorldModelRuntime,
 };
 use dreamplay::app::{LogicPlugin, PlayOptions};
+use dreamplay::dream::DoneRule;
 use dreamplay::envs::{EnvKind, Frame};
 
 /// The action the fake controller takes in the dream: right, full gas.
@@ -37,6 +38,8 @@ struct FakeDream {
     real_followed: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The factor on M's done odds the app last set, as f32 bits.
     done_odds: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The done rule the app last set.
+    done_rule: std::sync::Arc<std::sync::Mutex<Option<DoneRule>>>,
 }
 
 impl FakeDream {
@@ -48,6 +51,7 @@ impl FakeDream {
             real_seen: false,
             real_followed: Default::default(),
             done_odds: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1.0f32.to_bits())),
+            done_rule: Default::default(),
         }
     }
 }
@@ -65,6 +69,9 @@ impl DreamRunner for FakeDream {
     fn set_done_odds(&mut self, factor: f32) {
         self.done_odds
             .store(factor.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+    fn set_done_rule(&mut self, rule: DoneRule) {
+        *self.done_rule.lock().unwrap() = Some(rule);
     }
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
         let mut mean = [0.0f32; 3];
@@ -816,6 +823,7 @@ fn the_done_odds_slider_reaches_the_dream_clamped() {
     let fake = FakeDream::new(true);
     let odds_in_runner = fake.done_odds.clone();
     let runner_odds = || f32::from_bits(odds_in_runner.load(std::sync::atomic::Ordering::Relaxed));
+    let rule_in_runner = fake.done_rule.clone();
     let mut app = app_for(EnvKind::TakeCover);
     app.insert_resource(WorldModelRuntime::ready(Box::new(fake)));
     assert_eq!(session(&app).done_odds, 1.0, "M's own odds by default");
@@ -831,12 +839,28 @@ fn the_done_odds_slider_reaches_the_dream_clamped() {
     send(&mut app, PlayCommand::SetDoneOdds(f32::NAN));
     assert_eq!((session(&app).done_odds, runner_odds()), (0.01, 0.01));
 
-    // This model records no dream for C: back to the env's tau and M's own odds.
+    // The rule buttons reach the dream too.
+    assert_eq!(
+        session(&app).done_rule,
+        DoneRule::Sample,
+        "drawn by default"
+    );
+    send(&mut app, PlayCommand::SetDoneRule(DoneRule::Threshold));
+    assert_eq!(
+        (session(&app).done_rule, *rule_in_runner.lock().unwrap()),
+        (DoneRule::Threshold, Some(DoneRule::Threshold))
+    );
+
+    // This model records no dream for C: back to the env's tau, M's own odds, drawn.
     send(&mut app, PlayCommand::SetTau(2.5));
     send(&mut app, PlayCommand::DreamAsTrained);
     assert_eq!(
         (session(&app).tau, session(&app).done_odds, runner_odds()),
         (1.15, 1.0, 1.0)
+    );
+    assert_eq!(
+        (session(&app).done_rule, *rule_in_runner.lock().unwrap()),
+        (DoneRule::Sample, Some(DoneRule::Sample))
     );
 }
 
@@ -846,26 +870,41 @@ fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
     let evolved = EvolvedDream {
         tau: 1.3,
         done_odds: 0.1,
-        sampled_done: true,
+        sampled_done: false,
         context_steps: 10,
     };
     let dir = write_random_bundle_evolved_in(EnvKind::TakeCover, Some(evolved));
     let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
     let s = session(&app);
-    assert_eq!((s.tau, s.done_odds), (1.3, 0.1));
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (1.3, 0.1, DoneRule::Threshold)
+    );
     assert_eq!(s.evolved_dream, Some(evolved));
 
     send(&mut app, PlayCommand::SetTau(0.5));
     send(&mut app, PlayCommand::SetDoneOdds(2.0));
-    assert_eq!((session(&app).tau, session(&app).done_odds), (0.5, 2.0));
+    send(&mut app, PlayCommand::SetDoneRule(DoneRule::Sample));
+    let s = session(&app);
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (0.5, 2.0, DoneRule::Sample)
+    );
     send(&mut app, PlayCommand::DreamAsTrained);
-    assert_eq!((session(&app).tau, session(&app).done_odds), (1.3, 0.1));
+    let s = session(&app);
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (1.3, 0.1, DoneRule::Threshold)
+    );
 
-    // A bundle without the record: the env's defaults, M's own odds.
+    // A bundle without the record: the env's defaults, M's own odds, drawn.
     let plain = write_random_bundle(EnvKind::TakeCover);
     let app = app_with_models_dir(EnvKind::TakeCover, plain.path().to_path_buf());
     let s = session(&app);
-    assert_eq!((s.tau, s.done_odds, s.evolved_dream), (1.15, 1.0, None));
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule, s.evolved_dream),
+        (1.15, 1.0, DoneRule::Sample, None)
+    );
 }
 
 /// The shipped Take Cover C was evolved in a dream with M's done odds divided by ten; its bundle
@@ -882,5 +921,8 @@ fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
         (evolved.tau, evolved.done_odds, evolved.context_steps),
         (1.15, 0.1, 10)
     );
-    assert_eq!((s.tau, s.done_odds), (1.15, 0.1));
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (1.15, 0.1, DoneRule::Sample)
+    );
 }

@@ -111,8 +111,9 @@ impl<B: Backend> BurnRunner<B> {
         // The paper's threshold and tau 0 make the follower's steps draw no random numbers.
         let follower = Dream::new(vae.clone(), rnn.clone(), &device);
         let mut dream = Dream::new(vae, rnn, &device);
-        // Done is drawn with the done head's probability, as C was evolved: the paper's logit > 0
-        // never fires with the shipped M, and a dream that cannot end has no danger to show.
+        // Done is drawn with the done head's probability, as the shipped Cs were evolved: the
+        // paper's logit > 0 rarely fires with the shipped Ms, and a dream that cannot end has no
+        // danger to show. The session sets the rule the bundle records, if it records one.
         dream.set_done_rule(DoneRule::Sample);
         let inner = Inner {
             dream,
@@ -177,6 +178,10 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         if factor.is_finite() && factor > 0.0 {
             self.inner().dream.set_done_odds(factor);
         }
+    }
+
+    fn set_done_rule(&mut self, rule: DoneRule) {
+        self.inner().dream.set_done_rule(rule);
     }
 
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {

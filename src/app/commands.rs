@@ -3,6 +3,7 @@
 
 use bevy::prelude::*;
 
+use crate::dream::DoneRule;
 use crate::envs::EnvKind;
 
 pub(super) fn plugin(app: &mut App) {
@@ -67,7 +68,9 @@ pub enum PlayCommand {
     TauPreset(usize),
     /// The factor on the odds of M's done head (1: as trained).
     SetDoneOdds(f32),
-    /// tau and done odds back to the dream C was evolved in (or the defaults).
+    /// How M's done head ends the dream: drawn, or the paper's threshold.
+    SetDoneRule(DoneRule),
+    /// tau, done odds and done rule back to the dream C was evolved in (or the defaults).
     DreamAsTrained,
     /// Switch to this env, or to the other one.
     SwitchEnv(Option<EnvKind>),

@@ -5,6 +5,7 @@
 //! gives its analog values directly. Any human input takes the wheel from C at once; only an explicit
 //! hand-back returns it.
 
+use crate::dream::DoneRule;
 use crate::envs::EnvKind;
 
 /// How much a held key adds to its axis each sim step (the demo's +0.1 per frame).
@@ -56,6 +57,14 @@ pub fn clamp_done_odds(requested: f32, current: f32) -> f32 {
         return current;
     }
     requested.clamp(DONE_ODDS_RANGE.0, DONE_ODDS_RANGE.1)
+}
+
+/// The done rule's name on the UI and HUD.
+pub fn done_rule_name(rule: DoneRule) -> &'static str {
+    match rule {
+        DoneRule::Sample => "drawn",
+        DoneRule::Threshold => "threshold",
+    }
 }
 
 /// Who produces the actions.

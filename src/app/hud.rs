@@ -6,6 +6,7 @@ use bevy_egui::egui::{self, Color32, RichText, Sense, Stroke, StrokeKind, Ui, ve
 use super::commands::Mode;
 use super::drive::Driver;
 use super::sim::{DreamEpisode, Reality, Session, Timings};
+use crate::dream::DoneRule;
 use crate::envs::EnvKind;
 
 /// Orange-red while a human drives, like the demo's bars turning red on override.
@@ -79,6 +80,9 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
         ui.label(stat(format!("tau {:.2}", session.tau)));
         if session.done_odds != 1.0 {
             ui.label(stat(format!("done odds x{:.2}", session.done_odds)));
+        }
+        if session.done_rule == DoneRule::Threshold {
+            ui.label(stat("done: threshold".to_string()));
         }
         let fps = data
             .timings

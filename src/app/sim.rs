@@ -21,10 +21,11 @@ use super::AppSystems;
 use super::commands::{Mode, PlayCommand};
 use super::drive::{
     Driver, HumanAxes, TAU_PRESETS, axes_from_action, clamp_done_odds, clamp_tau, default_tau,
-    idle_action, next_driver,
+    done_rule_name, idle_action, next_driver,
 };
 use super::input::HumanControls;
 use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, load_runtime};
+use crate::dream::DoneRule;
 use crate::envs::{Env, EnvKind, Frame};
 use crate::model::bundle::EvolvedDream;
 
@@ -71,6 +72,9 @@ pub struct Session {
     pub tau: f32,
     /// The factor on the odds of M's done head (1: as trained).
     pub done_odds: f32,
+    /// How M's done head ends the dream: drawn (the app's default, as the shipped Cs were evolved)
+    /// or the paper's threshold.
+    pub done_rule: DoneRule,
     /// The dream C was evolved in, when the model records it.
     pub evolved_dream: Option<EvolvedDream>,
     pub driver: Driver,
@@ -91,6 +95,7 @@ impl Session {
             env,
             tau: default_tau(env),
             done_odds: 1.0,
+            done_rule: DoneRule::Sample,
             evolved_dream: None,
             driver: Driver::Human,
             paused: false,
@@ -101,16 +106,17 @@ impl Session {
         }
     }
 
-    /// Dreams as C was evolved to, if the model says how: its tau and done odds. Otherwise the
-    /// env's default tau and M's own odds.
+    /// Dreams as C was evolved to, if the model says how: its tau, done odds and done rule.
+    /// Otherwise the env's default tau, M's own odds, drawn.
     pub fn dream_as_trained(&mut self) {
-        let (tau, odds) = self
+        let (tau, odds, sampled) = self
             .evolved_dream
-            .map_or((default_tau(self.env), 1.0), |dream| {
-                (dream.tau, dream.done_odds)
+            .map_or((default_tau(self.env), 1.0, true), |dream| {
+                (dream.tau, dream.done_odds, dream.sampled_done)
             });
         self.tau = clamp_tau(self.env, tau, self.tau);
         self.done_odds = clamp_done_odds(odds, self.done_odds);
+        self.done_rule = DoneRule::from_sampled(sampled);
     }
 
     /// A fresh session for `env` that dreams as the loaded model's C was evolved to.
@@ -121,14 +127,15 @@ impl Session {
             .as_ref()
             .and_then(|runner| runner.evolved_dream());
         session.dream_as_trained();
-        session.apply_done_odds(runtime);
+        session.apply_done(runtime);
         session
     }
 
-    /// Hands the session's done odds to the dream.
-    fn apply_done_odds(&self, runtime: &mut WorldModelRuntime) {
+    /// Hands the session's done odds and rule to the dream.
+    fn apply_done(&self, runtime: &mut WorldModelRuntime) {
         if let Some(runner) = runtime.runner.as_deref_mut() {
             runner.set_done_odds(self.done_odds);
+            runner.set_done_rule(self.done_rule);
         }
     }
 
@@ -384,15 +391,21 @@ fn apply_sim_commands(
             }
             PlayCommand::SetDoneOdds(odds) => {
                 session.done_odds = clamp_done_odds(*odds, session.done_odds);
-                session.apply_done_odds(&mut runtime);
+                session.apply_done(&mut runtime);
+            }
+            PlayCommand::SetDoneRule(rule) => {
+                session.done_rule = *rule;
+                session.apply_done(&mut runtime);
             }
             PlayCommand::DreamAsTrained => {
                 session.dream_as_trained();
-                session.apply_done_odds(&mut runtime);
+                session.apply_done(&mut runtime);
                 notice.show(match session.evolved_dream {
                     Some(_) => format!(
-                        "Dreaming as C was evolved: tau {:.2}, done odds x{}",
-                        session.tau, session.done_odds
+                        "Dreaming as C was evolved: tau {:.2}, done odds x{}, done {}",
+                        session.tau,
+                        session.done_odds,
+                        done_rule_name(session.done_rule)
                     ),
                     None => {
                         "The model records no dream for C: default tau, M's own odds".to_string()

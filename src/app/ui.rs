@@ -11,7 +11,7 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::commands::{Mode, PlayCommand};
-use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, tau_range};
+use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
 use super::hud::{self, HudData};
 use super::input::CONTROLS_HELP;
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
@@ -19,6 +19,7 @@ use super::recording::Recording;
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, Timings};
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
 use super::world_model::{ModelStatus, WorldModelRuntime};
+use crate::dream::DoneRule;
 use crate::envs::EnvKind;
 
 pub(super) fn plugin(app: &mut App) {
@@ -283,14 +284,45 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     {
         sent.push(PlayCommand::SetDoneOdds(odds));
     }
-    let as_trained = match session.evolved_dream {
-        Some(dream) => format!(
-            "As C was evolved (tau {:.2}, odds x{})",
-            dream.tau, dream.done_odds
+    ui.horizontal(|ui| {
+        ui.label("done");
+        for (rule, hover) in [
+            (
+                DoneRule::Sample,
+                "drawn each step with the probability M's done head gives (how C was evolved)",
+            ),
+            (
+                DoneRule::Threshold,
+                "the paper's rule: done when M's done logit is above 0",
+            ),
+        ] {
+            if ui
+                .selectable_label(session.done_rule == rule, done_rule_name(rule))
+                .on_hover_text(hover)
+                .clicked()
+            {
+                sent.push(PlayCommand::SetDoneRule(rule));
+            }
+        }
+    });
+    // The details go in the hover text: the side panel is too narrow for them at UI scale 1.
+    let (label, hover) = match session.evolved_dream {
+        Some(dream) => (
+            "As C was evolved",
+            format!(
+                "tau {:.2}, done odds x{}, done {}, forked after {} real steps",
+                dream.tau,
+                dream.done_odds,
+                done_rule_name(DoneRule::from_sampled(dream.sampled_done)),
+                dream.context_steps
+            ),
         ),
-        None => "Defaults (M's own odds)".to_string(),
+        None => (
+            "Defaults",
+            "the env's tau, M's own done odds, done drawn".to_string(),
+        ),
     };
-    if ui.button(as_trained).clicked() {
+    if ui.button(label).on_hover_text(hover).clicked() {
         sent.push(PlayCommand::DreamAsTrained);
     }
     ui.separator();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bevy::prelude::*;
 
+use crate::dream::DoneRule;
 use crate::envs::{EnvKind, Frame};
 use crate::model::bundle::EvolvedDream;
 
@@ -53,6 +54,8 @@ pub trait DreamRunner: Send + Sync {
     }
     /// Multiplies the odds of M's done head by `factor` from the next step on (1: as trained).
     fn set_done_odds(&mut self, factor: f32);
+    /// How M's done head ends the dream from the next step on: drawn, or the paper's threshold.
+    fn set_done_rule(&mut self, rule: DoneRule);
 
     /// V's encoding (mu) of a 64x64 frame.
     fn encode(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>>;
