@@ -121,15 +121,12 @@ fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_un
         let _ = write!(out, " {n} {data_unit},");
     }
     if let Some(e) = info.epochs {
-        let _ = write!(
-            out,
-            " {e} {},",
-            if name.starts_with('C') {
-                "generations"
-            } else {
-                "epochs"
-            }
-        );
+        let unit = if name.starts_with('C') {
+            "generation"
+        } else {
+            "epoch"
+        };
+        let _ = write!(out, " {e} {unit}{},", if e == 1 { "" } else { "s" });
     }
     let losses: Vec<String> = info
         .final_losses
