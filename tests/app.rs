@@ -907,8 +907,9 @@ fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
     );
 }
 
-/// The shipped Take Cover C was evolved in a dream with M's done odds divided by ten; its bundle
-/// says so, and the app starts there, so that C handed the wheel meets the dream it knows.
+/// The shipped Take Cover C was evolved in a dream at tau 0.5 with M's done odds divided by ten;
+/// its bundle says so, and the app starts there, so that C handed the wheel meets the dream it
+/// knows.
 #[test]
 fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -919,10 +920,10 @@ fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
         .expect("the shipped bundle records C's dream");
     assert_eq!(
         (evolved.tau, evolved.done_odds, evolved.context_steps),
-        (1.15, 0.1, 10)
+        (0.5, 0.1, 10)
     );
     assert_eq!(
         (s.tau, s.done_odds, s.done_rule),
-        (1.15, 0.1, DoneRule::Sample)
+        (0.5, 0.1, DoneRule::Sample)
     );
 }

@@ -433,13 +433,14 @@ fn the_shipped_take_cover_m_sees_death_coming() {
     );
 }
 
-/// The dream the shipped C was evolved in (forked after 10 real steps, M's done odds / 10) ranks
-/// the blind policies as reality does: the 80-step sweep, which lives 5.5 times as long as
-/// standing still in reality, outlives it in the dream too, and outlives holding left all
-/// episode (against the wall; 166 real steps). A dream that cannot tell them apart cannot teach
-/// C to dodge, and one where the wall is safe teaches C to hug it: an M trained three epochs
-/// longer let the wall live 931 dream steps, and the C evolved in it scored 190 in reality
-/// (`models/take-cover/EXPERIMENTS.md`, first sections).
+/// The dream the shipped C was evolved in (tau 0.5, forked after 10 real steps, M's done odds /
+/// 10) ranks the blind policies as reality does: the 80-step sweep, which lives 5.5 times as
+/// long as standing still in reality, outlives it in the dream by about as much, and outlives
+/// holding left all episode (against the wall; 165 real steps). A dream that cannot tell them
+/// apart cannot teach C to dodge, and one where the wall is safe teaches C to hug it: at tau 1.15
+/// this M lets the wall live 852 dream steps against the sweep's 573, and a C evolved in an
+/// earlier M's such dream scored 190 in reality (`models/take-cover/EXPERIMENTS.md`, first
+/// sections).
 #[test]
 fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall() {
     use dreamplay::train::eval::{Baseline, EvalConfig, evaluate};
@@ -449,7 +450,7 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
         let config = EvalConfig {
             episodes: 100,
             seed: 500,
-            dream_taus: vec![1.15],
+            dream_taus: vec![0.5],
             done_odds: 0.1,
             dream_context: 10,
             baseline: Some(baseline),
@@ -464,23 +465,25 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
     // A sweep longer than an episode: left, and nothing else.
     let wall = mean_dream_steps(Baseline::Sweep(2100));
     eprintln!(
-        "mean dream steps at tau 1.15: still {still:.0}, sweep 80 {sweep:.0}, left to the wall {wall:.0}"
+        "mean dream steps at tau 0.5: still {still:.0}, sweep 80 {sweep:.0}, left to the wall {wall:.0}"
     );
     assert!(
-        sweep > 1.3 * still,
+        sweep > 3.0 * still,
         "the sweep lives {sweep:.0} dream steps, standing still {still:.0}"
     );
     assert!(
-        sweep > wall,
+        sweep > 1.2 * wall,
         "the sweep lives {sweep:.0} dream steps, hugging the left wall {wall:.0}"
     );
 }
 
-/// The shipped Take Cover model in reality and in its dream at tau 1.15, for the shipped C over
-/// seeds 0..29 (`models/take-cover/EXPERIMENTS.md`, "What the dream-rich, reality-poor Cs exploit";
-/// `cargo test --test dream dream_against_reality -- --nocapture` prints the figures quoted there).
-/// It asserts what the comparison rests on: V's reconstructions keep most of the real frames'
-/// fireballs, so the dream's lack of them is M's doing, not V's.
+/// The shipped Take Cover model in reality and in the paper's dream at tau 1.15, for the shipped C
+/// over seeds 0..29 (`models/take-cover/EXPERIMENTS.md`, "What the dream-rich, reality-poor Cs
+/// exploit"; `cargo test --test dream dream_against_reality -- --nocapture` prints the figures).
+/// It asserts what the comparison rests on: V's reconstructions keep the fireballs that come
+/// near, the ones that kill, so a dream without them is M's doing, not V's. (The shipped C sweeps
+/// the room, and V drops many of the far, few-pixel fireballs it passes: 0.152 of frames against
+/// 0.354.)
 #[test]
 fn the_shipped_take_cover_dream_against_reality() {
     use dreamplay::dream::DoneRule;
@@ -499,6 +502,8 @@ fn the_shipped_take_cover_dream_against_reality() {
         panic!("the shipped Take Cover bundle has V, M and C");
     };
     let shows_fireball = |frame: &Frame| fireball_pixels(frame.as_raw()) >= 4;
+    // 40 of 4,096 pixels: a fireball about to hit (most real hits follow one; tests/take_cover_hits.rs).
+    let shows_near_fireball = |frame: &Frame| fireball_pixels(frame.as_raw()) >= 40;
     // Mean length of a run of the same move, over all steps in order.
     let hold = |moves: &[f32]| {
         moves.len() as f64 / (1 + moves.windows(2).filter(|w| w[0] != w[1]).count()) as f64
@@ -508,6 +513,7 @@ fn the_shipped_take_cover_dream_against_reality() {
 
     // Reality: V's mu of each frame, C acts, M's LSTM follows, as in `eval`.
     let (mut moves, mut steps, mut real_fireballs, mut recon_fireballs) = (Vec::new(), 0, 0, 0);
+    let (mut real_near, mut recon_near) = (0, 0);
     let decoder = vae.frame_decoder();
     for seed in 0..episodes {
         let mut env = EnvKind::TakeCover.make(seed);
@@ -521,8 +527,10 @@ fn the_shipped_take_cover_dream_against_reality() {
             moves.push(move_direction(action[0]));
             steps += 1;
             real_fireballs += usize::from(shows_fireball(&frame));
-            recon_fireballs +=
-                usize::from(shows_fireball(&decoder.decode_to_frames(&mu, &device)[0]));
+            let recon = &decoder.decode_to_frames(&mu, &device)[0];
+            recon_fireballs += usize::from(shows_fireball(recon));
+            real_near += usize::from(shows_near_fireball(&frame));
+            recon_near += usize::from(shows_near_fireball(recon));
             let z = Tensor::from_data(TensorData::new(mu, [1, zs]), &device);
             let a = Tensor::from_data(TensorData::new(action.clone(), [1, 1]), &device);
             state = rnn.lstm_step(z, a, state);
@@ -573,8 +581,9 @@ fn the_shipped_take_cover_dream_against_reality() {
         share(recon_fireballs, steps),
         share(dream_fireballs, checked),
     );
+    let (near, recon_near) = (share(real_near, steps), share(recon_near, steps));
     eprintln!(
-        "shipped C, {episodes} episodes and dreams: length {:.0} real, {:.0} dreamt; holds a move {:.1} steps real, {:.1} dreamt; frames with a fireball {real:.3} real, {recon:.3} in V's reconstructions, {dreamt:.3} dreamt",
+        "shipped C, {episodes} episodes and dreams: length {:.0} real, {:.0} dreamt; holds a move {:.1} steps real, {:.1} dreamt; frames with a fireball {real:.3} real, {recon:.3} in V's reconstructions, {dreamt:.3} dreamt; with a near one {near:.3} real, {recon_near:.3} in V's",
         steps as f64 / n as f64,
         dream_steps as f64 / n as f64,
         hold(&moves),
@@ -582,7 +591,11 @@ fn the_shipped_take_cover_dream_against_reality() {
     );
     assert!(real > 0.05, "only {real:.3} of real frames show a fireball");
     assert!(
-        recon > 0.6 * real,
-        "V's reconstructions keep {recon:.3} against {real:.3} of the real frames"
+        near > 0.01,
+        "only {near:.3} of real frames show a near fireball"
+    );
+    assert!(
+        recon_near > 0.8 * near,
+        "V's reconstructions keep {recon_near:.3} against {near:.3} of the real frames with a near fireball"
     );
 }
