@@ -111,9 +111,8 @@ impl<B: Backend> BurnRunner<B> {
         // The paper's threshold and tau 0 make the follower's steps draw no random numbers.
         let follower = Dream::new(vae.clone(), rnn.clone(), &device);
         let mut dream = Dream::new(vae, rnn, &device);
-        // Done is drawn with the done head's probability, as the shipped Cs were evolved: the
-        // paper's logit > 0 rarely fires with the shipped Ms, and a dream that cannot end has no
-        // danger to show. The session sets the rule the bundle records, if it records one.
+        // Done is drawn with the done head's probability, as the shipped Cs were evolved; the
+        // session then sets the rule the bundle records, if it records one.
         dream.set_done_rule(DoneRule::Sample);
         let inner = Inner {
             dream,

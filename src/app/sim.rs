@@ -407,9 +407,8 @@ fn apply_sim_commands(
                         session.done_odds,
                         done_rule_name(session.done_rule)
                     ),
-                    None => {
-                        "The model records no dream for C: default tau, M's own odds".to_string()
-                    }
+                    None => "The model records no dream for C: default tau, M's own odds, drawn"
+                        .to_string(),
                 });
             }
             PlayCommand::SwitchEnv(target) => {
