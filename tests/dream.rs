@@ -487,7 +487,7 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
 #[test]
 fn the_shipped_take_cover_dream_against_reality() {
     use dreamplay::dream::DoneRule;
-    use dreamplay::envs::take_cover::{fireball_pixels, move_direction};
+    use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, fireball_pixels, move_direction};
     use dreamplay::model::mdrnn::MdnRnnState;
     let device = Default::default();
     let path =
@@ -502,8 +502,8 @@ fn the_shipped_take_cover_dream_against_reality() {
         panic!("the shipped Take Cover bundle has V, M and C");
     };
     let shows_fireball = |frame: &Frame| fireball_pixels(frame.as_raw()) >= 4;
-    // 40 of 4,096 pixels: a fireball about to hit (most real hits follow one; tests/take_cover_hits.rs).
-    let shows_near_fireball = |frame: &Frame| fireball_pixels(frame.as_raw()) >= 40;
+    let shows_near_fireball =
+        |frame: &Frame| fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL_PIXELS;
     // Mean length of a run of the same move, over all steps in order.
     let hold = |moves: &[f32]| {
         moves.len() as f64 / (1 + moves.windows(2).filter(|w| w[0] != w[1]).count()) as f64

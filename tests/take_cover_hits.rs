@@ -9,7 +9,7 @@
 //! the reality side.
 
 use dreamplay::dream::{DoneRule, DreamBatch, DreamStart};
-use dreamplay::envs::take_cover::{TakeCover, fireball_pixels};
+use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, TakeCover, fireball_pixels};
 use dreamplay::envs::{Env, EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::{Expect, load};
@@ -27,8 +27,6 @@ const DREAM_STEPS: usize = 400;
 /// A frame whose mean red exceeds its mean green by this much is under Doom's damage flash: clean
 /// frames of V's reconstructions score 7-19, flashed ones 109-139.
 const FLASH_REDNESS: f64 = 60.0;
-/// Fireball pixels (of 4,096) that make a fireball "near".
-const NEAR_FIREBALL: usize = 40;
 /// Frames before a hit searched for a near fireball: 6 real steps, or 3 dream frames checked
 /// every 2nd step.
 const REAL_WINDOW: usize = 6;
@@ -98,8 +96,8 @@ fn real_side(policy: Policy, vae: &ConvVae<B>) -> RealSide {
             let (mu, _) = vae.encode_frames(&[&frame], &device);
             let recon = &decoder.decode_to_frames(&mu, &device)[0];
             near.push((
-                fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL,
-                fireball_pixels(recon.as_raw()) >= NEAR_FIREBALL,
+                fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL_PIXELS,
+                fireball_pixels(recon.as_raw()) >= NEAR_FIREBALL_PIXELS,
             ));
             let action = policy.action(t);
             if t <= CONTEXT {
@@ -190,7 +188,7 @@ fn dream_side(
                     }
                 }
                 red[i] = flashed;
-                near[i].push(fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL);
+                near[i].push(fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL_PIXELS);
             }
         }
         dream

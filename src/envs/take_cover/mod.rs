@@ -183,6 +183,10 @@ impl Env for TakeCover {
     }
 }
 
+/// [`fireball_pixels`] of a 64x64 frame from which a fireball counts as near, about to hit: most
+/// real hits come within 6 steps of such a frame (`tests/take_cover_hits.rs`).
+pub const NEAR_FIREBALL_PIXELS: usize = 40;
+
 /// Pixels of an RGB frame (any size) lit by a fireball's fullbright core: red near full, green well
 /// above the walls and floor, blue clearly below red. Nothing else in the room is that bright and
 /// warm; the damage flash is red without the green.
