@@ -58,6 +58,21 @@ impl Policy {
     }
 }
 
+/// The last `n` items of `v` (fewer at its start).
+fn last<T>(v: &[T], n: usize) -> &[T] {
+    &v[v.len().saturating_sub(n)..]
+}
+
+/// The mean step of the first hit, an episode or dream without one counting as the dream's end.
+fn mean_first_hit(first_hits: &[Option<usize>]) -> f64 {
+    let end = CONTEXT + DREAM_STEPS;
+    let sum: usize = first_hits
+        .iter()
+        .map(|h| h.map_or(end, |t| t.min(end)))
+        .sum();
+    sum as f64 / first_hits.len() as f64
+}
+
 fn redness(frame: &Frame) -> f64 {
     let (r, g) = frame.pixels().fold((0.0, 0.0), |(r, g), p| {
         (r + f64::from(p[0]), g + f64::from(p[1]))
@@ -71,8 +86,8 @@ struct RealSide {
     /// Hits with a near fireball in the real frames before, and in V's reconstructions of them.
     cued: usize,
     cued_by_v: usize,
-    /// Each episode's first hit (step), capped at the dream's end.
-    first_hit: Vec<f64>,
+    /// Each episode's first hit (step).
+    first_hit: Vec<Option<usize>>,
     starts: Vec<DreamStart>,
 }
 
@@ -112,7 +127,7 @@ fn real_side(policy: Policy, vae: &ConvVae<B>) -> RealSide {
             if env.health() < health {
                 side.hits += 1;
                 first_hit.get_or_insert(t);
-                let before = &near[near.len().saturating_sub(REAL_WINDOW)..];
+                let before = last(&near, REAL_WINDOW);
                 side.cued += usize::from(before.iter().any(|n| n.0));
                 side.cued_by_v += usize::from(before.iter().any(|n| n.1));
             }
@@ -120,8 +135,7 @@ fn real_side(policy: Policy, vae: &ConvVae<B>) -> RealSide {
                 break;
             }
         }
-        side.first_hit
-            .push(first_hit.unwrap_or(usize::MAX).min(CONTEXT + DREAM_STEPS) as f64);
+        side.first_hit.push(first_hit);
         side.starts.push(DreamStart {
             z: zs,
             actions,
@@ -139,7 +153,7 @@ struct DreamSide {
     /// Done drawn (M's odds as trained) in the 5 steps before an onset, and over all steps.
     done_before: (usize, usize),
     done_all: usize,
-    first_hit: Vec<f64>,
+    first_hit: Vec<Option<usize>>,
 }
 
 /// The dream forked after the real context, the policy acting on, done drawn but ignored.
@@ -163,7 +177,7 @@ fn dream_side(
         cued: 0,
         done_before: (0, 0),
         done_all: 0,
-        first_hit: vec![(CONTEXT + DREAM_STEPS) as f64; n],
+        first_hit: vec![None; n],
     };
     let (mut red, mut near, mut dones) = (vec![false; n], vec![Vec::new(); n], vec![Vec::new(); n]);
     for t in CONTEXT..CONTEXT + DREAM_STEPS {
@@ -173,19 +187,11 @@ fn dream_side(
                 side.checked += 1;
                 if flashed && !red[i] {
                     side.onsets += 1;
-                    let seen: &Vec<bool> = &near[i];
-                    side.cued += usize::from(
-                        seen[seen.len().saturating_sub(DREAM_WINDOW)..]
-                            .iter()
-                            .any(|n| *n),
-                    );
-                    let drawn: &Vec<bool> = &dones[i];
-                    let window = &drawn[drawn.len().saturating_sub(5)..];
+                    side.cued += usize::from(last(&near[i], DREAM_WINDOW).contains(&true));
+                    let window = last(&dones[i], 5);
                     side.done_before.0 += window.iter().filter(|d| **d).count();
                     side.done_before.1 += window.len();
-                    if side.first_hit[i] == (CONTEXT + DREAM_STEPS) as f64 {
-                        side.first_hit[i] = t as f64;
-                    }
+                    side.first_hit[i].get_or_insert(t);
                 }
                 red[i] = flashed;
                 near[i].push(fireball_pixels(frame.as_raw()) >= NEAR_FIREBALL_PIXELS);
@@ -223,7 +229,6 @@ fn take_cover_hits_in_reality_and_in_the_dream() {
     let (Some(vae), Some(rnn)) = (model.vae, model.mdrnn) else {
         panic!("{path} has no V or M");
     };
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let share = |k: usize, of: usize| k as f64 / of.max(1) as f64;
     let mut hit_rates = Vec::new();
     for policy in [Policy::Still, Policy::Sweep80, Policy::Wall] {
@@ -234,7 +239,7 @@ fn take_cover_hits_in_reality_and_in_the_dream() {
             "{}: real {:.0} steps, {real_rate:.2} hits per 100 steps, first hit at {:.1}, {:.3} of hits after a near fireball ({:.3} in V's reconstructions)",
             policy.name(),
             share(real.steps, EPISODES),
-            mean(&real.first_hit),
+            mean_first_hit(&real.first_hit),
             share(real.cued, real.hits),
             share(real.cued_by_v, real.hits),
         );
@@ -242,7 +247,7 @@ fn take_cover_hits_in_reality_and_in_the_dream() {
             "{}: dream at tau {tau}: {:.2} hits per 100 steps, first hit at {:.1}, {:.3} of hits after a near fireball; done drawn {:.3} in the 5 steps before a hit, {:.4} over all steps",
             policy.name(),
             100.0 * share(dream.onsets, 2 * dream.checked),
-            mean(&dream.first_hit),
+            mean_first_hit(&dream.first_hit),
             share(dream.cued, dream.onsets),
             share(dream.done_before.0, dream.done_before.1),
             share(dream.done_all, EPISODES * DREAM_STEPS),
