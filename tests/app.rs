@@ -14,12 +14,11 @@ use dreamplay::app::commands::{Mode, PlayCommand};
 use dreamplay::app::drive::Driver;
 use dreamplay::app::lecture::Presentation;
 use dreamplay::app::sim::{Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session};
-use dreamplay::app::world_model::{
-    DreamOutcome, DreamRunner, ModelStatus, View, WorldModelRuntime,
-};
+use dreamplay::app::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime};
 use dreamplay::app::{LogicPlugin, PlayOptions};
-use dreamplay::dream::DoneRule;
+use dreamplay::dream::DreamStep;
 use dreamplay::envs::{EnvKind, Frame};
+use dreamplay::model::mdrnn::DoneRule;
 
 /// The action the fake controller takes in the dream: right, full gas.
 const FAKE_C_ACTION: [f32; 3] = [0.5, 1.0, 0.0];
@@ -106,11 +105,12 @@ impl DreamRunner for FakeDream {
         self.z = z.to_vec();
         Ok(())
     }
-    fn step(&mut self, action: &[f32], _tau: f32) -> anyhow::Result<DreamOutcome> {
+    fn step(&mut self, action: &[f32], _tau: f32) -> anyhow::Result<DreamStep> {
         self.steps += 1;
         self.z[3] += 1.0;
         self.z[0] = (self.z[0] + 0.01 * action[0]).clamp(0.0, 1.0);
-        Ok(DreamOutcome {
+        Ok(DreamStep {
+            z: self.z.clone(),
             reward: 1.0,
             done: self.steps >= FAKE_DONE_AFTER,
         })

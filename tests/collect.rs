@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dreamplay::envs::EnvKind;
-use dreamplay::policy::PolicyKind;
+use dreamplay::agent::AgentKind;
 use dreamplay::train::collect::{
     CollectConfig, CollectError, CollectStats, MANIFEST_FILE, collect,
 };
@@ -206,7 +206,7 @@ fn resuming_with_a_different_config_is_an_error() {
     let config = tiny_config(EnvKind::TakeCover, &dir);
     run(&config).expect("collects");
     let err = run(&CollectConfig {
-        policy: PolicyKind::Uniform,
+        policy: AgentKind::Uniform,
         ..config.clone()
     })
     .expect_err("other policy");

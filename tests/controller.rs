@@ -7,13 +7,15 @@ use std::process::Command;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use dreamplay::dream::{DoneRule, DreamBatch, DreamStart};
+use dreamplay::agent::{Agent, AgentKind, Still};
+use dreamplay::dream::{DreamBatch, DreamStart};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::{
     self, Expect, ModelSpec, Part, Precision, WorldModel, collect_params, load_params,
 };
 use dreamplay::model::controller::Controller;
+use dreamplay::model::mdrnn::DoneRule;
 use dreamplay::model::mdrnn::{MdnRnn, MdnRnnState};
 use dreamplay::model::vae::{ConvVae, frames_to_tensor};
 use dreamplay::train::collect::{CollectConfig, collect};
@@ -22,8 +24,8 @@ use dreamplay::train::controller::{
     train_controller,
 };
 use dreamplay::train::eval::{
-    AgentModel, Baseline, DreamAgent, DreamDraws, EvalConfig, RealPrefix, done_along_reality,
-    dream_returns, eval_episode_seed, evaluate, run_baseline_episodes, run_real_episodes,
+    AgentModel, DreamDraws, EvalConfig, RealPrefix, done_along_reality, dream_returns,
+    eval_episode_seed, evaluate, run_baseline_episodes, run_real_episodes,
 };
 use dreamplay::train::run_model_path;
 use rand::SeedableRng;
@@ -398,7 +400,7 @@ fn dream_returns_follow_the_done_and_reward_heads_and_the_step_cap() {
     let c = random_controller(&car_spec, 0.3, 9);
     let run = |rnn: MdnRnn<B>| {
         let mut dream = DreamBatch::new(car_vae.clone(), rnn, 2, &device);
-        let mut agents = vec![DreamAgent::Controller(&c), DreamAgent::Controller(&c)];
+        let mut agents: Vec<Box<dyn Agent>> = vec![Box::new(&c), Box::new(&c)];
         let z = vec![DreamStart::at(vec![0.0; car_spec.z_size]); 2];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         dream_returns(
@@ -442,7 +444,8 @@ fn dreams_forked_after_real_context_count_it_towards_steps_and_return() {
     };
     let run = |rnn: MdnRnn<B>, max_steps: u32| {
         let mut dream = DreamBatch::new(vae.clone(), rnn, 2, &device);
-        let mut agents = vec![DreamAgent::Still(1), DreamAgent::Still(1)];
+        let mut agents: Vec<Box<dyn Agent>> =
+            vec![Box::new(Still::new(1)), Box::new(Still::new(1))];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         dream_returns(
             &mut dream,
@@ -492,9 +495,9 @@ fn done_along_reality_sorts_m_s_done_probability_by_steps_before_the_death() {
     let rnn = force_heads(model.mdrnn.unwrap(), -2.0, 0.0);
     let p = 1.0 / (1.0 + 2f64.exp());
     let seeds = [1, 2, 3];
-    let along = done_along_reality(env, Baseline::Still, &seeds, 2100, &vae, &rnn, &device)
+    let along = done_along_reality(env, AgentKind::Still, &seeds, 2100, &vae, &rnn, &device)
         .expect("done along reality");
-    let real = run_baseline_episodes(env, Baseline::Still, &seeds, 2100).unwrap();
+    let real = run_baseline_episodes(env, AgentKind::Still, &seeds, 2100).unwrap();
     assert!(real.iter().all(|r| r.done), "standing still dies: {real:?}");
     let steps: usize = real.iter().map(|r| r.steps as usize).sum();
     let counts: Vec<usize> = along.before_death.iter().map(|&(_, n)| n).collect();
@@ -512,7 +515,8 @@ fn done_along_reality_sorts_m_s_done_probability_by_steps_before_the_death() {
         );
     }
     // Capped before any death: every step counts as survived.
-    let capped = done_along_reality(env, Baseline::Still, &seeds, 20, &vae, &rnn, &device).unwrap();
+    let capped =
+        done_along_reality(env, AgentKind::Still, &seeds, 20, &vae, &rnn, &device).unwrap();
     assert_eq!(capped.survived.1, 60);
     assert!((capped.survived.0 - p).abs() < 1e-5);
     assert!(capped.before_death.iter().all(|&(_, n)| n == 0));
@@ -690,7 +694,7 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     bundle::save(&no_c, &path, Precision::F32).unwrap();
     let random = evaluate::<B>(
         &EvalConfig {
-            baseline: Some(Baseline::Random),
+            baseline: Some(AgentKind::Uniform),
             dream_taus: vec![],
             csv: None,
             ..config.clone()
@@ -701,7 +705,7 @@ fn eval_scores_c_in_reality_and_dream_deterministically_and_writes_the_csv() {
     assert_eq!(random.real.len(), 3);
     // So does the still baseline, in the dream...
     let still_config = EvalConfig {
-        baseline: Some(Baseline::Still),
+        baseline: Some(AgentKind::Still),
         dream_taus: vec![1.0],
         csv: None,
         ..config.clone()

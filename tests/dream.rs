@@ -372,7 +372,7 @@ fn the_shipped_take_cover_dream_throws_fireballs_hot_and_cold() {
 /// V's mu of each real frame and the action taken, from a zero state, as in the dream.
 fn shipped_take_cover_done_at_and_far_from_death() -> (f64, f64) {
     use burn::tensor::TensorData;
-    use dreamplay::policy::{HeldRandom, Policy};
+    use dreamplay::agent::{Agent, HeldRandom, Seen};
     let device = Default::default();
     let (vae, rnn) = shipped_take_cover(&device);
     let (zs, a) = (rnn.z_size(), rnn.action_size());
@@ -383,7 +383,7 @@ fn shipped_take_cover_done_at_and_far_from_death() -> (f64, f64) {
         let (mut frames, mut actions) = (Vec::new(), Vec::new());
         let died = loop {
             let frame = env.observation();
-            let action = policy.action(&frame);
+            let action = policy.act(&Seen::frame(&frame));
             frames.push(frame);
             actions.extend_from_slice(&action);
             let step = env.step(&action).expect("a valid action");
@@ -443,10 +443,11 @@ fn the_shipped_take_cover_m_sees_death_coming() {
 /// sections).
 #[test]
 fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall() {
-    use dreamplay::train::eval::{Baseline, EvalConfig, evaluate};
+    use dreamplay::agent::AgentKind;
+    use dreamplay::train::eval::{EvalConfig, evaluate};
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/take-cover/world-model.bin");
-    let mean_dream_steps = |baseline: Baseline| {
+    let mean_dream_steps = |baseline: AgentKind| {
         let config = EvalConfig {
             episodes: 100,
             seed: 500,
@@ -460,10 +461,10 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
         let dreams = &report.dream[0].1;
         dreams.iter().map(|r| f64::from(r.steps)).sum::<f64>() / dreams.len() as f64
     };
-    let still = mean_dream_steps(Baseline::Still);
-    let sweep = mean_dream_steps(Baseline::Sweep(80));
+    let still = mean_dream_steps(AgentKind::Still);
+    let sweep = mean_dream_steps(AgentKind::Sweep(80));
     // A sweep longer than an episode: left, and nothing else.
-    let wall = mean_dream_steps(Baseline::Sweep(2100));
+    let wall = mean_dream_steps(AgentKind::Sweep(2100));
     eprintln!(
         "mean dream steps at tau 0.5: still {still:.0}, sweep 80 {sweep:.0}, left to the wall {wall:.0}"
     );
@@ -486,7 +487,7 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
 /// 0.354.)
 #[test]
 fn the_shipped_take_cover_dream_against_reality() {
-    use dreamplay::dream::DoneRule;
+    use dreamplay::model::mdrnn::DoneRule;
     use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, fireball_pixels, move_direction};
     use dreamplay::model::mdrnn::MdnRnnState;
     let device = Default::default();

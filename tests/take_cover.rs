@@ -3,7 +3,8 @@
 use dreamplay::envs::take_cover::raycast::render;
 use dreamplay::envs::take_cover::{ACTION_SPACE, ImpPhase, TakeCover, TakeCoverState};
 use dreamplay::envs::{Env, EnvKind, Frame, OBS_SIZE};
-use dreamplay::train::eval::{Baseline, EpisodeResult, run_baseline_episodes};
+use dreamplay::agent::AgentKind;
+use dreamplay::train::eval::{EpisodeResult, run_baseline_episodes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -192,7 +193,7 @@ fn evals_sweep_baseline_is_the_calibrated_sweep() {
     // `dreamplay eval --sweep N` must play the very policy calibrated above, so that its dream
     // score can be read against this table.
     let seeds: Vec<u64> = (3000..3020).collect();
-    let results = run_baseline_episodes(EnvKind::TakeCover, Baseline::Sweep(40), &seeds, MAX_TICS)
+    let results = run_baseline_episodes(EnvKind::TakeCover, AgentKind::Sweep(40), &seeds, MAX_TICS)
         .expect("a sweep needs no model");
     for (&seed, result) in seeds.iter().zip(&results) {
         let (tics, total) = run_episode(seed, |tic, _| {
@@ -205,7 +206,7 @@ fn evals_sweep_baseline_is_the_calibrated_sweep() {
         assert_eq!(result.steps, tics, "seed {seed}");
         assert_eq!(result.ret, f64::from(total), "seed {seed}");
     }
-    let still = run_baseline_episodes(EnvKind::TakeCover, Baseline::Still, &seeds, MAX_TICS)
+    let still = run_baseline_episodes(EnvKind::TakeCover, AgentKind::Still, &seeds, MAX_TICS)
         .expect("still needs no model");
     let mean = |r: &[EpisodeResult]| r.iter().map(|e| f64::from(e.steps)).sum::<f64>() / 20.0;
     assert!(

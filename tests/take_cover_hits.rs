@@ -1,6 +1,6 @@
 //! A measurement, not a regular test: how often a blind Take Cover policy is hit by a fireball in
 //! reality and in M's dream, and whether the hit is preceded by the fireball coming near (the cue
-//! M's done head reads). `models/take-cover/EXPERIMENTS.md` (session 18) quotes its figures.
+//! M's done head reads). `docs/take-cover.md` quotes its figures.
 //!
 //!     cargo test --test take_cover_hits -- --ignored --nocapture
 //!
@@ -8,7 +8,8 @@
 //! (default 1.15). Ignored because it takes minutes; it asserts what the comparison rests on, on
 //! the reality side.
 
-use dreamplay::dream::{DoneRule, DreamBatch, DreamStart};
+use dreamplay::dream::{DreamBatch, DreamStart};
+use dreamplay::model::mdrnn::DoneRule;
 use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, TakeCover, fireball_pixels};
 use dreamplay::envs::{Env, EnvKind, Frame};
 use dreamplay::model::FlexBackend;

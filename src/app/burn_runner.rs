@@ -8,13 +8,13 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::world_model::{
-    DreamOutcome, DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands,
-};
-use crate::dream::{DoneRule, Dream};
+use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands};
+use crate::agent::{Agent, Seen};
+use crate::dream::{Dream, DreamStep, RealityMemory};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::Controller;
 use crate::model::bundle::{self, EvolvedDream, Expect};
+use crate::model::mdrnn::DoneRule;
 
 /// Seed of the dream's sampling RNG: a session replays the same dream for the same inputs.
 const DREAM_RNG_SEED: u64 = 0x00D2_EA11;
@@ -61,8 +61,8 @@ pub struct BurnRunner<B: Backend> {
 
 struct Inner<B: Backend> {
     dream: Dream<B>,
-    /// M following reality: z from V each step, memory carried, its own predictions unused.
-    follower: Dream<B>,
+    /// C's memory of the real episode: V's z of the latest real frame, M's h and c along it.
+    reality: RealityMemory,
     controller: Option<Controller>,
     rng: ChaCha8Rng,
     /// The last fork from reality: z, h and c, to restart from.
@@ -108,15 +108,14 @@ impl<B: Backend> BurnRunner<B> {
         let evolved_dream = has_controller
             .then(|| model.provenance.controller.as_ref()?.dream)
             .flatten();
-        // The paper's threshold and tau 0 make the follower's steps draw no random numbers.
-        let follower = Dream::new(vae.clone(), rnn.clone(), &device);
+        let reality = RealityMemory::for_model(&rnn, 1);
         let mut dream = Dream::new(vae, rnn, &device);
         // Done is drawn with the done head's probability, as the shipped Cs were evolved; the
         // session then sets the rule the bundle records, if it records one.
         dream.set_done_rule(DoneRule::Sample);
         let inner = Inner {
             dream,
-            follower,
+            reality,
             controller,
             rng: ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED),
             fork: None,
@@ -214,11 +213,11 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     fn fork_from_reality(&mut self, frame: &Frame) -> anyhow::Result<()> {
         check_frame(frame)?;
         let inner = self.inner();
-        let follower = &inner.follower;
+        let memory = inner.reality.latent(0);
         let fork = ForkPoint {
-            z: follower.z().to_vec(),
-            hidden: follower.hidden().to_vec(),
-            cell: follower.cell().to_vec(),
+            z: memory.z.to_vec(),
+            hidden: memory.hidden.to_vec(),
+            cell: memory.cell.to_vec(),
         };
         inner
             .dream
@@ -247,13 +246,9 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         Ok(self.inner().dream.set_z(z)?)
     }
 
-    fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamOutcome> {
+    fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamStep> {
         let inner = self.inner();
-        let step = inner.dream.step(action, tau, &mut inner.rng)?;
-        Ok(DreamOutcome {
-            reward: step.reward,
-            done: step.done,
-        })
+        Ok(inner.dream.step(action, tau, &mut inner.rng)?)
     }
 
     fn frame(&mut self) -> anyhow::Result<Frame> {
@@ -265,28 +260,35 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn observe_reality(&mut self, frame: &Frame) -> anyhow::Result<Vec<f32>> {
-        let z = self.encode(frame)?;
-        self.inner().follower.set_z(&z)?;
-        Ok(z)
+        check_frame(frame)?;
+        let inner = self.inner();
+        let batch = inner.dream.batch();
+        inner
+            .reality
+            .observe(batch.vae(), &[frame], batch.device())?;
+        Ok(inner.reality.z(0).to_vec())
     }
 
     fn advance_reality(&mut self, action: &[f32]) -> anyhow::Result<()> {
         let inner = self.inner();
-        inner.follower.step(action, 0.0, &mut inner.rng)?;
+        let batch = inner.dream.batch();
+        inner
+            .reality
+            .advance(batch.mdrnn(), action, batch.device())?;
         Ok(())
     }
 
     fn reset_reality(&mut self) {
-        self.inner().follower.reset_memory();
+        self.inner().reality.forget();
     }
 
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {
         let inner = self.locked();
-        let controller = inner.controller.as_ref()?;
-        let state = match view {
-            View::Dream => &inner.dream,
-            View::Reality => &inner.follower,
+        let mut controller = inner.controller.as_ref()?;
+        let latent = match view {
+            View::Dream => inner.dream.batch().latent(0),
+            View::Reality => inner.reality.latent(0),
         };
-        Some(controller.act(state.z(), state.cell(), state.hidden()))
+        Some(Agent::act(&mut controller, &Seen::latent(latent)))
     }
 }

@@ -3,7 +3,7 @@
 
 use bevy::prelude::*;
 
-use crate::dream::DoneRule;
+use crate::model::mdrnn::DoneRule;
 use crate::envs::EnvKind;
 
 pub(super) fn plugin(app: &mut App) {

@@ -6,7 +6,7 @@ use bevy_egui::egui::{self, Color32, RichText, Sense, Stroke, StrokeKind, Ui, ve
 use super::commands::Mode;
 use super::drive::Driver;
 use super::sim::{DreamEpisode, Reality, Session, Timings};
-use crate::dream::DoneRule;
+use crate::model::mdrnn::DoneRule;
 use crate::envs::EnvKind;
 
 /// Orange-red while a human drives, like the demo's bars turning red on override.

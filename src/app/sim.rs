@@ -25,7 +25,7 @@ use super::drive::{
 };
 use super::input::HumanControls;
 use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, load_runtime};
-use crate::dream::DoneRule;
+use crate::model::mdrnn::DoneRule;
 use crate::envs::{Env, EnvKind, Frame};
 use crate::model::bundle::EvolvedDream;
 

@@ -19,7 +19,7 @@ use super::recording::Recording;
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, Timings};
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
 use super::world_model::{ModelStatus, WorldModelRuntime};
-use crate::dream::DoneRule;
+use crate::model::mdrnn::DoneRule;
 use crate::envs::EnvKind;
 
 pub(super) fn plugin(app: &mut App) {

@@ -6,21 +6,13 @@ use std::path::{Path, PathBuf};
 
 use bevy::prelude::*;
 
-use crate::dream::DoneRule;
+use crate::dream::DreamStep;
 use crate::envs::{EnvKind, Frame};
 use crate::model::bundle::EvolvedDream;
+use crate::model::mdrnn::DoneRule;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<WorldModelRuntime>();
-}
-
-/// What one dream step returns.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DreamOutcome {
-    /// M's predicted reward for the step (0 where M has no reward head).
-    pub reward: f32,
-    /// M predicted the end of the episode.
-    pub done: bool,
 }
 
 /// Whose state C reads when it drives.
@@ -88,7 +80,7 @@ pub trait DreamRunner: Send + Sync {
     /// with reality while reality drives.
     fn set_z(&mut self, z: &[f32]) -> anyhow::Result<()>;
     /// One M step at temperature `tau`: samples the next z.
-    fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamOutcome>;
+    fn step(&mut self, action: &[f32], tau: f32) -> anyhow::Result<DreamStep>;
     /// The dream's current z decoded by V.
     fn frame(&mut self) -> anyhow::Result<Frame>;
     /// The dream's current z.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 
 use crate::envs::{EnvKind, OBS_SIZE};
-use crate::policy::UniformRandom;
+use crate::agent::{Agent, Seen, UniformRandom};
 
 use super::parse_env;
 
@@ -97,15 +97,15 @@ fn bench_model(args: &ModelBenchArgs) -> anyhow::Result<()> {
     }
     let kinds: Vec<EnvKind> = args.env.map_or_else(|| EnvKind::ALL.to_vec(), |k| vec![k]);
     for env in kinds {
-        let config = crate::model::bench::BenchConfig {
+        let config = crate::bench::BenchConfig {
             env,
             train_steps: args.train_steps,
             dream_steps: args.dream_steps,
             batch_dreams: args.batch_dreams,
-            ..crate::model::bench::BenchConfig::default()
+            ..crate::bench::BenchConfig::default()
         };
         println!("dreamplay bench model: {env}");
-        println!("{}", crate::model::bench::run(&selection.backend, &config));
+        println!("{}", crate::bench::run(&selection.backend, &config));
     }
     Ok(())
 }
@@ -119,7 +119,7 @@ fn steps_per_second(kind: EnvKind, duration: Duration, seed: u64) -> anyhow::Res
     let mut steps = 0u64;
     // Check the clock every 64 steps so timing costs nothing measurable.
     while !steps.is_multiple_of(64) || start.elapsed() < duration {
-        let step = env.step(&policy.act())?;
+        let step = env.step(&policy.act(&Seen::default()))?;
         std::hint::black_box(&step.obs);
         steps += 1;
         if step.done() {

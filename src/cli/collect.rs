@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::envs::EnvKind;
-use crate::policy::PolicyKind;
+use crate::agent::AgentKind;
 use crate::train::collect::{
     CollectConfig, CollectEvent, RolloutStatus, collect, default_max_steps, default_min_length,
 };
@@ -32,7 +32,7 @@ pub struct CollectArgs {
     pub out: PathBuf,
     /// Who acts (default: brownian for car-racing, held for take-cover).
     #[arg(long, value_enum)]
-    pub policy: Option<PolicyKind>,
+    pub policy: Option<AgentKind>,
     /// Master seed: rollout i's env and policy seeds derive from (seed, i) only.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -54,7 +54,7 @@ impl CollectArgs {
             rollouts: self.rollouts,
             policy: self
                 .policy
-                .unwrap_or_else(|| PolicyKind::default_for(self.env)),
+                .unwrap_or_else(|| AgentKind::default_for(self.env)),
             seed: self.seed,
             out_dir: self.out.clone(),
             max_steps: self

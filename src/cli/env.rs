@@ -4,10 +4,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
+use crate::agent::{AgentKind, Seen};
 use crate::envs::{Env, EnvKind};
-use crate::policy::UniformRandom;
 use crate::record::GifRecorder;
 
 use super::parse_env;
@@ -21,20 +21,14 @@ pub enum EnvCommand {
     Trace(TraceArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PolicyName {
-    /// Uniform over the action space each step, as Gym's `action_space.sample()`.
-    Random,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Which environment: car-racing or take-cover.
     #[arg(long, value_parser = parse_env)]
     pub env: EnvKind,
     /// Who acts.
-    #[arg(long, value_enum, default_value = "random")]
-    pub policy: PolicyName,
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub policy: AgentKind,
     /// How many episodes; episode i is reset with seed + i.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub episodes: u32,
@@ -74,9 +68,7 @@ pub fn run(cmd: EnvCommand) -> anyhow::Result<()> {
 
 fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
     let mut env = args.env.make(args.seed);
-    let mut policy = match args.policy {
-        PolicyName::Random => UniformRandom::new(env.action_space(), args.seed),
-    };
+    let mut policy = args.policy.build(args.env, args.seed);
     let mut gif = match &args.gif {
         Some(path) => Some(GifRecorder::create(
             path,
@@ -94,15 +86,17 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
         env.reset(seed);
         let recording = episode == 0 && (gif.is_some() || args.frames.is_some());
         let mut total = 0.0f64;
+        let mut obs = env.observation();
         let (terminated, length) = loop {
             if recording && env.elapsed_steps().is_multiple_of(args.every) {
                 record_frame(env.as_ref(), args, gif.as_mut())?;
             }
-            let step = env.step(&policy.act())?;
+            let step = env.step(&policy.act(&Seen::frame(&obs)))?;
             total += f64::from(step.reward);
             if step.done() {
                 break (step.terminated, env.elapsed_steps());
             }
+            obs = step.obs;
         };
         let end = if terminated {
             "terminated"

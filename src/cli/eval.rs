@@ -9,7 +9,8 @@ use super::parse_env;
 use crate::envs::EnvKind;
 use crate::model::backend;
 use crate::model::bundle::default_path;
-use crate::train::eval::{Baseline, EvalConfig, ScoreSummary, evaluate};
+use crate::agent::AgentKind;
+use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -33,7 +34,7 @@ pub struct EvalArgs {
     pub dream_tau: Vec<f32>,
     /// How M's done ends a dream: sample (with M's probability) or threshold (the paper's logit > 0).
     #[arg(long, value_enum, default_value = "sample")]
-    pub dream_done: crate::dream::DoneRule,
+    pub dream_done: crate::model::mdrnn::DoneRule,
     /// Multiply M's done odds in those dreams by this (1: as trained).
     #[arg(long, default_value_t = 1.0)]
     pub done_odds: f32,
@@ -84,11 +85,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     config.dream_context = args.dream_context;
     config.done_along_reality = args.done_along_reality;
     config.baseline = if let Some(half) = args.sweep {
-        Some(Baseline::Sweep(half))
+        Some(AgentKind::Sweep(half))
     } else if args.still {
-        Some(Baseline::Still)
+        Some(AgentKind::Still)
     } else if args.random {
-        Some(Baseline::Random)
+        Some(AgentKind::Uniform)
     } else {
         None
     };

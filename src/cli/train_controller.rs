@@ -26,7 +26,7 @@ pub struct TrainControllerArgs {
     pub tau: f32,
     /// How M's done ends a dream: sample (with M's probability; our default, see DoneRule) or threshold (the paper's logit > 0).
     #[arg(long, value_enum, default_value = "sample")]
-    pub dream_done: crate::dream::DoneRule,
+    pub dream_done: crate::model::mdrnn::DoneRule,
     /// Multiply M's done odds in the dream by this (1: as trained). Above 1 the dream kills more
     /// often; compare `eval --random --dream-tau T --done-odds K` with the real random score.
     #[arg(long, default_value_t = 1.0)]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envs::{EnvKind, take_cover};
+use crate::envs::{EnvKind, car_racing, take_cover};
 
 /// Which of the paper's two controller forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +152,7 @@ impl Controller {
     /// C could live in the dream on values near them that the env treats as standing still.
     pub fn to_env_action(&self, raw: &[f32]) -> Vec<f32> {
         match self.kind {
-            ControllerKind::CarRacing => vec![raw[0], (raw[1] + 1.0) / 2.0, raw[2].clamp(0.0, 1.0)],
+            ControllerKind::CarRacing => car_racing::action_from_tanh(raw),
             ControllerKind::TakeCover => vec![take_cover::move_direction(raw[0])],
         }
     }

@@ -22,6 +22,57 @@ pub const MIN_TAU: f32 = 1e-6;
 /// The paper's weight on done = 1 in the done loss.
 pub const DONE_POS_WEIGHT: f64 = 10.0;
 
+/// The paper's Doom temperatures (its Table 2), one preset key each in the app.
+pub const PAPER_DOOM_TAUS: [f32; 5] = [0.1, 0.5, 1.0, 1.15, 1.3];
+/// The temperature the paper evolved and showed Take Cover's C in.
+pub const PAPER_DOOM_TAU: f32 = 1.15;
+
+/// How a dream decides that M's done head has fired. It lives with M because the bundle records
+/// the rule a C was evolved under.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DoneRule {
+    /// The paper's rule: done when the logit is above 0.
+    Threshold,
+    /// Done with the probability M's done head gives, sigmoid(logit), drawn each step. A
+    /// departure from the paper for evolving C: under the threshold a careless policy lives far
+    /// longer in the dream than in reality, because the head's logit rarely crosses 0 even on the
+    /// step a fireball kills. Drawn, the dream kills about as often as reality or a little more
+    /// (the head carries the paper's x10 weight on done, so the draw errs towards death). The
+    /// default: every shipped C was evolved under it.
+    #[default]
+    Sample,
+}
+
+impl DoneRule {
+    /// Whether M's done head, at `logit`, ends the dream (draws one number under `Sample`).
+    pub fn fires<R: Rng + ?Sized>(self, logit: f32, rng: &mut R) -> bool {
+        match self {
+            DoneRule::Threshold => logit > 0.0,
+            DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-logit).exp()),
+        }
+    }
+
+    /// The rule whose on-disk flag `sampled_done` is `sampled` (see `bundle::EvolvedDream`).
+    pub fn from_sampled(sampled: bool) -> Self {
+        if sampled {
+            Self::Sample
+        } else {
+            Self::Threshold
+        }
+    }
+}
+
 /// M's shape. The paper: z 32, action 3, hidden 256 (CarRacing); z 64, action 1, hidden 512 (Doom).
 #[derive(Config, Debug)]
 pub struct MdnRnnConfig {
@@ -271,9 +322,17 @@ impl<B: Backend> MdnRnn<B> {
         }
     }
 
-    /// One step returning everything as one `[batch, 3 * z * k + 2 + 2 * hidden]` tensor, laid out
-    /// `[logmix (log-softmaxed) | mu | logsigma | done_logit | reward | hidden | cell]`, so that a
-    /// caller on a GPU can read it back in one transfer. Also returns the new state.
+    /// How [`step_packed`](Self::step_packed) lays out each dream's row.
+    pub fn packed_layout(&self) -> PackedLayout {
+        PackedLayout {
+            z_size: self.z_size,
+            n_gaussians: self.n_gaussians,
+            hidden_size: self.hidden_size,
+        }
+    }
+
+    /// One step returning everything as one `[batch, row]` tensor (see [`PackedLayout`]), so that
+    /// a caller on a GPU can read it back in one transfer. Also returns the new state.
     pub fn step_packed(
         &self,
         z: Tensor<B, 2>,
@@ -303,6 +362,70 @@ impl<B: Backend> MdnRnn<B> {
             1,
         );
         (packed, state)
+    }
+}
+
+/// The row [`MdnRnn::step_packed`] returns per dream, `3 * z * k + 2 + 2 * hidden` values:
+/// `[logmix (log-softmaxed) | mu | logsigma | done_logit | reward | hidden | cell]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedLayout {
+    pub z_size: usize,
+    pub n_gaussians: usize,
+    pub hidden_size: usize,
+}
+
+/// One dream's row of [`MdnRnn::step_packed`], split. Mixture slices are `[z_size, n_gaussians]`
+/// row-major: dimension d's components are `d * k .. (d + 1) * k`.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedStep<'a> {
+    pub logmix: &'a [f32],
+    pub mu: &'a [f32],
+    pub logsigma: &'a [f32],
+    pub done_logit: f32,
+    pub reward: f32,
+    pub hidden: &'a [f32],
+    pub cell: &'a [f32],
+}
+
+impl PackedLayout {
+    pub fn row_len(&self) -> usize {
+        3 * self.z_size * self.n_gaussians + 2 + 2 * self.hidden_size
+    }
+
+    /// Row `i` of a packed `[batch, row_len]` read-back.
+    pub fn row<'a>(&self, packed: &'a [f32], i: usize) -> PackedStep<'a> {
+        let (zk, hs, n) = (
+            self.z_size * self.n_gaussians,
+            self.hidden_size,
+            self.row_len(),
+        );
+        let r = &packed[i * n..(i + 1) * n];
+        let (logmix, rest) = r.split_at(zk);
+        let (mu, rest) = rest.split_at(zk);
+        let (logsigma, rest) = rest.split_at(zk);
+        PackedStep {
+            logmix,
+            mu,
+            logsigma,
+            done_logit: rest[0],
+            reward: rest[1],
+            hidden: &rest[2..2 + hs],
+            cell: &rest[2 + hs..2 + 2 * hs],
+        }
+    }
+}
+
+impl PackedStep<'_> {
+    /// Dimension `d`'s next value drawn from its mixture at temperature `tau`.
+    pub fn sample_dim<R: Rng + ?Sized>(&self, d: usize, k: usize, tau: f32, rng: &mut R) -> f32 {
+        let s = d * k..(d + 1) * k;
+        sample_mixture(
+            &self.logmix[s.clone()],
+            &self.mu[s.clone()],
+            &self.logsigma[s],
+            tau,
+            rng,
+        )
     }
 }
 

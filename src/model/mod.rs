@@ -5,7 +5,6 @@
 
 pub mod adam;
 pub mod backend;
-pub mod bench;
 pub mod bundle;
 pub mod controller;
 pub mod gemm_conv;

@@ -389,3 +389,20 @@ pub fn tensor_to_frames<B: Backend>(images: Tensor<B, 4>) -> Vec<Frame> {
         })
         .collect()
 }
+
+/// A latent drawn from V's posterior on the host: z = mu + exp(logvar / 2) * eps, eps ~ N(0, 1)
+/// from `rng`, so that a draw is the same on every backend.
+pub fn sample_posterior<R: rand::Rng + ?Sized>(
+    mu: &[f32],
+    logvar: &[f32],
+    rng: &mut R,
+) -> Vec<f32> {
+    use rand_distr::{Distribution as _, StandardNormal};
+    mu.iter()
+        .zip(logvar)
+        .map(|(m, lv)| {
+            let eps: f32 = StandardNormal.sample(rng);
+            m + (0.5 * lv).exp() * eps
+        })
+        .collect()
+}

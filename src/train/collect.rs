@@ -47,7 +47,7 @@ use rayon::prelude::*;
 
 use super::rollout::{FormatError, Rollout, RolloutError, RolloutRecorder};
 use crate::envs::{ActionError, EnvKind};
-use crate::policy::PolicyKind;
+use crate::agent::{AgentKind, Seen};
 
 /// CarRacing frames per rollout: the paper's 1,000 (Gym's time limit).
 pub const CAR_RACING_MAX_STEPS: u32 = 1_000;
@@ -71,7 +71,7 @@ pub struct CollectConfig {
     pub env: EnvKind,
     /// Rollouts in the data set (files `rollout_00000.npz` ..); at least 1.
     pub rollouts: usize,
-    pub policy: PolicyKind,
+    pub policy: AgentKind,
     /// Master seed: every rollout's env and policy seeds derive from it and the rollout's index.
     pub seed: u64,
     pub out_dir: PathBuf,
@@ -89,7 +89,7 @@ impl CollectConfig {
         CollectConfig {
             env,
             rollouts,
-            policy: PolicyKind::default_for(env),
+            policy: AgentKind::default_for(env),
             seed: 0,
             out_dir: out_dir.into(),
             max_steps: default_max_steps(env),
@@ -440,7 +440,7 @@ pub fn generate_rollout(
         let mut recorder =
             RolloutRecorder::new(space.len(), Some(seeds.env), config.max_steps as usize);
         for _ in 0..config.max_steps {
-            let action = policy.action(&obs);
+            let action = policy.act(&Seen::frame(&obs));
             let sprite_mask = env.sprite_mask();
             let step = env
                 .step(&action)
@@ -479,7 +479,7 @@ pub fn generate_rollout(
 struct Manifest {
     format: u32,
     env: EnvKind,
-    policy: PolicyKind,
+    policy: AgentKind,
     seed: u64,
     max_steps: u32,
     min_length: u32,

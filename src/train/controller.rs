@@ -51,16 +51,17 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dream::{DoneRule, DreamBatch, DreamStart};
+use crate::agent::Agent;
+use crate::dream::{DreamBatch, DreamStart};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::bundle::{self, EvolvedDream, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
+use crate::model::mdrnn::DoneRule;
 use crate::model::mdrnn::MdnRnn;
-use crate::model::vae::ConvVae;
+use crate::model::vae::{ConvVae, sample_posterior};
 use crate::train::cmaes::{CmaEs, CmaEsConfig};
 use crate::train::eval::{
-    AgentModel, DreamAgent, DreamDraws, EpisodeResult, ScoreSummary, dream_returns, mix_seed,
-    run_real_episodes, sample_posterior,
+    AgentModel, DreamDraws, EpisodeResult, ScoreSummary, dream_returns, mix_seed, run_real_episodes,
 };
 use crate::train::progress::{CsvLog, bar, human_duration, say, write_atomic};
 use crate::train::rollout::{Rollout, list_rollouts};
@@ -445,7 +446,7 @@ pub fn dream_fitness<B: Backend>(
         controllers.len()
     );
     let mut dream_starts = Vec::with_capacity(n);
-    let mut agents = Vec::with_capacity(n);
+    let mut agents: Vec<Box<dyn Agent + '_>> = Vec::with_capacity(n);
     for (k, c) in controllers.iter().enumerate() {
         for t in 0..trials {
             let mut rng = ChaCha8Rng::seed_from_u64(episode_seed(
@@ -455,7 +456,7 @@ pub fn dream_fitness<B: Backend>(
                 t as u64,
             ));
             dream_starts.push(starts.sample(&mut rng));
-            agents.push(DreamAgent::Controller(c));
+            agents.push(Box::new(c));
         }
     }
     let (mut per_dream, mut shared);

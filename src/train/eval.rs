@@ -23,18 +23,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution as _, StandardNormal};
 use rayon::prelude::*;
 
-use crate::dream::{DreamBatch, DreamStart};
+use crate::agent::{Agent, AgentKind, Seen};
+use crate::dream::{DreamBatch, DreamStart, RealityMemory};
 use crate::envs::{Env, EnvKind, Frame, Step};
 use crate::model::bundle::{self, Expect, WorldModel};
 use crate::model::controller::{Controller, ControllerKind};
-use crate::model::mdrnn::{MdnRnn, MdnRnnState};
-use crate::model::vae::{ConvVae, frames_to_tensor};
-use crate::policy::{PolicyKind, UniformRandom};
+use crate::model::mdrnn::MdnRnn;
+use crate::model::vae::{ConvVae, sample_posterior};
 use crate::train::progress::{CsvLog, bar};
 
 /// Stream constant for `dreamplay eval`'s episodes (kept apart from training's episodes).
@@ -45,31 +44,6 @@ const EVAL_DREAM_STREAM: u64 = 0x6576_616c_2d64_7265;
 const RANDOM_POLICY_STREAM: u64 = 0x7261_6e64_6f6d_2121;
 /// Stream constant for the data policy that plays a dream's real context ([`RealPrefix`]).
 const PREFIX_STREAM: u64 = 0x7072_6566_6978_2121;
-
-/// A model-free agent to score instead of C.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Baseline {
-    /// Uniform over the action space.
-    Random,
-    /// The zero action every step: Take Cover's player never strafes. In a dream this shows
-    /// whether M kills an agent that never dodges, which C must beat to be worth evolving.
-    Still,
-    /// A blind sweep: the first action value held at -1 for this many steps, then at +1 as long,
-    /// and again; the others zero. In Take Cover it is the strongest blind policy (80 steps lives
-    /// about 750 tics in ViZDoom and in our env), so a dream that gives it much less, or far more,
-    /// than reality will mislead C.
-    Sweep(u32),
-}
-
-impl Baseline {
-    fn describe(self) -> String {
-        match self {
-            Baseline::Random => "the uniform-random policy".into(),
-            Baseline::Still => "the still policy (zero action)".into(),
-            Baseline::Sweep(n) => format!("a blind sweep ({n} steps left, {n} right)"),
-        }
-    }
-}
 
 /// How one episode (real or dreamt) went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -202,9 +176,6 @@ struct Running {
     obs: Frame,
     ret: f64,
     steps: u32,
-    /// M's h and c for this episode, `[hidden]` each.
-    hidden: Vec<f32>,
-    cell: Vec<f32>,
 }
 
 /// Runs `controllers[i]` in the real env from seed `seeds[i]`, for every i at once, until each
@@ -225,8 +196,6 @@ pub fn run_real_episodes<B: Backend>(
     );
     ensure!(max_steps >= 1, "max_steps must be at least 1");
     model.check(controllers)?;
-    let (zs, hs) = (model.rnn.z_size(), model.rnn.hidden_size());
-    let action_size = model.rnn.action_size();
     let env_kind = model.env;
     // make() resets the env with the seed (a CarRacing track takes a moment: in parallel).
     let mut running: Vec<Running> = seeds
@@ -241,26 +210,26 @@ pub fn run_real_episodes<B: Backend>(
                 obs,
                 ret: 0.0,
                 steps: 0,
-                hidden: vec![0.0; hs],
-                cell: vec![0.0; hs],
             }
         })
         .collect();
     let mut results: Vec<Option<EpisodeResult>> = vec![None; seeds.len()];
+    let mut memory = RealityMemory::for_model(model.rnn, running.len());
 
     while !running.is_empty() {
         let m = running.len();
-        // V: z = mu for every running episode's frame, one batch [m, zs].
         let frames: Vec<&Frame> = running.iter().map(|r| &r.obs).collect();
-        let (mu, _) = model
-            .vae
-            .encode(frames_to_tensor::<B>(&frames, model.device));
-        let z = read_f32(mu)?;
-        // C: one action per episode, from [z_t, c_t, h_t].
+        memory.observe(model.vae, &frames, model.device)?;
         let actions: Vec<Vec<f32>> = running
             .iter()
             .enumerate()
-            .map(|(k, r)| controllers[r.index].act(&z[k * zs..(k + 1) * zs], &r.cell, &r.hidden))
+            .map(|(k, r)| {
+                let seen = Seen {
+                    frame: Some(&r.obs),
+                    latent: Some(memory.latent(k)),
+                };
+                Agent::act(&mut { controllers[r.index] }, &seen)
+            })
             .collect();
         // The envs, in parallel.
         let outcomes: Vec<Result<Step, crate::envs::ActionError>> = running
@@ -292,42 +261,15 @@ pub fn run_real_episodes<B: Backend>(
             break;
         }
         // M's LSTM on [z_t, a_t] for the episodes that go on, one batch.
-        let n = keep.len();
-        let mut z_keep = Vec::with_capacity(n * zs);
-        let mut a_keep = Vec::with_capacity(n * action_size);
-        let mut h_keep = Vec::with_capacity(n * hs);
-        let mut c_keep = Vec::with_capacity(n * hs);
-        for &k in &keep {
-            z_keep.extend_from_slice(&z[k * zs..(k + 1) * zs]);
-            a_keep.extend_from_slice(&actions[k]);
-            h_keep.extend_from_slice(&running[k].hidden);
-            c_keep.extend_from_slice(&running[k].cell);
-        }
-        let device = model.device;
-        let state = MdnRnnState {
-            hidden: Tensor::from_data(TensorData::new(h_keep, [n, hs]), device),
-            cell: Tensor::from_data(TensorData::new(c_keep, [n, hs]), device),
-        };
-        let state = model.rnn.lstm_step(
-            Tensor::from_data(TensorData::new(z_keep, [n, zs]), device),
-            Tensor::from_data(TensorData::new(a_keep, [n, action_size]), device),
-            state,
-        );
-        // One read-back: [n, 2 * hs] = [h | c].
-        let hc = read_f32(Tensor::cat(vec![state.hidden, state.cell], 1))?;
-        let mut next = Vec::with_capacity(n);
+        memory.retain(&keep);
+        let kept_actions: Vec<f32> = keep.iter().flat_map(|&k| &actions[k]).copied().collect();
+        memory.advance(model.rnn, &kept_actions, model.device)?;
         let mut keep_iter = keep.iter().peekable();
-        for (k, mut r) in running.into_iter().enumerate() {
-            if keep_iter.peek() == Some(&&k) {
-                let row = next.len();
-                let base = row * 2 * hs;
-                r.hidden.copy_from_slice(&hc[base..base + hs]);
-                r.cell.copy_from_slice(&hc[base + hs..base + 2 * hs]);
-                next.push(r);
-                keep_iter.next();
-            }
-        }
-        running = next;
+        running = running
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, r)| (keep_iter.next_if_eq(&&k).is_some()).then_some(r))
+            .collect();
     }
     results
         .into_iter()
@@ -340,7 +282,7 @@ pub fn run_real_episodes<B: Backend>(
 /// actions come from a generator seeded by the same seed. Episodes run in parallel.
 pub fn run_baseline_episodes(
     env: EnvKind,
-    baseline: Baseline,
+    baseline: AgentKind,
     seeds: &[u64],
     max_steps: u32,
 ) -> anyhow::Result<Vec<EpisodeResult>> {
@@ -355,17 +297,17 @@ pub fn run_baseline_episodes(
 /// action (by value, so a caller that keeps the frames need not copy them) and the action.
 fn play_baseline(
     env: EnvKind,
-    baseline: Baseline,
+    baseline: AgentKind,
     seed: u64,
     max_steps: u32,
     visit: &mut dyn FnMut(Frame, &[f32]),
 ) -> anyhow::Result<EpisodeResult> {
     let mut e = env.make(seed);
-    let mut agent = DreamAgent::of_baseline(baseline, env, seed);
+    let mut agent = baseline_agent(baseline, env, seed);
     let mut obs = e.observation();
     let (mut ret, mut steps) = (0.0, 0u32);
     loop {
-        let action = agent.act(&[], &[], &[]);
+        let action = agent.act(&Seen::frame(&obs));
         visit(obs, &action);
         let step = e.step(&action)?;
         ret += f64::from(step.reward);
@@ -381,56 +323,10 @@ fn play_baseline(
     }
 }
 
-/// Who acts in a dream.
-#[derive(Debug, Clone)]
-pub enum DreamAgent<'a> {
-    Controller(&'a Controller),
-    /// Uniform over the action space (the baseline).
-    Random(Box<UniformRandom>),
-    /// The zero action, this many values.
-    Still(usize),
-    /// [`Baseline::Sweep`]: (action values, steps per side, steps taken so far).
-    Sweep {
-        values: usize,
-        half: u32,
-        step: u32,
-    },
-}
-
-impl DreamAgent<'_> {
-    /// `baseline` for the episode with env seed `seed` (which also seeds the random policy).
-    pub fn of_baseline(baseline: Baseline, env: EnvKind, seed: u64) -> Self {
-        match baseline {
-            Baseline::Random => DreamAgent::Random(Box::new(UniformRandom::new(
-                env.action_space(),
-                mix_seed(&[seed, RANDOM_POLICY_STREAM]),
-            ))),
-            Baseline::Still => DreamAgent::Still(env.action_space().low.len()),
-            Baseline::Sweep(half) => DreamAgent::Sweep {
-                values: env.action_space().low.len(),
-                half,
-                step: 0,
-            },
-        }
-    }
-
-    fn act(&mut self, z: &[f32], cell: &[f32], hidden: &[f32]) -> Vec<f32> {
-        match self {
-            DreamAgent::Controller(c) => c.act(z, cell, hidden),
-            DreamAgent::Random(policy) => policy.act(),
-            DreamAgent::Still(n) => vec![0.0; *n],
-            DreamAgent::Sweep { values, half, step } => {
-                let mut act = vec![0.0; *values];
-                act[0] = if (*step / *half).is_multiple_of(2) {
-                    -1.0
-                } else {
-                    1.0
-                };
-                *step += 1;
-                act
-            }
-        }
-    }
+/// `baseline` for the episode with env seed `seed`; its random draws come from a stream of their
+/// own, apart from the env's.
+pub fn baseline_agent(baseline: AgentKind, env: EnvKind, seed: u64) -> Box<dyn Agent> {
+    baseline.build(env, mix_seed(&[seed, RANDOM_POLICY_STREAM]))
 }
 
 /// Where a batch of dreams draws its samples.
@@ -456,7 +352,7 @@ pub enum DreamDraws<'a> {
 pub fn dream_returns<B: Backend>(
     dream: &mut DreamBatch<B>,
     env: EnvKind,
-    agents: &mut [DreamAgent<'_>],
+    agents: &mut [Box<dyn Agent + '_>],
     starts: &[DreamStart],
     tau: f32,
     max_steps: u32,
@@ -498,7 +394,7 @@ pub fn dream_returns<B: Backend>(
         for i in 0..n {
             let slot = &mut actions[i * a..(i + 1) * a];
             if alive[i] {
-                let act = agents[i].act(dream.z(i), dream.cell(i), dream.hidden(i));
+                let act = agents[i].act(&Seen::latent(dream.latent(i)));
                 ensure!(
                     act.len() == a,
                     "agent {i} gave {} action values, M takes {a}",
@@ -574,7 +470,7 @@ impl DoneAlongReality {
 /// [`run_baseline_episodes`]).
 pub fn done_along_reality<B: Backend>(
     env: EnvKind,
-    baseline: Baseline,
+    baseline: AgentKind,
     seeds: &[u64],
     max_steps: u32,
     vae: &ConvVae<B>,
@@ -647,11 +543,11 @@ impl RealPrefix {
     /// them is an error: a dream cannot fork from it.
     pub fn run(env: EnvKind, seed: u64, steps: usize) -> anyhow::Result<Self> {
         let mut e = env.make(seed);
-        let mut policy = PolicyKind::default_for(env).build(env, mix_seed(&[seed, PREFIX_STREAM]));
+        let mut policy = AgentKind::default_for(env).build(env, mix_seed(&[seed, PREFIX_STREAM]));
         let mut frames = vec![e.observation()];
         let (mut actions, mut ret) = (Vec::new(), 0.0);
         for t in 0..steps {
-            let action = policy.action(&frames[t]);
+            let action = policy.act(&Seen::frame(&frames[t]));
             let step = e.step(&action)?;
             ensure!(
                 !step.done(),
@@ -670,17 +566,6 @@ impl RealPrefix {
     }
 }
 
-/// A start latent from a frame's V posterior: z = mu + exp(logvar / 2) * eps.
-pub fn sample_posterior<R: Rng + ?Sized>(mu: &[f32], logvar: &[f32], rng: &mut R) -> Vec<f32> {
-    mu.iter()
-        .zip(logvar)
-        .map(|(m, lv)| {
-            let eps: f32 = StandardNormal.sample(rng);
-            m + (0.5 * lv).exp() * eps
-        })
-        .collect()
-}
-
 /// What `dreamplay eval` runs.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
@@ -693,7 +578,7 @@ pub struct EvalConfig {
     /// Also score in the dream at each of these temperatures.
     pub dream_taus: Vec<f32>,
     /// How M's done ends those dreams.
-    pub done_rule: crate::dream::DoneRule,
+    pub done_rule: crate::model::mdrnn::DoneRule,
     /// The factor on M's done odds in those dreams (1: as trained).
     pub done_odds: f32,
     /// Each dream forks from its real episode after this many steps of the data policy, with the
@@ -703,7 +588,7 @@ pub struct EvalConfig {
     /// baseline's episodes only).
     pub done_along_reality: bool,
     /// A model-free baseline instead of C.
-    pub baseline: Option<Baseline>,
+    pub baseline: Option<AgentKind>,
     /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
     pub csv: Option<PathBuf>,
 }
@@ -717,7 +602,7 @@ impl EvalConfig {
             seed: 0,
             max_steps: crate::train::collect::default_max_steps(env),
             dream_taus: Vec::new(),
-            done_rule: crate::dream::DoneRule::Sample,
+            done_rule: crate::model::mdrnn::DoneRule::Sample,
             done_odds: 1.0,
             dream_context: 0,
             done_along_reality: false,
@@ -741,7 +626,7 @@ impl EvalConfig {
             self.done_odds
         );
         ensure!(
-            self.baseline != Some(Baseline::Sweep(0)),
+            self.baseline != Some(AgentKind::Sweep(0)),
             "--sweep must be at least 1 step per side"
         );
         ensure!(
@@ -831,7 +716,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     let needs_model =
         config.baseline.is_none() || !config.dream_taus.is_empty() || config.done_along_reality;
     // Who acts when C does not (only a baseline run leaves C out).
-    let baseline = config.baseline.unwrap_or(Baseline::Random);
+    let baseline = config.baseline.unwrap_or(AgentKind::Uniform);
     let loaded = if needs_model {
         Some(load_for_eval::<B>(config, device)?)
     } else {
@@ -899,11 +784,11 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
         batch.set_done_odds(config.done_odds);
         for &tau in &config.dream_taus {
             progress.set_message(format!("dream at tau {tau}"));
-            let mut agents: Vec<DreamAgent> = seeds
+            let mut agents: Vec<Box<dyn Agent + '_>> = seeds
                 .iter()
                 .map(|&s| match controller {
-                    Some(c) => DreamAgent::Controller(c),
-                    None => DreamAgent::of_baseline(baseline, env, s),
+                    Some(c) => Box::new(c) as Box<dyn Agent>,
+                    None => baseline_agent(baseline, env, s),
                 })
                 .collect();
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::prelude::*;
 
-use super::eval::{Baseline, EvalConfig, ScoreSummary, evaluate};
+use super::eval::{EvalConfig, ScoreSummary, evaluate};
+use crate::agent::AgentKind;
 use crate::envs::EnvKind;
 use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
 
@@ -93,7 +94,7 @@ pub fn export<B: Backend>(
         let mut baseline = EvalConfig::new(config.env, target.clone());
         baseline.episodes = config.eval_episodes;
         baseline.seed = config.seed;
-        baseline.baseline = Some(Baseline::Random);
+        baseline.baseline = Some(AgentKind::Uniform);
         random = Some(ScoreSummary::of(&evaluate::<B>(&baseline, device)?.real));
     }
     let card = out_dir.join("README.md");

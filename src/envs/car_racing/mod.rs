@@ -89,6 +89,12 @@ pub const ACTION_SPACE: ActionSpace = ActionSpace {
     high: &[1.0, 1.0, 1.0],
 };
 
+/// The paper's map from three tanh outputs in [-1, 1] to the action: steer = a0,
+/// gas = (a1 + 1) / 2, brake = clip(a2, 0, 1). Both C and the random controller act through it.
+pub fn action_from_tanh(out: &[f32]) -> Vec<f32> {
+    vec![out[0], (out[1] + 1.0) / 2.0, out[2].clamp(0.0, 1.0)]
+}
+
 const DT: f64 = 1.0 / FPS as f64;
 
 /// The physical state, read-only, for traces and comparisons with Gym.

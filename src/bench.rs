@@ -11,11 +11,11 @@ use burn::tensor::Distribution;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::backend::SelectedBackend;
-use super::bundle::ModelSpec;
-use super::vae::vae_loss;
 use crate::dream::{Dream, DreamBatch};
 use crate::envs::EnvKind;
+use crate::model::backend::SelectedBackend;
+use crate::model::bundle::ModelSpec;
+use crate::model::vae::vae_loss;
 
 /// How much to run.
 #[derive(Debug, Clone, Copy)]
@@ -46,11 +46,11 @@ impl Default for BenchConfig {
 /// One decode timed in each of V's equivalent decoder forms.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DecodeForms {
-    /// [`FrameDecoder`](super::vae::FrameDecoder): dense layer and dec1 folded into one matrix (what the dream uses).
+    /// [`FrameDecoder`](crate::model::vae::FrameDecoder): dense layer and dec1 folded into one matrix (what the dream uses).
     pub folded: f64,
-    /// [`ConvVae::decode`](super::vae::ConvVae::decode): dec1 as a matmul (what training uses).
+    /// [`ConvVae::decode`](crate::model::vae::ConvVae::decode): dec1 as a matmul (what training uses).
     pub matmul: f64,
-    /// [`ConvVae::decode_reference`](super::vae::ConvVae::decode_reference): dec1 as a transposed conv.
+    /// [`ConvVae::decode_reference`](crate::model::vae::ConvVae::decode_reference): dec1 as a transposed conv.
     pub conv: f64,
 }
 
@@ -113,7 +113,7 @@ pub fn run(selected: &SelectedBackend, config: &BenchConfig) -> BenchReport {
 pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchReport {
     let spec = ModelSpec::paper(config.env);
     B::seed(device, 0);
-    let vae_train_img_per_s = super::backend::on_cpu_workers(|| {
+    let vae_train_img_per_s = crate::model::backend::on_cpu_workers(|| {
         bench_vae_training::<B>(device, &spec, config.train_steps)
     });
     let (dream_step_ms, m_step_ms) = bench_dream_latency::<B>(device, &spec, config.dream_steps);
@@ -134,7 +134,7 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
 pub fn bench_vae_training<B: Backend>(device: &B::Device, spec: &ModelSpec, steps: usize) -> f64 {
     const BATCH: usize = 32;
     let mut model = spec.vae_config().init::<Autodiff<B>>(device);
-    let mut optim = super::adam::adam(None);
+    let mut optim = crate::model::adam::adam(None);
     let x = Tensor::<Autodiff<B>, 4>::random(
         [BATCH, 3, 64, 64],
         Distribution::Uniform(0.0, 1.0),
@@ -237,44 +237,4 @@ pub fn bench_decode_forms<B: Backend>(
         matmul: time(&|| vae.decode(z.clone())),
         conv: time(&|| vae.decode_reference(z.clone())),
     }
-}
-
-/// (ms per step of our LSTM (per-gate Linears, one bias), ms per step of `burn::nn::Lstm`) at `batch`, same sizes,
-/// as M's per-step cost in the dream (no heads).
-pub fn bench_lstm_forms<B: Backend>(
-    device: &B::Device,
-    spec: &ModelSpec,
-    batch: usize,
-    reps: usize,
-) -> (f64, f64) {
-    use super::mdrnn::MdnRnnState;
-    use burn::nn::LstmConfig;
-    let d_in = spec.z_size + spec.action_size;
-    let ours = spec.mdrnn_config().init::<B>(device);
-    let theirs = LstmConfig::new(d_in, spec.hidden_size, true).init::<B>(device);
-    let z = Tensor::<B, 2>::random([batch, spec.z_size], Distribution::Normal(0.0, 1.0), device);
-    let a = Tensor::<B, 2>::zeros([batch, spec.action_size], device);
-    let x3 = Tensor::cat(vec![z.clone(), a.clone()], 1).reshape([batch, 1, d_in]);
-    let time = |f: &mut dyn FnMut()| {
-        for _ in 0..3 {
-            f();
-        }
-        let start = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        start.elapsed().as_secs_f64() * 1e3 / reps as f64
-    };
-    let mut state = MdnRnnState::zeros(batch, spec.hidden_size, device);
-    let fused = time(&mut || {
-        state = ours.lstm_step(z.clone(), a.clone(), state.clone());
-        let _ = state.hidden.clone().into_data();
-    });
-    let mut lstm_state = None;
-    let burn_lstm = time(&mut || {
-        let (_, s) = theirs.forward(x3.clone(), lstm_state.take());
-        let _ = s.hidden.clone().into_data();
-        lstm_state = Some(s);
-    });
-    (fused, burn_lstm)
 }

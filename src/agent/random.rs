@@ -1,16 +1,13 @@
-//! Action samplers that need no model: the random policies used to explore and to collect data.
+//! The random agents that need no model: what explores the envs and collects V's and M's data.
 //!
-//! Every policy is deterministic under its seed: the same seed and the same observations give the same
-//! actions. [`PolicyKind`] names them on the command line; [`PolicyKind::default_for`] picks the one the
-//! collection uses for each env.
-
-use std::fmt;
-use std::str::FromStr;
+//! Each is deterministic under its seed: the same seed and the same observations give the same
+//! actions.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::envs::{ActionSpace, EnvKind, Frame};
+use super::{Agent, Seen};
+use crate::envs::{ActionSpace, EnvKind, Frame, car_racing};
 
 /// Longest hold of the held random policy, in steps. The paper's Doom data held each random action for
 /// a uniform 1..=10 frames (WorldModelsExperiments `doomrnn/extract.py`, `np.random.randint(1, 11)`).
@@ -35,12 +32,6 @@ pub const CONTROLLER_GRID: u32 = 8;
 /// at 0.1, 14 of 16 drive (most of them spinning on the grass).
 pub const CONTROLLER_WEIGHT_SCALE_MAX: f32 = 0.1;
 
-/// A model-free policy: an action from the current observation.
-pub trait Policy: Send {
-    /// The next action, inside the env's action space, on seeing `obs` (the observation before acting).
-    fn action(&mut self, obs: &Frame) -> Vec<f32>;
-}
-
 /// Samples each action uniformly from the action space's box, as Gym's `action_space.sample()`.
 #[derive(Debug, Clone)]
 pub struct UniformRandom {
@@ -55,15 +46,11 @@ impl UniformRandom {
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
-
-    pub fn act(&mut self) -> Vec<f32> {
-        uniform_action(&self.space, &mut self.rng)
-    }
 }
 
-impl Policy for UniformRandom {
-    fn action(&mut self, _obs: &Frame) -> Vec<f32> {
-        self.act()
+impl Agent for UniformRandom {
+    fn act(&mut self, _seen: &Seen<'_>) -> Vec<f32> {
+        uniform_action(&self.space, &mut self.rng)
     }
 }
 
@@ -100,8 +87,8 @@ impl HeldRandom {
     }
 }
 
-impl Policy for HeldRandom {
-    fn action(&mut self, _obs: &Frame) -> Vec<f32> {
+impl Agent for HeldRandom {
+    fn act(&mut self, _seen: &Seen<'_>) -> Vec<f32> {
         if self.steps_left == 0 {
             self.action = uniform_action(&self.space, &mut self.rng);
             self.steps_left = self.rng.random_range(1..=self.max_hold);
@@ -145,8 +132,8 @@ impl Brownian {
     }
 }
 
-impl Policy for Brownian {
-    fn action(&mut self, _obs: &Frame) -> Vec<f32> {
+impl Agent for Brownian {
+    fn act(&mut self, _seen: &Seen<'_>) -> Vec<f32> {
         if self.action.len() != self.space.len() {
             self.action = uniform_action(&self.space, &mut self.rng);
         } else {
@@ -204,9 +191,13 @@ impl RandomController {
         }
     }
 
-    /// The raw controller output tanh(W f + b) in [-1, 1], one value per action.
-    fn output(&mut self, obs: &Frame) -> Vec<f32> {
-        grey_grid_features(obs, CONTROLLER_GRID, &mut self.features);
+    /// The raw controller output tanh(W f + b) in [-1, 1], one value per action. Without a frame
+    /// (in a dream) the features read as a flat grey scene.
+    fn output(&mut self, obs: Option<&Frame>) -> Vec<f32> {
+        match obs {
+            Some(frame) => grey_grid_features(frame, CONTROLLER_GRID, &mut self.features),
+            None => self.features.fill(0.0),
+        }
         let feature_count = self.features.len();
         (0..self.space.len())
             .map(|row| {
@@ -218,12 +209,11 @@ impl RandomController {
     }
 }
 
-impl Policy for RandomController {
-    fn action(&mut self, obs: &Frame) -> Vec<f32> {
-        let out = self.output(obs);
+impl Agent for RandomController {
+    fn act(&mut self, seen: &Seen<'_>) -> Vec<f32> {
+        let out = self.output(seen.frame);
         match self.env {
-            // The paper's output mapping for CarRacing.
-            EnvKind::CarRacing => vec![out[0], (out[1] + 1.0) / 2.0, out[2].clamp(0.0, 1.0)],
+            EnvKind::CarRacing => car_racing::action_from_tanh(&out),
             EnvKind::TakeCover => (0..self.space.len())
                 .map(|i| {
                     let (low, high) = (self.space.low[i], self.space.high[i]);
@@ -278,7 +268,8 @@ fn uniform_action(space: &ActionSpace, rng: &mut ChaCha8Rng) -> Vec<f32> {
         .collect()
 }
 
-/// One N(0, 1) draw (Box-Muller; `rand_distr` is not a dependency).
+/// One N(0, 1) draw, Box-Muller on two uniforms. Kept rather than `rand_distr`'s ziggurat
+/// because the shipped data was collected with it: the same seed must give the same rollouts.
 fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     // 1 - u lies in (0, 1], so the log is finite.
     let radius = (-2.0 * (1.0 - rng.random::<f64>()).ln()).sqrt();
@@ -292,117 +283,28 @@ fn standard_cauchy(rng: &mut ChaCha8Rng) -> f32 {
     (std::f64::consts::PI * (u - 0.5)).tan().clamp(-1e6, 1e6) as f32
 }
 
-/// The policies by name, for the command line and collection configs.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    /// Uniform over the action space each step, as Gym's `action_space.sample()`.
-    #[value(alias = "random")]
-    Uniform,
-    /// A uniform random action held for a uniform 1..=10 steps (the paper's Doom data).
-    Held,
-    /// A uniform random action held for a uniform 1..=100 steps: long strafes and pushes on a wall.
-    HeldLong,
-    /// A clipped random walk in action space, step sd sqrt(1/fps) (ctallec's CarRacing data).
-    Brownian,
-    /// A random linear tanh controller per rollout on a coarse grey view (stand-in for the paper's CarRacing data).
-    RandomController,
-}
-
-impl PolicyKind {
-    pub const ALL: [PolicyKind; 5] = [
-        PolicyKind::Uniform,
-        PolicyKind::Held,
-        PolicyKind::HeldLong,
-        PolicyKind::Brownian,
-        PolicyKind::RandomController,
-    ];
-
-    /// The name used on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Uniform => "uniform",
-            PolicyKind::Held => "held",
-            PolicyKind::HeldLong => "held-long",
-            PolicyKind::Brownian => "brownian",
-            PolicyKind::RandomController => "random-controller",
-        }
-    }
-
-    /// The data-collection policy for `env`. CarRacing: brownian, which gives the most varied frames
-    /// (turns, kerbs, road and grass in every rollout); the random controller's near-constant output
-    /// mostly spins on the grass or stands still (measurements in `train::collect`'s module doc).
-    /// Take Cover: the paper's held random action.
-    pub fn default_for(env: EnvKind) -> PolicyKind {
-        match env {
-            EnvKind::CarRacing => PolicyKind::Brownian,
-            EnvKind::TakeCover => PolicyKind::Held,
-        }
-    }
-
-    /// A fresh policy for one rollout of `env`; everything random in it derives from `seed`.
-    pub fn build(self, env: EnvKind, seed: u64) -> Box<dyn Policy> {
-        let space = env.action_space();
-        match self {
-            PolicyKind::Uniform => Box::new(UniformRandom::new(space, seed)),
-            PolicyKind::Held => Box::new(HeldRandom::new(space, seed)),
-            PolicyKind::HeldLong => {
-                Box::new(HeldRandom::with_max_hold(space, seed, LONG_HOLD_STEPS_MAX))
-            }
-            PolicyKind::Brownian => Box::new(Brownian::new(space, env.steps_per_second(), seed)),
-            PolicyKind::RandomController => Box::new(RandomController::new(env, seed)),
-        }
-    }
-}
-
-impl fmt::Display for PolicyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown policy '{0}': expected one of uniform, held, held-long, brownian, random-controller"
-)]
-pub struct UnknownPolicy(pub String);
-
-impl FromStr for PolicyKind {
-    type Err = UnknownPolicy;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "uniform" | "random" => Ok(PolicyKind::Uniform),
-            "held" | "held-random" => Ok(PolicyKind::Held),
-            "held-long" | "long" => Ok(PolicyKind::HeldLong),
-            "brownian" | "brown" => Ok(PolicyKind::Brownian),
-            "random-controller" | "controller" => Ok(PolicyKind::RandomController),
-            _ => Err(UnknownPolicy(s.to_string())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentKind;
 
     fn blank() -> Frame {
         Frame::new(64, 64)
     }
 
-    fn run(kind: PolicyKind, env: EnvKind, seed: u64, steps: usize) -> Vec<Vec<f32>> {
-        let mut policy = kind.build(env, seed);
+    fn run(kind: AgentKind, env: EnvKind, seed: u64, steps: usize) -> Vec<Vec<f32>> {
+        let mut agent = kind.build(env, seed);
         let frame = blank();
-        (0..steps).map(|_| policy.action(&frame)).collect()
+        (0..steps)
+            .map(|_| agent.act(&Seen::frame(&frame)))
+            .collect()
     }
 
     #[test]
     fn every_policy_stays_in_the_box_and_is_deterministic() {
         for env in EnvKind::ALL {
             let space = env.action_space();
-            for kind in PolicyKind::ALL {
+            for kind in AgentKind::RANDOM {
                 let actions = run(kind, env, 7, 500);
                 assert_eq!(
                     actions,
@@ -425,7 +327,7 @@ mod tests {
         }
     }
 
-    fn hold_lengths(kind: PolicyKind, steps: usize) -> Vec<u32> {
+    fn hold_lengths(kind: AgentKind, steps: usize) -> Vec<u32> {
         let actions = run(kind, EnvKind::TakeCover, 3, steps);
         let mut runs = Vec::new();
         let mut length = 1;
@@ -442,7 +344,7 @@ mod tests {
 
     #[test]
     fn held_random_holds_each_action_one_to_ten_steps() {
-        let runs = hold_lengths(PolicyKind::Held, 5_000);
+        let runs = hold_lengths(AgentKind::Held, 5_000);
         assert!(
             runs.iter().all(|&n| (1..=HOLD_STEPS_MAX).contains(&n)),
             "{runs:?}"
@@ -456,7 +358,7 @@ mod tests {
 
     #[test]
     fn long_held_random_holds_up_to_a_hundred_steps() {
-        let runs = hold_lengths(PolicyKind::HeldLong, 50_000);
+        let runs = hold_lengths(AgentKind::HeldLong, 50_000);
         assert!(
             runs.iter().all(|&n| (1..=LONG_HOLD_STEPS_MAX).contains(&n)),
             "{runs:?}"
@@ -473,7 +375,7 @@ mod tests {
     fn brownian_moves_by_its_documented_step() {
         let policy = Brownian::new(EnvKind::CarRacing.action_space(), 50, 0);
         assert!((policy.step_sd() - 0.1414).abs() < 1e-3);
-        let actions = run(PolicyKind::Brownian, EnvKind::CarRacing, 1, 2_000);
+        let actions = run(AgentKind::Brownian, EnvKind::CarRacing, 1, 2_000);
         // Steering rarely sits on a bound, so its unclipped steps show the walk's sd.
         let steps: Vec<f32> = actions
             .windows(2)
@@ -498,17 +400,8 @@ mod tests {
         // Some seed gives a controller whose output differs between the two scenes.
         let reacts = (0..20).any(|seed| {
             let mut policy = RandomController::new(EnvKind::CarRacing, seed);
-            policy.action(&dark) != policy.action(&bright)
+            policy.act(&Seen::frame(&dark)) != policy.act(&Seen::frame(&bright))
         });
         assert!(reacts);
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for kind in PolicyKind::ALL {
-            assert_eq!(kind.name().parse::<PolicyKind>(), Ok(kind));
-        }
-        assert_eq!("random".parse::<PolicyKind>(), Ok(PolicyKind::Uniform));
-        assert!("greedy".parse::<PolicyKind>().is_err());
     }
 }

@@ -1,30 +1,38 @@
 //! The dream: M stepped like an environment in latent space, with V to see it.
 //!
 //! [`DreamBatch`] steps N dreams as one batch (what makes evolving C in the dream fast); each
-//! dream resets on its own, from a real frame (encoded by V) or from z ~ N(0, I). [`Dream`] is the
-//! single-dream, env-like view of a batch of one.
+//! dream resets on its own, from a real frame (encoded by V), from z ~ N(0, I), or from the memory
+//! of a real episode ([`RealityMemory`]). [`Dream`] is the single-dream, env-like view of a batch
+//! of one.
 //!
 //! Each step runs M once on the device and reads everything back in one transfer (mixture, done,
 //! reward, h, c). z is sampled on the host from a caller-seeded RNG, so a dream is deterministic
 //! under its seed on any backend (up to the backend's float differences).
+
+pub mod memory;
+
+pub use memory::RealityMemory;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use rand::Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 
+use crate::agent::Latent;
 use crate::envs::Frame;
-use crate::model::mdrnn::{MdnRnn, MdnRnnState, sample_mixture};
-use crate::model::vae::{ConvVae, FrameDecoder, frames_to_tensor, tensor_to_frames};
+use crate::model::mdrnn::{DoneRule, MdnRnn, MdnRnnState};
+use crate::model::vae::{
+    ConvVae, FrameDecoder, frames_to_tensor, sample_posterior, tensor_to_frames,
+};
 
-/// What one dream step returns.
+/// What one dream step returns (the app's runner returns it too).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DreamStep {
     /// The new latent, `[z_size]`.
     pub z: Vec<f32>,
     /// M's predicted reward for the step.
     pub reward: f32,
-    /// M's done logit was > 0 (the paper's rule).
+    /// M's done head fired, under the dream's [`DoneRule`].
     pub done: bool,
 }
 
@@ -83,8 +91,8 @@ pub enum DreamError {
 /// first reads the K real steps (z_0, a_0) .. (z_{K-1}, a_{K-1}) as it would have along the real
 /// episode, and the dream goes on from z_K with the memory M built. A departure from the paper,
 /// for Take Cover: M's windows start anywhere in an episode from a zero state, so a zero state
-/// stands for any step, one just before a death too, and about a fifth of the shipped M's dreams
-/// ended on their very first step, where no real episode ends before step 71.
+/// stands for any step, one just before a death too, and a dream from it can end at once where
+/// no real episode does (the model card has the figures).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DreamStart {
     /// `[K + 1, z_size]`: the real frames' latents; the dream starts at the last.
@@ -110,44 +118,6 @@ impl DreamStart {
     /// ([`DreamBatch::reset_from_starts`] checks that the shapes fit).
     pub fn context_steps(&self, action_size: usize) -> usize {
         self.actions.len().checked_div(action_size).unwrap_or(0)
-    }
-}
-
-/// How a dream decides that M's done head has fired.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum DoneRule {
-    /// The paper's rule: done when the logit is above 0.
-    #[default]
-    Threshold,
-    /// Done with the probability M's done head gives, sigmoid(logit), drawn each step. A
-    /// departure from the paper for evolving C. The shipped Take Cover M's done probability
-    /// averages 0.72 on the step a fireball kills, yet under the threshold a uniform-random
-    /// policy lives 594 dream steps at tau 1.15, against 230 in reality. Drawn, it lives 151: a
-    /// dream a little harder than reality, as the paper's was at this tau. The head carries the
-    /// paper's x10 weight on done, so the draw errs towards death. A policy that M thinks is
-    /// safer lives longer.
-    Sample,
-}
-
-impl DoneRule {
-    /// The rule a bundle's record names by `sampled_done` (see `bundle::EvolvedDream`).
-    pub fn from_sampled(sampled: bool) -> Self {
-        if sampled {
-            Self::Sample
-        } else {
-            Self::Threshold
-        }
     }
 }
 
@@ -198,11 +168,13 @@ impl<B: Backend> DreamBatch<B> {
             done: vec![false; batch],
             done_logit_offset: 0.0,
             steps: vec![0; batch],
-            done_rule: DoneRule::default(),
+            // The paper's rule draws no random numbers, so a bare dream's z draws do not depend
+            // on how it ends; callers that evolve or score C choose the rule.
+            done_rule: DoneRule::Threshold,
         }
     }
 
-    /// How M's done head ends a dream (the paper's threshold unless set).
+    /// How M's done head ends a dream (the paper's threshold until set).
     pub fn set_done_rule(&mut self, rule: DoneRule) {
         self.done_rule = rule;
     }
@@ -257,6 +229,14 @@ impl<B: Backend> DreamBatch<B> {
     pub fn cell(&self, i: usize) -> &[f32] {
         let n = self.hidden_size();
         &self.cell[i * n..(i + 1) * n]
+    }
+    /// Dream `i`'s state, as an agent sees it.
+    pub fn latent(&self, i: usize) -> Latent<'_> {
+        Latent {
+            z: self.z(i),
+            hidden: self.hidden(i),
+            cell: self.cell(i),
+        }
     }
     /// The last step's predicted rewards, `[batch]`.
     pub fn rewards(&self) -> &[f32] {
@@ -413,29 +393,29 @@ impl<B: Backend> DreamBatch<B> {
                 return Err(DreamError::NotFinite { index, value });
             }
         }
-        for (i, s) in starts.iter().enumerate() {
-            self.reset_to_z(i, &s.z[context * zs..])?;
-        }
         if context == 0 {
+            for (i, s) in starts.iter().enumerate() {
+                self.reset_to_z(i, &s.z)?;
+            }
             return Ok(());
         }
-        let mut state = MdnRnnState::zeros(n, hs, &self.device);
+        // M reads the K real steps of every start at once, as it reads reality.
+        let mut memory = RealityMemory::new(zs, hs, n);
         for t in 0..context {
             let gather = |values: &dyn Fn(&DreamStart) -> &[f32]| -> Vec<f32> {
                 starts.iter().flat_map(values).copied().collect()
             };
-            let z = gather(&|s| &s.z[t * zs..(t + 1) * zs]);
-            let act = gather(&|s| &s.actions[t * a..(t + 1) * a]);
-            state = self.rnn.lstm_step(
-                Tensor::from_data(TensorData::new(z, [n, zs]), &self.device),
-                Tensor::from_data(TensorData::new(act, [n, a]), &self.device),
-                state,
-            );
+            memory.set_all_z(gather(&|s| &s.z[t * zs..(t + 1) * zs]))?;
+            memory.advance(
+                &self.rnn,
+                &gather(&|s| &s.actions[t * a..(t + 1) * a]),
+                &self.device,
+            )?;
         }
-        self.hidden = read_f32(state.hidden.clone());
-        self.cell = read_f32(state.cell.clone());
-        self.state = state;
-        self.state_dirty = false;
+        for (i, s) in starts.iter().enumerate() {
+            let Latent { hidden, cell, .. } = memory.latent(i);
+            self.reset_to_state(i, &s.z[context * zs..], hidden, cell)?;
+        }
         Ok(())
     }
 
@@ -464,16 +444,7 @@ impl<B: Backend> DreamBatch<B> {
         let mu = read_f32(mu);
         let zs_all: Vec<f32> = match rng {
             None => mu,
-            Some(rng) => {
-                let logvar = read_f32(logvar);
-                mu.iter()
-                    .zip(&logvar)
-                    .map(|(m, lv)| {
-                        let eps: f32 = StandardNormal.sample(rng);
-                        m + (0.5 * lv).exp() * eps
-                    })
-                    .collect()
-            }
+            Some(rng) => sample_posterior(&mu, &read_f32(logvar), rng),
         };
         for (k, &i) in indices.iter().enumerate() {
             self.reset_to_z(i, &zs_all[k * zs..(k + 1) * zs])?;
@@ -564,27 +535,17 @@ impl<B: Backend> DreamBatch<B> {
         tau: f32,
         rng: &mut R,
     ) {
-        let (zs, hs) = (self.z_size(), self.hidden_size());
-        let k = self.rnn.n_gaussians();
-        let zk = zs * k;
-        let row = 3 * zk + 2 + 2 * hs;
-        let r = &packed[i * row..(i + 1) * row];
-        let (logmix, rest) = r.split_at(zk);
-        let (mu, rest) = rest.split_at(zk);
-        let (logsigma, rest) = rest.split_at(zk);
+        let (zs, hs, k) = (self.z_size(), self.hidden_size(), self.rnn.n_gaussians());
+        let out = self.rnn.packed_layout().row(packed, i);
         for d in 0..zs {
-            let s = d * k..(d + 1) * k;
-            self.z[i * zs + d] =
-                sample_mixture(&logmix[s.clone()], &mu[s.clone()], &logsigma[s], tau, rng);
+            self.z[i * zs + d] = out.sample_dim(d, k, tau, rng);
         }
-        let done_logit = rest[0] + self.done_logit_offset;
-        self.done[i] = match self.done_rule {
-            DoneRule::Threshold => done_logit > 0.0,
-            DoneRule::Sample => rng.random::<f32>() < 1.0 / (1.0 + (-done_logit).exp()),
-        };
-        self.reward[i] = rest[1];
-        self.hidden[i * hs..(i + 1) * hs].copy_from_slice(&rest[2..2 + hs]);
-        self.cell[i * hs..(i + 1) * hs].copy_from_slice(&rest[2 + hs..2 + 2 * hs]);
+        self.done[i] = self
+            .done_rule
+            .fires(out.done_logit + self.done_logit_offset, rng);
+        self.reward[i] = out.reward;
+        self.hidden[i * hs..(i + 1) * hs].copy_from_slice(out.hidden);
+        self.cell[i * hs..(i + 1) * hs].copy_from_slice(out.cell);
         self.steps[i] += 1;
     }
 
@@ -622,13 +583,6 @@ impl<B: Backend> Dream<B> {
     pub fn reset_from_frame(&mut self, obs: &Frame) {
         self.inner
             .reset_from_frames::<rand_chacha::ChaCha8Rng>(&[0], &[obs], None)
-            .expect("one frame for dream 0");
-    }
-
-    /// Forks the dream from a real frame with z sampled from V's posterior.
-    pub fn reset_from_frame_sampled<R: Rng + ?Sized>(&mut self, obs: &Frame, rng: &mut R) {
-        self.inner
-            .reset_from_frames(&[0], &[obs], Some(rng))
             .expect("one frame for dream 0");
     }
 
@@ -710,7 +664,7 @@ impl<B: Backend> Dream<B> {
     }
 }
 
-fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
