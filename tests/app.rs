@@ -870,7 +870,7 @@ fn the_app_dreams_as_the_bundle_says_c_was_evolved() {
     let evolved = EvolvedDream {
         tau: 1.3,
         done_odds: 0.1,
-        sampled_done: false,
+        done_rule: DoneRule::Threshold,
         context_steps: 10,
     };
     let dir = write_random_bundle_evolved_in(EnvKind::TakeCover, Some(evolved));

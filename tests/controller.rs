@@ -204,7 +204,7 @@ fn two_generations_then_resume_equals_a_straight_run() {
         Some(dreamplay::model::bundle::EvolvedDream {
             tau: 1.15,
             done_odds: 1.0,
-            sampled_done: true,
+            done_rule: DoneRule::Sample,
             context_steps: 0,
         }),
         "the bundle records the dream C was evolved in, for the app"

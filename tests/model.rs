@@ -563,7 +563,7 @@ fn filled_model(spec: ModelSpec) -> WorldModel<B> {
         dream: Some(bundle::EvolvedDream {
             tau: 1.15,
             done_odds: 0.1,
-            sampled_done: true,
+            done_rule: dreamplay::model::mdrnn::DoneRule::Sample,
             context_steps: 10,
         }),
         ..Default::default()

@@ -109,14 +109,14 @@ impl Session {
     /// Dreams as C was evolved to, if the model says how: its tau, done odds and done rule.
     /// Otherwise the env's default tau, M's own odds, drawn.
     pub fn dream_as_trained(&mut self) {
-        let (tau, odds, sampled) = self
+        let (tau, odds, rule) = self
             .evolved_dream
-            .map_or((default_tau(self.env), 1.0, true), |dream| {
-                (dream.tau, dream.done_odds, dream.sampled_done)
+            .map_or((default_tau(self.env), 1.0, DoneRule::default()), |dream| {
+                (dream.tau, dream.done_odds, dream.done_rule)
             });
         self.tau = clamp_tau(self.env, tau, self.tau);
         self.done_odds = clamp_done_odds(odds, self.done_odds);
-        self.done_rule = DoneRule::from_sampled(sampled);
+        self.done_rule = rule;
     }
 
     /// A fresh session for `env` that dreams as the loaded model's C was evolved to.

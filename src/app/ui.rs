@@ -313,7 +313,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
                 "tau {:.2}, done odds x{}, done {}, forked after {} real steps",
                 dream.tau,
                 dream.done_odds,
-                done_rule_name(DoneRule::from_sampled(dream.sampled_done)),
+                done_rule_name(dream.done_rule),
                 dream.context_steps
             ),
         ),

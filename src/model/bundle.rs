@@ -24,7 +24,7 @@ use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 use super::controller::{Controller, ControllerKind};
-use super::mdrnn::{MdnRnn, MdnRnnConfig};
+use super::mdrnn::{DoneRule, MdnRnn, MdnRnnConfig};
 use super::vae::{ConvVae, ConvVaeConfig};
 use crate::envs::EnvKind;
 
@@ -135,16 +135,32 @@ pub struct TrainingInfo {
 
 /// The dream a controller was evolved in, so that the app can dream as C was trained to: a C
 /// evolved where M's done head kills a tenth as often dies early in a dream at M's own odds.
-/// Plain values rather than `dream::DoneRule`, so the model layer does not depend on the dream.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EvolvedDream {
     pub tau: f32,
     /// The factor on M's done odds (1: as trained).
     pub done_odds: f32,
-    /// Done drawn with M's probability each step; false: the paper's logit > 0.
-    pub sampled_done: bool,
+    /// How M's done head ended the dreams; on disk the flag `sampled_done` (true: drawn).
+    #[serde(rename = "sampled_done", with = "done_rule_as_flag")]
+    pub done_rule: DoneRule,
     /// Real steps M read before each dream forked (0: the paper's start at the first frame).
     pub context_steps: u32,
+}
+
+/// The done rule as the file's `sampled_done` flag, so files written before the rule had a name
+/// read and write the same bytes.
+mod done_rule_as_flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::DoneRule;
+
+    pub fn serialize<S: Serializer>(rule: &DoneRule, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(*rule == DoneRule::Sample)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DoneRule, D::Error> {
+        Ok(DoneRule::from_sampled(bool::deserialize(deserializer)?))
+    }
 }
 
 /// Training provenance per part.

@@ -228,7 +228,7 @@ impl ControllerTrainConfig {
         (self.fitness == FitnessMode::Dream).then(|| EvolvedDream {
             tau: self.tau,
             done_odds: self.done_odds,
-            sampled_done: self.done_rule == DoneRule::Sample,
+            done_rule: self.done_rule,
             context_steps: u32::try_from(self.dream_context).unwrap_or(u32::MAX),
         })
     }
