@@ -27,6 +27,14 @@ fn parts(env: EnvKind, hidden: usize) -> (ModelSpec, ConvVae<B>, MdnRnn<B>) {
     )
 }
 
+/// The largest difference between two equally long vectors.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn frame() -> Frame {
     Frame::from_fn(64, 64, |x, y| {
         image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
@@ -87,12 +95,6 @@ fn a_dream_forked_after_real_context_holds_the_memory_m_built_along_it() {
     let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), 2, &device);
     batch.reset_from_starts(&starts).unwrap();
     assert_eq!(batch.steps(), &[0, 0]);
-    let max_diff = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max)
-    };
     for (i, s) in starts.iter().enumerate() {
         let mut follow = Dream::new(vae.clone(), rnn.clone(), &device);
         follow.reset_to_z(&s.z[..zs]).unwrap();
@@ -246,19 +248,9 @@ fn batched_dreams_equal_single_dreams_and_reset_independently() {
                 .step(&actions[i * 3..(i + 1) * 3], 0.0, &mut rng)
                 .unwrap();
         }
-        let diff = single
-            .z()
-            .iter()
-            .zip(batch.z(i))
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(single.z(), batch.z(i));
         assert!(diff < 1e-4, "dream {i}: batch and single differ by {diff}");
-        let dh = single
-            .hidden()
-            .iter()
-            .zip(batch.hidden(i))
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let dh = max_diff(single.hidden(), batch.hidden(i));
         assert!(dh < 1e-4, "dream {i}: h differs by {dh}");
     }
     // Resetting dream 1 leaves dreams 0 and 2 running.
@@ -487,8 +479,8 @@ fn the_shipped_take_cover_dream_ranks_a_sweep_above_standing_still_and_the_wall(
 /// 0.354.)
 #[test]
 fn the_shipped_take_cover_dream_against_reality() {
-    use dreamplay::model::mdrnn::DoneRule;
     use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, fireball_pixels, move_direction};
+    use dreamplay::model::mdrnn::DoneRule;
     use dreamplay::model::mdrnn::MdnRnnState;
     let device = Default::default();
     let path =

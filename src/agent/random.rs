@@ -342,32 +342,31 @@ mod tests {
         runs
     }
 
+    /// Every hold of `kind` over `steps` lasts 1..=`max` steps and they average within `mean`.
+    fn assert_holds(
+        kind: AgentKind,
+        steps: usize,
+        max: u32,
+        mean: std::ops::Range<f64>,
+    ) -> Vec<u32> {
+        let runs = hold_lengths(kind, steps);
+        assert!(runs.iter().all(|&n| (1..=max).contains(&n)), "{runs:?}");
+        let got = runs.iter().sum::<u32>() as f64 / runs.len() as f64;
+        assert!(
+            mean.contains(&got),
+            "{kind}: mean hold {got}, expected {mean:?}"
+        );
+        runs
+    }
+
     #[test]
     fn held_random_holds_each_action_one_to_ten_steps() {
-        let runs = hold_lengths(AgentKind::Held, 5_000);
-        assert!(
-            runs.iter().all(|&n| (1..=HOLD_STEPS_MAX).contains(&n)),
-            "{runs:?}"
-        );
-        let mean = runs.iter().sum::<u32>() as f64 / runs.len() as f64;
-        assert!(
-            (4.5..6.5).contains(&mean),
-            "mean hold {mean}, expected about 5.5"
-        );
+        assert_holds(AgentKind::Held, 5_000, HOLD_STEPS_MAX, 4.5..6.5);
     }
 
     #[test]
     fn long_held_random_holds_up_to_a_hundred_steps() {
-        let runs = hold_lengths(AgentKind::HeldLong, 50_000);
-        assert!(
-            runs.iter().all(|&n| (1..=LONG_HOLD_STEPS_MAX).contains(&n)),
-            "{runs:?}"
-        );
-        let mean = runs.iter().sum::<u32>() as f64 / runs.len() as f64;
-        assert!(
-            (45.0..56.0).contains(&mean),
-            "mean hold {mean}, expected about 50.5"
-        );
+        let runs = assert_holds(AgentKind::HeldLong, 50_000, LONG_HOLD_STEPS_MAX, 45.0..56.0);
         assert!(runs.iter().any(|&n| n > 90), "no hold past 90 steps");
     }
 

@@ -9,7 +9,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use super::{DreamError, read_f32};
+use super::{DreamError, check_actions, read_f32};
 use crate::agent::Latent;
 use crate::envs::Frame;
 use crate::model::mdrnn::{MdnRnn, MdnRnnState};
@@ -130,17 +130,7 @@ impl RealityMemory {
         device: &B::Device,
     ) -> Result<(), DreamError> {
         let (n, zs, hs, a) = (self.rows, self.z_size, self.hidden_size, rnn.action_size());
-        if actions.len() != n * a {
-            return Err(DreamError::WrongActionLength {
-                expected: n * a,
-                got: actions.len(),
-                batch: n,
-                action_size: a,
-            });
-        }
-        if let Some((index, &value)) = actions.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(DreamError::NotFinite { index, value });
-        }
+        check_actions(actions, n, a)?;
         if rnn.hidden_size() != hs {
             return Err(DreamError::WrongMemoryLength {
                 expected: hs,

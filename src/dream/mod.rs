@@ -498,17 +498,7 @@ impl<B: Backend> DreamBatch<B> {
             self.hidden_size(),
             self.action_size(),
         );
-        if actions.len() != n * a {
-            return Err(DreamError::WrongActionLength {
-                expected: n * a,
-                got: actions.len(),
-                batch: n,
-                action_size: a,
-            });
-        }
-        if let Some((index, &value)) = actions.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(DreamError::NotFinite { index, value });
-        }
+        check_actions(actions, n, a)?;
         if self.state_dirty {
             self.state = MdnRnnState {
                 hidden: Tensor::from_data(
@@ -661,6 +651,22 @@ impl<B: Backend> Dream<B> {
     }
     pub fn batch(&self) -> &DreamBatch<B> {
         &self.inner
+    }
+}
+
+/// `actions` are `batch` finite rows of `action_size` values.
+fn check_actions(actions: &[f32], batch: usize, action_size: usize) -> Result<(), DreamError> {
+    if actions.len() != batch * action_size {
+        return Err(DreamError::WrongActionLength {
+            expected: batch * action_size,
+            got: actions.len(),
+            batch,
+            action_size,
+        });
+    }
+    match actions.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, &value)) => Err(DreamError::NotFinite { index, value }),
+        None => Ok(()),
     }
 }
 
