@@ -57,14 +57,8 @@ pub struct Tile {
     pub radius: f64,
 }
 
-/// A red or white kerb quad on the outside of a hard turn.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Kerb {
-    pub quad: [[f64; 2]; 4],
-    pub color: [u8; 3],
-    pub center: [f64; 2],
-    pub radius: f64,
-}
+/// A red or white kerb quad on the outside of a hard turn: drawn like a tile, never touched.
+pub type Kerb = Tile;
 
 /// A generated track, read-only.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -298,32 +298,36 @@ fn draw_sprites(
             additive_strength: None,
         });
     }
+    // Fire glows round its centre, a fireball's height above its z.
+    let glow = |x: f64, y: f64, z: f64, diameter: f32, strength: f32| Billboard {
+        sprite: &assets.glow,
+        depth: x as f32 - view.eye_x,
+        y: y as f32,
+        bottom_z: z as f32 + FIREBALL_HEIGHT as f32 / 2.0 - diameter / 2.0,
+        world_width: diameter,
+        world_height: diameter,
+        additive_strength: Some(strength),
+    };
     for fireball in &state.fireballs {
-        let center_z = fireball.z as f32 + FIREBALL_HEIGHT as f32 / 2.0;
-        billboards.push(Billboard {
-            sprite: &assets.glow,
-            depth: fireball.x as f32 - view.eye_x,
-            y: fireball.y as f32,
-            bottom_z: center_z - FIREBALL_GLOW_DIAMETER / 2.0,
-            world_width: FIREBALL_GLOW_DIAMETER,
-            world_height: FIREBALL_GLOW_DIAMETER,
-            additive_strength: Some(1.0),
-        });
+        billboards.push(glow(
+            fireball.x,
+            fireball.y,
+            fireball.z,
+            FIREBALL_GLOW_DIAMETER,
+            1.0,
+        ));
     }
     for explosion in &state.explosions {
         let progress = explosion.age_tics as f32 / EXPLOSION_TICS as f32;
         let diameter = EXPLOSION_START_DIAMETER
             + (EXPLOSION_END_DIAMETER - EXPLOSION_START_DIAMETER) * progress;
-        let center_z = explosion.z as f32 + FIREBALL_HEIGHT as f32 / 2.0;
-        billboards.push(Billboard {
-            sprite: &assets.glow,
-            depth: explosion.x as f32 - view.eye_x,
-            y: explosion.y as f32,
-            bottom_z: center_z - diameter / 2.0,
-            world_width: diameter,
-            world_height: diameter,
-            additive_strength: Some(1.1 * (1.0 - progress)),
-        });
+        billboards.push(glow(
+            explosion.x,
+            explosion.y,
+            explosion.z,
+            diameter,
+            1.1 * (1.0 - progress),
+        ));
     }
     // Painter's order: far to near.
     billboards.sort_by(|a, b| b.depth.total_cmp(&a.depth));
