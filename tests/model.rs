@@ -571,11 +571,16 @@ fn filled_model(spec: ModelSpec) -> WorldModel<B> {
     model
 }
 
+/// A scratch folder and a small model for `env` with every part filled.
+fn filled_in_scratch(env: EnvKind) -> (tempfile::TempDir, ModelSpec, WorldModel<B>) {
+    let spec = small_spec(env);
+    let model = filled_model(spec);
+    (tempfile::tempdir().expect("scratch folder"), spec, model)
+}
+
 #[test]
 fn bundle_round_trip_f32_is_exact() {
-    let scratch = tempfile::tempdir().expect("scratch folder");
-    let spec = small_spec(EnvKind::CarRacing);
-    let model = filled_model(spec);
+    let (scratch, spec, model) = filled_in_scratch(EnvKind::CarRacing);
     let path = scratch.path().join("f32.bin");
     bundle::save(&model, &path, Precision::F32).unwrap();
     let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
@@ -599,9 +604,7 @@ fn bundle_round_trip_f32_is_exact() {
 /// series were made with; M, being trained, is written in f32.
 #[test]
 fn saving_over_a_run_keeps_an_f16_v_and_its_checksum() {
-    let scratch = tempfile::tempdir().expect("scratch folder");
-    let spec = small_spec(EnvKind::TakeCover);
-    let model = filled_model(spec);
+    let (scratch, spec, model) = filled_in_scratch(EnvKind::TakeCover);
     let path = scratch.path().join("run.bin");
     let part = |path: &Path, which: Part| {
         let header = bundle::read_header(path).unwrap();
@@ -622,9 +625,7 @@ fn saving_over_a_run_keeps_an_f16_v_and_its_checksum() {
 
 #[test]
 fn bundle_round_trip_f16_equals_rounded_weights_and_reconstructs_the_same() {
-    let scratch = tempfile::tempdir().expect("scratch folder");
-    let spec = small_spec(EnvKind::TakeCover);
-    let model = filled_model(spec);
+    let (scratch, _, model) = filled_in_scratch(EnvKind::TakeCover);
     let path = scratch.path().join("f16.bin");
     bundle::save(&model, &path, Precision::F16).unwrap();
     let f32_size = bundle::to_bytes(&model, Precision::F32).len();
@@ -714,9 +715,7 @@ fn expect_err(path: &Path, expect: &Expect) -> (BundleError, String) {
 
 #[test]
 fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
-    let scratch = tempfile::tempdir().expect("scratch folder");
-    let spec = small_spec(EnvKind::CarRacing);
-    let model = filled_model(spec);
+    let (scratch, spec, model) = filled_in_scratch(EnvKind::CarRacing);
     let good = bundle::to_bytes(&model, Precision::F16);
     let expect = Expect::spec(&spec);
 

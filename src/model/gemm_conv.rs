@@ -22,6 +22,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
@@ -57,16 +58,8 @@ pub fn try_conv2d<B: Backend>(
             layer.dilation,
             layer.groups,
         );
-    match (covered, layer.bias.as_ref()) {
-        (true, Some(bias)) => forward(
-            Kind::Conv,
-            layer.stride[0],
-            x,
-            layer.weight.val(),
-            bias.val(),
-        ),
-        _ => Err(x),
-    }
+    let parts = (&layer.weight, layer.bias.as_ref());
+    try_forward(Kind::Conv, covered, layer.stride[0], parts, x)
 }
 
 /// [`conv_transpose2d`] on the GEMM path, or `Err(x)` as [`try_conv2d`].
@@ -82,14 +75,20 @@ pub fn try_conv_transpose2d<B: Backend>(
             layer.dilation,
             layer.groups,
         );
-    match (covered, layer.bias.as_ref()) {
-        (true, Some(bias)) => forward(
-            Kind::Transposed,
-            layer.stride[0],
-            x,
-            layer.weight.val(),
-            bias.val(),
-        ),
+    let parts = (&layer.weight, layer.bias.as_ref());
+    try_forward(Kind::Transposed, covered, layer.stride[0], parts, x)
+}
+
+/// The GEMM path for a covered layer with a bias; `Err(x)` untouched otherwise.
+fn try_forward<B: Backend>(
+    kind: Kind,
+    covered: bool,
+    stride: usize,
+    (weight, bias): (&Param<Tensor<B, 4>>, Option<&Param<Tensor<B, 1>>>),
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    match (covered, bias) {
+        (true, Some(bias)) => forward(kind, stride, x, weight.val(), bias.val()),
         _ => Err(x),
     }
 }
