@@ -10,8 +10,11 @@ use bevy::input::gamepad::{Gamepad, GamepadAxis, GamepadButton};
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 
-use dreamplay::app::commands::{Mode, PlayCommand};
+use dreamplay::app::commands::{
+    CLOSE_HELP_KEY, Control, DRIVE_KEYS, Mode, PlayCommand, controls_markdown, key_for,
+};
 use dreamplay::app::drive::Driver;
+use dreamplay::app::drive::TAU_PRESETS;
 use dreamplay::app::lecture::Presentation;
 use dreamplay::app::sim::{Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session};
 use dreamplay::app::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime};
@@ -925,5 +928,87 @@ fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
     assert_eq!(
         (s.tau, s.done_odds, s.done_rule),
         (0.5, 0.1, DoneRule::Sample)
+    );
+}
+
+#[test]
+fn every_key_and_pad_button_sends_one_command() {
+    let mut keys = vec![CLOSE_HELP_KEY];
+    let mut pads = Vec::new();
+    for control in Control::ALL {
+        for binding in control.spec().bindings {
+            keys.extend_from_slice(binding.keys);
+            pads.extend_from_slice(binding.pad);
+        }
+    }
+    for held in [
+        DRIVE_KEYS.left,
+        DRIVE_KEYS.right,
+        DRIVE_KEYS.up,
+        DRIVE_KEYS.down,
+    ] {
+        keys.extend_from_slice(held);
+    }
+    let (all_keys, all_pads) = (keys.len(), pads.len());
+    keys.sort_by_key(|key| format!("{key:?}"));
+    keys.dedup();
+    pads.sort_by_key(|pad| format!("{pad:?}"));
+    pads.dedup();
+    assert_eq!(
+        (keys.len(), pads.len()),
+        (all_keys, all_pads),
+        "a key bound twice"
+    );
+}
+
+#[test]
+fn every_tau_preset_and_mode_has_a_key() {
+    for (index, _) in TAU_PRESETS.iter().enumerate() {
+        assert!(
+            key_for(&PlayCommand::TauPreset(index)).is_some(),
+            "preset {index}"
+        );
+    }
+    for mode in Mode::ALL {
+        assert!(key_for(&PlayCommand::SetMode(mode)).is_some(), "{mode:?}");
+    }
+    assert_eq!(Mode::Lockstep.key_label(), "F7");
+}
+
+#[test]
+fn the_help_names_keys_as_people_read_them() {
+    assert_eq!(Control::StepOnce.keys_text(), "N or .");
+    assert_eq!(Control::HandToController.keys_text(), "C (pad Y)");
+    assert_eq!(Control::TauPresets.keys_text(), "1 2 3 4 5");
+    assert_eq!(Control::UiScale.keys_text(), "+ -");
+    assert_eq!(
+        Control::DreamFromReality.button_text(),
+        "Dream from here (F)"
+    );
+    assert_eq!(
+        Control::TauPresets.spec().help,
+        "tau presets 0.1 / 0.5 / 1.0 / 1.15 / 1.3"
+    );
+}
+
+/// README.md shows the controls table the app generates, between its `controls` markers.
+#[test]
+fn the_readme_lists_the_controls_the_app_binds() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md is readable");
+    let lines: Vec<&str> = readme.lines().collect();
+    let marker = |name: &str| lines.iter().position(|line| line.trim() == name);
+    let expected = controls_markdown();
+    let (Some(begin), Some(end)) = (
+        marker("<!-- controls:begin -->"),
+        marker("<!-- controls:end -->"),
+    ) else {
+        panic!("README.md lacks the controls markers; put this between them:\n{expected}");
+    };
+    let shown = lines[begin + 1..end].join("\n");
+    assert_eq!(
+        shown.trim(),
+        expected.trim(),
+        "README.md's controls table is stale; put this between the markers:\n{expected}"
     );
 }

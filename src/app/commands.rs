@@ -1,10 +1,16 @@
 //! What a user can ask for, as messages: keys, gamepad buttons, UI widgets and the script all send
 //! [`PlayCommand`]s; the systems that own the state apply them. Nothing else mutates the sim.
+//!
+//! Each control's keys, pad buttons, label and help are defined once, in [`Control::spec`].
 
+use std::borrow::Cow;
+
+use bevy::input::gamepad::GamepadButton;
 use bevy::prelude::*;
 
-use crate::model::mdrnn::DoneRule;
+use super::drive::TAU_PRESETS;
 use crate::envs::EnvKind;
+use crate::model::mdrnn::DoneRule;
 
 pub(super) fn plugin(app: &mut App) {
     app.add_message::<PlayCommand>();
@@ -43,13 +49,8 @@ impl Mode {
     }
 
     /// The function key that selects this mode.
-    pub fn key_label(self) -> &'static str {
-        match self {
-            Mode::DriveReality => "F5",
-            Mode::DriveDream => "F6",
-            Mode::Lockstep => "F7",
-            Mode::LatentExplorer => "F8",
-        }
+    pub fn key_label(self) -> String {
+        key_for(&PlayCommand::SetMode(self)).unwrap_or_default()
     }
 
     pub fn next(self) -> Mode {
@@ -101,4 +102,403 @@ pub enum PlayCommand {
     ToggleSidePanel,
     ToggleHelp,
     Quit,
+}
+
+/// One UI scale step (+ / -).
+pub const UI_SCALE_STEP: f32 = 1.1;
+
+/// The driving keys, read while held rather than as commands: arrows or WASD.
+pub const DRIVE_KEYS: DriveKeys = DriveKeys {
+    left: &[KeyCode::ArrowLeft, KeyCode::KeyA],
+    right: &[KeyCode::ArrowRight, KeyCode::KeyD],
+    up: &[KeyCode::ArrowUp, KeyCode::KeyW],
+    down: &[KeyCode::ArrowDown, KeyCode::KeyS],
+};
+
+/// Closes the help overlay but never opens it: people press Escape to get out of things.
+pub const CLOSE_HELP_KEY: KeyCode = KeyCode::Escape;
+
+/// The keys for each driving direction.
+#[derive(Debug, Clone, Copy)]
+pub struct DriveKeys {
+    pub left: &'static [KeyCode],
+    pub right: &'static [KeyCode],
+    pub up: &'static [KeyCode],
+    pub down: &'static [KeyCode],
+}
+
+/// Keys and pad buttons that send one command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub keys: &'static [KeyCode],
+    pub pad: &'static [GamepadButton],
+    pub command: PlayCommand,
+}
+
+impl Binding {
+    const fn key(key: &'static [KeyCode], command: PlayCommand) -> Self {
+        Self {
+            keys: key,
+            pad: &[],
+            command,
+        }
+    }
+
+    const fn key_and_pad(
+        key: &'static [KeyCode],
+        pad: &'static [GamepadButton],
+        command: PlayCommand,
+    ) -> Self {
+        Self {
+            keys: key,
+            pad,
+            command,
+        }
+    }
+}
+
+/// Every control the user has, in the order the help lists them. Each one's keys, pad buttons,
+/// commands, label and help live in [`Control::spec`] and nowhere else: the help overlay, the
+/// buttons, the input systems and the README's table all read them from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Drive,
+    Gamepad,
+    HandToController,
+    TauPresets,
+    Modes,
+    NextMode,
+    DreamFromReality,
+    DreamFromRandom,
+    ResetEpisode,
+    Pause,
+    StepOnce,
+    SwitchEnv,
+    Record,
+    Screenshot,
+    Fullscreen,
+    UiScale,
+    SidePanel,
+    Help,
+}
+
+/// What a [`Control`] is: its bindings, a label for buttons and a line of help.
+#[derive(Debug, Clone)]
+pub struct ControlSpec {
+    /// How the keys are named when they are held rather than bound to commands.
+    pub held_keys: Option<&'static str>,
+    /// Several bindings (tau presets, modes) send one command each, in order.
+    pub bindings: &'static [Binding],
+    /// A button's text, before the key hint.
+    pub label: &'static str,
+    /// What the keys do; with several bindings, one part per binding, split by " / ".
+    pub help: Cow<'static, str>,
+}
+
+impl Control {
+    pub const ALL: [Control; 18] = [
+        Control::Drive,
+        Control::Gamepad,
+        Control::HandToController,
+        Control::TauPresets,
+        Control::Modes,
+        Control::NextMode,
+        Control::DreamFromReality,
+        Control::DreamFromRandom,
+        Control::ResetEpisode,
+        Control::Pause,
+        Control::StepOnce,
+        Control::SwitchEnv,
+        Control::Record,
+        Control::Screenshot,
+        Control::Fullscreen,
+        Control::UiScale,
+        Control::SidePanel,
+        Control::Help,
+    ];
+
+    pub fn spec(self) -> ControlSpec {
+        use GamepadButton as Pad;
+        use PlayCommand as C;
+        let spec = |bindings, label, help: &'static str| ControlSpec {
+            held_keys: None,
+            bindings,
+            label,
+            help: Cow::Borrowed(help),
+        };
+        let held = |keys, help: &'static str| ControlSpec {
+            held_keys: Some(keys),
+            bindings: &[],
+            label: keys,
+            help: Cow::Borrowed(help),
+        };
+        match self {
+            Control::Drive => held(
+                "Arrows / WASD",
+                "steer, gas, brake (Take Cover: left / right)",
+            ),
+            Control::Gamepad => held(
+                "Gamepad",
+                "left stick steers, RT gas, LT brake; d-pad strafes",
+            ),
+            Control::HandToController => spec(
+                const {
+                    &[Binding::key_and_pad(
+                        &[KeyCode::KeyC],
+                        &[Pad::North],
+                        C::HandToController,
+                    )]
+                },
+                "C",
+                "hand the wheel to C, the controller",
+            ),
+            Control::TauPresets => ControlSpec {
+                help: format!(
+                    "tau presets {}",
+                    TAU_PRESETS.map(|tau| format!("{tau:?}")).join(" / ")
+                )
+                .into(),
+                ..spec(
+                    const {
+                        &[
+                            Binding::key(&[KeyCode::Digit1], C::TauPreset(0)),
+                            Binding::key(&[KeyCode::Digit2], C::TauPreset(1)),
+                            Binding::key(&[KeyCode::Digit3], C::TauPreset(2)),
+                            Binding::key(&[KeyCode::Digit4], C::TauPreset(3)),
+                            Binding::key(&[KeyCode::Digit5], C::TauPreset(4)),
+                        ]
+                    },
+                    "tau",
+                    "",
+                )
+            },
+            Control::Modes => ControlSpec {
+                help: Mode::ALL.map(Mode::label).join(" / ").into(),
+                ..spec(
+                    const {
+                        &[
+                            Binding::key(&[KeyCode::F5], C::SetMode(Mode::DriveReality)),
+                            Binding::key(&[KeyCode::F6], C::SetMode(Mode::DriveDream)),
+                            Binding::key(&[KeyCode::F7], C::SetMode(Mode::Lockstep)),
+                            Binding::key(&[KeyCode::F8], C::SetMode(Mode::LatentExplorer)),
+                        ]
+                    },
+                    "Mode",
+                    "",
+                )
+            },
+            Control::NextMode => spec(
+                const {
+                    &[Binding::key_and_pad(
+                        &[KeyCode::KeyM],
+                        &[Pad::Select],
+                        C::NextMode,
+                    )]
+                },
+                "Next mode",
+                "next mode",
+            ),
+            Control::DreamFromReality => spec(
+                const {
+                    &[Binding::key_and_pad(
+                        &[KeyCode::KeyF],
+                        &[Pad::East],
+                        C::DreamFromReality,
+                    )]
+                },
+                "Dream from here",
+                "dream from here: fork the dream from the real frame",
+            ),
+            Control::DreamFromRandom => spec(
+                const { &[Binding::key(&[KeyCode::KeyG], C::DreamFromRandom)] },
+                "Dream from random z",
+                "dream from a random z",
+            ),
+            Control::ResetEpisode => spec(
+                const {
+                    &[Binding::key_and_pad(
+                        &[KeyCode::Backspace],
+                        &[Pad::West],
+                        C::ResetEpisode,
+                    )]
+                },
+                "Restart episode",
+                "restart the real episode",
+            ),
+            Control::Pause => spec(
+                const {
+                    &[Binding::key_and_pad(
+                        &[KeyCode::Space],
+                        &[Pad::Start],
+                        C::TogglePause,
+                    )]
+                },
+                "Pause",
+                "pause",
+            ),
+            Control::StepOnce => spec(
+                const { &[Binding::key(&[KeyCode::KeyN, KeyCode::Period], C::StepOnce)] },
+                "Step",
+                "single step",
+            ),
+            Control::SwitchEnv => spec(
+                const { &[Binding::key(&[KeyCode::KeyE], C::SwitchEnv(None))] },
+                "Switch env",
+                "switch env",
+            ),
+            Control::Record => spec(
+                const { &[Binding::key(&[KeyCode::KeyR], C::ToggleRecording)] },
+                "Record GIF",
+                "record a GIF of the views (again to stop)",
+            ),
+            Control::Screenshot => spec(
+                const { &[Binding::key(&[KeyCode::KeyP, KeyCode::F12], C::Screenshot)] },
+                "Screenshot",
+                "screenshot",
+            ),
+            Control::Fullscreen => spec(
+                const { &[Binding::key(&[KeyCode::F11], C::ToggleFullscreen)] },
+                "Fullscreen",
+                "fullscreen",
+            ),
+            Control::UiScale => spec(
+                const {
+                    &[
+                        Binding::key(
+                            &[KeyCode::Equal, KeyCode::NumpadAdd],
+                            C::ScaleUi(UI_SCALE_STEP),
+                        ),
+                        Binding::key(
+                            &[KeyCode::Minus, KeyCode::NumpadSubtract],
+                            C::ScaleUi(1.0 / UI_SCALE_STEP),
+                        ),
+                    ]
+                },
+                "UI scale",
+                "UI scale up / down",
+            ),
+            Control::SidePanel => spec(
+                const { &[Binding::key(&[KeyCode::Tab], C::ToggleSidePanel)] },
+                "Side panel",
+                "hide / show the side panel",
+            ),
+            Control::Help => spec(
+                const { &[Binding::key(&[KeyCode::F1, KeyCode::KeyH], C::ToggleHelp)] },
+                "Help",
+                "this help",
+            ),
+        }
+    }
+
+    /// The keys as the help writes them: `N or .`, `1 2 3 4 5`, `C (pad Y)`.
+    pub fn keys_text(self) -> String {
+        let spec = self.spec();
+        if let Some(held) = spec.held_keys {
+            return held.to_string();
+        }
+        let keys = spec
+            .bindings
+            .iter()
+            .map(|binding| shown_keys(binding.keys).join(" or "))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let pads: Vec<&str> = spec
+            .bindings
+            .iter()
+            .flat_map(|binding| binding.pad.iter().copied().map(pad_name))
+            .collect();
+        if pads.is_empty() {
+            keys
+        } else {
+            format!("{keys} (pad {})", pads.join(" "))
+        }
+    }
+
+    /// The first key of each binding: the hint on a button (`F`, `+ -`).
+    pub fn key_hint(self) -> String {
+        self.spec()
+            .bindings
+            .iter()
+            .filter_map(|binding| shown_keys(binding.keys).into_iter().next())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `text (key)`: a button for this control whose text depends on the state (Pause / Resume).
+    pub fn button_text_as(self, text: &str) -> String {
+        format!("{text} ({})", self.key_hint())
+    }
+
+    /// The control's label with its key hint: `Dream from here (F)`.
+    pub fn button_text(self) -> String {
+        self.button_text_as(self.spec().label)
+    }
+}
+
+/// The key that sends `command`, for hover texts (`F6`, `3`).
+pub fn key_for(command: &PlayCommand) -> Option<String> {
+    Control::ALL.iter().find_map(|control| {
+        control
+            .spec()
+            .bindings
+            .iter()
+            .find(|binding| binding.command == *command)
+            .and_then(|binding| shown_keys(binding.keys).into_iter().next())
+    })
+}
+
+/// Every control as (keys, what they do), for the help overlay and the README.
+pub fn controls_help() -> Vec<(String, String)> {
+    Control::ALL
+        .iter()
+        .map(|control| (control.keys_text(), control.spec().help.into_owned()))
+        .collect()
+}
+
+/// The controls as a markdown table, the one README.md shows between its `controls` markers.
+pub fn controls_markdown() -> String {
+    let mut table = String::from("| Keys | Action |\n|---|---|\n");
+    for (keys, action) in controls_help() {
+        table.push_str(&format!("| {keys} | {action} |\n"));
+    }
+    table
+}
+
+/// The names of `keys` as the help writes them; numpad twins go unmentioned.
+fn shown_keys(keys: &[KeyCode]) -> Vec<String> {
+    keys.iter().filter_map(|key| key_name(*key)).collect()
+}
+
+/// A key's name as the help writes it; `None` for numpad twins, which go unmentioned.
+pub fn key_name(key: KeyCode) -> Option<String> {
+    let name = match key {
+        KeyCode::Period => ".".to_string(),
+        KeyCode::Equal => "+".to_string(),
+        KeyCode::Minus => "-".to_string(),
+        _ => {
+            let debug = format!("{key:?}");
+            if debug.starts_with("Numpad") {
+                return None;
+            }
+            debug
+                .strip_prefix("Key")
+                .or_else(|| debug.strip_prefix("Digit"))
+                .unwrap_or(&debug)
+                .to_string()
+        }
+    };
+    Some(name)
+}
+
+/// A pad button by the label on an Xbox-style pad.
+fn pad_name(button: GamepadButton) -> &'static str {
+    match button {
+        GamepadButton::North => "Y",
+        GamepadButton::East => "B",
+        GamepadButton::West => "X",
+        GamepadButton::South => "A",
+        GamepadButton::Start => "Start",
+        GamepadButton::Select => "Select",
+        _ => "button",
+    }
 }

@@ -10,17 +10,18 @@ use bevy_egui::egui::{self, Color32, RichText, Ui, UiBuilder, vec2};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
-use super::commands::{Mode, PlayCommand};
+use super::commands::{
+    CLOSE_HELP_KEY, Control, Mode, PlayCommand, controls_help, key_for, key_name,
+};
 use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
 use super::hud::{self, HudData};
-use super::input::CONTROLS_HELP;
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
 use super::recording::Recording;
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, Timings};
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
 use super::world_model::{ModelStatus, WorldModelRuntime};
-use crate::model::mdrnn::DoneRule;
 use crate::envs::EnvKind;
+use crate::model::mdrnn::DoneRule;
 
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(EguiPrimaryContextPass, playground_ui);
@@ -196,7 +197,7 @@ fn top_bar_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             let label = RichText::new(env_title(env)).size(20.0);
             if ui
                 .selectable_label(state.session.env == env, label)
-                .on_hover_text("E switches env")
+                .on_hover_text(format!("{} switches env", Control::SwitchEnv.key_hint()))
                 .clicked()
             {
                 sent.push(PlayCommand::SwitchEnv(Some(env)));
@@ -223,7 +224,7 @@ fn top_bar_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         if state.notice.seconds_left > 0.0 {
             ui.label(RichText::new(&state.notice.text).color(Color32::from_rgb(250, 220, 120)));
         }
-        ui.label(RichText::new("F1 help").weak());
+        ui.label(RichText::new(format!("{} help", Control::Help.key_hint())).weak());
     });
     ui.add_space(2.0);
 }
@@ -264,7 +265,11 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             let selected = (session.tau - preset).abs() < 1e-4;
             if ui
                 .selectable_label(selected, format!("{preset}"))
-                .on_hover_text(format!("key {}", index + 1))
+                .on_hover_text(
+                    key_for(&PlayCommand::TauPreset(index))
+                        .map(|key| format!("key {key}"))
+                        .unwrap_or_default(),
+                )
                 .clicked()
             {
                 sent.push(PlayCommand::TauPreset(index));
@@ -342,7 +347,10 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             egui::Button::selectable(session.driver == Driver::Controller, "C"),
         );
         let c_button = if controller {
-            c_button.on_hover_text("key C: hand the wheel to the controller")
+            c_button.on_hover_text(format!(
+                "key {}: hand the wheel to the controller",
+                Control::HandToController.key_hint()
+            ))
         } else {
             c_button.on_disabled_hover_text("no controller (C) in the loaded model")
         };
@@ -353,28 +361,24 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     ui.separator();
 
     ui.heading("Dream");
-    if ui.button("Dream from here (F)").clicked() {
+    if ui.button(Control::DreamFromReality.button_text()).clicked() {
         sent.push(PlayCommand::DreamFromReality);
     }
-    if ui.button("Dream from random z (G)").clicked() {
+    if ui.button(Control::DreamFromRandom.button_text()).clicked() {
         sent.push(PlayCommand::DreamFromRandom);
     }
     ui.separator();
 
     ui.heading("Sim");
     ui.horizontal_wrapped(|ui| {
-        let pause = if session.paused {
-            "Resume (Space)"
-        } else {
-            "Pause (Space)"
-        };
+        let pause = Control::Pause.button_text_as(if session.paused { "Resume" } else { "Pause" });
         if ui.button(pause).clicked() {
             sent.push(PlayCommand::TogglePause);
         }
-        if ui.button("Step (N)").clicked() {
+        if ui.button(Control::StepOnce.button_text()).clicked() {
             sent.push(PlayCommand::StepOnce);
         }
-        if ui.button("Restart episode").clicked() {
+        if ui.button(Control::ResetEpisode.button_text()).clicked() {
             sent.push(PlayCommand::ResetEpisode);
         }
     });
@@ -383,17 +387,17 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     ui.heading("Show");
     ui.horizontal_wrapped(|ui| {
         let record = if state.recording.is_recording() {
-            "Stop GIF (R)"
+            Control::Record.button_text_as("Stop GIF")
         } else {
-            "Record GIF (R)"
+            Control::Record.button_text()
         };
         if ui.button(record).clicked() {
             sent.push(PlayCommand::ToggleRecording);
         }
-        if ui.button("Screenshot (P)").clicked() {
+        if ui.button(Control::Screenshot.button_text()).clicked() {
             sent.push(PlayCommand::Screenshot);
         }
-        if ui.button("Fullscreen (F11)").clicked() {
+        if ui.button(Control::Fullscreen.button_text()).clicked() {
             sent.push(PlayCommand::ToggleFullscreen);
         }
     });
@@ -401,7 +405,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     if add_slider(
         ui,
         egui::Slider::new(&mut scale, UI_SCALE_MIN..=UI_SCALE_MAX)
-            .text("UI scale (+/-)")
+            .text(Control::UiScale.button_text())
             .fixed_decimals(1),
     )
     .changed()
@@ -570,7 +574,11 @@ fn views_ui(
                     ui,
                     response.rect,
                     "No dream yet",
-                    "Press F to dream from the real frame, G from a random z.",
+                    &format!(
+                        "Press {} to dream from the real frame, {} from a random z.",
+                        Control::DreamFromReality.key_hint(),
+                        Control::DreamFromRandom.key_hint()
+                    ),
                 );
             }
         });
@@ -689,13 +697,20 @@ fn help_overlay_ui(ctx: &egui::Context, sent: &mut Vec<PlayCommand>) {
                 .spacing(vec2(24.0, 8.0))
                 .striped(true)
                 .show(ui, |ui| {
-                    for (keys, action) in CONTROLS_HELP {
-                        ui.label(RichText::new(*keys).monospace().strong());
-                        ui.label(*action);
+                    for (keys, action) in controls_help() {
+                        ui.label(RichText::new(keys).monospace().strong());
+                        ui.label(action);
                         ui.end_row();
                     }
                 });
-            ui.label(RichText::new("F1, H or Escape closes this.").weak());
+            ui.label(
+                RichText::new(format!(
+                    "{} or {} closes this.",
+                    Control::Help.keys_text(),
+                    key_name(CLOSE_HELP_KEY).unwrap_or_default()
+                ))
+                .weak(),
+            );
         });
     if !open {
         sent.push(PlayCommand::ToggleHelp);
