@@ -136,10 +136,11 @@ impl ModelStatus {
 
 /// The commands that train a world model for `env`, as the README lists them.
 pub fn training_commands(env: EnvKind) -> String {
-    let env = env.name();
-    format!(
-        "  dreamplay collect --env {env}\n  dreamplay train-vae --env {env}\n  dreamplay train-mdrnn --env {env}\n  dreamplay train-controller --env {env}"
-    )
+    crate::train::pipeline_commands(env)
+        .iter()
+        .map(|command| format!("  {command}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The world model for the current env, if one loaded, and why not otherwise.

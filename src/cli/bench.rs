@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
-use crate::envs::{EnvKind, OBS_SIZE};
 use crate::agent::{Agent, Seen, UniformRandom};
+use crate::envs::{EnvKind, OBS_SIZE};
 
-use super::parse_env;
+use super::{BackendArg, parse_env};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -24,9 +24,8 @@ pub struct ModelBenchArgs {
     /// Only this env's model sizes (default: both).
     #[arg(long, value_parser = parse_env)]
     pub env: Option<EnvKind>,
-    /// auto (wgpu on a hardware GPU, else flex), wgpu or flex; DREAMPLAY_BACKEND works too.
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Timed V training steps at batch 32.
     #[arg(long, default_value_t = 10)]
     pub train_steps: usize,
@@ -91,10 +90,7 @@ fn bench_model(args: &ModelBenchArgs) -> anyhow::Result<()> {
     if args.train_steps == 0 || args.dream_steps == 0 || args.batch_dreams == 0 {
         anyhow::bail!("--train-steps, --dream-steps and --batch-dreams must be at least 1");
     }
-    let selection = crate::model::backend::select(args.backend.as_deref());
-    if let Some(note) = &selection.note {
-        eprintln!("note: {note}");
-    }
+    let selection = args.backend.select();
     let kinds: Vec<EnvKind> = args.env.map_or_else(|| EnvKind::ALL.to_vec(), |k| vec![k]);
     for env in kinds {
         let config = crate::bench::BenchConfig {

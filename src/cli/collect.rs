@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::envs::EnvKind;
 use crate::agent::AgentKind;
+use crate::envs::EnvKind;
 use crate::train::collect::{
     CollectConfig, CollectEvent, RolloutStatus, collect, default_max_steps, default_min_length,
 };

@@ -8,9 +8,12 @@ mod play;
 mod train;
 mod train_controller;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 use crate::envs::EnvKind;
+use crate::model::backend::{self, BackendRequest, Selection};
 
 /// World Models you can play: real envs, V, M, C and the dream.
 #[derive(Debug, Parser)]
@@ -67,4 +70,56 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 pub(crate) fn parse_env(s: &str) -> Result<EnvKind, String> {
     s.parse()
         .map_err(|e: crate::envs::UnknownEnv| e.to_string())
+}
+
+/// The backend flag every command that runs a model takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackendArg {
+    /// auto (wgpu on a hardware GPU, else flex), wgpu (or gpu) or flex (or cpu);
+    /// DREAMPLAY_BACKEND works too.
+    #[arg(long, value_parser = parse_backend)]
+    pub backend: Option<BackendRequest>,
+}
+
+impl BackendArg {
+    /// Picks the backend, printing why when it fell back.
+    pub fn select(&self) -> Selection {
+        let selection = backend::select_requested(self.backend);
+        if let Some(note) = &selection.note {
+            eprintln!("note: {note}");
+        }
+        selection
+    }
+}
+
+/// Where a stage reads its rollouts and keeps its run, each defaulting under the env's name.
+#[derive(Debug, Clone, Args)]
+pub struct RunDirs {
+    /// The rollouts from `dreamplay collect` (default: data/<env>).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The run folder the stages share (default: runs/<env>).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+}
+
+impl RunDirs {
+    /// `--data`, else `data/<env>`, where `collect` puts an env's rollouts unless told.
+    pub fn data_dir(&self, env: EnvKind) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data").join(env.name()))
+    }
+
+    /// `--run`, else `runs/<env>`.
+    pub fn run_dir(&self, env: EnvKind) -> PathBuf {
+        self.run
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(env.name()))
+    }
+}
+
+/// clap value parser for the backend: the names `DREAMPLAY_BACKEND` takes.
+fn parse_backend(s: &str) -> Result<BackendRequest, String> {
+    s.parse()
 }

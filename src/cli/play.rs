@@ -8,7 +8,7 @@ use crate::app::script::Script;
 use crate::app::{PlayOptions, run as run_app};
 use crate::envs::EnvKind;
 
-use super::parse_env;
+use super::{BackendArg, parse_env};
 
 #[derive(Debug, Args, Clone)]
 pub struct PlayArgs {
@@ -18,9 +18,8 @@ pub struct PlayArgs {
     /// Directory holding the trained models (`<dir>/<env>/world-model.bin`).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
-    /// Backend for the world model: auto (a real GPU if there is one, else the CPU), wgpu or flex.
-    #[arg(long, value_parser = ["auto", "wgpu", "flex"])]
-    pub backend: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArg,
     /// Seed of the first real episode.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -96,7 +95,8 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
     let mut options = PlayOptions::new(args.env);
     options.seed = args.seed;
     options.models_dir = args.models;
-    options.backend = args.backend;
+    // The app selects (and reports) the backend itself, reading the flag by its name.
+    options.backend = args.backend.backend.map(|b| b.name().to_string());
     options.fullscreen = args.fullscreen;
     options.ui_scale = args.ui_scale;
     options.window_size = args.window_size;

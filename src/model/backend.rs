@@ -35,6 +35,23 @@ pub enum BackendRequest {
     Wgpu,
 }
 
+impl BackendRequest {
+    /// The name [`FromStr`] reads back: auto, flex or wgpu.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Flex => "flex",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for BackendRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for BackendRequest {
     type Err = String;
 
@@ -137,14 +154,33 @@ pub fn select(flag: Option<&str>) -> Selection {
     let raw = flag
         .map(str::to_string)
         .or_else(|| std::env::var(BACKEND_ENV_VAR).ok());
-    let request = match raw.as_deref().map(BackendRequest::from_str) {
+    let request = parse_or_auto(raw.as_deref(), &mut notes);
+    selection(request, notes)
+}
+
+/// [`select`] for a flag clap already parsed; `None` defers to `DREAMPLAY_BACKEND`.
+pub fn select_requested(flag: Option<BackendRequest>) -> Selection {
+    let mut notes = Vec::new();
+    let request = match flag {
+        Some(request) => request,
+        None => parse_or_auto(std::env::var(BACKEND_ENV_VAR).ok().as_deref(), &mut notes),
+    };
+    selection(request, notes)
+}
+
+/// An unreadable request chooses automatically, with a note saying so.
+fn parse_or_auto(raw: Option<&str>, notes: &mut Vec<String>) -> BackendRequest {
+    match raw.map(BackendRequest::from_str) {
         None => BackendRequest::Auto,
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             notes.push(format!("{e}; choosing automatically"));
             BackendRequest::Auto
         }
-    };
+    }
+}
+
+fn selection(request: BackendRequest, mut notes: Vec<String>) -> Selection {
     let backend = select_request(request, &mut notes);
     Selection {
         backend,

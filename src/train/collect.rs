@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use super::rollout::{FormatError, Rollout, RolloutError, RolloutRecorder};
-use crate::envs::{ActionError, EnvKind};
 use crate::agent::{AgentKind, Seen};
+use crate::envs::{ActionError, EnvKind};
 
 /// CarRacing frames per rollout: the paper's 1,000 (Gym's time limit).
 pub const CAR_RACING_MAX_STEPS: u32 = 1_000;

@@ -56,8 +56,7 @@ use crate::dream::{DreamBatch, DreamStart};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::bundle::{self, EvolvedDream, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::controller::Controller;
-use crate::model::mdrnn::DoneRule;
-use crate::model::mdrnn::MdnRnn;
+use crate::model::mdrnn::{DoneRule, MdnRnn, PAPER_DOOM_TAU};
 use crate::model::vae::{ConvVae, sample_posterior};
 use crate::train::cmaes::{CmaEs, CmaEsConfig};
 use crate::train::eval::{
@@ -113,72 +112,92 @@ impl FitnessMode {
     }
 }
 
-/// What `train-controller` runs.
-#[derive(Debug, Clone, PartialEq)]
+/// What `train-controller` runs. Its flags: their defaults are [`ControllerTrainConfig::new`]'s.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ControllerTrainConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
     pub env: EnvKind,
     /// The run folder: `world-model.bin` (with V and M) and `controller/`.
+    #[arg(skip)]
     pub run_dir: PathBuf,
     /// The rollouts whose first frames start the dreams (dream fitness only).
+    #[arg(skip)]
     pub data_dir: PathBuf,
+    /// Where a candidate's fitness comes from: M's dream or the real env.
+    #[arg(long, value_enum, default_value_t = FitnessMode::Dream)]
     pub fitness: FitnessMode,
-    /// The dream's temperature (the paper: 1.15).
+    /// The dream's temperature (the paper's Take Cover: 1.15).
+    #[arg(long, default_value_t = PAPER_DOOM_TAU)]
     pub tau: f32,
-    /// How M's done ends a dream during training (see [`DoneRule`]).
+    /// How M's done ends a dream: sample (with M's probability; our default, see DoneRule) or
+    /// threshold (the paper's logit > 0).
+    #[arg(long = "dream-done", value_enum, default_value_t = DoneRule::Sample)]
     pub done_rule: DoneRule,
-    /// The factor on M's done odds in the dream (1: as trained; see [`DreamBatch::set_done_odds`]).
+    /// Multiply M's done odds in the dream by this (1: as trained). Above 1 the dream kills more
+    /// often; compare `eval --random --dream-tau T --done-odds K` with the real random score.
+    #[arg(long, default_value_t = 1.0)]
     pub done_odds: f32,
-    /// Dreams fork after this many real steps of a rollout, with the memory M built along them
-    /// (0: the paper's start from the first frame; see [`DreamStart`]).
+    /// Fork each dream after the first N steps of a rollout in --data, M having read them,
+    /// instead of from its first frame and a zero state (the paper's start). The N real steps
+    /// count towards the dream's return.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub dream_context: usize,
+    /// Candidates per generation (the paper: 64).
+    #[arg(long, default_value_t = 32)]
     pub population: usize,
+    /// Episodes per candidate; its fitness is their mean return. The flag is
+    /// `TrainControllerArgs`'s, as its default depends on --fitness.
+    #[arg(skip)]
     pub trials: usize,
+    /// CMA-ES's initial step size.
+    #[arg(long, default_value_t = 0.1)]
     pub sigma0: f64,
-    /// CMA-ES's L2 weight decay (the paper: 0.01).
+    /// CMA-ES's L2 weight decay on the ranking (the paper: 0.01).
+    #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
-    /// Run until CMA-ES has completed this many generations (a resumed run counts the earlier ones).
+    /// Run until this many generations are complete (a resumed run counts the earlier ones).
+    #[arg(long, default_value_t = 40)]
     pub generations: u64,
-    /// Steps per episode at most, dreamt or real.
+    /// Steps per episode at most, dreamt or real. The flag is `TrainControllerArgs`'s, as its
+    /// default depends on --env.
+    #[arg(skip)]
     pub max_steps: u32,
+    /// Master seed: every episode's seed derives from (seed, generation, candidate, trial).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Re-evaluate in the real env every this many generations (0: only at the end).
+    /// Re-evaluate the best so far (and CMA-ES's mean) in the real env every N generations,
+    /// and at the end (0: only at the end).
+    #[arg(long, default_value_t = 10)]
     pub eval_every: u64,
-    /// Real episodes per re-evaluation (0: no real re-evaluation at all).
+    /// Real episodes per re-evaluation (0: none).
+    #[arg(long, default_value_t = 8)]
     pub eval_episodes: usize,
-    /// Ignore any checkpoint and start over.
+    /// Ignore the checkpoint in <run>/controller and start over.
+    #[arg(long)]
     pub fresh: bool,
-    /// On a fresh start, start CMA-ES's mean at the bundle's C (if it has one) instead of zero.
+    /// On a fresh start, begin the search at the C already in the bundle instead of at zero.
+    #[arg(long)]
     pub warm_start: bool,
-    /// Every candidate of a generation meets the same episodes (common random numbers): the same
-    /// start latents and random draws in the dream, the same env seeds in reality.
+    /// Every candidate of a generation meets the same episodes: the same start latents and random
+    /// draws in the dream, the same env seeds in reality (common random numbers). Candidates are
+    /// then ranked on how they play more than on their luck. Off: the paper's independent draws.
+    #[arg(long)]
     pub common_seeds: bool,
 }
 
 impl ControllerTrainConfig {
-    /// The defaults: dream fitness at tau 1.15, population 32, 4 trials, sigma0 0.1, weight decay
-    /// 0.01, 40 generations, the env's step limit, a real re-evaluation of 8 episodes every 10.
+    /// The flags' defaults: dream fitness at tau 1.15, population 32, 4 trials, sigma0 0.1,
+    /// weight decay 0.01, 40 generations, the env's step limit, a real re-evaluation of 8 episodes
+    /// every 10.
     pub fn new(env: EnvKind, run_dir: PathBuf, data_dir: PathBuf) -> Self {
+        let defaults: Self = super::flag_defaults(&["--env", env.name()]);
         Self {
-            env,
             run_dir,
             data_dir,
-            fitness: FitnessMode::Dream,
-            tau: 1.15,
-            done_rule: DoneRule::Sample,
-            done_odds: 1.0,
-            dream_context: 0,
-            population: 32,
-            trials: FitnessMode::Dream.default_trials(),
-            sigma0: 0.1,
-            weight_decay: 0.01,
-            generations: 40,
+            trials: defaults.fitness.default_trials(),
             max_steps: crate::train::collect::default_max_steps(env),
-            seed: 0,
-            eval_every: 10,
-            eval_episodes: 8,
-            fresh: false,
-            warm_start: false,
-            common_seeds: false,
+            ..defaults
         }
     }
 

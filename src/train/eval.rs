@@ -566,48 +566,58 @@ impl RealPrefix {
     }
 }
 
-/// What `dreamplay eval` runs.
-#[derive(Debug, Clone)]
+/// What `dreamplay eval` runs. Its flags: their defaults are [`EvalConfig::new`]'s.
+#[derive(Debug, Clone, clap::Args)]
 pub struct EvalConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
     pub env: EnvKind,
     /// The bundle (not read with `random` and no `dream_taus`).
+    #[arg(skip)]
     pub model: PathBuf,
+    /// Real episodes (and dreams per tau).
+    #[arg(long, default_value_t = 100)]
     pub episodes: usize,
+    /// Episode i's env seed derives from (seed, i).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Steps per episode at most. The flag is the CLI's, as its default depends on --env.
+    #[arg(skip)]
     pub max_steps: u32,
-    /// Also score in the dream at each of these temperatures.
+    /// Also score in the dream at these temperatures, e.g. 0.1,1.0,1.15.
+    #[arg(long = "dream-tau", value_delimiter = ',')]
     pub dream_taus: Vec<f32>,
-    /// How M's done ends those dreams.
+    /// How M's done ends a dream: sample (with M's probability) or threshold (the paper's logit > 0).
+    #[arg(long = "dream-done", value_enum, default_value_t = crate::model::mdrnn::DoneRule::Sample)]
     pub done_rule: crate::model::mdrnn::DoneRule,
-    /// The factor on M's done odds in those dreams (1: as trained).
+    /// Multiply M's done odds in those dreams by this (1: as trained).
+    #[arg(long, default_value_t = 1.0)]
     pub done_odds: f32,
-    /// Each dream forks from its real episode after this many steps of the data policy, with the
-    /// memory M built along them (0: the paper's start from the first frame; see [`DreamStart`]).
+    /// Fork each dream from its real episode after N steps of the data policy, M having read
+    /// them, instead of from the first frame and a zero state (the paper's start). The N steps
+    /// count towards the dream's return.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub dream_context: usize,
-    /// Also measure M's done probability along the real episodes ([`DoneAlongReality`]; a
-    /// baseline's episodes only).
+    /// Also print M's done probability along the baseline's real episodes (M reading the real
+    /// frames and actions), by how far each step is from the death: whether M sees deaths coming,
+    /// and the hazard it puts on steps far from any.
+    #[arg(long)]
     pub done_along_reality: bool,
-    /// A model-free baseline instead of C.
+    /// A model-free baseline instead of C. The flags are the CLI's (--random, --still, --sweep).
+    #[arg(skip)]
     pub baseline: Option<AgentKind>,
-    /// Per-episode returns go here: `episode,tau,return,steps,done` (tau empty for the real env).
+    /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
+    #[arg(long)]
     pub csv: Option<PathBuf>,
 }
 
 impl EvalConfig {
+    /// The flags' defaults for `env`, scoring C from `model`.
     pub fn new(env: EnvKind, model: PathBuf) -> Self {
         Self {
-            env,
             model,
-            episodes: 100,
-            seed: 0,
             max_steps: crate::train::collect::default_max_steps(env),
-            dream_taus: Vec::new(),
-            done_rule: crate::model::mdrnn::DoneRule::Sample,
-            done_odds: 1.0,
-            dream_context: 0,
-            done_along_reality: false,
-            baseline: None,
-            csv: None,
+            ..super::flag_defaults(&["--env", env.name()])
         }
     }
 

@@ -11,19 +11,31 @@ use super::eval::{EvalConfig, ScoreSummary, evaluate};
 use crate::agent::AgentKind;
 use crate::envs::EnvKind;
 use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
+use crate::model::mdrnn::PAPER_DOOM_TAU;
 
-#[derive(Debug, Clone)]
+/// What `dreamplay export` writes. Its flags: `--run` and `--data` are the CLI's, as their
+/// defaults depend on --env.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExportConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
     pub env: EnvKind,
+    #[arg(skip)]
     pub run_dir: PathBuf,
     /// The rollouts the run was trained on, described in the model card when present.
+    #[arg(skip)]
     pub data_dir: Option<PathBuf>,
-    /// The models folder (`models/`); the bundle goes to `<models_dir>/<env>/world-model.bin`.
+    /// The models folder the app loads from; the bundle goes to `<out>/<env>/world-model.bin`.
+    #[arg(long = "out", default_value = "models")]
     pub models_dir: PathBuf,
-    /// Real episodes to score C (and the random policy) on; 0 skips scoring.
+    /// Real episodes to score C and the random policy on, for the model card (0: skip).
+    #[arg(long, default_value_t = 100)]
     pub eval_episodes: usize,
-    /// Dream temperatures to score C at, beside the real score (the paper's table).
+    /// Dream temperatures to score C at, beside the real score (the paper's table), for the
+    /// model card.
+    #[arg(long = "dream-tau", value_delimiter = ',', default_values_t = [1.0, PAPER_DOOM_TAU])]
     pub dream_taus: Vec<f32>,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 

@@ -50,39 +50,47 @@ use crate::model::mdrnn::{DONE_POS_WEIGHT, MdnRnn, done_reward_loss_masked, mdn_
 /// Validation windows scored at each epoch's end.
 pub const VAL_WINDOWS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to fit M. The flags of `dreamplay train-mdrnn`: their defaults are [`MdrnnTrainConfig::new`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct MdrnnTrainConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
     pub env: EnvKind,
+    #[arg(skip)]
     pub run_dir: PathBuf,
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    /// Windows per batch.
+    #[arg(long = "batch", default_value_t = 32)]
     pub batch_size: usize,
+    /// Steps per window (backpropagation through time).
+    #[arg(long, default_value_t = 100)]
     pub seq_len: usize,
+    #[arg(long = "lr", default_value_t = 1e-3)]
     pub learning_rate: f64,
+    #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
+    #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Steps of context before each window, on which no loss is taken (0: none, the paper's
-    /// windows). With windows that start anywhere, a zero state otherwise also stands for "some
-    /// step in mid-episode", while a dream always starts from one at the episode's first frame.
+    /// Steps of context run before each window, with no loss on them (0: the paper's windows).
+    /// Windows start anywhere in an episode; without context their zero state also means "some
+    /// step in mid-episode", while a dream starts from a zero state at the episode's first frame.
+    #[arg(long, default_value_t = 0)]
     pub burn_in: usize,
-    /// On a fresh start, begin from the M already in the run's bundle instead of new weights.
+    /// On a fresh start, begin from the M already in the run's bundle instead of new weights
+    /// (e.g. to go on under another --burn-in).
+    #[arg(long)]
     pub warm_start: bool,
 }
 
 impl MdrnnTrainConfig {
+    /// The flags' defaults for `env`.
     pub fn new(env: EnvKind, run_dir: PathBuf) -> Self {
         Self {
-            env,
             run_dir,
-            epochs: 10,
-            batch_size: 32,
-            seq_len: 100,
-            learning_rate: 1e-3,
-            val_fraction: 0.05,
-            checkpoint_every: 100,
-            seed: 0,
-            burn_in: 0,
-            warm_start: false,
+            ..super::flag_defaults(&["--env", env.name()])
         }
     }
 

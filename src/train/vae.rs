@@ -43,52 +43,59 @@ use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_sprites};
 /// Held-out frames scored at each epoch's end (spread evenly over the validation rollouts).
 pub const VAL_FRAMES: usize = 512;
 
-/// How to fit V.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to fit V. The flags of `dreamplay train-vae`: their defaults are [`VaeTrainConfig::new`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct VaeTrainConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
     pub env: EnvKind,
     /// The rollouts (`dreamplay collect --out`).
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// The run folder (see [`crate::train`]).
+    #[arg(skip)]
     pub run_dir: PathBuf,
+    /// Passes over the training frames.
+    #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    #[arg(long = "batch", default_value_t = 32)]
     pub batch_size: usize,
+    /// Adam's learning rate (the paper: 1e-4 over 100x more data).
+    #[arg(long = "lr", default_value_t = 1e-3)]
     pub learning_rate: f64,
     /// Share of the rollouts held out for validation (0 holds none out).
+    #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
-    /// Use every n-th frame of each rollout (1: all).
+    /// Train on every n-th frame (consecutive frames are near-duplicates).
+    #[arg(long, default_value_t = 1)]
     pub frame_stride: usize,
-    /// Rollouts loaded at once.
+    /// Rollouts held in memory at once (frames are shuffled within them).
+    #[arg(long, default_value_t = 16)]
     pub chunk: usize,
-    /// Steps between checkpoints within an epoch.
+    /// Batches between checkpoints within an epoch.
+    #[arg(long, default_value_t = 200)]
     pub checkpoint_every: usize,
-    /// Frames that show a hazard ([`EnvKind::shows_hazard`], Take Cover's fireballs) are used this
-    /// many times per epoch, whatever the stride; 0 treats them like any frame. A schedule knob like
-    /// `epochs`: a resumed run may change it.
+    /// Use each frame that shows a hazard (Take Cover's fireballs) this many times per epoch,
+    /// whatever the stride; 0 treats them like any frame. May change when resuming.
+    #[arg(long, default_value_t = 0)]
     pub hazard_repeats: usize,
-    /// Extra weight on the squared error of the pixels in the rollouts' `sprite_mask` (see
-    /// [`vae_loss_with_sprites`]); 0 is the paper's loss. A schedule knob like `hazard_repeats`.
+    /// Count the squared error of the pixels the renderer marked as sprites (Take Cover's imps,
+    /// stored in each rollout's `sprite_mask`) 1 + this many times; 0 is the paper's loss. May
+    /// change when resuming.
+    #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub sprite_weight: f32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
 impl VaeTrainConfig {
+    /// The flags' defaults for `env`.
     pub fn new(env: EnvKind, data_dir: PathBuf, run_dir: PathBuf) -> Self {
         Self {
-            env,
             data_dir,
             run_dir,
-            epochs: 1,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            val_fraction: 0.05,
-            frame_stride: 1,
-            chunk: 16,
-            checkpoint_every: 200,
-            hazard_repeats: 0,
-            sprite_weight: 0.0,
-            seed: 0,
+            ..super::flag_defaults(&["--env", env.name()])
         }
     }
 

@@ -1,0 +1,1 @@
+//! The skeleton every training stage shares.
