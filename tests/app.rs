@@ -16,7 +16,9 @@ use dreamplay::app::commands::{
 use dreamplay::app::drive::Driver;
 use dreamplay::app::drive::TAU_PRESETS;
 use dreamplay::app::lecture::Presentation;
-use dreamplay::app::sim::{Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session};
+use dreamplay::app::sim::{
+    Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session, SimState,
+};
 use dreamplay::app::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime};
 use dreamplay::app::{LogicPlugin, PlayOptions};
 use dreamplay::dream::DreamStep;
@@ -203,6 +205,10 @@ fn session(app: &App) -> &Session {
 
 fn mode(app: &App) -> Mode {
     *app.world().resource::<State<Mode>>().get()
+}
+
+fn sim_state(app: &App) -> SimState {
+    *app.world().resource::<State<SimState>>().get()
 }
 
 fn real_steps(app: &App) -> u32 {
@@ -552,7 +558,7 @@ fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
 fn pause_and_single_step() {
     let mut app = app_for(EnvKind::CarRacing);
     tap(&mut app, KeyCode::Space);
-    assert!(session(&app).paused);
+    assert_eq!(sim_state(&app), SimState::Paused);
     let frozen = real_steps(&app);
     frames(&mut app, 5);
     assert_eq!(real_steps(&app), frozen);

@@ -17,7 +17,7 @@ pub(super) fn plugin(app: &mut App) {
 }
 
 /// The playground's modes: one axis, one bevy state. Commands ask for a mode through
-/// `NextState<Mode>`; entering one forks the dream (`sim::enter_mode`).
+/// `NextState<Mode>`; entering one may fork the dream (`sim::modes`).
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// The real env steps; V shows its reconstruction, the dream pane M's one-step prediction.

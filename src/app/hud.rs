@@ -6,8 +6,8 @@ use bevy_egui::egui::{self, Color32, RichText, Sense, Stroke, StrokeKind, Ui, ve
 use super::commands::Mode;
 use super::drive::Driver;
 use super::sim::{DreamEpisode, Reality, Session, Timings};
-use crate::model::mdrnn::DoneRule;
 use crate::envs::EnvKind;
+use crate::model::mdrnn::DoneRule;
 
 /// Orange-red while a human drives, like the demo's bars turning red on override.
 pub const HUMAN_COLOR: Color32 = Color32::from_rgb(240, 110, 60);
@@ -20,6 +20,7 @@ const BAR_SIZE: egui::Vec2 = vec2(160.0, 24.0);
 pub struct HudData<'a> {
     pub session: &'a Session,
     pub mode: Mode,
+    pub paused: bool,
     pub reality: &'a Reality,
     pub dream: &'a DreamEpisode,
     pub timings: &'a Timings,
@@ -50,7 +51,7 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
         ui.label(big(format!("Step {step}")));
         let driver = session.driver;
         ui.label(big(format!("Driving: {}", driver.label())).color(driver_color(driver)));
-        if session.paused {
+        if data.paused {
             ui.label(big("PAUSED".to_string()).color(Color32::YELLOW));
         }
     });

@@ -1,10 +1,12 @@
 //! The playground: reality, what V sees and the dream, side by side, drivable by a human or by C.
 //!
 //! Built from one plugin per file:
-//! - [`commands`]: the [`PlayCommand`](commands::PlayCommand) messages every control sends, and [`Mode`](commands::Mode).
+//! - [`commands`]: the [`PlayCommand`](commands::PlayCommand) messages every control sends, each
+//!   control's keys, label and help ([`Control`](commands::Control)), and [`Mode`](commands::Mode).
 //! - [`drive`]: the input logic as plain Rust (ramps, takeover, actions).
 //! - [`input`]: keyboard and gamepads, read in `Update`.
-//! - [`sim`]: reality and the dream, stepped at the env's rate in `FixedUpdate`.
+//! - [`sim`]: reality and the dream, stepped at the env's rate in `FixedUpdate`, one system per
+//!   mode; pause is a state ([`SimState`](sim::SimState)).
 //! - [`world_model`]: the single seam to V, M and C ([`DreamRunner`](world_model::DreamRunner));
 //!   `burn_runner` implements it on a model bundle.
 //! - [`lecture`]: fullscreen, UI scale, help overlay, side panel.

@@ -17,7 +17,7 @@ use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_ran
 use super::hud::{self, HudData};
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
 use super::recording::Recording;
-use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, Timings};
+use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, SimState, Timings};
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
 use super::world_model::{ModelStatus, WorldModelRuntime};
 use crate::envs::EnvKind;
@@ -47,6 +47,7 @@ struct ViewTextures {
 struct UiState<'w> {
     session: Res<'w, Session>,
     mode: Res<'w, State<Mode>>,
+    sim_state: Res<'w, State<SimState>>,
     reality: Res<'w, Reality>,
     dream: Res<'w, DreamEpisode>,
     runtime: Res<'w, WorldModelRuntime>,
@@ -55,6 +56,12 @@ struct UiState<'w> {
     notice: Res<'w, Notice>,
     presentation: Res<'w, Presentation>,
     recording: Res<'w, Recording>,
+}
+
+impl UiState<'_> {
+    fn paused(&self) -> bool {
+        *self.sim_state.get() == SimState::Paused
+    }
 }
 
 fn playground_ui(
@@ -99,6 +106,7 @@ fn playground_ui(
             &HudData {
                 session: &state.session,
                 mode: *state.mode.get(),
+                paused: state.paused(),
                 reality: &state.reality,
                 dream: &state.dream,
                 timings: &state.timings,
@@ -371,7 +379,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
 
     ui.heading("Sim");
     ui.horizontal_wrapped(|ui| {
-        let pause = Control::Pause.button_text_as(if session.paused { "Resume" } else { "Pause" });
+        let pause = Control::Pause.button_text_as(if state.paused() { "Resume" } else { "Pause" });
         if ui.button(pause).clicked() {
             sent.push(PlayCommand::TogglePause);
         }

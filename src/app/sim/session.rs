@@ -1,0 +1,101 @@
+//! The state of play: which env, who drives, how hot the dream runs. The mode is `State<Mode>`
+//! and pause is `State<SimState>`.
+
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+
+use super::super::drive::{
+    Driver, HumanAxes, axes_from_action, clamp_done_odds, clamp_tau, default_tau, idle_action,
+};
+use super::super::world_model::WorldModelRuntime;
+use crate::envs::EnvKind;
+use crate::model::bundle::EvolvedDream;
+use crate::model::mdrnn::DoneRule;
+
+/// Where models come from, kept so that switching env can load the other env's model.
+#[derive(Resource, Debug, Clone)]
+pub struct ModelSource {
+    pub models_dir: PathBuf,
+    /// `--backend` as given (`auto`, `wgpu`, `flex`), or none.
+    pub backend: Option<String>,
+}
+
+/// The state of play: which env, who drives, how hot the dream runs.
+#[derive(Resource, Debug, Clone)]
+pub struct Session {
+    pub env: EnvKind,
+    /// M's sampling temperature.
+    pub tau: f32,
+    /// The factor on the odds of M's done head (1: as trained).
+    pub done_odds: f32,
+    /// How M's done head ends the dream: drawn (the app's default, as the shipped Cs were evolved)
+    /// or the paper's threshold.
+    pub done_rule: DoneRule,
+    /// The dream C was evolved in, when the model records it.
+    pub evolved_dream: Option<EvolvedDream>,
+    pub driver: Driver,
+    /// Steps requested while paused (N), still to run.
+    pub pending_steps: u32,
+    /// The user asked for C this frame; applied by the next sim step's takeover rule.
+    pub hand_back_requested: bool,
+    /// The human's smoothed controls (the HUD bars while the human drives).
+    pub human_axes: HumanAxes,
+    /// The action sent on the last step, whoever chose it (the HUD bars).
+    pub last_action: Vec<f32>,
+}
+
+impl Session {
+    pub fn new(env: EnvKind) -> Self {
+        Self {
+            env,
+            tau: default_tau(env),
+            done_odds: 1.0,
+            done_rule: DoneRule::Sample,
+            evolved_dream: None,
+            driver: Driver::Human,
+            pending_steps: 0,
+            hand_back_requested: false,
+            human_axes: HumanAxes::default(),
+            last_action: idle_action(env),
+        }
+    }
+
+    /// Dreams as C was evolved to, if the model says how: its tau, done odds and done rule.
+    /// Otherwise the env's default tau, M's own odds, drawn.
+    pub fn dream_as_trained(&mut self) {
+        let (tau, odds, rule) = self
+            .evolved_dream
+            .map_or((default_tau(self.env), 1.0, DoneRule::default()), |dream| {
+                (dream.tau, dream.done_odds, dream.done_rule)
+            });
+        self.tau = clamp_tau(self.env, tau, self.tau);
+        self.done_odds = clamp_done_odds(odds, self.done_odds);
+        self.done_rule = rule;
+    }
+
+    /// A fresh session for `env` that dreams as the loaded model's C was evolved to.
+    pub fn for_model(env: EnvKind, runtime: &mut WorldModelRuntime) -> Self {
+        let mut session = Self::new(env);
+        session.evolved_dream = runtime
+            .runner
+            .as_ref()
+            .and_then(|runner| runner.evolved_dream());
+        session.dream_as_trained();
+        session.apply_done(runtime);
+        session
+    }
+
+    /// Hands the session's done odds and rule to the dream.
+    pub(super) fn apply_done(&self, runtime: &mut WorldModelRuntime) {
+        if let Some(runner) = runtime.runner.as_deref_mut() {
+            runner.set_done_odds(self.done_odds);
+            runner.set_done_rule(self.done_rule);
+        }
+    }
+
+    /// The axes shown on the HUD: the last action sent.
+    pub fn shown_axes(&self) -> HumanAxes {
+        axes_from_action(self.env, &self.last_action)
+    }
+}
