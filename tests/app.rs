@@ -1018,3 +1018,14 @@ fn the_readme_lists_the_controls_the_app_binds() {
         "README.md's controls table is stale; put this between the markers:\n{expected}"
     );
 }
+
+#[test]
+fn recordings_are_named_by_utc_second() {
+    use dreamplay::app::recording::file_stamp;
+    use std::time::{Duration, UNIX_EPOCH};
+    assert_eq!(file_stamp(UNIX_EPOCH), "19700101-000000");
+    assert_eq!(
+        file_stamp(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        "20231114-221320"
+    );
+}

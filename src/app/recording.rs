@@ -89,18 +89,7 @@ impl Recording {
 
 /// A file name that sorts by time: `<prefix>-<env>-YYYYMMDD-HHMMSS.<ext>` (UTC).
 pub fn timestamped_path(dir: &Path, prefix: &str, env: EnvKind, extension: &str) -> PathBuf {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
-    let of_day = seconds % 86_400;
-    let stamp = format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        of_day / 3600,
-        (of_day / 60) % 60,
-        of_day % 60
-    );
+    let stamp = file_stamp(std::time::SystemTime::now());
     let mut path = dir.join(format!("{prefix}-{}-{stamp}.{extension}", env.name()));
     // Two in the same second get a suffix instead of overwriting.
     let mut n = 2;
@@ -111,18 +100,17 @@ pub fn timestamped_path(dir: &Path, prefix: &str, env: EnvKind, extension: &str)
     path
 }
 
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// `YYYYMMDD-HHMMSS` (UTC): RFC 3339 without its separators, so it sorts and suits a file name.
+pub fn file_stamp(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .chars()
+        .filter_map(|c| match c {
+            'T' => Some('-'),
+            '-' | ':' | 'Z' => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 fn apply_recording_commands(
