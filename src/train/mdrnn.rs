@@ -24,11 +24,11 @@
 //!   (the paper's M settings).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -38,13 +38,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
 use super::collect::splitmix64;
 use super::encode::{Series, list_series, vae_id};
 use super::progress::{self, CsvLog};
+use super::stage::{self, BatchAt, GradientStage, StageState};
 use crate::envs::EnvKind;
-use crate::model::adam::adam;
-use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo};
+use crate::model::adam::{FusedAdam, adam};
+use crate::model::bundle::{self, Expect, ModelSpec, TrainingInfo, WorldModel};
 use crate::model::mdrnn::{DONE_POS_WEIGHT, MdnRnn, done_reward_loss_masked, mdn_loss_masked};
 
 /// Validation windows scored at each epoch's end.
@@ -173,6 +173,7 @@ impl Episode {
 type Window = (usize, usize);
 
 /// The tensors of one batch of windows, on the host.
+#[derive(Clone)]
 struct Batch {
     z: Vec<f32>,
     actions: Vec<f32>,
@@ -268,17 +269,14 @@ fn epoch_windows(
         .collect()
 }
 
+/// M's part of `state.json`: its smoothed (mdn, done, reward) losses and its last held-out ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    fingerprint: String,
-    epoch: usize,
-    batch: usize,
-    step: u64,
-    checkpoint: String,
-    seconds: f64,
+struct MdrnnLosses {
     losses: [f64; 3],
     val: Option<[f64; 3]>,
 }
+
+type TrainState = StageState<MdrnnLosses>;
 
 /// What a finished fit reports.
 #[derive(Debug, Clone)]
@@ -420,7 +418,7 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         config.seq_len,
         config.batch_size,
     );
-    let (burn_in, rl) = (config.burn_in, config.seq_len + config.burn_in);
+    let burn_in = config.burn_in;
     let steps_per_epoch: usize = train.iter().map(|e| e.len).sum();
     let windows0 = epoch_windows(&train, config, 0, 0);
     if windows0.len() < bs {
@@ -432,10 +430,8 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     let batches_per_epoch = windows0.len() / bs;
 
     let dir = config.run_dir.join("mdrnn");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let fingerprint = config.fingerprint(vae_id);
-    let mut state: Option<TrainState> =
-        checkpoint::start_or_resume(&dir, fresh, &fingerprint, |s: &TrainState| &s.fingerprint)?;
+    let state: Option<TrainState> = stage::open(&dir, fresh, &fingerprint)?;
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x6d64_6e69_6e69_7400));
     let mut model: MdnRnn<B> = spec.mdrnn_config().init(device);
@@ -451,31 +447,8 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     }
     let mut optim = adam::<B, MdnRnn<B>>(Some(GradientClippingConfig::Norm(1.0)));
     if let Some(s) = &state {
-        let ck = dir.join(&s.checkpoint);
-        model = bundle::load_mdrnn::<B>(
-            &ck.join(checkpoint::MODEL_FILE),
-            &Expect::spec(&spec),
-            device,
-        )?;
-        model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &ck) {
-            Ok(m) => m,
-            Err(why) => {
-                eprintln!(
-                    "warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero"
-                );
-                model
-            }
-        };
-        match checkpoint::load_optimizer::<B, MdnRnn<B>, _>(
-            optim.clone(),
-            &ck.join(checkpoint::OPTIMIZER_FILE),
-            device,
-        ) {
-            Ok(o) => optim = o,
-            Err(why) => {
-                eprintln!("warning: Adam's state not restored ({why}); it restarts from zero")
-            }
-        }
+        let load = |path: &Path| Ok(bundle::load_mdrnn::<B>(path, &Expect::spec(&spec), device)?);
+        (model, optim) = stage::restore(&dir, s, optim, load, device)?;
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
 
@@ -492,8 +465,8 @@ pub fn train_mdrnn<B: AutodiffBackend>(
             .collect()
     };
 
-    let mut log = CsvLog::open(
-        &dir.join("loss.csv"),
+    let log = stage::loss_log(
+        &dir,
         &[
             "step",
             "epoch",
@@ -504,17 +477,14 @@ pub fn train_mdrnn<B: AutodiffBackend>(
             "val_done",
             "val_reward",
         ],
-        // Rows are keyed by the 0-based step; `s` steps are done, so keep rows up to s - 1.
-        resumed_from_step.map(|s| s as f64 - 1.0),
-    )
-    .context("cannot write the loss log")?;
-    let total = (config.epochs * batches_per_epoch) as u64;
-    let bar = progress::bar(total, "batches");
-    let (mut epoch, mut batch0, mut step, seconds_before) = match &state {
-        Some(s) => (s.epoch, s.batch, s.step, s.seconds),
-        None => (0, 0, 0u64, 0.0),
+        resumed_from_step,
+    )?;
+    let schedule = stage::Schedule {
+        epochs: config.epochs,
+        batches_per_epoch,
+        checkpoint_every: config.checkpoint_every,
     };
-    bar.set_position((epoch * batches_per_epoch + batch0).min(total as usize) as u64);
+    let bar = stage::progress_bar(&schedule, state.as_ref());
     progress::say(
         &bar,
         format!(
@@ -531,142 +501,40 @@ pub fn train_mdrnn<B: AutodiffBackend>(
     for s in &skipped {
         progress::say(&bar, format!("skipping: {s}"));
     }
-    let started = Instant::now();
-    let mut ema = state.as_ref().map_or([f64::NAN; 3], |s| s.losses);
-    let mut val_losses = state.as_ref().and_then(|s| s.val);
-    while epoch < config.epochs {
-        let windows = if epoch == 0 {
-            windows0.clone()
-        } else {
-            epoch_windows(&train, config, epoch as u64, 0)
-        };
-        for b in batch0..batches_per_epoch {
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(step));
-            let batch = make_batch(
-                &train,
-                &windows[b * bs..(b + 1) * bs],
-                l,
-                burn_in,
-                zs,
-                a,
-                &mut rng,
-            );
-            let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, rl, zs, a, device));
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-            let values = scalars(parts);
-            for (e, v) in ema.iter_mut().zip(values) {
-                *e = if e.is_nan() { v } else { 0.95 * *e + 0.05 * v };
-            }
-            log.row(&[
-                step as f64,
-                epoch as f64,
-                values[0],
-                values[1],
-                values[2],
-                f64::NAN,
-                f64::NAN,
-                f64::NAN,
-            ])?;
-            step += 1;
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {} mdn {:.3} done {:.3} reward {:.3}",
-                epoch + 1,
-                ema[0],
-                ema[1],
-                ema[2]
-            ));
-            let end_of_epoch = b + 1 == batches_per_epoch;
-            if end_of_epoch && !val_batches.is_empty() {
-                let inner = model.valid();
-                let mut sum = [0.0; 3];
-                for vb in &val_batches {
-                    let n = vb.step_mask.len() / rl;
-                    let t = to_tensors::<B::InnerBackend>(
-                        Batch {
-                            z: vb.z.clone(),
-                            actions: vb.actions.clone(),
-                            target: vb.target.clone(),
-                            next_mask: vb.next_mask.clone(),
-                            step_mask: vb.step_mask.clone(),
-                            dones: vb.dones.clone(),
-                            rewards: vb.rewards.clone(),
-                        },
-                        n,
-                        rl,
-                        zs,
-                        a,
-                        device,
-                    );
-                    let v = scalars(losses(&inner, t).1);
-                    for k in 0..3 {
-                        sum[k] += v[k] / val_batches.len() as f64;
-                    }
-                }
-                val_losses = Some(sum);
-                log.row(&[
-                    step as f64 - 1.0,
-                    epoch as f64,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    sum[0],
-                    sum[1],
-                    sum[2],
-                ])?;
-            }
-            if end_of_epoch || (b + 1) % config.checkpoint_every == 0 {
-                let (next_epoch, next_batch) = if end_of_epoch {
-                    (epoch + 1, 0)
-                } else {
-                    (epoch, b + 1)
-                };
-                let s = TrainState {
-                    fingerprint: fingerprint.clone(),
-                    epoch: next_epoch,
-                    batch: next_batch,
-                    step,
-                    checkpoint: format!("checkpoint-{step:08}"),
-                    seconds: seconds_before + started.elapsed().as_secs_f64(),
-                    losses: ema,
-                    val: val_losses,
-                };
-                let mut weights = bundle::WorldModel::<B::InnerBackend>::empty(spec);
-                weights.mdrnn = Some(model.valid());
-                checkpoint::save(
-                    &dir,
-                    &s.checkpoint,
-                    &model,
-                    &weights,
-                    &optim,
-                    &s,
-                    state.as_ref().map(|p| p.checkpoint.as_str()),
-                )?;
-                if end_of_epoch {
-                    write_run_bundle::<B::InnerBackend>(
-                        config,
-                        &bundle_path,
-                        &model.valid(),
-                        &s,
-                        steps_per_epoch,
-                        device,
-                    )?;
-                }
-                state = Some(s);
-            }
-        }
-        epoch += 1;
-        batch0 = 0;
-    }
-    bar.finish_and_clear();
-    let s = state.context("no training happened")?;
-    super::plot::plot_csv(
-        &dir.join("loss.csv"),
-        &dir.join("loss.png"),
+    let losses = state.as_ref().map_or(
+        MdrnnLosses {
+            losses: [f64::NAN; 3],
+            val: None,
+        },
+        |s| s.losses.clone(),
+    );
+    let mut fit = MdrnnFit {
+        config,
+        spec,
+        bundle_path: &bundle_path,
+        train: &train,
+        windows0: Some(windows0),
+        windows: Vec::new(),
+        batches_per_epoch,
+        val_batches: &val_batches,
+        log,
+        losses,
+        steps_per_epoch,
+        device,
+    };
+    let s = stage::fit(
+        &mut fit,
+        &dir,
+        &fingerprint,
+        &schedule,
+        state,
+        model,
+        optim,
+        &bar,
+    )?;
+    stage::plot_losses(
+        &dir,
         &format!("M ({}) losses", config.env),
-        "step",
         &["mdn", "val_mdn", "done", "val_done", "reward", "val_reward"],
     )?;
     Ok(MdrnnTrainSummary {
@@ -675,13 +543,161 @@ pub fn train_mdrnn<B: AutodiffBackend>(
         val_episodes: val.len(),
         steps: s.step,
         epochs: s.epoch,
-        losses: s.losses,
-        val: s.val,
+        losses: s.losses.losses,
+        val: s.losses.val,
         seconds: s.seconds,
         resumed_from_step,
         skipped_files: skipped,
         model_path: bundle_path,
     })
+}
+
+/// M's own part of the fit: the windows of the series, its step and its held-out losses.
+struct MdrnnFit<'a, B: AutodiffBackend> {
+    config: &'a MdrnnTrainConfig,
+    spec: ModelSpec,
+    bundle_path: &'a Path,
+    train: &'a [Episode],
+    /// Epoch 0's windows, made up front to size the fit.
+    windows0: Option<Vec<Window>>,
+    windows: Vec<Window>,
+    batches_per_epoch: usize,
+    val_batches: &'a [Batch],
+    log: CsvLog,
+    losses: MdrnnLosses,
+    steps_per_epoch: usize,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> MdrnnFit<'_, B> {
+    /// (z size, action size, window length with its burn-in).
+    fn dims(&self) -> (usize, usize, usize) {
+        let c = self.config;
+        (
+            self.spec.z_size,
+            self.spec.action_size,
+            c.seq_len + c.burn_in,
+        )
+    }
+}
+
+impl<B: AutodiffBackend> GradientStage<B> for MdrnnFit<'_, B> {
+    type Model = MdnRnn<B>;
+    type Optim = OptimizerAdaptor<FusedAdam, MdnRnn<B>, B>;
+    type Losses = MdrnnLosses;
+
+    fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
+        self.windows = match self.windows0.take() {
+            Some(windows) if epoch == 0 => windows,
+            _ => epoch_windows(self.train, self.config, epoch as u64, 0),
+        };
+        Ok(self.batches_per_epoch)
+    }
+
+    fn train_batch(
+        &mut self,
+        model: Self::Model,
+        mut optim: Self::Optim,
+        at: BatchAt<'_>,
+    ) -> anyhow::Result<(Self::Model, Self::Optim)> {
+        let config = self.config;
+        let (zs, a, rl) = self.dims();
+        let bs = config.batch_size;
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ 0x4d00) ^ splitmix64(at.step));
+        let batch = make_batch(
+            self.train,
+            &self.windows[at.batch * bs..(at.batch + 1) * bs],
+            config.seq_len,
+            config.burn_in,
+            zs,
+            a,
+            &mut rng,
+        );
+        let (loss, parts) = losses(&model, to_tensors::<B>(batch, bs, rl, zs, a, self.device));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(config.learning_rate, model, grads);
+        let values = scalars(parts);
+        for (e, v) in self.losses.losses.iter_mut().zip(values) {
+            *e = if e.is_nan() { v } else { 0.95 * *e + 0.05 * v };
+        }
+        self.log.row(&[
+            at.step as f64,
+            at.epoch as f64,
+            values[0],
+            values[1],
+            values[2],
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+        ])?;
+        Ok((model, optim))
+    }
+
+    fn progress(&self, epoch: usize) -> String {
+        let ema = self.losses.losses;
+        format!(
+            "epoch {} mdn {:.3} done {:.3} reward {:.3}",
+            epoch + 1,
+            ema[0],
+            ema[1],
+            ema[2]
+        )
+    }
+
+    fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
+        if self.val_batches.is_empty() {
+            return Ok(());
+        }
+        let (zs, a, rl) = self.dims();
+        let inner = model.valid();
+        let mut sum = [0.0; 3];
+        for vb in self.val_batches {
+            let n = vb.step_mask.len() / rl;
+            let t = to_tensors::<B::InnerBackend>(vb.clone(), n, rl, zs, a, self.device);
+            let v = scalars(losses(&inner, t).1);
+            for k in 0..3 {
+                sum[k] += v[k] / self.val_batches.len() as f64;
+            }
+        }
+        self.losses.val = Some(sum);
+        self.log.row(&[
+            at.step as f64 - 1.0,
+            at.epoch as f64,
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+            sum[0],
+            sum[1],
+            sum[2],
+        ])?;
+        Ok(())
+    }
+
+    fn losses(&self) -> MdrnnLosses {
+        self.losses.clone()
+    }
+
+    fn checkpoint_weights(&self, mdrnn: MdnRnn<B::InnerBackend>) -> WorldModel<B::InnerBackend> {
+        let mut weights = WorldModel::empty(self.spec);
+        weights.mdrnn = Some(mdrnn);
+        weights
+    }
+
+    fn write_run_bundle(
+        &self,
+        mdrnn: MdnRnn<B::InnerBackend>,
+        state: &TrainState,
+    ) -> anyhow::Result<()> {
+        write_run_bundle::<B::InnerBackend>(
+            self.config,
+            self.bundle_path,
+            &mdrnn,
+            state,
+            self.steps_per_epoch,
+            self.device,
+        )
+    }
 }
 
 /// Adds M to the run's bundle (keeping V). A new M invalidates a C evolved on the old one, so any
@@ -700,8 +716,8 @@ fn write_run_bundle<B: Backend>(
     bundle.provenance.controller = None;
     let mut losses = std::collections::BTreeMap::new();
     for (k, name) in ["mdn", "done", "reward"].iter().enumerate() {
-        losses.insert(name.to_string(), state.losses[k]);
-        if let Some(v) = state.val {
+        losses.insert(name.to_string(), state.losses.losses[k]);
+        if let Some(v) = state.losses.val {
             losses.insert(format!("val_{name}"), v[k]);
         }
     }

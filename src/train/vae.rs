@@ -16,10 +16,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -31,13 +31,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
 use super::collect::splitmix64;
 use super::progress::{self, CsvLog};
 use super::rollout::{FRAME_SIDE, Rollout, RolloutInfo, list_rollouts};
+use super::stage::{self, BatchAt, GradientStage, StageState};
 use crate::envs::EnvKind;
-use crate::model::adam::adam;
-use crate::model::bundle::{self, ModelSpec, Precision, TrainingInfo, WorldModel};
+use crate::model::adam::{FusedAdam, adam};
+use crate::model::bundle::{self, Expect, ModelSpec, Precision, TrainingInfo, WorldModel};
 use crate::model::vae::{ConvVae, KL_TOLERANCE, vae_loss, vae_loss_with_sprites};
 
 /// Held-out frames scored at each epoch's end (spread evenly over the validation rollouts).
@@ -147,25 +147,16 @@ impl VaeTrainConfig {
     }
 }
 
-/// `state.json`: where a run stands. Written after the checkpoint it names.
+/// V's part of `state.json`: its smoothed training losses and its last held-out ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    fingerprint: String,
-    /// Epochs fully done.
-    epoch: usize,
-    /// Batches of epoch `epoch` done.
-    batch: usize,
-    /// Optimiser steps done in all.
-    step: u64,
-    /// The checkpoint folder (relative to the vae folder).
-    checkpoint: String,
-    /// Training seconds so far (over all sessions).
-    seconds: f64,
+struct VaeLosses {
     last_recon: f64,
     last_kl: f64,
     val_recon: Option<f64>,
     val_kl: Option<f64>,
 }
+
+type TrainState = StageState<VaeLosses>;
 
 /// What a finished fit reports.
 #[derive(Debug, Clone)]
@@ -568,69 +559,40 @@ pub fn train_vae<B: AutodiffBackend>(
             config.frame_stride
         );
     }
-    let batches_per_epoch = plan0.len();
+    let schedule = stage::Schedule {
+        epochs: config.epochs,
+        batches_per_epoch: plan0.len(),
+        checkpoint_every: config.checkpoint_every,
+    };
 
-    let mut state: Option<TrainState> =
-        checkpoint::start_or_resume(&vae_dir, fresh, &config.fingerprint(), |s: &TrainState| {
-            &s.fingerprint
-        })?;
+    let fingerprint = config.fingerprint();
+    let state: Option<TrainState> = stage::open(&vae_dir, fresh, &fingerprint)?;
     let spec = ModelSpec::paper(config.env);
     // burn's initialisers draw from the backend's generator: seed it, so a run is the same bytes.
     B::seed(device, splitmix64(config.seed ^ 0x7661_6569_6e69_7400));
     let mut model: ConvVae<B> = spec.vae_config().init(device);
     let mut optim = adam::<B, ConvVae<B>>(None);
     if let Some(s) = &state {
-        let dir = vae_dir.join(&s.checkpoint);
-        model = bundle::load_vae::<B>(
-            &dir.join(checkpoint::MODEL_FILE),
-            &bundle::Expect::spec(&spec),
-            device,
-        )?;
-        model = match checkpoint::restore_param_ids::<B, _>(model.clone(), &dir) {
-            Ok(m) => m,
-            Err(why) => {
-                eprintln!(
-                    "warning: {why:#}; Adam's state cannot be matched to the weights and restarts from zero"
-                );
-                model
-            }
-        };
-        match checkpoint::load_optimizer::<B, ConvVae<B>, _>(
-            optim.clone(),
-            &dir.join(checkpoint::OPTIMIZER_FILE),
-            device,
-        ) {
-            Ok(o) => optim = o,
-            Err(why) => {
-                eprintln!("warning: Adam's state not restored ({why}); it restarts from zero")
-            }
-        }
+        let load = |path: &Path| Ok(bundle::load_vae::<B>(path, &Expect::spec(&spec), device)?);
+        (model, optim) = stage::restore(&vae_dir, s, optim, load, device)?;
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
     let (validation, val_failed) = validation_frames(&split.val);
-    let val_frames = &validation.frames;
     // The held-out frames that show a hazard: scored apart, since they are few and the point.
-    let val_hazards: Vec<Vec<u8>> = val_frames
+    let val_hazards: Vec<Vec<u8>> = validation
+        .frames
         .iter()
         .filter(|f| config.env.shows_hazard(f))
         .cloned()
         .collect();
 
-    let mut log = CsvLog::open(
-        &vae_dir.join("loss.csv"),
+    let log = stage::loss_log(
+        &vae_dir,
         &["step", "epoch", "recon", "kl", "val_recon", "val_kl"],
-        // Rows are keyed by the 0-based step; `s` steps are done, so keep rows up to s - 1.
-        resumed_from_step.map(|s| s as f64 - 1.0),
-    )
-    .context("cannot write the loss log")?;
+        resumed_from_step,
+    )?;
 
-    let total = (config.epochs * batches_per_epoch) as u64;
-    let bar = progress::bar(total, "batches");
-    let (mut epoch, mut batch0, mut step, mut seconds_before) = match &state {
-        Some(s) => (s.epoch, s.batch, s.step, s.seconds),
-        None => (0, 0, 0u64, 0.0),
-    };
-    bar.set_position((epoch * batches_per_epoch + batch0).min(total as usize) as u64);
+    let bar = stage::progress_bar(&schedule, state.as_ref());
     progress::say(
         &bar,
         format!(
@@ -650,13 +612,14 @@ pub fn train_vae<B: AutodiffBackend>(
                 String::new()
             },
             split.val.len(),
-            batches_per_epoch,
+            schedule.batches_per_epoch,
             config.batch_size,
-            match resumed_from_step {
+            match &state {
                 Some(s) => format!(
-                    "; resuming at step {s} (epoch {}, batch {})",
-                    epoch + 1,
-                    batch0
+                    "; resuming at step {} (epoch {}, batch {})",
+                    s.step,
+                    s.epoch + 1,
+                    s.batch
                 ),
                 None => String::new(),
             }
@@ -666,158 +629,236 @@ pub fn train_vae<B: AutodiffBackend>(
         progress::say(&bar, format!("skipping: {c}"));
     }
 
-    let started = Instant::now();
-    let (mut ema_recon, mut ema_kl) = state
-        .as_ref()
-        .map_or((f64::NAN, f64::NAN), |s| (s.last_recon, s.last_kl));
-    let mut val = state.as_ref().and_then(|s| s.val_recon.zip(s.val_kl));
-    let mut reported_failures = 0;
-    while epoch < config.epochs {
-        let plan = if epoch == 0 {
-            plan0.clone()
-        } else {
-            epoch_plan(&split.train, &hazards, config, epoch)
-        };
-        let mut cache = FrameCache::new(&split.train, &plan);
-        for b in batch0..plan.len() {
-            let (frames, masks) = cache.batch(b, &plan[b]);
-            for f in &cache.failed[reported_failures..] {
-                progress::say(&bar, format!("skipping: {f}"));
-            }
-            reported_failures = cache.failed.len();
-            if !frames.is_empty() {
-                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-                let mask_refs: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
-                let (recon, kl);
-                (model, optim, recon, kl) =
-                    train_step(model, optim, &refs, &mask_refs, config, step, device);
-                let a = 0.05;
-                ema_recon = if ema_recon.is_nan() {
-                    recon
-                } else {
-                    (1.0 - a) * ema_recon + a * recon
-                };
-                ema_kl = if ema_kl.is_nan() {
-                    kl
-                } else {
-                    (1.0 - a) * ema_kl + a * kl
-                };
-                log.row(&[step as f64, epoch as f64, recon, kl, f64::NAN, f64::NAN])?;
-            }
-            step += 1;
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {} recon {:.1} kl {:.1}",
-                epoch + 1,
-                ema_recon,
-                ema_kl
-            ));
-            let end_of_epoch = b + 1 == plan.len();
-            if end_of_epoch {
-                let inner = model.valid();
-                val = (!val_frames.is_empty()).then(|| evaluate(&inner, val_frames, device));
-                if let Some((vr, vk)) = val {
-                    log.row(&[step as f64 - 1.0, epoch as f64, f64::NAN, f64::NAN, vr, vk])?;
-                    let mut hazard_note = if val_hazards.is_empty() {
-                        String::new()
-                    } else {
-                        let (hr, _) = evaluate(&inner, &val_hazards, device);
-                        format!(", {hr:.2} on the {} that show a hazard", val_hazards.len())
-                    };
-                    if let Some(se) = sprite_error(&inner, val_frames, &validation.masks, device) {
-                        hazard_note += &format!(", {se:.2} of it on sprite pixels");
-                    }
-                    progress::say(
-                        &bar,
-                        format!(
-                            "epoch {}: held-out recon {vr:.2} per frame{hazard_note}",
-                            epoch + 1
-                        ),
-                    );
-                }
-                let shown = if val_frames.is_empty() {
-                    &frames
-                } else {
-                    val_frames
-                };
-                // The second row shows hazards where there are any, so the PNG answers "does V see them?".
-                let picks = if val_hazards.len() >= 8 && shown.len() >= 8 {
-                    let mut picks = spread(shown, 8);
-                    picks.extend(spread(&val_hazards, 8));
-                    picks
-                } else {
-                    spread(shown, 16)
-                };
-                save_reconstruction_grid(
-                    &inner,
-                    &picks,
-                    8,
-                    &vae_dir.join("reconstructions.png"),
-                    device,
-                )?;
-            }
-            if end_of_epoch || (b + 1) % config.checkpoint_every == 0 {
-                let (next_epoch, next_batch) = if end_of_epoch {
-                    (epoch + 1, 0)
-                } else {
-                    (epoch, b + 1)
-                };
-                let s = TrainState {
-                    fingerprint: config.fingerprint(),
-                    epoch: next_epoch,
-                    batch: next_batch,
-                    step,
-                    checkpoint: format!("checkpoint-{step:08}"),
-                    seconds: seconds_before + started.elapsed().as_secs_f64(),
-                    last_recon: ema_recon,
-                    last_kl: ema_kl,
-                    val_recon: val.map(|v| v.0),
-                    val_kl: val.map(|v| v.1),
-                };
-                let mut bundle = WorldModel::<B::InnerBackend>::empty(spec);
-                bundle.vae = Some(model.valid());
-                checkpoint::save(
-                    &vae_dir,
-                    &s.checkpoint,
-                    &model,
-                    &bundle,
-                    &optim,
-                    &s,
-                    state.as_ref().map(|p| p.checkpoint.as_str()),
-                )?;
-                if end_of_epoch {
-                    write_run_bundle(config, &spec, &model.valid(), &s, frames_per_epoch)?;
-                }
-                state = Some(s);
-            }
-        }
-        epoch += 1;
-        batch0 = 0;
-    }
-    bar.finish_and_clear();
-    let s = state.context("no training happened")?;
-    seconds_before = s.seconds;
-    crate::train::plot::plot_csv(
-        &vae_dir.join("loss.csv"),
-        &vae_dir.join("loss.png"),
+    let losses = state.as_ref().map_or(
+        VaeLosses {
+            last_recon: f64::NAN,
+            last_kl: f64::NAN,
+            val_recon: None,
+            val_kl: None,
+        },
+        |s| s.losses.clone(),
+    );
+    let mut fit = VaeFit {
+        config,
+        spec,
+        dir: &vae_dir,
+        files: &split.train,
+        hazards: &hazards,
+        plan0: Some(plan0),
+        plan: Vec::new(),
+        cache: None,
+        reported_failures: 0,
+        validation: &validation,
+        val_hazards: &val_hazards,
+        log,
+        losses,
+        last_frames: Vec::new(),
+        frames_per_epoch,
+        device,
+    };
+    let s = stage::fit(
+        &mut fit,
+        &vae_dir,
+        &fingerprint,
+        &schedule,
+        state,
+        model,
+        optim,
+        &bar,
+    )?;
+    stage::plot_losses(
+        &vae_dir,
         &format!("V ({}) loss per frame", config.env),
-        "step",
         &["recon", "val_recon", "kl", "val_kl"],
     )?;
     Ok(VaeTrainSummary {
         train_frames,
-        val_frames: val_frames.len(),
+        val_frames: validation.frames.len(),
         steps: s.step,
         epochs: s.epoch,
-        recon: s.last_recon,
-        kl: s.last_kl,
-        val_recon: s.val_recon,
-        val_kl: s.val_kl,
-        seconds: seconds_before,
+        recon: s.losses.last_recon,
+        kl: s.losses.last_kl,
+        val_recon: s.losses.val_recon,
+        val_kl: s.losses.val_kl,
+        seconds: s.seconds,
         resumed_from_step,
         skipped_files: split.corrupt.into_iter().chain(val_failed).collect(),
         model_path: super::run_model_path(&config.run_dir),
     })
+}
+
+/// V's own part of the fit: the streamed frames, its step, its held-out scores and pictures.
+struct VaeFit<'a, B: AutodiffBackend> {
+    config: &'a VaeTrainConfig,
+    spec: ModelSpec,
+    dir: &'a Path,
+    files: &'a [RolloutInfo],
+    hazards: &'a [Vec<usize>],
+    /// Epoch 0's plan, made up front to size the fit.
+    plan0: Option<Vec<Vec<FrameRef>>>,
+    plan: Vec<Vec<FrameRef>>,
+    cache: Option<FrameCache<'a>>,
+    /// The cache's failures already reported.
+    reported_failures: usize,
+    validation: &'a Validation,
+    val_hazards: &'a [Vec<u8>],
+    log: CsvLog,
+    losses: VaeLosses,
+    /// The last batch's frames, shown when there are no held-out ones.
+    last_frames: Vec<Vec<u8>>,
+    frames_per_epoch: usize,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
+    type Model = ConvVae<B>;
+    type Optim = OptimizerAdaptor<FusedAdam, ConvVae<B>, B>;
+    type Losses = VaeLosses;
+
+    fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
+        self.plan = match self.plan0.take() {
+            Some(plan) if epoch == 0 => plan,
+            _ => epoch_plan(self.files, self.hazards, self.config, epoch),
+        };
+        self.cache = Some(FrameCache::new(self.files, &self.plan));
+        self.reported_failures = 0;
+        Ok(self.plan.len())
+    }
+
+    fn train_batch(
+        &mut self,
+        model: Self::Model,
+        optim: Self::Optim,
+        at: BatchAt<'_>,
+    ) -> anyhow::Result<(Self::Model, Self::Optim)> {
+        let cache = self
+            .cache
+            .as_mut()
+            .context("an epoch begins before its batches")?;
+        let (frames, masks) = cache.batch(at.batch, &self.plan[at.batch]);
+        for f in &cache.failed[self.reported_failures..] {
+            progress::say(at.bar, format!("skipping: {f}"));
+        }
+        self.reported_failures = cache.failed.len();
+        if frames.is_empty() {
+            self.last_frames = frames;
+            return Ok((model, optim));
+        }
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mask_refs: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
+        let (model, optim, recon, kl) = train_step(
+            model,
+            optim,
+            &refs,
+            &mask_refs,
+            self.config,
+            at.step,
+            self.device,
+        );
+        let a = 0.05;
+        let smooth = |ema: f64, x: f64| {
+            if ema.is_nan() {
+                x
+            } else {
+                (1.0 - a) * ema + a * x
+            }
+        };
+        self.losses.last_recon = smooth(self.losses.last_recon, recon);
+        self.losses.last_kl = smooth(self.losses.last_kl, kl);
+        self.log.row(&[
+            at.step as f64,
+            at.epoch as f64,
+            recon,
+            kl,
+            f64::NAN,
+            f64::NAN,
+        ])?;
+        self.last_frames = frames;
+        Ok((model, optim))
+    }
+
+    fn progress(&self, epoch: usize) -> String {
+        format!(
+            "epoch {} recon {:.1} kl {:.1}",
+            epoch + 1,
+            self.losses.last_recon,
+            self.losses.last_kl
+        )
+    }
+
+    fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
+        let (inner, device) = (model.valid(), self.device);
+        let val_frames = &self.validation.frames;
+        let val_hazards = self.val_hazards;
+        let val = (!val_frames.is_empty()).then(|| evaluate(&inner, val_frames, device));
+        self.losses.val_recon = val.map(|v| v.0);
+        self.losses.val_kl = val.map(|v| v.1);
+        if let Some((vr, vk)) = val {
+            let row = [
+                at.step as f64 - 1.0,
+                at.epoch as f64,
+                f64::NAN,
+                f64::NAN,
+                vr,
+                vk,
+            ];
+            self.log.row(&row)?;
+            let mut hazard_note = if val_hazards.is_empty() {
+                String::new()
+            } else {
+                let (hr, _) = evaluate(&inner, val_hazards, device);
+                format!(", {hr:.2} on the {} that show a hazard", val_hazards.len())
+            };
+            if let Some(se) = sprite_error(&inner, val_frames, &self.validation.masks, device) {
+                hazard_note += &format!(", {se:.2} of it on sprite pixels");
+            }
+            progress::say(
+                at.bar,
+                format!(
+                    "epoch {}: held-out recon {vr:.2} per frame{hazard_note}",
+                    at.epoch + 1
+                ),
+            );
+        }
+        let shown = if val_frames.is_empty() {
+            &self.last_frames
+        } else {
+            val_frames
+        };
+        // The second row shows hazards where there are any, so the PNG answers "does V see them?".
+        let picks = if val_hazards.len() >= 8 && shown.len() >= 8 {
+            let mut picks = spread(shown, 8);
+            picks.extend(spread(val_hazards, 8));
+            picks
+        } else {
+            spread(shown, 16)
+        };
+        save_reconstruction_grid(
+            &inner,
+            &picks,
+            8,
+            &self.dir.join("reconstructions.png"),
+            device,
+        )
+    }
+
+    fn losses(&self) -> VaeLosses {
+        self.losses.clone()
+    }
+
+    fn checkpoint_weights(&self, vae: ConvVae<B::InnerBackend>) -> WorldModel<B::InnerBackend> {
+        let mut bundle = WorldModel::empty(self.spec);
+        bundle.vae = Some(vae);
+        bundle
+    }
+
+    fn write_run_bundle(
+        &self,
+        vae: ConvVae<B::InnerBackend>,
+        state: &TrainState,
+    ) -> anyhow::Result<()> {
+        write_run_bundle(self.config, &self.spec, &vae, state, self.frames_per_epoch)
+    }
 }
 
 /// One Adam step on a batch; returns the model, the optimiser and the batch's (recon, kl).
@@ -874,9 +915,9 @@ fn write_run_bundle<B: Backend>(
     let mut bundle = WorldModel::<B>::empty(*spec);
     bundle.vae = Some(vae.clone());
     let mut losses = std::collections::BTreeMap::new();
-    losses.insert("recon".to_string(), state.last_recon);
-    losses.insert("kl".to_string(), state.last_kl);
-    if let (Some(vr), Some(vk)) = (state.val_recon, state.val_kl) {
+    losses.insert("recon".to_string(), state.losses.last_recon);
+    losses.insert("kl".to_string(), state.losses.last_kl);
+    if let (Some(vr), Some(vk)) = (state.losses.val_recon, state.losses.val_kl) {
         losses.insert("val_recon".to_string(), vr);
         losses.insert("val_kl".to_string(), vk);
     }
