@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::agent::AgentKind;
 use crate::envs::EnvKind;
 use crate::train::collect::{
-    CollectConfig, CollectEvent, RolloutStatus, collect, default_max_steps, default_min_length,
+    CollectConfig, CollectEvent, RolloutStatus, collect, default_min_length,
 };
 
-use super::parse_env;
+use super::{MaxStepsArg, parse_env};
 
 /// How often the progress bar redraws on its own, so the ETA ticks between rollouts.
 const PROGRESS_TICK: Duration = Duration::from_millis(250);
@@ -39,9 +39,8 @@ pub struct CollectArgs {
     /// Worker threads (default: all cores); the files do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Frames per rollout at most (default: 1000 for car-racing, 2100 for take-cover).
-    #[arg(long)]
-    pub max_steps: Option<u32>,
+    #[command(flatten)]
+    pub max_steps: MaxStepsArg,
     /// Keep only episodes longer than this many frames (default: 0 for car-racing, 100 for take-cover).
     #[arg(long)]
     pub min_length: Option<u32>,
@@ -57,9 +56,7 @@ impl CollectArgs {
                 .unwrap_or_else(|| AgentKind::default_for(self.env)),
             seed: self.seed,
             out_dir: self.out.clone(),
-            max_steps: self
-                .max_steps
-                .unwrap_or_else(|| default_max_steps(self.env)),
+            max_steps: self.max_steps.for_env(self.env),
             min_length: self
                 .min_length
                 .unwrap_or_else(|| default_min_length(self.env)),

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::BackendArg;
+use super::{BackendArg, MaxStepsArg};
 use crate::agent::AgentKind;
 use crate::model::bundle::default_path;
-use crate::train::collect::default_max_steps;
 use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
 
 #[derive(Debug, Args)]
@@ -18,9 +17,8 @@ pub struct EvalArgs {
     /// The world-model bundle (default: models/<env>/world-model.bin; a run's is runs/<env>/world-model.bin).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Steps per episode at most (default: 1000 for car-racing, 2100 for take-cover).
-    #[arg(long)]
-    pub max_steps: Option<u32>,
+    #[command(flatten)]
+    pub max_steps: MaxStepsArg,
     /// Evaluate the uniform-random policy instead of C (the baseline; needs no model for the real env).
     #[arg(long)]
     pub random: bool,
@@ -44,7 +42,7 @@ impl EvalArgs {
                 .model
                 .clone()
                 .unwrap_or_else(|| default_path(Path::new("models"), env)),
-            max_steps: self.max_steps.unwrap_or_else(|| default_max_steps(env)),
+            max_steps: self.max_steps.for_env(env),
             baseline: if let Some(half) = self.sweep {
                 Some(AgentKind::Sweep(half))
             } else if self.still {

@@ -119,6 +119,22 @@ impl RunDirs {
     }
 }
 
+/// The step limit of an episode (or a rollout), whose default depends on the env.
+#[derive(Debug, Clone, Args)]
+pub struct MaxStepsArg {
+    /// Steps per episode at most (default: 1000 for car-racing, 2100 for take-cover).
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+}
+
+impl MaxStepsArg {
+    /// `--max-steps`, else the env's limit.
+    pub fn for_env(&self, env: EnvKind) -> u32 {
+        self.max_steps
+            .unwrap_or_else(|| crate::train::collect::default_max_steps(env))
+    }
+}
+
 /// clap value parser for the backend: the names `DREAMPLAY_BACKEND` takes.
 fn parse_backend(s: &str) -> Result<BackendRequest, String> {
     s.parse()

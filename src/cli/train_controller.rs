@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::{BackendArg, RunDirs};
-use crate::train::collect::default_max_steps;
+use super::{BackendArg, MaxStepsArg, RunDirs};
 use crate::train::controller::{ControllerTrainConfig, train_controller};
 use crate::train::progress::human_duration;
 
@@ -14,9 +13,8 @@ pub struct TrainControllerArgs {
     /// Episodes per candidate; its fitness is their mean return (default: 4 in the dream, 1 real).
     #[arg(long)]
     pub trials: Option<usize>,
-    /// Steps per episode at most (default: 1000 for car-racing, 2100 for take-cover).
-    #[arg(long)]
-    pub max_steps: Option<u32>,
+    #[command(flatten)]
+    pub max_steps: MaxStepsArg,
     // --run's world-model.bin must hold V and M; --data's first frames start the dreams.
     #[command(flatten)]
     pub dirs: RunDirs,
@@ -33,7 +31,7 @@ impl TrainControllerArgs {
             trials: self
                 .trials
                 .unwrap_or_else(|| self.config.fitness.default_trials()),
-            max_steps: self.max_steps.unwrap_or_else(|| default_max_steps(env)),
+            max_steps: self.max_steps.for_env(env),
             ..self.config.clone()
         }
     }
