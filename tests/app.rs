@@ -215,6 +215,14 @@ fn real_steps(app: &App) -> u32 {
     app.world().resource::<Reality>().steps()
 }
 
+/// `actual` is `expected` up to f32 rounding.
+fn assert_close(actual: f32, expected: f32, what: &str) {
+    assert!(
+        (actual - expected).abs() < 1e-5,
+        "{what}: {actual}, expected {expected}"
+    );
+}
+
 fn send(app: &mut App, command: PlayCommand) {
     app.world_mut().write_message(command);
     frame(app);
@@ -236,20 +244,13 @@ fn held_keys_ramp_a_tenth_per_step_and_decay_when_released() {
     frame(&mut app); // input read; the sim sees it from the next step on
     frames(&mut app, 3);
     let axes = session(&app).human_axes;
-    assert!(
-        (axes.gas - 0.3).abs() < 1e-5,
-        "gas after 3 steps: {}",
-        axes.gas
-    );
-    assert!(
-        (axes.steer + 0.3).abs() < 1e-5,
-        "steer after 3 steps: {}",
-        axes.steer
-    );
+    assert_close(axes.gas, 0.3, "gas after 3 steps");
+    assert_close(axes.steer, -0.3, "steer after 3 steps");
     assert_eq!(session(&app).last_action.len(), 3);
-    assert!(
-        (session(&app).last_action[1] - 0.3).abs() < 1e-5,
-        "the env got the ramped gas"
+    assert_close(
+        session(&app).last_action[1],
+        0.3,
+        "the env got the ramped gas",
     );
 
     keys(&mut app).release(KeyCode::ArrowUp);
@@ -257,16 +258,8 @@ fn held_keys_ramp_a_tenth_per_step_and_decay_when_released() {
     // One more ramped step (from the input read before the release), then the first decay.
     frames(&mut app, 2);
     let axes = session(&app).human_axes;
-    assert!(
-        (axes.gas - 0.36).abs() < 1e-5,
-        "gas one step after release: {}",
-        axes.gas
-    );
-    assert!(
-        (axes.steer + 0.36).abs() < 1e-5,
-        "steer one step after release: {}",
-        axes.steer
-    );
+    assert_close(axes.gas, 0.36, "gas one step after release");
+    assert_close(axes.steer, -0.36, "steer one step after release");
     assert_eq!(session(&app).driver, Driver::Human);
 }
 
@@ -298,9 +291,13 @@ fn a_gamepad_drives_and_unplugging_it_is_harmless() {
     let entity = app.world_mut().spawn(pad).id();
     frames(&mut app, 2);
     let axes = session(&app).human_axes;
-    assert!((axes.steer + 0.7).abs() < 1e-5, "steer {}", axes.steer);
-    assert!((axes.gas - 0.9).abs() < 1e-5, "gas {}", axes.gas);
-    assert!((session(&app).last_action[0] + 0.7).abs() < 1e-5);
+    assert_close(axes.steer, -0.7, "steer");
+    assert_close(axes.gas, 0.9, "gas");
+    assert_close(
+        session(&app).last_action[0],
+        -0.7,
+        "the env got the steering",
+    );
 
     app.world_mut().despawn(entity);
     frames(&mut app, 2);
@@ -371,11 +368,7 @@ fn a_gamepad_also_takes_the_wheel_from_c() {
     app.world_mut().spawn(pad);
     frames(&mut app, 2);
     assert_eq!(session(&app).driver, Driver::Human);
-    assert!(
-        (session(&app).last_action[2] - 0.8).abs() < 1e-5,
-        "brake {:?}",
-        session(&app).last_action
-    );
+    assert_close(session(&app).last_action[2], 0.8, "brake");
 }
 
 #[test]
@@ -634,7 +627,7 @@ fn lecture_controls_toggle_and_clamp() {
     assert!(!app.world().resource::<Presentation>().side_panel_visible);
     tap(&mut app, KeyCode::Equal);
     let scale = app.world().resource::<Presentation>().ui_scale;
-    assert!((scale - 1.1).abs() < 1e-5, "scale {scale}");
+    assert_close(scale, 1.1, "UI scale after one step");
     for _ in 0..40 {
         tap(&mut app, KeyCode::Equal);
     }

@@ -85,6 +85,36 @@ fn run_app(args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Runs the driving script in a window on the models in `models`, screenshots it to `screenshot`,
+/// and returns the screenshot and where each view sits in it.
+fn screenshot_after_script(models: &Path, screenshot: &Path) -> (RgbImage, ViewRects) {
+    std::fs::create_dir_all(artifacts_dir()).expect("create target/test-artifacts");
+    let _ = std::fs::remove_file(screenshot);
+    let (stdout, _stderr) = run_app(&[
+        "play",
+        "--window-size",
+        WINDOW_SIZE,
+        "--models",
+        models.to_str().expect("utf-8 path"),
+        "--script",
+        SCRIPT,
+        "--screenshot",
+        screenshot.to_str().expect("utf-8 path"),
+    ]);
+    println!("screenshot: {}", screenshot.display());
+    assert!(
+        stdout.contains("screenshot: "),
+        "the app reports the screenshot it saved:\n{stdout}"
+    );
+    let image = image::open(screenshot)
+        .expect("the screenshot is a readable PNG")
+        .to_rgb8();
+    let layout =
+        std::fs::read_to_string(view_rects_path(screenshot)).expect("the views layout file");
+    let rects: ViewRects = serde_json::from_str(&layout).expect("a valid views layout");
+    (image, rects)
+}
+
 /// The region `[x, y, w, h]` of `image`, reduced to a 32x32 RGB thumbnail, values in [0, 1].
 fn thumbnail(image: &RgbImage, rect: [u32; 4]) -> Vec<f32> {
     let [x, y, w, h] = rect;
@@ -126,36 +156,12 @@ fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn the_window_shows_three_distinct_views() {
     let dir = artifacts_dir();
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
     let screenshot = dir.join("app_window.png");
-    let _ = std::fs::remove_file(&screenshot);
     // No models here: the fresh-clone state, which must still show reality and explain the rest.
     let empty_models = dir.join("no-models");
     std::fs::create_dir_all(&empty_models).expect("create an empty models dir");
 
-    let (stdout, _stderr) = run_app(&[
-        "play",
-        "--window-size",
-        WINDOW_SIZE,
-        "--models",
-        empty_models.to_str().expect("utf-8 path"),
-        "--script",
-        SCRIPT,
-        "--screenshot",
-        screenshot.to_str().expect("utf-8 path"),
-    ]);
-    println!("screenshot: {}", screenshot.display());
-    assert!(
-        stdout.contains("screenshot: "),
-        "the app reports the screenshot it saved:\n{stdout}"
-    );
-
-    let image = image::open(&screenshot)
-        .expect("the screenshot is a readable PNG")
-        .to_rgb8();
-    let layout =
-        std::fs::read_to_string(view_rects_path(&screenshot)).expect("the views layout file");
-    let rects: ViewRects = serde_json::from_str(&layout).expect("a valid views layout");
+    let (image, rects) = screenshot_after_script(&empty_models, &screenshot);
     let drawn =
         |name: &str, rect: Option<[u32; 4]>| rect.unwrap_or_else(|| panic!("{name} was not drawn"));
     let v_input = drawn("V's input", rects.v_input);
@@ -254,30 +260,8 @@ fn the_shipped_models_reconstruct_and_dream_in_the_window() {
         models.join("car-racing").join("world-model.bin").is_file(),
         "the repository ships models/car-racing/world-model.bin"
     );
-    let dir = artifacts_dir();
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    let screenshot = dir.join("app_window_models.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let (stdout, _stderr) = run_app(&[
-        "play",
-        "--window-size",
-        WINDOW_SIZE,
-        "--models",
-        models.to_str().expect("utf-8 path"),
-        "--script",
-        SCRIPT,
-        "--screenshot",
-        screenshot.to_str().expect("utf-8 path"),
-    ]);
-    println!("screenshot: {}", screenshot.display());
-    assert!(
-        stdout.contains("screenshot: "),
-        "the app reports its screenshot:\n{stdout}"
-    );
-    let image = image::open(&screenshot).expect("a readable PNG").to_rgb8();
-    let layout =
-        std::fs::read_to_string(view_rects_path(&screenshot)).expect("the views layout file");
-    let rects: ViewRects = serde_json::from_str(&layout).expect("a valid views layout");
+    let screenshot = artifacts_dir().join("app_window_models.png");
+    let (image, rects) = screenshot_after_script(&models, &screenshot);
     let input = thumbnail(&image, rects.v_input.expect("V's input drawn"));
     let recon = thumbnail(
         &image,

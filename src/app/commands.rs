@@ -429,6 +429,14 @@ impl Control {
         format!("{text} ({})", self.key_hint())
     }
 
+    /// What a button for this control sends: its one command (none for held or grouped controls).
+    pub fn command(self) -> Option<PlayCommand> {
+        match self.spec().bindings {
+            [binding] => Some(binding.command.clone()),
+            _ => None,
+        }
+    }
+
     /// The control's label with its key hint: `Dream from here (F)`.
     pub fn button_text(self) -> String {
         self.button_text_as(self.spec().label)

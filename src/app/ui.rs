@@ -369,45 +369,25 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     ui.separator();
 
     ui.heading("Dream");
-    if ui.button(Control::DreamFromReality.button_text()).clicked() {
-        sent.push(PlayCommand::DreamFromReality);
-    }
-    if ui.button(Control::DreamFromRandom.button_text()).clicked() {
-        sent.push(PlayCommand::DreamFromRandom);
-    }
+    control_button_ui(ui, Control::DreamFromReality, None, sent);
+    control_button_ui(ui, Control::DreamFromRandom, None, sent);
     ui.separator();
 
     ui.heading("Sim");
     ui.horizontal_wrapped(|ui| {
-        let pause = Control::Pause.button_text_as(if state.paused() { "Resume" } else { "Pause" });
-        if ui.button(pause).clicked() {
-            sent.push(PlayCommand::TogglePause);
-        }
-        if ui.button(Control::StepOnce.button_text()).clicked() {
-            sent.push(PlayCommand::StepOnce);
-        }
-        if ui.button(Control::ResetEpisode.button_text()).clicked() {
-            sent.push(PlayCommand::ResetEpisode);
-        }
+        let resume = state.paused().then_some("Resume");
+        control_button_ui(ui, Control::Pause, resume, sent);
+        control_button_ui(ui, Control::StepOnce, None, sent);
+        control_button_ui(ui, Control::ResetEpisode, None, sent);
     });
     ui.separator();
 
     ui.heading("Show");
     ui.horizontal_wrapped(|ui| {
-        let record = if state.recording.is_recording() {
-            Control::Record.button_text_as("Stop GIF")
-        } else {
-            Control::Record.button_text()
-        };
-        if ui.button(record).clicked() {
-            sent.push(PlayCommand::ToggleRecording);
-        }
-        if ui.button(Control::Screenshot.button_text()).clicked() {
-            sent.push(PlayCommand::Screenshot);
-        }
-        if ui.button(Control::Fullscreen.button_text()).clicked() {
-            sent.push(PlayCommand::ToggleFullscreen);
-        }
+        let stop = state.recording.is_recording().then_some("Stop GIF");
+        control_button_ui(ui, Control::Record, stop, sent);
+        control_button_ui(ui, Control::Screenshot, None, sent);
+        control_button_ui(ui, Control::Fullscreen, None, sent);
     });
     let mut scale = state.presentation.ui_scale;
     if add_slider(
@@ -424,6 +404,24 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
 
     ui.heading("World model");
     model_status_ui(ui, &state.runtime.status);
+}
+
+/// A button for `control`, its label (or `text`) with the key hint; a click sends its command.
+fn control_button_ui(
+    ui: &mut Ui,
+    control: Control,
+    text: Option<&str>,
+    sent: &mut Vec<PlayCommand>,
+) {
+    let text = text.map_or_else(
+        || control.button_text(),
+        |text| control.button_text_as(text),
+    );
+    if ui.button(text).clicked()
+        && let Some(command) = control.command()
+    {
+        sent.push(command);
+    }
 }
 
 fn model_status_ui(ui: &mut Ui, status: &ModelStatus) {

@@ -138,15 +138,15 @@ fn update_view_images(
         width.clamp(REALITY_RENDER_MIN, REALITY_RENDER_MAX),
         height.clamp(REALITY_RENDER_MIN, REALITY_RENDER_MAX),
     );
+    let mut show = |handle: &Handle<Image>, frame: &Frame| {
+        if let Some(mut image) = images.get_mut(handle) {
+            write_frame(&mut image, frame);
+        }
+    };
     if *shown != Some((reality.generation, requested)) && width > 0 && height > 0 {
         *shown = Some((reality.generation, requested));
-        let real = reality.render(requested.0, requested.1);
-        if let Some(mut image) = images.get_mut(&views.reality) {
-            write_frame(&mut image, &real);
-        }
-        if let Some(mut image) = images.get_mut(&views.v_input) {
-            write_frame(&mut image, &reality.obs);
-        }
+        show(&views.reality, &reality.render(requested.0, requested.1));
+        show(&views.v_input, &reality.obs);
     }
     let model_key = (
         reality.generation,
@@ -160,15 +160,11 @@ fn update_view_images(
             .reconstruction
             .clone()
             .unwrap_or_else(|| static_pattern(RECONSTRUCTION_PLACEHOLDER_TINT, 1));
-        if let Some(mut image) = images.get_mut(&views.v_reconstruction) {
-            write_frame(&mut image, &reconstruction);
-        }
+        show(&views.v_reconstruction, &reconstruction);
         let dreamed = frames
             .dream
             .clone()
             .unwrap_or_else(|| static_pattern(DREAM_PLACEHOLDER_TINT, 2));
-        if let Some(mut image) = images.get_mut(&views.dream) {
-            write_frame(&mut image, &dreamed);
-        }
+        show(&views.dream, &dreamed);
     }
 }
