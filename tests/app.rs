@@ -155,6 +155,12 @@ fn app_for(env: EnvKind) -> App {
     let mut options = PlayOptions::new(env);
     // A directory that holds no models: the fresh-clone state.
     options.models_dir = std::env::temp_dir().join("dreamplay-tests-no-models");
+    app_with_options(options)
+}
+
+/// The headless playground for `options`, with time started.
+fn app_with_options(options: PlayOptions) -> App {
+    let env = options.env;
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
     app.add_plugins(LogicPlugin { options });
@@ -217,8 +223,12 @@ fn real_steps(app: &App) -> u32 {
 
 /// `actual` is `expected` up to f32 rounding.
 fn assert_close(actual: f32, expected: f32, what: &str) {
+    assert_within(actual, expected, 1e-5, what);
+}
+
+fn assert_within(actual: f32, expected: f32, tolerance: f32, what: &str) {
     assert!(
-        (actual - expected).abs() < 1e-5,
+        (actual - expected).abs() < tolerance,
         "{what}: {actual}, expected {expected}"
     );
 }
@@ -226,6 +236,16 @@ fn assert_close(actual: f32, expected: f32, what: &str) {
 fn send(app: &mut App, command: PlayCommand) {
     app.world_mut().write_message(command);
     frame(app);
+}
+
+/// Moves one latent slider; the dream's z afterwards, if a runner is left.
+fn set_latent_dim(app: &mut App, dim: usize, value: f32) -> Option<Vec<f32>> {
+    send(app, PlayCommand::SetLatentDim { dim, value });
+    app.world()
+        .resource::<WorldModelRuntime>()
+        .runner
+        .as_ref()
+        .map(|runner| runner.z())
 }
 
 #[test]
@@ -293,20 +313,12 @@ fn a_gamepad_drives_and_unplugging_it_is_harmless() {
     let axes = session(&app).human_axes;
     assert_close(axes.steer, -0.7, "steer");
     assert_close(axes.gas, 0.9, "gas");
-    assert_close(
-        session(&app).last_action[0],
-        -0.7,
-        "the env got the steering",
-    );
+    assert_close(session(&app).last_action[0], -0.7, "steer sent");
 
     app.world_mut().despawn(entity);
     frames(&mut app, 2);
     let axes = session(&app).human_axes;
-    assert!(
-        (axes.steer + 0.63).abs() < 1e-4,
-        "steer decays once the pad is gone: {}",
-        axes.steer
-    );
+    assert_within(axes.steer, -0.63, 1e-4, "steer decays once the pad is gone");
 }
 
 #[test]
@@ -477,27 +489,9 @@ fn modes_step_the_right_things() {
         dream_steps,
         "the dream is paused"
     );
-    send(
-        &mut app,
-        PlayCommand::SetLatentDim {
-            dim: 1,
-            value: 0.75,
-        },
-    );
-    let z = app
-        .world()
-        .resource::<WorldModelRuntime>()
-        .runner
-        .as_ref()
-        .map(|r| r.z());
+    let z = set_latent_dim(&mut app, 1, 0.75);
     assert_eq!(z.as_ref().map(|z| z[1]), Some(0.75));
-    send(
-        &mut app,
-        PlayCommand::SetLatentDim {
-            dim: 99,
-            value: 0.75,
-        },
-    );
+    set_latent_dim(&mut app, 99, 0.75);
     assert!(
         app.world().resource::<WorldModelRuntime>().runner.is_none(),
         "a bad dimension is an error, reported"
@@ -682,15 +676,7 @@ fn app_with_models_dir(env: EnvKind, models_dir: std::path::PathBuf) -> App {
     let mut options = PlayOptions::new(env);
     options.models_dir = models_dir;
     options.backend = Some("flex".into());
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins);
-    app.add_plugins(LogicPlugin { options });
-    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(
-        1.0 / f64::from(env.steps_per_second()),
-    )));
-    app.update();
-    app.update();
-    app
+    app_with_options(options)
 }
 
 #[test]
@@ -742,19 +728,7 @@ fn a_model_bundle_on_disk_runs_every_mode() {
     frames(&mut app, 3);
     assert!(!app.world().resource::<Divergence>().points.is_empty());
     tap(&mut app, KeyCode::F8);
-    send(
-        &mut app,
-        PlayCommand::SetLatentDim {
-            dim: 31,
-            value: 2.5,
-        },
-    );
-    let z = app
-        .world()
-        .resource::<WorldModelRuntime>()
-        .runner
-        .as_ref()
-        .map(|r| r.z());
+    let z = set_latent_dim(&mut app, 31, 2.5);
     assert_eq!(z.map(|z| (z.len(), z[31])), Some((32, 2.5)));
     assert!(
         app.world().resource::<WorldModelRuntime>().runner.is_some(),

@@ -204,6 +204,21 @@ fn the_window_shows_three_distinct_views() {
     }
 }
 
+/// On Linux, the run failed with a clear error (not a panic) that says each of `phrases`.
+fn fails_saying(output: &std::process::Output, phrases: &[&str]) {
+    if cfg!(target_os = "linux") {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for phrase in phrases {
+            assert!(stderr.contains(phrase), "stderr: {stderr}");
+        }
+        assert!(
+            !stderr.contains("panicked"),
+            "a clear error, not a panic: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_window_that_cannot_open_says_what_to_do() {
     let output = Command::new(env!("CARGO_BIN_EXE_dreamplay"))
@@ -212,18 +227,7 @@ fn a_window_that_cannot_open_says_what_to_do() {
         .env_remove("WAYLAND_DISPLAY")
         .output()
         .expect("the binary runs");
-    if cfg!(target_os = "linux") {
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("xvfb-run -a dreamplay play"),
-            "stderr: {stderr}"
-        );
-        assert!(
-            !stderr.contains("panicked"),
-            "a clear error, not a panic: {stderr}"
-        );
-    }
+    fails_saying(&output, &["xvfb-run -a dreamplay play"]);
 }
 
 #[test]
@@ -237,18 +241,7 @@ fn no_graphics_adapter_says_what_to_install() {
         .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
         .output()
         .expect("the binary runs");
-    if cfg!(target_os = "linux") {
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("no graphics adapter") && stderr.contains("mesa-vulkan-drivers"),
-            "stderr: {stderr}"
-        );
-        assert!(
-            !stderr.contains("panicked"),
-            "a clear error, not a panic: {stderr}"
-        );
-    }
+    fails_saying(&output, &["no graphics adapter", "mesa-vulkan-drivers"]);
 }
 
 /// With the models that ship in `models/`: V's reconstruction looks like V's input (a trained V, not
