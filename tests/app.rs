@@ -209,6 +209,10 @@ fn session(app: &App) -> &Session {
     app.world().resource::<Session>()
 }
 
+fn driver(app: &App) -> Driver {
+    session(app).driver
+}
+
 fn mode(app: &App) -> Mode {
     *app.world().resource::<State<Mode>>().get()
 }
@@ -231,6 +235,14 @@ fn assert_within(actual: f32, expected: f32, tolerance: f32, what: &str) {
         (actual - expected).abs() < tolerance,
         "{what}: {actual}, expected {expected}"
     );
+}
+
+/// Runs `n` frames in which reality must not step; returns its step count.
+fn assert_reality_frozen(app: &mut App, n: usize, what: &str) -> u32 {
+    let frozen = real_steps(app);
+    frames(app, n);
+    assert_eq!(real_steps(app), frozen, "{what}");
+    frozen
 }
 
 fn send(app: &mut App, command: PlayCommand) {
@@ -280,7 +292,7 @@ fn held_keys_ramp_a_tenth_per_step_and_decay_when_released() {
     let axes = session(&app).human_axes;
     assert_close(axes.gas, 0.36, "gas one step after release");
     assert_close(axes.steer, -0.36, "steer one step after release");
-    assert_eq!(session(&app).driver, Driver::Human);
+    assert_eq!(driver(&app), Driver::Human);
 }
 
 #[test]
@@ -335,7 +347,7 @@ fn a_gamepad_dpad_strafes_in_take_cover() {
 fn the_controller_drives_until_a_human_touches_the_controls() {
     let mut app = app_with_model(EnvKind::CarRacing, true);
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Controller);
+    assert_eq!(driver(&app), Driver::Controller);
     frames(&mut app, 2);
     assert_eq!(
         session(&app).last_action,
@@ -345,41 +357,29 @@ fn the_controller_drives_until_a_human_touches_the_controls() {
 
     keys(&mut app).press(KeyCode::ArrowLeft);
     frames(&mut app, 2);
-    assert_eq!(
-        session(&app).driver,
-        Driver::Human,
-        "any human input takes over"
-    );
+    assert_eq!(driver(&app), Driver::Human, "any human input takes over");
     assert!(
         session(&app).last_action[0] < 0.0,
         "and the human's steering is what the env gets"
     );
     keys(&mut app).release(KeyCode::ArrowLeft);
     frames(&mut app, 3);
-    assert_eq!(
-        session(&app).driver,
-        Driver::Human,
-        "releasing does not hand back"
-    );
+    assert_eq!(driver(&app), Driver::Human, "releasing does not hand back");
 
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(
-        session(&app).driver,
-        Driver::Controller,
-        "C hands the wheel back"
-    );
+    assert_eq!(driver(&app), Driver::Controller, "C hands the wheel back");
 }
 
 #[test]
 fn a_gamepad_also_takes_the_wheel_from_c() {
     let mut app = app_with_model(EnvKind::CarRacing, true);
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Controller);
+    assert_eq!(driver(&app), Driver::Controller);
     let mut pad = Gamepad::default();
     pad.analog_mut().set(GamepadButton::LeftTrigger2, 0.8);
     app.world_mut().spawn(pad);
     frames(&mut app, 2);
-    assert_eq!(session(&app).driver, Driver::Human);
+    assert_eq!(driver(&app), Driver::Human);
     assert_close(session(&app).last_action[2], 0.8, "brake");
 }
 
@@ -387,7 +387,7 @@ fn a_gamepad_also_takes_the_wheel_from_c() {
 fn without_a_controller_c_stays_human_and_says_why() {
     let mut app = app_for(EnvKind::CarRacing);
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Human);
+    assert_eq!(driver(&app), Driver::Human);
     let notice = app.world().resource::<Notice>();
     assert!(
         notice.text.contains("C cannot drive"),
@@ -448,13 +448,7 @@ fn modes_step_the_right_things() {
     // Drive the dream: reality freezes, the dream steps and restarts on a predicted done.
     tap(&mut app, KeyCode::F6);
     assert_eq!(mode(&app), Mode::DriveDream);
-    let frozen = real_steps(&app);
-    frames(&mut app, 3);
-    assert_eq!(
-        real_steps(&app),
-        frozen,
-        "reality does not step in the dream"
-    );
+    assert_reality_frozen(&mut app, 3, "reality does not step in the dream");
     let dream = app.world().resource::<DreamEpisode>();
     assert!(
         dream.forked && dream.steps > 0,
@@ -516,9 +510,7 @@ fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
     let mut app = app_for(EnvKind::CarRacing);
     tap(&mut app, KeyCode::KeyM);
     assert_eq!(mode(&app), Mode::DriveDream);
-    let frozen = real_steps(&app);
-    frames(&mut app, 3);
-    assert_eq!(real_steps(&app), frozen);
+    assert_reality_frozen(&mut app, 3, "reality does not step in the dream");
     assert!(!app.world().resource::<DreamEpisode>().forked);
     assert!(
         app.world()
@@ -546,9 +538,7 @@ fn pause_and_single_step() {
     let mut app = app_for(EnvKind::CarRacing);
     tap(&mut app, KeyCode::Space);
     assert_eq!(sim_state(&app), SimState::Paused);
-    let frozen = real_steps(&app);
-    frames(&mut app, 5);
-    assert_eq!(real_steps(&app), frozen);
+    let frozen = assert_reality_frozen(&mut app, 5, "a paused sim does not step");
     tap(&mut app, KeyCode::Period);
     frames(&mut app, 3);
     assert_eq!(real_steps(&app), frozen + 1, "one step per N");
@@ -561,17 +551,13 @@ fn pause_and_single_step() {
 fn switching_env_swaps_reality_rate_and_model() {
     let mut app = app_with_model(EnvKind::CarRacing, true);
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Controller);
+    assert_eq!(driver(&app), Driver::Controller);
     tap(&mut app, KeyCode::F7);
     tap(&mut app, KeyCode::KeyE);
     assert_eq!(session(&app).env, EnvKind::TakeCover);
     assert_eq!(app.world().resource::<Reality>().kind(), EnvKind::TakeCover);
     assert_eq!(mode(&app), Mode::Lockstep, "the mode survives the switch");
-    assert_eq!(
-        session(&app).driver,
-        Driver::Human,
-        "no Take Cover model, so no C"
-    );
+    assert_eq!(driver(&app), Driver::Human, "no Take Cover model, so no C");
     let timestep = app.world().resource::<Time<Fixed>>().timestep();
     assert!(
         (timestep.as_secs_f64() - 1.0 / 35.0).abs() < 1e-6,
@@ -702,7 +688,7 @@ fn a_model_bundle_on_disk_runs_every_mode() {
     assert!(frames_now.dream.is_some(), "M's prediction is decoded");
 
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Controller);
+    assert_eq!(driver(&app), Driver::Controller);
     frames(&mut app, 2);
     let action = session(&app).last_action.clone();
     assert_eq!(action.len(), 3);
@@ -770,7 +756,7 @@ fn c_sees_reality_when_it_drives_reality_and_the_dream_in_the_dream() {
     let mut app = app_for(EnvKind::CarRacing);
     app.insert_resource(WorldModelRuntime::ready(Box::new(runner)));
     tap(&mut app, KeyCode::KeyC);
-    assert_eq!(session(&app).driver, Driver::Controller);
+    assert_eq!(driver(&app), Driver::Controller);
 
     // Lockstep: reality and the dream both take C's action from reality's state.
     tap(&mut app, KeyCode::F7);
