@@ -136,24 +136,16 @@ pub struct Binding {
 }
 
 impl Binding {
-    const fn key(key: &'static [KeyCode], command: PlayCommand) -> Self {
-        Self {
-            keys: key,
-            pad: &[],
-            command,
-        }
+    const fn key(keys: &'static [KeyCode], command: PlayCommand) -> Self {
+        Self::key_and_pad(keys, &[], command)
     }
 
     const fn key_and_pad(
-        key: &'static [KeyCode],
+        keys: &'static [KeyCode],
         pad: &'static [GamepadButton],
         command: PlayCommand,
     ) -> Self {
-        Self {
-            keys: key,
-            pad,
-            command,
-        }
+        Self { keys, pad, command }
     }
 }
 

@@ -456,15 +456,9 @@ fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         return;
     };
     ui.horizontal_wrapped(|ui| {
-        if ui.button("Randomize z").clicked() {
-            sent.push(PlayCommand::DreamFromRandom);
-        }
-        if ui.button("From real frame").clicked() {
-            sent.push(PlayCommand::DreamFromReality);
-        }
-        if ui.button("Step dream").clicked() {
-            sent.push(PlayCommand::StepOnce);
-        }
+        control_button_ui(ui, Control::DreamFromRandom, Some("Randomize z"), sent);
+        control_button_ui(ui, Control::DreamFromReality, Some("From real frame"), sent);
+        control_button_ui(ui, Control::StepOnce, Some("Step dream"), sent);
     });
     let z = runner.z();
     let ranges = runner
