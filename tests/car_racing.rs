@@ -2,7 +2,7 @@
 //! ends, action validation and rendering.
 
 use dreamplay::envs::car_racing::{self, CarRacing, PLAYFIELD, track};
-use dreamplay::envs::{Env, OBS_SIZE};
+use dreamplay::envs::{Env, Frame, OBS_SIZE};
 
 /// The car's heading unit vector (it faces `(-sin angle, cos angle)`).
 fn heading(env: &CarRacing) -> [f64; 2] {
@@ -403,13 +403,19 @@ fn bad_actions_are_errors_and_change_nothing() {
     assert_eq!(clamped.state(), reference.state());
 }
 
-#[test]
-fn renders_show_road_grass_car_and_hud() {
+/// Track 13 after 60 steps of `action`, and Gym's 96x96 render of it.
+fn rendered_after_60_steps(action: [f32; 3]) -> (CarRacing, Frame) {
     let mut env = CarRacing::new(13);
     for _ in 0..60 {
-        step(&mut env, [0.0, 0.0, 0.0]);
+        step(&mut env, action);
     }
     let frame = env.render(96, 96);
+    (env, frame)
+}
+
+#[test]
+fn renders_show_road_grass_car_and_hud() {
+    let (env, frame) = rendered_after_60_steps([0.0, 0.0, 0.0]);
     assert_eq!(frame.dimensions(), (96, 96));
     // Just ahead of the car (column 48, row 72) lies road; the top-left corner of an early frame is grass
     // or road but never black.
@@ -444,11 +450,7 @@ fn renders_show_road_grass_car_and_hud() {
 
 #[test]
 fn the_hud_shows_speed() {
-    let mut env = CarRacing::new(13);
-    for _ in 0..60 {
-        step(&mut env, [0.0, 1.0, 0.0]);
-    }
-    let frame = env.render(96, 96);
+    let (_, frame) = rendered_after_60_steps([0.0, 1.0, 0.0]);
     // The speed bar: slot 5 of 40, columns 12..14, white, above the bottom row.
     let white = (84..96)
         .flat_map(|y| (12..14).map(move |x| (x, y)))

@@ -32,20 +32,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+mod common;
+
+use common::device;
+
 type B = FlexBackend;
 
 const MAX_STEPS: u32 = 50;
 
-fn device() -> dreamplay::model::backend::FlexDevice {
-    Default::default()
-}
-
-/// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
 fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("dreamplay-controller-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
+    common::scratch("controller", name)
 }
 
 /// A random-weight world model of the paper's sizes, with V and M but no C (what train-mdrnn
@@ -750,26 +746,24 @@ fn clear_errors_for_a_run_without_m_bad_settings_and_no_rollouts() {
     let run = dir.join("run");
     let device = device();
 
+    // The error names the bundle and the command that makes the missing part.
+    let fails_naming = |command: &str| {
+        let err = train_controller::<B>(&tiny_config(&run, &data, 1), &device).unwrap_err();
+        let message = format!("{err:#}");
+        let bundle = run_model_path(&run).display().to_string();
+        assert!(
+            message.contains(&bundle) && message.contains(command),
+            "{message}"
+        );
+    };
     // No bundle at all.
-    let err = train_controller::<B>(&tiny_config(&run, &data, 1), &device).unwrap_err();
-    let message = format!("{err:#}");
-    assert!(
-        message.contains(&run_model_path(&run).display().to_string()),
-        "{message}"
-    );
-    assert!(message.contains("train-vae"), "{message}");
+    fails_naming("train-vae");
 
     // V but no M.
     let mut model = random_model(EnvKind::TakeCover, 41);
     model.mdrnn = None;
     save_run(&model, &run);
-    let err = train_controller::<B>(&tiny_config(&run, &data, 1), &device).unwrap_err();
-    let message = format!("{err:#}");
-    assert!(
-        message.contains(&run_model_path(&run).display().to_string()),
-        "{message}"
-    );
-    assert!(message.contains("train-mdrnn"), "{message}");
+    fails_naming("train-mdrnn");
 
     // V and M, but no rollouts to start the dreams from.
     save_run(&random_model(EnvKind::TakeCover, 42), &run);

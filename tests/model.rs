@@ -917,29 +917,16 @@ fn gemm_convs_match_burns_forward_and_gradients() {
             .max(1e-6);
         (ours - theirs).abs().max().into_scalar().elem::<f32>() / scale
     }
-    // (channels in, channels out, kernel, stride, input size): V's encoder, then its decoder, then
-    // strides V does not use (the path covers any).
-    let convs = [
-        (3, 32, 4, 2, 64),
-        (32, 64, 4, 2, 31),
-        (64, 128, 4, 2, 14),
-        (128, 256, 4, 2, 6),
-        (3, 5, 3, 1, 9),
-        (4, 3, 4, 3, 14),
+    // (transposed, channels in, channels out, kernel, stride, input size): V's encoder, then its
+    // decoder, each followed by strides V does not use (the path covers any).
+    #[rustfmt::skip]
+    let layers = [
+        (false, 3, 32, 4, 2, 64), (false, 32, 64, 4, 2, 31), (false, 64, 128, 4, 2, 14),
+        (false, 128, 256, 4, 2, 6), (false, 3, 5, 3, 1, 9), (false, 4, 3, 4, 3, 14),
+        (true, 64, 128, 5, 2, 1), (true, 128, 64, 5, 2, 5), (true, 64, 32, 6, 2, 13),
+        (true, 32, 3, 6, 2, 30), (true, 3, 5, 3, 1, 9), (true, 4, 3, 4, 3, 5),
     ];
-    let deconvs = [
-        (64, 128, 5, 2, 1),
-        (128, 64, 5, 2, 5),
-        (64, 32, 6, 2, 13),
-        (32, 3, 6, 2, 30),
-        (3, 5, 3, 1, 9),
-        (4, 3, 4, 3, 5),
-    ];
-    for (transposed, (c_in, c_out, k, stride, size)) in convs
-        .iter()
-        .map(|s| (false, *s))
-        .chain(deconvs.iter().map(|s| (true, *s)))
-    {
+    for (transposed, c_in, c_out, k, stride, size) in layers {
         let x = Tensor::<AD, 4>::random(
             [2, c_in, size, size],
             Distribution::Normal(0.0, 1.0),

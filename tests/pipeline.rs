@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use dreamplay::envs::EnvKind;
-use dreamplay::model::backend::{FlexBackend, FlexDevice};
+use dreamplay::model::backend::FlexBackend;
 use dreamplay::model::bundle::{self, Expect, ModelSpec, Part, Precision, WorldModel};
 use dreamplay::train::collect::{CollectConfig, collect};
 use dreamplay::train::controller::{ControllerTrainConfig, FitnessMode, train_controller};
@@ -27,6 +27,10 @@ use dreamplay::train::rollout::list_rollouts;
 use dreamplay::train::run_model_path;
 use dreamplay::train::vae::{VaeTrainConfig, VaeTrainSummary, train_vae};
 
+mod common;
+
+use common::device;
+
 type B = FlexBackend;
 type AB = Autodiff<FlexBackend>;
 
@@ -35,16 +39,8 @@ const ENV: EnvKind = EnvKind::TakeCover;
 /// hit this cap.
 const ROLLOUT_STEPS: u32 = 120;
 
-fn device() -> FlexDevice {
-    Default::default()
-}
-
-/// A fresh scratch folder per test, removed when the returned guard drops (even on a failure).
 fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("dreamplay-pipeline-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
+    common::scratch("pipeline", name)
 }
 
 /// Serialises every use of the backend's global generator (see the module doc).

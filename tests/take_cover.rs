@@ -1,9 +1,9 @@
 //! Take Cover: determinism, the player's physics, the imps, damage, rewards, bad actions, renders.
 
+use dreamplay::agent::AgentKind;
 use dreamplay::envs::take_cover::raycast::render;
 use dreamplay::envs::take_cover::{ACTION_SPACE, ImpPhase, TakeCover, TakeCoverState};
 use dreamplay::envs::{Env, EnvKind, Frame, OBS_SIZE};
-use dreamplay::agent::AgentKind;
 use dreamplay::train::eval::{EpisodeResult, run_baseline_episodes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +56,13 @@ fn mean_length(
     total as f64 / count as f64
 }
 
+/// Steps `env` `steps` times with the move `action`, ignoring the outcomes.
+fn hold(env: &mut TakeCover, action: f32, steps: usize) {
+    for _ in 0..steps {
+        let _ = env.step(&[action]);
+    }
+}
+
 #[test]
 fn same_seed_same_actions_give_identical_episodes() {
     let mut first = TakeCover::new(7);
@@ -101,9 +108,7 @@ fn different_seeds_diverge() {
 fn reset_restarts_the_same_episode() {
     let mut env = TakeCover::new(5);
     let start = env.state();
-    for _ in 0..100 {
-        let _ = env.step(&[1.0]);
-    }
+    hold(&mut env, 1.0, 100);
     env.reset(5);
     assert_eq!(env.state(), start);
     assert_eq!(env.elapsed_steps(), 0);
@@ -242,9 +247,7 @@ fn strafing_reaches_terminal_speed_and_stops_at_the_wall() {
         "terminal speed ~8, got {}",
         env.player_velocity_y()
     );
-    for _ in 0..100 {
-        let _ = env.step(&[1.0]);
-    }
+    hold(&mut env, 1.0, 100);
     assert_eq!(
         env.player_y(),
         16.0,
@@ -252,9 +255,7 @@ fn strafing_reaches_terminal_speed_and_stops_at_the_wall() {
     );
     assert_eq!(env.player_velocity_y(), 0.0);
     // And the other way, to the left wall.
-    for _ in 0..200 {
-        let _ = env.step(&[-1.0]);
-    }
+    hold(&mut env, -1.0, 200);
     assert_eq!(env.player_y(), 768.0 - 16.0);
 }
 
@@ -263,9 +264,7 @@ fn the_view_bobs_while_strafing_as_doom_does() {
     let mut env = TakeCover::new(3);
     env.set_invulnerable(true);
     assert_eq!(env.state().eye_z(), 41.0);
-    for _ in 0..30 {
-        let _ = env.step(&[-1.0]);
-    }
+    hold(&mut env, -1.0, 30);
     let mut heights = Vec::new();
     let mut wall_tops = Vec::new();
     for _ in 0..20 {
@@ -308,9 +307,7 @@ fn far_wall_top(frame: &Frame) -> u32 {
 fn friction_decays_velocity_and_small_moves_give_no_thrust() {
     let mut env = TakeCover::new(4);
     env.set_invulnerable(true);
-    for _ in 0..10 {
-        let _ = env.step(&[-1.0]);
-    }
+    hold(&mut env, -1.0, 10);
     let before = env.player_velocity_y();
     assert!(before > 4.0, "moving left raises y");
     let _ = env.step(&[0.0]);
@@ -322,9 +319,7 @@ fn friction_decays_velocity_and_small_moves_give_no_thrust() {
     );
     let _ = env.step(&[-0.33]);
     assert!((env.player_velocity_y() - before * 0.90625f64.powi(3)).abs() < 1e-9);
-    for _ in 0..200 {
-        let _ = env.step(&[0.2]);
-    }
+    hold(&mut env, 0.2, 200);
     assert_eq!(
         env.player_velocity_y(),
         0.0,
@@ -332,9 +327,7 @@ fn friction_decays_velocity_and_small_moves_give_no_thrust() {
     );
 
     let mut still = TakeCover::new(4);
-    for _ in 0..50 {
-        let _ = still.step(&[0.33]);
-    }
+    hold(&mut still, 0.33, 50);
     assert_eq!(still.player_y(), 384.0);
 }
 
@@ -353,9 +346,7 @@ fn imps_start_at_three_and_keep_coming_without_overlapping() {
         env.set_invulnerable(true);
         let ys: Vec<f64> = env.imps().iter().map(|imp| imp.y).collect();
         assert_eq!(ys, vec![20.0, 278.0, 652.0]);
-        for _ in 0..60 {
-            let _ = env.step(&[0.0]);
-        }
+        hold(&mut env, 0.0, 60);
         assert_eq!(env.imps().len(), 3, "nothing spawns before tic 60");
         for _ in 0..600 {
             let _ = env.step(&[0.0]);
@@ -381,9 +372,7 @@ fn imps_start_at_three_and_keep_coming_without_overlapping() {
     }
     // With seed 0 the first spawn is not cancelled: a 4th imp stands there after tic 60.
     let mut env = TakeCover::new(0);
-    for _ in 0..61 {
-        let _ = env.step(&[0.0]);
-    }
+    hold(&mut env, 0.0, 61);
     assert_eq!(env.imps().len(), 4);
 }
 
@@ -512,9 +501,7 @@ fn invulnerable_player_is_truncated_at_2100() {
 #[test]
 fn bad_actions_are_errors_and_change_nothing() {
     let mut env = TakeCover::new(2);
-    for _ in 0..20 {
-        let _ = env.step(&[-1.0]);
-    }
+    hold(&mut env, -1.0, 20);
     let state = env.state();
     let observation = env.observation();
     for bad in [
@@ -701,9 +688,7 @@ fn strafing_left_shifts_the_scene_right() {
     let mut env = TakeCover::new(0);
     env.set_invulnerable(true);
     let before = left_corner_column(&env.render(320, 240));
-    for _ in 0..10 {
-        let _ = env.step(&[-1.0]);
-    }
+    hold(&mut env, -1.0, 10);
     assert!(env.player_y() > 400.0, "move = -1 strafes left, +y");
     let after = left_corner_column(&env.render(320, 240));
     // The corner at y = 768, depth 544, sits at column 160 - (768 - y) * 160 / 544; the detector

@@ -51,13 +51,13 @@ pub fn try_conv2d<B: Backend>(
     layer: &Conv2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let covered = matches!(layer.padding, PaddingConfig2d::Valid)
-        && plain(
-            layer.stride,
-            layer.kernel_size,
-            layer.dilation,
-            layer.groups,
-        );
+    let shape = (
+        layer.stride,
+        layer.kernel_size,
+        layer.dilation,
+        layer.groups,
+    );
+    let covered = matches!(layer.padding, PaddingConfig2d::Valid) && plain(shape);
     let parts = (&layer.weight, layer.bias.as_ref());
     try_forward(Kind::Conv, covered, layer.stride[0], parts, x)
 }
@@ -67,14 +67,13 @@ pub fn try_conv_transpose2d<B: Backend>(
     layer: &ConvTranspose2d<B>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let covered = layer.padding == [0, 0]
-        && layer.padding_out == [0, 0]
-        && plain(
-            layer.stride,
-            layer.kernel_size,
-            layer.dilation,
-            layer.groups,
-        );
+    let shape = (
+        layer.stride,
+        layer.kernel_size,
+        layer.dilation,
+        layer.groups,
+    );
+    let covered = layer.padding == [0, 0] && layer.padding_out == [0, 0] && plain(shape);
     let parts = (&layer.weight, layer.bias.as_ref());
     try_forward(Kind::Transposed, covered, layer.stride[0], parts, x)
 }
@@ -95,7 +94,7 @@ fn try_forward<B: Backend>(
 
 /// A square kernel and stride, no dilation and one group: the layers the GEMM path covers
 /// (besides padding, which the two layer types state differently).
-fn plain(stride: [usize; 2], kernel: [usize; 2], dilation: [usize; 2], groups: usize) -> bool {
+fn plain((stride, kernel, dilation, groups): ([usize; 2], [usize; 2], [usize; 2], usize)) -> bool {
     dilation == [1, 1] && groups == 1 && stride[0] == stride[1] && kernel[0] == kernel[1]
 }
 

@@ -747,6 +747,17 @@ pub fn train_controller<B: Backend>(
     let episodes_at = |generation: u64| {
         episodes_before + (generation - start_generation) * episodes_per_generation
     };
+    // The bundle holds the winner so far, with the episodes spent to find it.
+    let write = |model: &mut WorldModel<B>, es: &CmaEs, winner: Option<&Winner>| {
+        write_bundle(
+            model,
+            es,
+            winner,
+            config,
+            episodes_at(es.generation()),
+            &bundle_path,
+        )
+    };
     let mut winner = if resume {
         Winner::read(&winner_path)?
     } else {
@@ -869,14 +880,7 @@ pub fn train_controller<B: Backend>(
             "generation",
             &["best", "mean", "best_so_far", "real_mean"],
         )?;
-        chosen = Some(write_bundle(
-            &mut model,
-            &es,
-            winner.as_ref(),
-            config,
-            episodes_at(es.generation()),
-            &bundle_path,
-        )?);
+        chosen = Some(write(&mut model, &es, winner.as_ref())?);
         es.save(&cmaes_path)
             .with_context(|| format!("cannot save {}", cmaes_path.display()))?;
 
@@ -910,14 +914,7 @@ pub fn train_controller<B: Backend>(
         let re = reevaluate(&agent, &es, &spec, config, generation)?;
         say(&progress, format!("final {}", describe_reevaluation(&re)));
         winner = update_winner(winner, &re, &winner_path, &progress)?;
-        chosen = Some(write_bundle(
-            &mut model,
-            &es,
-            winner.as_ref(),
-            config,
-            episodes_at(es.generation()),
-            &bundle_path,
-        )?);
+        chosen = Some(write(&mut model, &es, winner.as_ref())?);
         last_reevaluation = Some(re);
     }
     progress.finish_and_clear();

@@ -667,10 +667,11 @@ pub struct EvalReport {
 
 /// The commands that make each part, for error messages.
 fn train_hint(env: EnvKind) -> String {
-    format!(
-        "`dreamplay collect --env {env}`, `dreamplay train-vae --env {env}`, `dreamplay encode --env {env}`, \
-         `dreamplay train-mdrnn --env {env}`, `dreamplay train-controller --env {env}`"
-    )
+    let commands: Vec<String> = crate::train::pipeline_commands(env)
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect();
+    commands.join(", ")
 }
 
 /// Loads the bundle for eval and checks it has what is needed: V and M always, C unless a baseline acts.

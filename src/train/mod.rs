@@ -32,9 +32,13 @@ use crate::envs::EnvKind;
 
 /// The pipeline's commands for `env` in the order they run, as the README lists them: what the
 /// app, the errors and the docs tell a user to run.
+/// Each runs as printed: collect's data set goes where the later stages read it by default.
 pub fn pipeline_commands(env: EnvKind) -> Vec<String> {
-    [
-        "collect",
+    let collect = format!(
+        "dreamplay collect --env {env} --rollouts {} --out data/{env}",
+        starter_rollouts(env)
+    );
+    let stages = [
         "train-vae",
         "encode",
         "train-mdrnn",
@@ -42,8 +46,17 @@ pub fn pipeline_commands(env: EnvKind) -> Vec<String> {
         "export",
     ]
     .iter()
-    .map(|command| format!("dreamplay {command} --env {env}"))
-    .collect()
+    .map(|command| format!("dreamplay {command} --env {env}"));
+    std::iter::once(collect).chain(stages).collect()
+}
+
+/// Rollouts for a first model: enough for V and M to learn the env's look and its deaths in an
+/// hour or two here (the shipped models' cards say what they used).
+fn starter_rollouts(env: EnvKind) -> u32 {
+    match env {
+        EnvKind::CarRacing => 160,
+        EnvKind::TakeCover => 400,
+    }
 }
 
 /// A config's defaults as its clap attributes state them, so a flag's default and the config's
@@ -72,7 +85,10 @@ mod tests {
     fn the_pipeline_runs_every_stage_in_order() {
         let commands = pipeline_commands(EnvKind::TakeCover);
         assert_eq!(commands.len(), 6);
-        assert_eq!(commands[0], "dreamplay collect --env take-cover");
+        assert_eq!(
+            commands[0],
+            "dreamplay collect --env take-cover --rollouts 400 --out data/take-cover"
+        );
         assert_eq!(commands[2], "dreamplay encode --env take-cover");
         assert_eq!(commands[5], "dreamplay export --env take-cover");
     }
