@@ -2,10 +2,6 @@
 //! clamped to their sliders' ranges. The human's input logic is an agent (`crate::agent::human`).
 //! Any human input takes the wheel from C at once; only an explicit hand-back returns it.
 
-pub use crate::agent::human::{
-    AXIS_REST_EPSILON, GAMEPAD_DEADZONE, HeldKeys, HumanAxes, HumanInput, KEY_DECAY_PER_STEP,
-    KEY_RAMP_PER_STEP, PadValues, action_from_axes, axes_from_action,
-};
 use crate::envs::EnvKind;
 use crate::model::mdrnn::{DoneRule, PAPER_DOOM_TAU, PAPER_DOOM_TAUS};
 

@@ -11,8 +11,8 @@ use bevy::prelude::*;
 
 use super::AppSystems;
 use super::commands::{CLOSE_HELP_KEY, Control, DRIVE_KEYS, PlayCommand};
-use super::drive::{HeldKeys, HumanInput, PadValues};
 use super::lecture::Presentation;
+use crate::agent::human::{HeldKeys, HumanInput, PadValues};
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<HumanControls>();

@@ -26,6 +26,8 @@ use super::notice::Notice;
 use super::reality::Reality;
 use super::session::Session;
 use super::timings::{Timings, millis};
+use crate::agent::human::Human;
+use crate::agent::{Agent, Seen};
 
 pub(super) fn plugin(app: &mut App) {
     // A fresh dream from what reality shows now: the demo's "dream from here".
@@ -77,7 +79,11 @@ impl Sim<'_> {
         {
             return action;
         }
-        self.session.human_axes.to_action(self.session.env)
+        let mut human = Human {
+            env: self.session.env,
+            axes: self.session.human_axes,
+        };
+        human.act(&Seen::default())
     }
 
     /// Forks the dream from the current real frame.

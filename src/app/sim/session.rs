@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 
-use super::super::drive::{
-    Driver, HumanAxes, axes_from_action, clamp_done_odds, clamp_tau, default_tau, idle_action,
-};
+use super::super::drive::{Driver, clamp_done_odds, clamp_tau, default_tau, idle_action};
 use super::super::world_model::WorldModelRuntime;
+use crate::agent::human::{HumanAxes, axes_from_action};
 use crate::envs::EnvKind;
 use crate::model::bundle::EvolvedDream;
 use crate::model::mdrnn::DoneRule;
