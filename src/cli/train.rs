@@ -55,7 +55,7 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
         backend::on_cpu_workers(|| train_vae::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
     println!(
-        "V trained: {} steps, {} epochs, {} training frames, in {} (this session{})",
+        "V trained: {} steps, {} epochs, {} training frames, in {} (this run{})",
         summary.steps,
         summary.epochs,
         summary.train_frames,
