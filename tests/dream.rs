@@ -1,7 +1,7 @@
 //! The dream: shapes, determinism, batching, per-dream reset, the controller reading it.
 
 use burn::prelude::*;
-use dreamplay::dream::{Dream, DreamBatch, DreamError, DreamStart};
+use dreamplay::dream::{Dream, DreamBatch, DreamError, DreamStart, RealityMemory};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::ModelSpec;
@@ -203,6 +203,73 @@ fn a_dream_reset_to_another_s_state_steps_as_it_would() {
             got: 31
         })
     ));
+}
+
+/// C's memory of reality holds what a dream that is told each real z would hold: V's mu of the
+/// frame, and M's h and c after the LSTM read [z, a]. Rows that leave keep the others' memory.
+#[test]
+fn the_memory_of_reality_is_v_s_encoding_and_m_s_lstm_along_the_episode() {
+    let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);
+    let device = Default::default();
+    let frames: Vec<Frame> = (0..3u8)
+        .map(|k| {
+            Frame::from_fn(64, 64, |x, y| {
+                image::Rgb([(x * 4) as u8, (y * 4) as u8, 60 * k])
+            })
+        })
+        .collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let actions = [-1.0, 0.0, 1.0];
+    let mut memory = RealityMemory::for_model(&rnn, 3);
+    for _ in 0..3 {
+        memory.observe(&vae, &refs, &device).unwrap();
+        memory.advance(&rnn, &actions, &device).unwrap();
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        // A dream told reality's z each step, stepping at tau 0 under the threshold (no draws).
+        let mut told = Dream::new(vae.clone(), rnn.clone(), &device);
+        let z = vae.encode_frames(&[frame], &device).0;
+        for _ in 0..3 {
+            told.set_z(&z).unwrap();
+            told.step(&[actions[i]], 0.0, &mut ChaCha8Rng::seed_from_u64(0))
+                .unwrap();
+        }
+        let latent = memory.latent(i);
+        assert!(max_diff(latent.z, &z) < 1e-5, "row {i}: z is V's mu");
+        assert!(max_diff(latent.hidden, told.hidden()) < 1e-5, "row {i}: h");
+        assert!(max_diff(latent.cell, told.cell()) < 1e-5, "row {i}: c");
+    }
+    let (h0, h2) = (
+        memory.latent(0).hidden.to_vec(),
+        memory.latent(2).hidden.to_vec(),
+    );
+    assert_ne!(
+        h0, h2,
+        "different frames and actions give different memories"
+    );
+    memory.retain(&[0, 2]);
+    assert_eq!(memory.rows(), 2);
+    assert_eq!(
+        (memory.latent(0).hidden, memory.latent(1).hidden),
+        (&h0[..], &h2[..])
+    );
+    assert!(matches!(
+        memory.observe(&vae, &refs, &device),
+        Err(DreamError::FrameCount {
+            frames: 3,
+            indices: 2
+        })
+    ));
+    assert!(matches!(
+        memory.advance(&rnn, &[0.0], &device),
+        Err(DreamError::WrongActionLength {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    memory.forget();
+    assert!(memory.latent(1).cell.iter().all(|&c| c == 0.0));
 }
 
 #[test]
