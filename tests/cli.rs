@@ -169,3 +169,33 @@ fn unknown_env_lists_the_valid_names() {
         "{stderr}"
     );
 }
+
+#[test]
+fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
+    let path = "models/take-cover/world-model.bin";
+    let out = dreamplay(&["inspect", path], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let size = std::fs::metadata(path).expect("the shipped model").len();
+    assert_eq!(report["bytes"].as_u64(), Some(size));
+    let header = &report["header"];
+    let parts: Vec<&str> = header["parts"]
+        .as_array()
+        .expect("a parts list")
+        .iter()
+        .map(|p| p["part"].as_str().expect("a part name"))
+        .collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    let dream = &header["provenance"]["controller"]["dream"];
+    assert_eq!(dream["tau"].as_f64(), Some(0.5), "{dream}");
+    assert_eq!(dream["sampled_done"].as_bool(), Some(true), "{dream}");
+
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let bad = scratch.path().join("world-model.bin");
+    std::fs::write(&bad, b"not a bundle").expect("write");
+    let out = dreamplay(&["inspect", bad.to_str().expect("a UTF-8 path")], "");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

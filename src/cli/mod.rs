@@ -4,6 +4,7 @@ mod bench;
 mod collect;
 mod env;
 mod eval;
+mod inspect;
 mod play;
 mod train;
 mod train_controller;
@@ -46,6 +47,8 @@ pub enum Command {
     TrainController(train_controller::TrainControllerArgs),
     /// Score C in the real env (and in the dream at chosen temperatures), or the random baseline.
     Eval(eval::EvalArgs),
+    /// Print a model bundle's header as JSON: parts, sizes, provenance, the dream C was evolved in.
+    Inspect(inspect::InspectArgs),
     /// The playground: reality, what V sees and the dream side by side; drive, or let C drive.
     Play(play::PlayArgs),
 }
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Export(args)) => train::export_cmd(args),
         Some(Command::TrainController(args)) => train_controller::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Inspect(args)) => inspect::run(args),
         Some(Command::Play(args)) => play::run(args),
         None => play::run(play::PlayArgs::default()),
     }
