@@ -65,12 +65,6 @@ pub trait Agent: Send {
     fn act(&mut self, seen: &Seen<'_>) -> Vec<f32>;
 }
 
-impl<A: Agent + ?Sized> Agent for Box<A> {
-    fn act(&mut self, seen: &Seen<'_>) -> Vec<f32> {
-        (**self).act(seen)
-    }
-}
-
 /// C acts on the world model's state; with none (a caller's mistake) it stands still rather
 /// than guess.
 impl Agent for &Controller {
@@ -79,12 +73,6 @@ impl Agent for &Controller {
             Some(Latent { z, hidden, cell }) => Controller::act(self, z, cell, hidden),
             None => vec![0.0; self.output_size()],
         }
-    }
-}
-
-impl Agent for Controller {
-    fn act(&mut self, seen: &Seen<'_>) -> Vec<f32> {
-        Agent::act(&mut &*self, seen)
     }
 }
 

@@ -55,11 +55,6 @@ impl RealityMemory {
         &self.z[i * self.z_size..(i + 1) * self.z_size]
     }
 
-    /// Every row's z, `[rows, z_size]`.
-    pub fn all_z(&self) -> &[f32] {
-        &self.z
-    }
-
     /// Row `i`'s state, as an agent sees it.
     pub fn latent(&self, i: usize) -> Latent<'_> {
         let hs = self.hidden_size;
@@ -110,6 +105,9 @@ impl RealityMemory {
 
     /// Keeps rows `keep` (ascending), in that order: episodes that ended leave the batch.
     pub fn retain(&mut self, keep: &[usize]) {
+        if keep.len() == self.rows {
+            return; // every row goes on
+        }
         let take = |values: &[f32], width: usize| -> Vec<f32> {
             keep.iter()
                 .flat_map(|&k| &values[k * width..(k + 1) * width])
