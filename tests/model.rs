@@ -10,6 +10,7 @@ use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::backend::{
     self, BackendRequest, FlexBackend, FlexDevice, SelectedBackend, WgpuBackend,
 };
+use dreamplay::model::atlas::{AtlasError, DimStats, LatentMap, LatentRows, LatentStats};
 use dreamplay::model::bundle::{
     self, BundleError, Expect, ModelSpec, Part, Precision, WorldModel, collect_params,
 };
@@ -803,6 +804,289 @@ fn bad_model_files_give_errors_naming_the_file_and_the_mismatch() {
         bundle::load::<B>(&car, &expect, &dev()).is_ok(),
         "the intact file loads"
     );
+}
+
+// ---------------------------------------------------------------- latent statistics and map
+
+/// `n` rows of z (`z_size` wide) from `seed`, each dim on its own scale, steps counted from 0.
+fn random_rows(z_size: usize, n: usize, seed: u64) -> LatentRows {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rows = LatentRows::new(z_size);
+    for t in 0..n {
+        let z: Vec<f32> = (0..z_size)
+            .map(|d| (d as f32 + 1.0) * rng.random_range(-1.0..1.0))
+            .collect();
+        rows.push(&z, t as u32, rng.random_range(-1.0..1.0), t % 7 == 6)
+            .unwrap();
+    }
+    rows
+}
+
+#[test]
+fn latent_stats_give_each_dimension_its_mean_sd_and_percentiles() {
+    // Dim 0 runs 0..=100 (shuffled), dim 1 is constant.
+    let mut values: Vec<f32> = (0..=100).map(|v| v as f32).collect();
+    values.reverse();
+    values.swap(3, 70);
+    let mut rows = LatentRows::new(2);
+    let rewards = vec![0.5; values.len()];
+    let dones = vec![0u8; values.len()];
+    let z: Vec<f32> = values.iter().flat_map(|&v| [v, 5.0]).collect();
+    rows.push_episode(&z, &rewards, &dones).unwrap();
+    let stats = LatentStats::compute(&rows).unwrap();
+    assert_eq!(stats.frames, 101);
+    let d0 = &stats.dims[0];
+    assert_eq!((d0.mean, d0.p1, d0.p99), (50.0, 1.0, 99.0));
+    // The population sd of 0..=100: sqrt((101^2 - 1) / 12).
+    assert!((d0.sd - 850f32.sqrt()).abs() < 1e-4, "{d0:?}");
+    assert_eq!(
+        stats.dims[1],
+        DimStats {
+            mean: 5.0,
+            sd: 0.0,
+            p1: 5.0,
+            p99: 5.0
+        }
+    );
+
+    // Bad rows are refused, and no rows is an error, not a panic.
+    assert_eq!(
+        rows.push(&[1.0], 0, 0.0, false),
+        Err(AtlasError::RowSize {
+            expected: 2,
+            found: 1
+        })
+    );
+    assert_eq!(
+        rows.push(&[1.0, f32::NAN], 0, 0.0, false),
+        Err(AtlasError::NonFinite)
+    );
+    assert!(matches!(
+        rows.push_episode(&[1.0, 2.0, 3.0, 4.0], &[0.0], &[0, 0]),
+        Err(AtlasError::EpisodeSize { .. })
+    ));
+    assert_eq!(
+        LatentStats::compute(&LatentRows::new(2)),
+        Err(AtlasError::Empty)
+    );
+}
+
+#[test]
+fn the_map_of_points_on_a_line_has_the_line_as_its_first_axis() {
+    let center = [1.0f32, -2.0, 0.5, 3.0];
+    let direction = [-0.6f32, 0.0, 0.8, 0.0];
+    let line = |sign: f32| {
+        let mut rows = LatentRows::new(4);
+        for (i, t) in (-50..=50).enumerate() {
+            let t = t as f32 * 0.1;
+            let z: Vec<f32> = center
+                .iter()
+                .zip(direction)
+                .map(|(c, d)| c + sign * t * d)
+                .collect();
+            rows.push(&z, i as u32, 0.0, false).unwrap();
+        }
+        rows
+    };
+    let map = LatentMap::compute(&line(1.0), 3000, 0).unwrap();
+    for (c, e) in map.center.iter().zip(center) {
+        assert!((c - e).abs() < 1e-5, "{:?}", map.center);
+    }
+    // The line, signed so that its largest component (0.8) is positive, explaining it all.
+    for (a, d) in map.axes[0].iter().zip(direction) {
+        assert!((a - d).abs() < 1e-5, "{:?}", map.axes);
+    }
+    assert!((map.variance_explained[0] - 1.0).abs() < 1e-5, "{map:?}");
+    assert!(map.variance_explained[1].abs() < 1e-5, "{map:?}");
+    let norm: f32 = map.axes[1].iter().map(|a| a * a).sum();
+    let dot: f32 = map.axes[0].iter().zip(&map.axes[1]).map(|(a, b)| a * b).sum();
+    assert!((norm - 1.0).abs() < 1e-5 && dot.abs() < 1e-5, "{map:?}");
+    // Every row fits (101 <= 3000), in data order, on the line at its t.
+    assert_eq!(map.points.len(), 101);
+    for (i, p) in map.points.iter().enumerate() {
+        assert_eq!(p.step, i as u32);
+        let t = (i as f32 - 50.0) * 0.1;
+        assert!((p.xy[0] - t).abs() < 1e-4 && p.xy[1].abs() < 1e-4, "{p:?}");
+        assert_eq!(p.xy, map.project(&p.z));
+    }
+    // The same line walked the other way gives the same axes: the sign does not flip.
+    let reversed = LatentMap::compute(&line(-1.0), 3000, 0).unwrap();
+    for (a, b) in map.axes[0].iter().zip(&reversed.axes[0]) {
+        assert!((a - b).abs() < 1e-5);
+    }
+
+    assert_eq!(
+        LatentMap::compute(&line(1.0), 0, 0),
+        Err(AtlasError::NoPoints)
+    );
+    assert_eq!(
+        LatentMap::compute(&LatentRows::new(1), 10, 0),
+        Err(AtlasError::Empty)
+    );
+}
+
+#[test]
+fn the_map_samples_its_points_by_seed_in_data_order() {
+    let rows = random_rows(8, 500, 3);
+    let a = LatentMap::compute(&rows, 40, 7).unwrap();
+    assert_eq!(a, LatentMap::compute(&rows, 40, 7).unwrap(), "same seed");
+    let b = LatentMap::compute(&rows, 40, 8).unwrap();
+    assert_eq!((a.center.clone(), a.axes.clone()), (b.center, b.axes));
+    assert_ne!(a.points, b.points, "another seed draws other frames");
+    assert_eq!(a.points.len(), 40);
+    let steps: Vec<u32> = a.points.iter().map(|p| p.step).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    for p in &a.points {
+        assert_eq!(p.z, rows.z(p.step as usize));
+        assert_eq!(p.done, p.step % 7 == 6);
+    }
+    // The widest dim (8) leads the first axis.
+    let lead = a.axes[0]
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
+        .unwrap();
+    assert_eq!(lead.0, 7, "{:?}", a.axes[0]);
+    assert!(*lead.1 > 0.0);
+    assert!(a.variance_explained[0] >= a.variance_explained[1]);
+    assert!(a.variance_explained.iter().sum::<f32>() < 1.0);
+}
+
+/// A small model with latent statistics and a map of `z_size` dims.
+fn with_atlas(mut model: WorldModel<B>) -> WorldModel<B> {
+    let rows = random_rows(model.spec.z_size, 300, 4);
+    model.latent_stats = Some(LatentStats::compute(&rows).unwrap());
+    model.latent_map = Some(LatentMap::compute(&rows, 100, 0).unwrap());
+    model
+}
+
+#[test]
+fn bundle_round_trip_keeps_the_latent_statistics_and_map() {
+    let (scratch, spec, model) = filled_in_scratch(EnvKind::CarRacing);
+    let model = with_atlas(model);
+    let path = scratch.path().join("atlas.bin");
+    bundle::save(&model, &path, Precision::F16).unwrap();
+    let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
+    assert_eq!(loaded.latent_stats, model.latent_stats);
+    assert_eq!(loaded.latent_map, model.latent_map, "the map is stored in f32");
+    assert_eq!(loaded.controller, model.controller);
+    let header = bundle::read_header(&path).unwrap();
+    assert_eq!(header.latent_stats, model.latent_stats);
+    let entry = header
+        .parts
+        .iter()
+        .find(|p| p.part == Part::LatentMap)
+        .expect("a map part");
+    assert_eq!(entry.precision, Precision::F32);
+    assert_eq!(entry.shapes[3], vec![100, 32]);
+    // Saving what was loaded gives the same bytes.
+    assert_eq!(
+        bundle::to_bytes(&loaded, Precision::F16),
+        std::fs::read(&path).unwrap()
+    );
+    // The header's JSON names them as the app and `inspect` read them.
+    let bytes = std::fs::read(&path).unwrap();
+    let json_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&bytes[16..16 + json_len]).unwrap();
+    assert_eq!(json["latent_stats"]["dims"].as_array().unwrap().len(), 32);
+    assert!(json["latent_stats"]["dims"][0]["p99"].is_number());
+    assert_eq!(json["parts"][3]["part"], "latent_map");
+}
+
+/// A bundle without latent statistics or a map has exactly the bytes it had before they existed:
+/// the shipped bundles as first exported, less their latent parts, are pinned by size and FNV-1a.
+#[test]
+fn a_bundle_without_latent_parts_keeps_the_old_bytes() {
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+    for (env, len, hash) in [
+        (EnvKind::CarRacing, 9_550_206, 0x0a74_76bf_22cf_c11c_u64),
+        (EnvKind::TakeCover, 12_261_044, 0xafe4_0d18_c7e0_f84b),
+    ] {
+        let path = bundle::default_path(Path::new("models"), env);
+        let mut model = bundle::load::<B>(&path, &Expect::env(env), &dev()).unwrap();
+        model.latent_stats = None;
+        model.latent_map = None;
+        let bytes = bundle::to_bytes(&model, Precision::F16);
+        assert_eq!((bytes.len(), fnv1a(&bytes)), (len, hash), "{env}");
+        let json_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let header = String::from_utf8_lossy(&bytes[16..16 + json_len]);
+        assert!(!header.contains("latent"), "{env}");
+    }
+}
+
+#[test]
+fn a_corrupt_or_mismatched_latent_map_is_a_clear_error() {
+    let (scratch, spec, model) = filled_in_scratch(EnvKind::TakeCover);
+    let good = bundle::to_bytes(&with_atlas(model.clone()), Precision::F16);
+    let expect = Expect::spec(&spec);
+
+    // The map is the last part: a flipped byte there fails its checksum.
+    let flipped = scratch.path().join("flipped.bin");
+    let mut bytes = good.clone();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x40;
+    std::fs::write(&flipped, &bytes).unwrap();
+    let (err, msg) = expect_err(&flipped, &expect);
+    assert!(
+        matches!(
+            err,
+            BundleError::Corrupt {
+                part: Part::LatentMap,
+                ..
+            }
+        ) && msg.contains("checksum")
+            && msg.contains("latent map"),
+        "{msg}"
+    );
+
+    let truncated = scratch.path().join("truncated.bin");
+    std::fs::write(&truncated, &good[..n - 3]).unwrap();
+    let (err, msg) = expect_err(&truncated, &expect);
+    assert!(matches!(err, BundleError::Truncated { .. }), "{msg}");
+
+    // Statistics of another z size than the model's.
+    let mut other = with_atlas(model.clone());
+    other.latent_stats.as_mut().unwrap().dims.truncate(3);
+    let stats = scratch.path().join("stats.bin");
+    bundle::save(&other, &stats, Precision::F16).unwrap();
+    let (err, msg) = expect_err(&stats, &expect);
+    assert!(
+        matches!(err, BundleError::Header { .. }) && msg.contains("latent_stats"),
+        "{msg}"
+    );
+
+    // A map of another z size than the model's: its shapes say so.
+    let mut other = model;
+    let rows = random_rows(5, 50, 1);
+    other.latent_map = Some(LatentMap::compute(&rows, 10, 0).unwrap());
+    let map = scratch.path().join("map.bin");
+    bundle::save(&other, &map, Precision::F16).unwrap();
+    let (err, msg) = expect_err(&map, &expect);
+    assert!(
+        matches!(
+            err,
+            BundleError::Corrupt {
+                part: Part::LatentMap,
+                ..
+            }
+        ) && msg.contains("center"),
+        "{msg}"
+    );
+
+    // Tensors that cannot be a map are refused by name.
+    let good_map = LatentMap::compute(&random_rows(4, 30, 2), 10, 0).unwrap();
+    let mut tensors = good_map.to_tensors();
+    assert_eq!(LatentMap::from_tensors(tensors.clone(), 4), Ok(good_map));
+    tensors[7].1[0] = 0.5;
+    let err = LatentMap::from_tensors(tensors.clone(), 4).unwrap_err();
+    assert!(err.to_string().contains("done"), "{err}");
+    tensors.pop();
+    let err = LatentMap::from_tensors(tensors, 4).unwrap_err();
+    assert!(err.to_string().contains("8 tensors"), "{err}");
 }
 
 // ---------------------------------------------------------------- backends

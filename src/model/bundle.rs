@@ -9,7 +9,9 @@
 //!                      tensor shapes, byte offset (from the end of the header), length, checksum
 //! parts       bytes    each tensor's values in module visit order, f16 or f32
 //! ```
-//! Each part is optional, so training can save V before M exists. Weights are plain values, not
+//! Each part is optional, so training can save V before M exists. `export` adds V's latent
+//! statistics to the header and the latent map as a fourth part, f32 ([`super::atlas`]); a
+//! bundle without them has the same bytes as before they existed. Weights are plain values, not
 //! backend records, so a file written on one backend loads on any other. Every failure (missing,
 //! truncated, corrupt, mismatched) is a [`BundleError`] naming the file; nothing here panics on
 //! bad input.
@@ -23,6 +25,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
+use super::atlas::{AtlasError, LatentMap, LatentStats};
 use super::controller::{Controller, ControllerKind};
 use super::mdrnn::{DoneRule, MdnRnn, MdnRnnConfig};
 use super::vae::{ConvVae, ConvVaeConfig};
@@ -177,13 +180,16 @@ pub struct Provenance {
 /// Parameters on the host: each tensor's shape and values, in module visit order.
 pub type HostTensors = Vec<(Vec<usize>, Vec<f32>)>;
 
-/// The three parts of a world model.
+/// The three parts of a world model, and the map of V's latent space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
     Vae,
     Mdrnn,
     Controller,
+    /// [`LatentMap::to_tensors`]' tensors, always f32.
+    #[serde(rename = "latent_map")]
+    LatentMap,
 }
 
 impl fmt::Display for Part {
@@ -192,6 +198,7 @@ impl fmt::Display for Part {
             Part::Vae => "V (vae)",
             Part::Mdrnn => "M (mdrnn)",
             Part::Controller => "C (controller)",
+            Part::LatentMap => "the latent map (latent_map)",
         })
     }
 }
@@ -218,6 +225,9 @@ pub struct BundleHeader {
     #[serde(default)]
     pub provenance: Provenance,
     pub parts: Vec<PartEntry>,
+    /// V's latent statistics on the training data, when `export` had data to compute them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent_stats: Option<LatentStats>,
 }
 
 impl BundleHeader {
@@ -234,6 +244,10 @@ pub struct WorldModel<B: Backend> {
     pub vae: Option<ConvVae<B>>,
     pub mdrnn: Option<MdnRnn<B>>,
     pub controller: Option<Controller>,
+    /// Per-dimension statistics of V's mu on the data (in the header).
+    pub latent_stats: Option<LatentStats>,
+    /// A 2D PCA map of V's mu on the data (a part of its own).
+    pub latent_map: Option<LatentMap>,
 }
 
 impl<B: Backend> WorldModel<B> {
@@ -245,6 +259,8 @@ impl<B: Backend> WorldModel<B> {
             vae: Some(spec.vae_config().init(device)),
             mdrnn: Some(spec.mdrnn_config().init(device)),
             controller: Some(spec.controller()),
+            latent_stats: None,
+            latent_map: None,
         }
     }
 
@@ -256,6 +272,8 @@ impl<B: Backend> WorldModel<B> {
             vae: None,
             mdrnn: None,
             controller: None,
+            latent_stats: None,
+            latent_map: None,
         }
     }
 }
@@ -463,11 +481,15 @@ fn to_bytes_with<B: Backend>(
             vec![(vec![c.param_count()], c.params().to_vec())],
         );
     }
+    if let Some(map) = &model.latent_map {
+        push(Part::LatentMap, Precision::F32, map.to_tensors());
+    }
     let header = BundleHeader {
         format_version: FORMAT_VERSION,
         spec: model.spec,
         provenance: model.provenance.clone(),
         parts,
+        latent_stats: model.latent_stats.clone(),
     };
     let json = serde_json::to_vec_pretty(&header).expect("a BundleHeader always serialises");
     let mut out = Vec::with_capacity(PREAMBLE + json.len() + body.len());
@@ -639,6 +661,19 @@ pub fn from_bytes<B: Backend>(
     expect.check(path, &spec)?;
     let mut model = WorldModel::<B>::empty(spec);
     model.provenance = header.provenance.clone();
+    if let Some(stats) = &header.latent_stats {
+        if stats.dims.len() != spec.z_size {
+            return Err(BundleError::Header {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "latent_stats has {} dimensions, the model's z has {}",
+                    stats.dims.len(),
+                    spec.z_size
+                ),
+            });
+        }
+        model.latent_stats = Some(stats.clone());
+    }
     for entry in &header.parts {
         let tensors = decode_part(path, entry, body)?;
         match entry.part {
@@ -670,6 +705,11 @@ pub fn from_bytes<B: Backend>(
                 c.set_params(&values)
                     .map_err(|e| corrupt(path, Part::Controller, e.to_string()))?;
                 model.controller = Some(c);
+            }
+            Part::LatentMap => {
+                let map = LatentMap::from_tensors(tensors, spec.z_size)
+                    .map_err(|e: AtlasError| corrupt(path, Part::LatentMap, e.to_string()))?;
+                model.latent_map = Some(map);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! Data flow: frame -> V.encode -> z; [z, a] -> M -> mixture over z'; [z, h] (or [z, c, h]) -> C -> a.
 
 pub mod adam;
+pub mod atlas;
 pub mod backend;
 pub mod bundle;
 pub mod controller;
@@ -11,6 +12,7 @@ pub mod gemm_conv;
 pub mod mdrnn;
 pub mod vae;
 
+pub use atlas::{LatentMap, LatentStats};
 pub use backend::{FlexBackend, SelectedBackend, Selection, WgpuBackend};
 pub use bundle::{BundleError, Expect, ModelSpec, Precision, WorldModel};
 pub use controller::{Controller, ControllerKind};
