@@ -1,5 +1,6 @@
 //! `dreamplay eval`: C's score in the real env and, optionally, in the dream at several
-//! temperatures (the paper's table of dream score vs real score).
+//! temperatures (the paper's table of dream score vs real score); or, with `--open-loop` or
+//! `--futures`, how faithful the dream is to reality (`docs/fidelity.md`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,24 @@ use super::{BackendArg, MaxStepsArg};
 use crate::agent::AgentKind;
 use crate::model::bundle::default_path;
 use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
+use crate::train::fidelity::{
+    self, FUTURES_EPISODES, FuturesConfig, OPEN_LOOP_EPISODES, OpenLoopConfig,
+};
+
+/// Flags that score C and mean nothing to the fidelity measurements, which play the data policy
+/// and never end a dream on M's done.
+const SCORING_ONLY: [&str; 7] = [
+    "random",
+    "still",
+    "sweep",
+    "done_along_reality",
+    "dream_context",
+    "done_rule",
+    "done_odds",
+];
+
+/// Real episodes to score C in unless told.
+const SCORE_EPISODES: usize = 100;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -30,6 +49,32 @@ pub struct EvalArgs {
     /// N, and so on. In Take Cover, compare its dream score with its real one (80: about 770).
     #[arg(long, value_name = "N", conflicts_with_all = ["random", "still"])]
     pub sweep: Option<u32>,
+    /// Real episodes (default: 100 to score C, 20 with --open-loop, 4 with --futures).
+    #[arg(long, value_name = "N")]
+    pub episodes: Option<usize>,
+    /// Measure the dream against reality open-loop instead of scoring C: fork a dream from the
+    /// data policy's real episodes every --fork-every steps, give it the actions reality got,
+    /// and compare it with reality 1, 5, 10, 30 and 100 steps on (at the one --dream-tau, 1 unless
+    /// told).
+    #[arg(long, conflicts_with_all = SCORING_ONLY)]
+    pub open_loop: bool,
+    /// Measure how far N dreams forked from the same memory of reality, with the same actions,
+    /// spread apart after --horizon steps, at each --dream-tau (default: the paper's 0.1, 0.5, 1,
+    /// 1.15, 1.3), instead of scoring C.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "horizon",
+        conflicts_with = "open_loop",
+        conflicts_with_all = SCORING_ONLY
+    )]
+    pub futures: Option<usize>,
+    /// Steps from the fork to the futures compared (with --futures).
+    #[arg(long, value_name = "H", requires = "futures")]
+    pub horizon: Option<u32>,
+    /// With --open-loop or --futures: fork every N real steps (default 20).
+    #[arg(long, value_name = "N")]
+    pub fork_every: Option<u32>,
     #[command(flatten)]
     pub backend: BackendArg,
 }
@@ -43,6 +88,7 @@ impl EvalArgs {
                 .clone()
                 .unwrap_or_else(|| default_path(Path::new("models"), env)),
             max_steps: self.max_steps.for_env(env),
+            episodes: self.episodes.unwrap_or(SCORE_EPISODES),
             baseline: if let Some(half) = self.sweep {
                 Some(AgentKind::Sweep(half))
             } else if self.still {
@@ -55,9 +101,64 @@ impl EvalArgs {
             ..self.config.clone()
         }
     }
+
+    fn model_path(&self) -> PathBuf {
+        let env = self.config.env;
+        self.model
+            .clone()
+            .unwrap_or_else(|| default_path(Path::new("models"), env))
+    }
+
+    /// What `--open-loop` measures.
+    pub fn open_loop_config(&self) -> anyhow::Result<OpenLoopConfig> {
+        let env = self.config.env;
+        let tau = match self.config.dream_taus[..] {
+            [] => 1.0,
+            [tau] => tau,
+            ref taus => anyhow::bail!(
+                "--open-loop dreams at one --dream-tau, got {} (use --futures to compare temperatures)",
+                taus.len()
+            ),
+        };
+        Ok(OpenLoopConfig {
+            episodes: self.episodes.unwrap_or(OPEN_LOOP_EPISODES),
+            seed: self.config.seed,
+            max_steps: self.max_steps.for_env(env),
+            fork_every: self.fork_every.unwrap_or(fidelity::DEFAULT_FORK_EVERY),
+            tau,
+            csv: self.config.csv.clone(),
+            ..OpenLoopConfig::new(env, self.model_path())
+        })
+    }
+
+    /// What `--futures N` measures.
+    pub fn futures_config(&self, futures: usize) -> FuturesConfig {
+        let env = self.config.env;
+        let mut config = FuturesConfig::new(env, self.model_path(), futures, 0);
+        config.horizon = self.horizon.unwrap_or(0);
+        if !self.config.dream_taus.is_empty() {
+            config.taus = self.config.dream_taus.clone();
+        }
+        config.episodes = self.episodes.unwrap_or(FUTURES_EPISODES);
+        config.seed = self.config.seed;
+        config.max_steps = self.max_steps.for_env(env);
+        config.fork_every = self.fork_every.unwrap_or(fidelity::DEFAULT_FORK_EVERY);
+        config.csv = self.config.csv.clone();
+        config
+    }
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if args.open_loop {
+        return run_open_loop(&args);
+    }
+    if let Some(futures) = args.futures {
+        return run_futures(&args, futures);
+    }
+    anyhow::ensure!(
+        args.fork_every.is_none(),
+        "--fork-every goes with --open-loop or --futures"
+    );
     let config = args.config();
     let env = config.env;
     config.validate()?;
@@ -93,6 +194,73 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(csv) = &config.csv {
         println!("per-episode returns: {}", csv.display());
+    }
+    Ok(())
+}
+
+fn run_open_loop(args: &EvalArgs) -> anyhow::Result<()> {
+    let config = args.open_loop_config()?;
+    config.validate()?;
+    let selection = args.backend.select();
+    let report = crate::with_backend!(&selection.backend, |B, device| {
+        fidelity::open_loop::<B>(&config, &device)
+    })?;
+    let env = config.env;
+    println!(
+        "{env}: M's dream against reality, open-loop: {} episodes of the data policy ({}, seed {}, {} real steps), \
+         a dream forked every {} steps ({} forks) with reality's actions, tau {}",
+        report.episodes,
+        crate::agent::AgentKind::default_for(env).describe(),
+        config.seed,
+        report.real_steps,
+        config.fork_every,
+        report.forks,
+        config.tau
+    );
+    println!(
+        "{:>7} {:>6} {:>11} {:>8} {:>9}",
+        "horizon", "forks", "pixel_error", "z_error", "sharpness"
+    );
+    for r in &report.rows {
+        let note = if r.horizon == 0 {
+            "  (V's reconstruction of the fork's frame)"
+        } else {
+            ""
+        };
+        println!(
+            "{:>7} {:>6} {:>11.4} {:>8.3} {:>9.3}{note}",
+            r.horizon, r.forks, r.pixel_error, r.z_error, r.sharpness
+        );
+    }
+    if let Some(csv) = &config.csv {
+        println!("written: {}", csv.display());
+    }
+    Ok(())
+}
+
+fn run_futures(args: &EvalArgs, futures: usize) -> anyhow::Result<()> {
+    let config = args.futures_config(futures);
+    config.validate()?;
+    let selection = args.backend.select();
+    let report = crate::with_backend!(&selection.backend, |B, device| {
+        fidelity::futures_spread::<B>(&config, &device)
+    })?;
+    let env = config.env;
+    println!(
+        "{env}: {} dreams per fork, {} steps on with reality's actions; {} forks (every {} steps) in {} episodes of the data policy (seed {})",
+        config.futures,
+        config.horizon,
+        report.forks,
+        config.fork_every,
+        report.episodes,
+        config.seed
+    );
+    println!("{:>5} {:>8}", "tau", "spread");
+    for r in &report.rows {
+        println!("{:>5} {:>8.4}", r.tau, r.spread);
+    }
+    if let Some(csv) = &config.csv {
+        println!("written: {}", csv.display());
     }
     Ok(())
 }

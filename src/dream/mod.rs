@@ -8,9 +8,14 @@
 //! Each step runs M once on the device and reads everything back in one transfer (mixture, done,
 //! reward, h, c). z is sampled on the host from a caller-seeded RNG, so a dream is deterministic
 //! under its seed on any backend (up to the backend's float differences).
+//!
+//! A fan of futures (`fan.rs`): rows forked from one state ([`DreamBatch::fork_all`]), with
+//! [`pixel_spread`] and [`sharpness`] to measure what they show.
 
+mod fan;
 pub mod memory;
 
+pub use fan::{Spread, pixel_error, pixel_spread, sharpness};
 pub use memory::RealityMemory;
 
 use burn::prelude::*;

@@ -526,6 +526,12 @@ pub fn done_along_reality<B: Backend>(
     })
 }
 
+/// The env's data-collection policy (the policy M was trained on) for the episode with env seed
+/// `seed`: the same actions wherever a dream forks from that episode.
+pub fn data_policy(env: EnvKind, seed: u64) -> Box<dyn Agent> {
+    AgentKind::default_for(env).build(env, mix_seed(&[seed, PREFIX_STREAM]))
+}
+
 /// The first steps of a real episode under the env's data-collection policy (the policy M was
 /// trained on), for a dream to fork from ([`DreamStart`]).
 #[derive(Debug, Clone)]
@@ -543,7 +549,7 @@ impl RealPrefix {
     /// them is an error: a dream cannot fork from it.
     pub fn run(env: EnvKind, seed: u64, steps: usize) -> anyhow::Result<Self> {
         let mut e = env.make(seed);
-        let mut policy = AgentKind::default_for(env).build(env, mix_seed(&[seed, PREFIX_STREAM]));
+        let mut policy = data_policy(env, seed);
         let mut frames = vec![e.observation()];
         let (mut actions, mut ret) = (Vec::new(), 0.0);
         for t in 0..steps {
@@ -575,8 +581,9 @@ pub struct EvalConfig {
     /// The bundle (not read with `random` and no `dream_taus`).
     #[arg(skip)]
     pub model: PathBuf,
-    /// Real episodes (and dreams per tau).
-    #[arg(long, default_value_t = 100)]
+    /// Real episodes (and dreams per tau). The flag is the CLI's, as its default depends on the
+    /// measurement.
+    #[arg(skip = 100usize)]
     pub episodes: usize,
     /// Episode i's env seed derives from (seed, i).
     #[arg(long, default_value_t = 0)]
@@ -607,6 +614,7 @@ pub struct EvalConfig {
     #[arg(skip)]
     pub baseline: Option<AgentKind>,
     /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
+    /// With --open-loop: model,horizon,pixel_error,z_error,sharpness; with --futures: tau,spread.
     #[arg(long)]
     pub csv: Option<PathBuf>,
 }
@@ -666,7 +674,7 @@ pub struct EvalReport {
 }
 
 /// The commands that make each part, for error messages.
-fn train_hint(env: EnvKind) -> String {
+pub(crate) fn train_hint(env: EnvKind) -> String {
     let commands: Vec<String> = crate::train::pipeline_commands(env)
         .iter()
         .map(|c| format!("`{c}`"))

@@ -11,6 +11,7 @@
 //!   controller/          CMA-ES state, fitness.csv, fitness.png
 //! ```
 //! `dreamplay export` then writes the bundle in f16 to `models/<env>/` with its model card.
+//! `dreamplay eval` scores C (`eval.rs`) and measures the dream against reality (`fidelity.rs`).
 
 pub mod checkpoint;
 pub mod cmaes;
@@ -19,6 +20,7 @@ pub mod controller;
 pub mod encode;
 pub mod eval;
 pub mod export;
+pub mod fidelity;
 pub mod mdrnn;
 pub mod plot;
 pub mod progress;

@@ -1,0 +1,684 @@
+//! How faithful M's dream is to reality, measured two ways (`dreamplay eval --open-loop` and
+//! `dreamplay eval --futures`; `docs/fidelity.md` has the method and the shipped models' figures).
+//!
+//! Both play real episodes with the env's data policy (the policy M was trained on: episode i has
+//! env seed [`eval_episode_seed`]`(seed, i)` and the actions [`data_policy`] gives, the same
+//! episodes `eval` scores), and fork dreams from them every `fork_every` steps. A fork at step t
+//! is the memory of reality there ([`RealityMemory`]): z = V's mu of the real frame t, and M's h
+//! and c after reading the real (z, a) of steps 0..t. The dream then receives the actions reality
+//! received from step t on, so it differs from reality only by what M predicts.
+//!
+//! - **Open-loop** ([`open_loop`]): one dream per fork, compared after k steps with the real frame
+//!   t + k, at each of [`HORIZONS`] the episode reaches.
+//! - **Futures** ([`futures_spread`]): N dreams per fork, all with the same actions; how far their
+//!   frames at one horizon spread apart, per temperature.
+//!
+//! Everything random derives from the seed, so a run is deterministic (on one backend).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, ensure};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::eval::{data_policy, eval_episode_seed, mix_seed, train_hint};
+use crate::agent::Seen;
+use crate::dream::{DreamBatch, RealityMemory, pixel_error, pixel_spread, sharpness};
+use crate::envs::{EnvKind, Frame};
+use crate::model::bundle::{self, Expect, WorldModel};
+use crate::model::mdrnn::{MdnRnn, PAPER_DOOM_TAUS};
+use crate::model::vae::{ConvVae, FrameDecoder};
+use crate::train::collect::default_max_steps;
+use crate::train::progress::bar;
+
+/// The steps after a fork at which the open-loop dream is compared with reality.
+pub const HORIZONS: [u32; 5] = [1, 5, 10, 30, 100];
+/// A fork every this many real steps: a second of CarRacing (50 forks in a full episode), about
+/// 0.6 s of Take Cover (about 10 in a data-policy episode).
+pub const DEFAULT_FORK_EVERY: u32 = 20;
+/// Real episodes for `--open-loop` unless told.
+pub const OPEN_LOOP_EPISODES: usize = 20;
+/// Real episodes for `--futures` unless told: a few, as every fork there costs N dreams.
+pub const FUTURES_EPISODES: usize = 4;
+/// The most futures per fork `--futures` takes.
+pub const MAX_FUTURES: usize = 64;
+/// The open-loop CSV's `model` column: the world model's family, so that another family's rows
+/// can sit beside these.
+pub const MODEL_FAMILY: &str = "mdn-rnn";
+/// The temperatures `--futures` measures unless told: the paper's presets.
+pub const DEFAULT_FUTURES_TAUS: [f32; 5] = PAPER_DOOM_TAUS;
+
+/// Real episodes held at once (the frames of a full CarRacing episode take 12 MB).
+const EPISODES_PER_CHUNK: usize = 8;
+/// Dreams stepped as one batch by `--futures`.
+const FAN_ROWS: usize = 512;
+/// Latents decoded as one batch.
+const DECODE_ROWS: usize = 256;
+/// Stream constants for the dreams' draws (apart from eval's).
+const OPEN_LOOP_STREAM: u64 = 0x6f70_656e_2d6c_6f6f;
+const FUTURES_STREAM: u64 = 0x6675_7475_7265_7321;
+
+/// What `dreamplay eval --open-loop` measures.
+#[derive(Debug, Clone)]
+pub struct OpenLoopConfig {
+    pub env: EnvKind,
+    /// The bundle: V and M are read.
+    pub model: PathBuf,
+    /// Real episodes of the data policy.
+    pub episodes: usize,
+    pub seed: u64,
+    /// Steps per real episode at most.
+    pub max_steps: u32,
+    /// A fork every this many real steps (step 0 first).
+    pub fork_every: u32,
+    /// The dream's temperature.
+    pub tau: f32,
+    /// Write `model,horizon,pixel_error,z_error,sharpness` here.
+    pub csv: Option<PathBuf>,
+}
+
+impl OpenLoopConfig {
+    pub fn new(env: EnvKind, model: PathBuf) -> Self {
+        Self {
+            env,
+            model,
+            episodes: OPEN_LOOP_EPISODES,
+            seed: 0,
+            max_steps: default_max_steps(env),
+            fork_every: DEFAULT_FORK_EVERY,
+            tau: 1.0,
+            csv: None,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.episodes >= 1,
+            "--open-loop needs real episodes: --episodes must be at least 1"
+        );
+        ensure!(self.max_steps >= 1, "--max-steps must be at least 1");
+        ensure!(self.fork_every >= 1, "--fork-every must be at least 1");
+        check_tau(self.tau)
+    }
+}
+
+/// What `dreamplay eval --futures` measures.
+#[derive(Debug, Clone)]
+pub struct FuturesConfig {
+    pub env: EnvKind,
+    /// The bundle: V and M are read.
+    pub model: PathBuf,
+    /// Dreams per fork, N.
+    pub futures: usize,
+    /// Steps from the fork to the frames compared, H.
+    pub horizon: u32,
+    /// One spread per temperature.
+    pub taus: Vec<f32>,
+    /// Real episodes of the data policy to fork from.
+    pub episodes: usize,
+    pub seed: u64,
+    /// Steps per real episode at most.
+    pub max_steps: u32,
+    /// A fork every this many real steps (step 0 first), where H real steps follow.
+    pub fork_every: u32,
+    /// Write `tau,spread` here.
+    pub csv: Option<PathBuf>,
+}
+
+impl FuturesConfig {
+    pub fn new(env: EnvKind, model: PathBuf, futures: usize, horizon: u32) -> Self {
+        Self {
+            env,
+            model,
+            futures,
+            horizon,
+            taus: DEFAULT_FUTURES_TAUS.to_vec(),
+            episodes: FUTURES_EPISODES,
+            seed: 0,
+            max_steps: default_max_steps(env),
+            fork_every: DEFAULT_FORK_EVERY,
+            csv: None,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            (2..=MAX_FUTURES).contains(&self.futures),
+            "--futures must be 2 to {MAX_FUTURES} dreams per fork (a spread needs two), got {}",
+            self.futures
+        );
+        let limit = default_max_steps(self.env);
+        ensure!(self.horizon >= 1, "--horizon must be at least 1 step");
+        ensure!(
+            self.horizon <= limit,
+            "--horizon {} is longer than a {} episode lasts ({limit} steps at most)",
+            self.horizon,
+            self.env
+        );
+        ensure!(self.max_steps >= 1, "--max-steps must be at least 1");
+        ensure!(
+            self.horizon < self.max_steps,
+            "--horizon {} leaves no fork inside --max-steps {}",
+            self.horizon,
+            self.max_steps
+        );
+        ensure!(
+            self.episodes >= 1,
+            "--futures needs real episodes to fork from: --episodes must be at least 1"
+        );
+        ensure!(self.fork_every >= 1, "--fork-every must be at least 1");
+        ensure!(
+            !self.taus.is_empty(),
+            "--futures needs at least one --dream-tau"
+        );
+        self.taus.iter().try_for_each(|&tau| check_tau(tau))
+    }
+}
+
+/// The range `eval` takes: any positive temperature.
+fn check_tau(tau: f32) -> anyhow::Result<()> {
+    ensure!(
+        tau.is_finite() && tau > 0.0,
+        "--dream-tau values must be positive numbers, got {tau}"
+    );
+    Ok(())
+}
+
+/// The open-loop figures at one horizon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HorizonRow {
+    /// Steps after the fork; 0 is the fork itself, V's reconstruction of the real frame: the
+    /// floor the dream's error starts from.
+    pub horizon: u32,
+    /// Forks whose real episode lasted this long.
+    pub forks: usize,
+    /// Mean absolute difference per pixel and channel, in [0,1], between V's decoding of the
+    /// dream's z and the real frame.
+    pub pixel_error: f64,
+    /// Mean Euclidean distance between the dream's z and V's mu of the real frame.
+    pub z_error: f64,
+    /// The dream frames' mean image-gradient magnitude over the real frames' (1: as sharp as
+    /// reality).
+    pub sharpness: f64,
+}
+
+/// What `dreamplay eval --open-loop` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenLoopReport {
+    /// The world model's family ([`MODEL_FAMILY`]).
+    pub model: &'static str,
+    pub episodes: usize,
+    /// Real steps played, over all episodes.
+    pub real_steps: usize,
+    /// Forks, one dream each.
+    pub forks: usize,
+    /// Horizon 0, then each of [`HORIZONS`] that some episode reached.
+    pub rows: Vec<HorizonRow>,
+}
+
+/// One temperature's spread of futures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpreadRow {
+    pub tau: f32,
+    /// The mean over forks of [`pixel_spread`]'s mean at the horizon.
+    pub spread: f64,
+}
+
+/// What `dreamplay eval --futures` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuturesReport {
+    pub episodes: usize,
+    /// Forks with H real steps after them, each N dreams per tau.
+    pub forks: usize,
+    pub rows: Vec<SpreadRow>,
+}
+
+/// A real episode of the data policy: T actions, the T + 1 frames around them and V's mu of each.
+struct RealEpisode {
+    frames: Vec<Frame>,
+    actions: Vec<f32>,
+    mu: Vec<f32>,
+    action_size: usize,
+    z_size: usize,
+}
+
+impl RealEpisode {
+    /// T, the steps taken.
+    fn steps(&self) -> usize {
+        self.frames.len() - 1
+    }
+    fn action(&self, t: usize) -> &[f32] {
+        &self.actions[t * self.action_size..(t + 1) * self.action_size]
+    }
+    fn mu(&self, t: usize) -> &[f32] {
+        &self.mu[t * self.z_size..(t + 1) * self.z_size]
+    }
+}
+
+/// The memory of reality at step `t` of episode `episode`.
+struct Fork {
+    episode: usize,
+    t: usize,
+    z: Vec<f32>,
+    hidden: Vec<f32>,
+    cell: Vec<f32>,
+}
+
+/// Episode `seed` of the data policy until it ends or reaches `max_steps`: the frames (the
+/// reset's first) and the actions between them.
+fn play_data_policy(
+    env: EnvKind,
+    seed: u64,
+    max_steps: u32,
+) -> anyhow::Result<(Vec<Frame>, Vec<f32>)> {
+    let mut e = env.make(seed);
+    let mut policy = data_policy(env, seed);
+    let mut frames = vec![e.observation()];
+    let mut actions = Vec::new();
+    for _ in 0..max_steps {
+        let action = policy.act(&Seen::frame(frames.last().expect("the reset's frame")));
+        let step = e
+            .step(&action)
+            .with_context(|| format!("episode seed {seed}"))?;
+        actions.extend_from_slice(&action);
+        let done = step.done();
+        frames.push(step.obs);
+        if done {
+            break;
+        }
+    }
+    Ok((frames, actions))
+}
+
+/// Plays the episodes of `seeds` in parallel and encodes every frame with V.
+fn play_and_encode<B: Backend>(
+    env: EnvKind,
+    seeds: &[u64],
+    max_steps: u32,
+    vae: &ConvVae<B>,
+    device: &B::Device,
+) -> anyhow::Result<Vec<RealEpisode>> {
+    let played: Vec<(Vec<Frame>, Vec<f32>)> = seeds
+        .par_iter()
+        .map(|&seed| play_data_policy(env, seed, max_steps))
+        .collect::<anyhow::Result<_>>()?;
+    let action_size = env.action_space().len();
+    Ok(played
+        .into_iter()
+        .map(|(frames, actions)| {
+            let mut mu = Vec::with_capacity(frames.len() * vae.z_size());
+            for chunk in frames.chunks(DECODE_ROWS) {
+                let refs: Vec<&Frame> = chunk.iter().collect();
+                mu.extend(vae.encode_frames(&refs, device).0);
+            }
+            RealEpisode {
+                frames,
+                actions,
+                mu,
+                action_size,
+                z_size: vae.z_size(),
+            }
+        })
+        .collect())
+}
+
+/// M follows every episode at once (as in `eval`), and the memory is kept at each step
+/// t = 0, every, 2 every, ... that has `ahead` real steps after it.
+fn forks_along<B: Backend>(
+    episodes: &[RealEpisode],
+    rnn: &MdnRnn<B>,
+    every: usize,
+    ahead: usize,
+    device: &B::Device,
+) -> anyhow::Result<Vec<Fork>> {
+    // A row stays while a later fork of its episode may come.
+    let forks_after = |e: usize, t: usize| t.div_ceil(every) * every + ahead <= episodes[e].steps();
+    let mut active: Vec<usize> = (0..episodes.len()).filter(|&e| forks_after(e, 0)).collect();
+    let mut memory = RealityMemory::for_model(rnn, active.len());
+    let mut forks = Vec::new();
+    let mut t = 0;
+    while !active.is_empty() {
+        memory.set_all_z(
+            active
+                .iter()
+                .flat_map(|&e| episodes[e].mu(t))
+                .copied()
+                .collect(),
+        )?;
+        if t % every == 0 {
+            for (row, &e) in active.iter().enumerate() {
+                if t + ahead <= episodes[e].steps() {
+                    let latent = memory.latent(row);
+                    forks.push(Fork {
+                        episode: e,
+                        t,
+                        z: latent.z.to_vec(),
+                        hidden: latent.hidden.to_vec(),
+                        cell: latent.cell.to_vec(),
+                    });
+                }
+            }
+        }
+        let keep: Vec<usize> = (0..active.len())
+            .filter(|&row| forks_after(active[row], t + 1))
+            .collect();
+        memory.retain(&keep);
+        active = keep.iter().map(|&row| active[row]).collect();
+        let actions: Vec<f32> = active
+            .iter()
+            .flat_map(|&e| episodes[e].action(t))
+            .copied()
+            .collect();
+        memory.advance(rnn, &actions, device)?;
+        t += 1;
+    }
+    Ok(forks)
+}
+
+/// V's decoding of latents (`[n, z_size]`), a batch at a time.
+fn decode<B: Backend>(decoder: &FrameDecoder<B>, z: &[f32], device: &B::Device) -> Vec<Frame> {
+    z.chunks(DECODE_ROWS * decoder.z_size())
+        .flat_map(|chunk| decoder.decode_to_frames(chunk, device))
+        .collect()
+}
+
+/// Loads V and M from the bundle and checks that they fit each other and the env.
+fn load_v_and_m<B: Backend>(
+    env: EnvKind,
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>)> {
+    let model: WorldModel<B> =
+        bundle::load(path, &Expect::env(env), device).with_context(|| {
+            format!(
+                "cannot measure {env}'s dream without a model; the pipeline that makes one: {}",
+                train_hint(env)
+            )
+        })?;
+    let missing = |part: &str, command: &str| {
+        anyhow::anyhow!(
+            "{} has no {part}: train it with `dreamplay {command} --env {env}` \
+             (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
+             measure that file)",
+            path.display()
+        )
+    };
+    let vae = model
+        .vae
+        .ok_or_else(|| missing("V (the VAE)", "train-vae"))?;
+    let rnn = model
+        .mdrnn
+        .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
+    ensure!(
+        vae.z_size() == rnn.z_size(),
+        "{}: V's z has {} values but M's has {}",
+        path.display(),
+        vae.z_size(),
+        rnn.z_size()
+    );
+    let action_size = env.action_space().len();
+    ensure!(
+        rnn.action_size() == action_size,
+        "{}: M takes {} action values but {env} has {action_size}",
+        path.display(),
+        rnn.action_size()
+    );
+    Ok((vae, rnn))
+}
+
+/// The env seeds of `episodes` episodes under `seed`, in chunks held at once.
+fn seed_chunks(seed: u64, episodes: usize) -> Vec<Vec<u64>> {
+    let seeds: Vec<u64> = (0..episodes as u64)
+        .map(|i| eval_episode_seed(seed, i))
+        .collect();
+    seeds
+        .chunks(EPISODES_PER_CHUNK)
+        .map(<[u64]>::to_vec)
+        .collect()
+}
+
+/// Running sums for one horizon.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    forks: usize,
+    pixel_error: f64,
+    z_error: f64,
+    dream_sharpness: f64,
+    real_sharpness: f64,
+}
+
+impl Sums {
+    fn add(&mut self, dream: &Frame, real: &Frame, dream_z: &[f32], real_z: &[f32]) {
+        self.forks += 1;
+        self.pixel_error += pixel_error(dream, real);
+        self.z_error += dream_z
+            .iter()
+            .zip(real_z)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        self.dream_sharpness += sharpness(dream);
+        self.real_sharpness += sharpness(real);
+    }
+
+    fn row(&self, horizon: u32) -> HorizonRow {
+        let n = self.forks as f64;
+        HorizonRow {
+            horizon,
+            forks: self.forks,
+            pixel_error: self.pixel_error / n,
+            z_error: self.z_error / n,
+            sharpness: self.dream_sharpness / self.real_sharpness,
+        }
+    }
+}
+
+/// Runs `dreamplay eval --open-loop`: one dream per fork, stepped with reality's actions at
+/// `tau`, compared with reality at horizon 0 (V alone) and at each of [`HORIZONS`].
+pub fn open_loop<B: Backend>(
+    config: &OpenLoopConfig,
+    device: &B::Device,
+) -> anyhow::Result<OpenLoopReport> {
+    config.validate()?;
+    let env = config.env;
+    let (vae, rnn) = load_v_and_m::<B>(env, &config.model, device)?;
+    let decoder = vae.frame_decoder();
+    let a = env.action_space().len();
+    let last_horizon = *HORIZONS.last().expect("horizons") as usize;
+    let mut sums = [Sums::default(); HORIZONS.len() + 1];
+    let (mut real_steps, mut total_forks) = (0, 0);
+    let progress = bar(config.episodes as u64, "episodes");
+    for (chunk, seeds) in seed_chunks(config.seed, config.episodes).iter().enumerate() {
+        progress.set_message("reality");
+        let episodes = play_and_encode(env, seeds, config.max_steps, &vae, device)?;
+        real_steps += episodes.iter().map(RealEpisode::steps).sum::<usize>();
+        let forks = forks_along(&episodes, &rnn, config.fork_every as usize, 1, device)?;
+        total_forks += forks.len();
+        if forks.is_empty() {
+            progress.inc(seeds.len() as u64);
+            continue;
+        }
+        progress.set_message("dreams");
+        // Horizon 0: V's reconstruction of the fork's own frame.
+        let z0: Vec<f32> = forks.iter().flat_map(|f| f.z.iter().copied()).collect();
+        for (f, frame) in forks.iter().zip(decode(&decoder, &z0, device)) {
+            sums[0].add(&frame, &episodes[f.episode].frames[f.t], &f.z, &f.z);
+        }
+        let mut dream = DreamBatch::new(vae.clone(), rnn.clone(), forks.len(), device);
+        for (i, f) in forks.iter().enumerate() {
+            dream.reset_to_state(i, &f.z, &f.hidden, &f.cell)?;
+        }
+        // Steps left in each fork's real episode.
+        let left: Vec<usize> = forks
+            .iter()
+            .map(|f| episodes[f.episode].steps() - f.t)
+            .collect();
+        let reach = left.iter().copied().max().unwrap_or(0).min(last_horizon);
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+            config.seed,
+            OPEN_LOOP_STREAM,
+            chunk as u64,
+            u64::from(config.tau.to_bits()),
+        ]));
+        let mut actions = vec![0.0f32; forks.len() * a];
+        for k in 1..=reach {
+            // Reality's action; a zero one where the episode has ended (that row is not compared).
+            for (i, f) in forks.iter().enumerate() {
+                let slot = &mut actions[i * a..(i + 1) * a];
+                if k <= left[i] {
+                    slot.copy_from_slice(episodes[f.episode].action(f.t + k - 1));
+                } else {
+                    slot.fill(0.0);
+                }
+            }
+            dream.step(&actions, config.tau, &mut rng)?;
+            let Some(h) = HORIZONS.iter().position(|&h| h as usize == k) else {
+                continue;
+            };
+            let rows: Vec<usize> = (0..forks.len()).filter(|&i| k <= left[i]).collect();
+            let z: Vec<f32> = rows.iter().flat_map(|&i| dream.z(i)).copied().collect();
+            for (&i, frame) in rows.iter().zip(decode(&decoder, &z, device)) {
+                let (f, real) = (&forks[i], &episodes[forks[i].episode]);
+                sums[h + 1].add(&frame, &real.frames[f.t + k], dream.z(i), real.mu(f.t + k));
+            }
+        }
+        progress.inc(seeds.len() as u64);
+    }
+    progress.finish_and_clear();
+    let rows = std::iter::once(0)
+        .chain(HORIZONS)
+        .zip(&sums)
+        .filter(|(_, s)| s.forks > 0)
+        .map(|(h, s)| s.row(h))
+        .collect();
+    let report = OpenLoopReport {
+        model: MODEL_FAMILY,
+        episodes: config.episodes,
+        real_steps,
+        forks: total_forks,
+        rows,
+    };
+    if let Some(path) = &config.csv {
+        write_csv(path, &open_loop_csv(&report))?;
+    }
+    Ok(report)
+}
+
+/// Runs `dreamplay eval --futures`: per fork with H real steps after it, N dreams from its
+/// memory of reality with reality's next H actions, at each tau; the spread of their frames at H.
+pub fn futures_spread<B: Backend>(
+    config: &FuturesConfig,
+    device: &B::Device,
+) -> anyhow::Result<FuturesReport> {
+    config.validate()?;
+    let env = config.env;
+    let (vae, rnn) = load_v_and_m::<B>(env, &config.model, device)?;
+    let (n, h, a) = (
+        config.futures,
+        config.horizon as usize,
+        env.action_space().len(),
+    );
+    let mut spread_sums = vec![0.0f64; config.taus.len()];
+    let mut total_forks = 0;
+    let progress = bar(config.episodes as u64, "episodes");
+    for (chunk, seeds) in seed_chunks(config.seed, config.episodes).iter().enumerate() {
+        progress.set_message("reality");
+        let episodes = play_and_encode(env, seeds, config.max_steps, &vae, device)?;
+        let forks = forks_along(&episodes, &rnn, config.fork_every as usize, h, device)?;
+        total_forks += forks.len();
+        if forks.is_empty() {
+            progress.inc(seeds.len() as u64);
+            continue;
+        }
+        // Fans per batch; a short last group re-forks its last fan into the spare rows.
+        let fans = (FAN_ROWS / n).clamp(1, forks.len());
+        let mut dream = DreamBatch::new(vae.clone(), rnn.clone(), fans * n, device);
+        for (k, &tau) in config.taus.iter().enumerate() {
+            progress.set_message(format!("futures at tau {tau}"));
+            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+                config.seed,
+                FUTURES_STREAM,
+                chunk as u64,
+                u64::from(tau.to_bits()),
+            ]));
+            for group in forks.chunks(fans) {
+                let fan_of = |j: usize| &group[j.min(group.len() - 1)];
+                for j in 0..fans {
+                    let f = fan_of(j);
+                    dream.fork_rows(j * n..(j + 1) * n, &f.z, &f.hidden, &f.cell)?;
+                }
+                let mut actions = vec![0.0f32; fans * n * a];
+                for step in 0..h {
+                    for (row, slot) in actions.chunks_mut(a).enumerate() {
+                        let f = fan_of(row / n);
+                        slot.copy_from_slice(episodes[f.episode].action(f.t + step));
+                    }
+                    dream.step(&actions, tau, &mut rng)?;
+                }
+                let frames = dream.frames();
+                for fan in frames.chunks(n).take(group.len()) {
+                    spread_sums[k] += f64::from(pixel_spread(fan).mean);
+                }
+            }
+        }
+        progress.inc(seeds.len() as u64);
+    }
+    progress.finish_and_clear();
+    ensure!(
+        total_forks > 0,
+        "no real episode of {env} lasted --horizon {} steps past a fork: lower --horizon or add --episodes",
+        config.horizon
+    );
+    let report = FuturesReport {
+        episodes: config.episodes,
+        forks: total_forks,
+        rows: config
+            .taus
+            .iter()
+            .zip(spread_sums)
+            .map(|(&tau, sum)| SpreadRow {
+                tau,
+                spread: sum / total_forks as f64,
+            })
+            .collect(),
+    };
+    if let Some(path) = &config.csv {
+        write_csv(path, &spread_csv(&report))?;
+    }
+    Ok(report)
+}
+
+/// `model,horizon,pixel_error,z_error,sharpness`, one row per horizon.
+pub fn open_loop_csv(report: &OpenLoopReport) -> String {
+    let mut text = String::from("model,horizon,pixel_error,z_error,sharpness\n");
+    for r in &report.rows {
+        let _ = writeln!(
+            text,
+            "{},{},{:.6},{:.6},{:.6}",
+            report.model, r.horizon, r.pixel_error, r.z_error, r.sharpness
+        );
+    }
+    text
+}
+
+/// `tau,spread`, one row per tau.
+pub fn spread_csv(report: &FuturesReport) -> String {
+    let mut text = String::from("tau,spread\n");
+    for r in &report.rows {
+        let _ = writeln!(text, "{},{:.6}", r.tau, r.spread);
+    }
+    text
+}
+
+fn write_csv(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the CSV's folder {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write the CSV {}", path.display()))
+}
