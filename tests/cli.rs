@@ -199,3 +199,77 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
     assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The fidelity measurements refuse bad settings with a message naming the flag, before any
+/// model is read.
+#[test]
+fn fidelity_flags_out_of_range_are_named() {
+    for (args, flag) in [
+        (&["--futures", "0", "--horizon", "10"][..], "--futures"),
+        (&["--futures", "65", "--horizon", "10"], "--futures"),
+        (&["--futures", "8", "--horizon", "0"], "--horizon"),
+        (&["--futures", "8", "--horizon", "999999"], "--horizon"),
+        (
+            &["--futures", "8", "--horizon", "10", "--dream-tau", "0"],
+            "--dream-tau",
+        ),
+        (
+            &["--futures", "8", "--horizon", "10", "--dream-tau=-1"],
+            "--dream-tau",
+        ),
+        (
+            &["--futures", "8", "--horizon", "10", "--dream-tau", "NaN"],
+            "--dream-tau",
+        ),
+        (&["--open-loop", "--dream-tau", "0"], "--dream-tau"),
+        (&["--open-loop", "--episodes", "0"], "--episodes"),
+        (&["--open-loop", "--fork-every", "0"], "--fork-every"),
+        (
+            &["--open-loop", "--futures", "8", "--horizon", "10"],
+            "--futures",
+        ),
+        (&["--open-loop", "--random"], "--random"),
+        (
+            &["--futures", "8", "--horizon", "10", "--dream-context", "5"],
+            "--dream-context",
+        ),
+        (&["--futures", "8"], "--horizon"),
+        (&["--horizon", "10"], "--futures"),
+        (&["--fork-every", "5"], "--fork-every"),
+    ] {
+        let mut all = vec!["eval", "--env", "take-cover"];
+        all.extend_from_slice(args);
+        let out = dreamplay(&all, "");
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// A bundle with V but no M: the measurements name the command that trains M.
+#[test]
+fn fidelity_without_m_names_train_mdrnn() {
+    use dreamplay::envs::EnvKind;
+    use dreamplay::model::FlexBackend;
+    use dreamplay::model::bundle::{self, ModelSpec, Precision, WorldModel};
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let path = scratch.path().join("world-model.bin");
+    let spec = ModelSpec::paper(EnvKind::TakeCover);
+    let mut model = WorldModel::<FlexBackend>::empty(spec);
+    model.vae = Some(spec.vae_config().init(&Default::default()));
+    bundle::save(&model, &path, Precision::F32).expect("save a V-only bundle");
+    let path = path.to_str().expect("a UTF-8 path");
+    for mode in [&["--open-loop"][..], &["--futures", "4", "--horizon", "5"]] {
+        let mut args = vec!["eval", "--env", "take-cover", "--model", path];
+        args.extend_from_slice(mode);
+        let out = dreamplay(&args, "");
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{mode:?} should fail");
+        assert!(
+            stderr.contains("dreamplay train-mdrnn --env take-cover"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -659,3 +659,54 @@ fn the_shipped_take_cover_dream_against_reality() {
         "V's reconstructions keep {recon_near:.3} against {near:.3} of the real frames with a near fireball"
     );
 }
+
+/// A fan of futures: fork_all puts every row at one state; at tau 0 the rows then step alike, and
+/// fork_rows re-forks some rows while the others keep theirs. A bad state is an error that
+/// changes nothing.
+#[test]
+fn fork_all_puts_every_dream_at_one_state() {
+    let (_, vae, rnn) = parts(EnvKind::TakeCover, 32);
+    let device = Default::default();
+    let (n, zs, hs) = (4, rnn.z_size(), rnn.hidden_size());
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut batch = DreamBatch::new(vae, rnn, n, &device);
+    batch.reset_all_random(&mut rng);
+    batch.step(&[0.3; 4], 1.0, &mut rng).unwrap();
+    let z: Vec<f32> = (0..zs).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let h: Vec<f32> = (0..hs).map(|_| rng.random_range(-0.5..0.5)).collect();
+    let c: Vec<f32> = (0..hs).map(|_| rng.random_range(-0.5..0.5)).collect();
+    batch.fork_all(&z, &h, &c).unwrap();
+    assert_eq!(batch.steps(), &[0; 4]);
+    for i in 0..n {
+        assert_eq!(
+            (batch.z(i), batch.hidden(i), batch.cell(i)),
+            (&z[..], &h[..], &c[..])
+        );
+    }
+    batch.step(&[-0.7; 4], 0.0, &mut rng).unwrap();
+    for i in 1..n {
+        assert!(
+            max_diff(batch.z(0), batch.z(i)) < 1e-5,
+            "row {i} left the fan at tau 0"
+        );
+    }
+    let moved = batch.z(0).to_vec();
+    batch.fork_rows(2..4, &z, &h, &c).unwrap();
+    assert_eq!(batch.steps(), &[1, 1, 0, 0]);
+    assert_eq!((batch.z(1), batch.z(3)), (&moved[..], &z[..]));
+
+    let before = batch.z(0).to_vec();
+    assert!(matches!(
+        batch.fork_all(&z[1..], &h, &c),
+        Err(DreamError::WrongZLength { .. })
+    ));
+    assert!(matches!(
+        batch.fork_all(&z, &h[1..], &c),
+        Err(DreamError::WrongMemoryLength { .. })
+    ));
+    assert!(matches!(
+        batch.fork_rows(3..5, &z, &h, &c),
+        Err(DreamError::BadIndex { index: 4, .. })
+    ));
+    assert_eq!(batch.z(0), &before[..], "a failed fork changes nothing");
+}

@@ -22,6 +22,9 @@ use dreamplay::train::collect::{CollectConfig, collect};
 use dreamplay::train::controller::{ControllerTrainConfig, FitnessMode, train_controller};
 use dreamplay::train::encode::{EncodeSummary, Series, encode_all, vae_id};
 use dreamplay::train::eval::{EvalConfig, evaluate};
+use dreamplay::train::fidelity::{
+    FuturesConfig, OpenLoopConfig, futures_spread, open_loop, open_loop_csv,
+};
 use dreamplay::train::mdrnn::{MdrnnTrainConfig, MdrnnTrainSummary, train_mdrnn};
 use dreamplay::train::rollout::list_rollouts;
 use dreamplay::train::run_model_path;
@@ -321,6 +324,69 @@ fn tiny_pipeline_end_to_end() {
     for r in &report.real {
         assert!(r.ret.is_finite() && r.steps >= 1 && r.steps <= 40, "{r:?}");
     }
+
+    // The dream against reality: open-loop, it drifts from reality as the horizon grows, and
+    // the same seed gives the same figures.
+    let open_config = OpenLoopConfig {
+        episodes: 3,
+        max_steps: 80,
+        seed: 4,
+        ..OpenLoopConfig::new(ENV, run_model_path(&run))
+    };
+    let open = |config: &OpenLoopConfig| {
+        let _guard = init_lock();
+        open_loop::<B>(config, &device).expect("open-loop")
+    };
+    let first = open(&open_config);
+    assert_eq!(first, open(&open_config), "deterministic under its seed");
+    let horizons: Vec<u32> = first.rows.iter().map(|r| r.horizon).collect();
+    assert_eq!(
+        horizons,
+        [0, 1, 5, 10, 30],
+        "no 80-step episode reaches 100"
+    );
+    let at = |h: u32| first.rows.iter().find(|r| r.horizon == h).expect("a row");
+    let (near, far) = (at(1), at(30));
+    assert!(
+        far.pixel_error > near.pixel_error || far.z_error > near.z_error,
+        "open-loop error at 30 steps {far:?} exceeds 1 step's {near:?}"
+    );
+    for r in &first.rows {
+        assert!(
+            (0.0..=1.0).contains(&r.pixel_error) && r.sharpness > 0.0,
+            "{r:?}"
+        );
+    }
+    assert_eq!(at(0).z_error, 0.0, "horizon 0 is the fork itself");
+    let csv = open_loop_csv(&first);
+    assert!(
+        csv.starts_with("model,horizon,pixel_error,z_error,sharpness\nmdn-rnn,0,"),
+        "{csv}"
+    );
+
+    // Futures from one fork spread wider when M is hot.
+    let futures = {
+        let _guard = init_lock();
+        futures_spread::<B>(
+            &FuturesConfig {
+                taus: vec![0.1, 1.3],
+                episodes: 2,
+                max_steps: 80,
+                seed: 4,
+                ..FuturesConfig::new(ENV, run_model_path(&run), 8, 10)
+            },
+            &device,
+        )
+        .expect("futures")
+    };
+    let (cold, hot) = (futures.rows[0], futures.rows[1]);
+    assert!(futures.forks > 0);
+    assert!(
+        hot.spread > cold.spread,
+        "futures at tau 1.3 spread {} over tau 0.1's {}",
+        hot.spread,
+        cold.spread
+    );
 }
 
 /// One stage trained three ways with the same config (so from the same initial weights): in folder A

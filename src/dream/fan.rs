@@ -30,6 +30,15 @@ impl<B: Backend> DreamBatch<B> {
             self.check_index(last)?;
         }
         self.check_z(z)?;
+        let hs = self.hidden_size();
+        for memory in [hidden, cell] {
+            if memory.len() != hs {
+                return Err(DreamError::WrongMemoryLength {
+                    expected: hs,
+                    got: memory.len(),
+                });
+            }
+        }
         for i in rows {
             self.reset_to_state(i, z, hidden, cell)?;
         }
