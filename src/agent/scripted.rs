@@ -2,6 +2,25 @@
 //! the dream kills as reality does before any C is evolved in it.
 
 use super::{Agent, Seen};
+use crate::envs::EnvKind;
+
+/// A few fixed, named actions per env: what "what would each action do" compares. Take Cover:
+/// left, stay, right. CarRacing: steer either way, straight on the gas, brake.
+pub fn named_actions(env: EnvKind) -> Vec<(&'static str, Vec<f32>)> {
+    match env {
+        EnvKind::TakeCover => vec![
+            ("left", vec![-1.0]),
+            ("stay", vec![0.0]),
+            ("right", vec![1.0]),
+        ],
+        EnvKind::CarRacing => vec![
+            ("left", vec![-1.0, 0.0, 0.0]),
+            ("straight", vec![0.0, 1.0, 0.0]),
+            ("right", vec![1.0, 0.0, 0.0]),
+            ("brake", vec![0.0, 0.0, 0.8]),
+        ],
+    }
+}
 
 /// The zero action every step. In Take Cover's dream it shows whether M kills an agent that never
 /// dodges, which C must beat to be worth evolving.
@@ -60,6 +79,20 @@ impl Agent for Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_actions_are_valid_actions_of_their_env() {
+        for env in EnvKind::ALL {
+            let actions = named_actions(env);
+            assert!(actions.len() >= 3, "{env}");
+            for (name, action) in actions {
+                assert!(
+                    env.action_space().validate(&action).is_ok(),
+                    "{env}: {name} {action:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_sweep_turns_every_half_and_still_stays() {

@@ -25,7 +25,7 @@ use rand_distr::{Distribution as _, StandardNormal};
 
 use crate::agent::Latent;
 use crate::envs::Frame;
-use crate::model::mdrnn::{DoneRule, MdnRnn, MdnRnnState};
+use crate::model::mdrnn::{DimMixture, DoneRule, MdnRnn, MdnRnnState};
 use crate::model::vae::{
     ConvVae, FrameDecoder, frames_to_tensor, sample_posterior, tensor_to_frames,
 };
@@ -151,6 +151,10 @@ pub struct DreamBatch<B: Backend> {
     /// Steps since each dream's reset.
     steps: Vec<u32>,
     done_rule: DoneRule,
+    /// M's packed output of the last step (`[batch, row]`), kept so its mixtures can be shown.
+    last_output: Vec<f32>,
+    /// Dream i's z is the sample from `last_output` (no reset or edit since the step).
+    output_current: Vec<bool>,
 }
 
 impl<B: Backend> DreamBatch<B> {
@@ -176,6 +180,8 @@ impl<B: Backend> DreamBatch<B> {
             // The paper's rule draws no random numbers, so a bare dream's z draws do not depend
             // on how it ends; callers that evolve or score C choose the rule.
             done_rule: DoneRule::Threshold,
+            last_output: Vec::new(),
+            output_current: vec![false; batch],
         }
     }
 
@@ -287,7 +293,18 @@ impl<B: Backend> DreamBatch<B> {
         self.check_z(z)?;
         let zs = self.z_size();
         self.z[i * zs..(i + 1) * zs].copy_from_slice(z);
+        self.output_current[i] = false;
         Ok(())
+    }
+
+    /// M's predicted mixture for dimension `d` of dream `i`'s current z, from the step that drew
+    /// it; `None` before any step, or once z was reset or edited since.
+    pub fn mixture(&self, i: usize, d: usize) -> Option<DimMixture> {
+        if !self.output_current.get(i).copied().unwrap_or(false) || d >= self.z_size() {
+            return None;
+        }
+        let row = self.rnn.packed_layout().row(&self.last_output, i);
+        Some(row.mixture(d, self.rnn.n_gaussians()))
     }
 
     /// Sets dream `i` to latent `z` with a zero LSTM state.
@@ -470,6 +487,7 @@ impl<B: Backend> DreamBatch<B> {
         for i in 0..self.batch {
             self.take_step_output(&packed, i, tau, rng);
         }
+        self.keep_output(packed);
         Ok(())
     }
 
@@ -492,6 +510,7 @@ impl<B: Backend> DreamBatch<B> {
         for (i, rng) in rngs.iter_mut().enumerate() {
             self.take_step_output(&packed, i, tau, rng);
         }
+        self.keep_output(packed);
         Ok(())
     }
 
@@ -519,6 +538,11 @@ impl<B: Backend> DreamBatch<B> {
         let (packed, state) = self.rnn.step_packed(z, action, self.state.clone());
         self.state = state;
         Ok(read_f32(packed))
+    }
+
+    fn keep_output(&mut self, packed: Vec<f32>) {
+        self.last_output = packed;
+        self.output_current.fill(true);
     }
 
     /// Samples dream `i`'s next z (and done, under [`DoneRule::Sample`]) from M's packed output
@@ -644,6 +668,10 @@ impl<B: Backend> Dream<B> {
 
     pub fn z(&self) -> &[f32] {
         self.inner.z(0)
+    }
+    /// M's predicted mixture for dimension `d` of the current z (see [`DreamBatch::mixture`]).
+    pub fn mixture(&self, d: usize) -> Option<DimMixture> {
+        self.inner.mixture(0, d)
     }
     pub fn hidden(&self) -> &[f32] {
         self.inner.hidden(0)

@@ -416,6 +416,16 @@ impl PackedLayout {
 }
 
 impl PackedStep<'_> {
+    /// Dimension `d`'s predicted mixture (`k` components).
+    pub fn mixture(&self, d: usize, k: usize) -> DimMixture {
+        let s = d * k..(d + 1) * k;
+        DimMixture {
+            logmix: self.logmix[s.clone()].to_vec(),
+            mu: self.mu[s.clone()].to_vec(),
+            logsigma: self.logsigma[s].to_vec(),
+        }
+    }
+
     /// Dimension `d`'s next value drawn from its mixture at temperature `tau`.
     pub fn sample_dim<R: Rng + ?Sized>(&self, d: usize, k: usize, tau: f32, rng: &mut R) -> f32 {
         let s = d * k..(d + 1) * k;
@@ -427,6 +437,59 @@ impl PackedStep<'_> {
             rng,
         )
     }
+}
+
+/// M's prediction for one latent dimension's next value: a mixture of gaussians, as M outputs it
+/// (log weights already normalised). The temperature reshapes it as [`sample_mixture`] draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DimMixture {
+    pub logmix: Vec<f32>,
+    pub mu: Vec<f32>,
+    pub logsigma: Vec<f32>,
+}
+
+impl DimMixture {
+    /// The component weights at temperature `tau`: `softmax(logmix / tau)` (tau 1: M's own).
+    /// At or below [`MIN_TAU`] all weight goes to the most likely component, as sampling does.
+    pub fn weights(&self, tau: f32) -> Vec<f32> {
+        let k = argmax(&self.logmix);
+        if !tau.is_finite() || tau <= MIN_TAU {
+            return (0..self.logmix.len()).map(|i| f32::from(i == k)).collect();
+        }
+        let max = self.logmix[k];
+        let w: Vec<f32> = self
+            .logmix
+            .iter()
+            .map(|l| ((l - max) / tau).exp())
+            .collect();
+        let total: f32 = w.iter().sum();
+        w.into_iter().map(|x| x / total).collect()
+    }
+
+    /// The component standard deviations at temperature `tau`: `exp(logsigma) * sqrt(tau)`.
+    pub fn sigmas(&self, tau: f32) -> Vec<f32> {
+        let scale = tau.max(0.0).sqrt();
+        self.logsigma.iter().map(|l| l.exp() * scale).collect()
+    }
+
+    /// The mixture's probability density at `x`, temperature `tau`.
+    pub fn density(&self, x: f32, tau: f32) -> f32 {
+        self.weights(tau)
+            .iter()
+            .zip(&self.mu)
+            .zip(self.sigmas(tau))
+            .map(|((w, mu), sigma)| w * gaussian_density(x, *mu, sigma))
+            .sum()
+    }
+}
+
+/// N(x; mu, sigma^2); a zero sigma gives zero (the point mass is drawn apart).
+pub fn gaussian_density(x: f32, mu: f32, sigma: f32) -> f32 {
+    if sigma <= 0.0 || !sigma.is_finite() {
+        return 0.0;
+    }
+    let t = (x - mu) / sigma;
+    (-0.5 * t * t).exp() / (sigma * (2.0 * std::f32::consts::PI).sqrt())
 }
 
 /// The MDN negative log-likelihood of `target` under the mixture, averaged over batch, time and z
