@@ -11,7 +11,7 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 
 use dreamplay::app::commands::{
-    CLOSE_HELP_KEY, Control, DRIVE_KEYS, Mode, PlayCommand, controls_markdown, key_for,
+    CLOSE_HELP_KEY, Control, DRIVE_KEYS, Instrument, Mode, PlayCommand, controls_markdown, key_for,
 };
 use dreamplay::app::drive::Driver;
 use dreamplay::app::drive::TAU_PRESETS;
@@ -981,4 +981,219 @@ fn recordings_are_named_by_utc_second() {
         file_stamp(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         "20231114-221320"
     );
+}
+
+fn runner(app: &App) -> &dyn DreamRunner {
+    app.world()
+        .resource::<WorldModelRuntime>()
+        .runner
+        .as_deref()
+        .expect("the model loaded and nothing failed")
+}
+
+#[test]
+fn the_futures_fan_forks_every_future_from_one_state_and_tau_spreads_them() {
+    use dreamplay::app::instruments::FuturesFan;
+    let dir = write_random_bundle(EnvKind::CarRacing);
+    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.path().to_path_buf());
+    send(&mut app, PlayCommand::SetMode(Mode::Lockstep));
+    send(&mut app, PlayCommand::SetFanSize(5));
+    send(&mut app, PlayCommand::ToggleInstrument(Instrument::Futures));
+    // The command applies after this frame's sim step; the fan forks on the next.
+    frame(&mut app);
+
+    // At the fork, every future is reality's state: V's encoding of the real frame.
+    let fan = app.world().resource::<FuturesFan>();
+    assert_eq!((fan.frames.len(), fan.steps), (5, 0));
+    assert_eq!(fan.from, Some(View::Reality));
+    assert!(
+        fan.reality.is_some(),
+        "reality's continuation sits among them"
+    );
+    let real_z = runner(&app).reality_z().expect("M follows reality");
+    let futures = runner(&app).futures_z();
+    assert_eq!(futures.len(), 5);
+    assert!(futures.iter().all(|z| *z == real_z), "one fork for all");
+    assert_eq!(fan.spread.as_ref().map(|s| s.mean), Some(0.0));
+
+    // Stepped with the same actions at tau 1, they draw apart.
+    send(&mut app, PlayCommand::SetTau(1.0));
+    frames(&mut app, 3);
+    let futures = runner(&app).futures_z();
+    assert_ne!(futures[0], futures[1], "M's draws differ per future");
+    let fan = app.world().resource::<FuturesFan>();
+    assert!(fan.steps >= 3, "{}", fan.steps);
+    let spread_hot = fan.spread.as_ref().expect("a spread").mean;
+    assert!(spread_hot > 0.0);
+
+    // The fan forks afresh every `fan_horizon` steps, all futures equal again.
+    send(&mut app, PlayCommand::SetFanHorizon(5));
+    frames(&mut app, 6);
+    let fan = app.world().resource::<FuturesFan>();
+    assert!(
+        fan.steps < 5 && fan.forks >= 2,
+        "steps {} forks {}",
+        fan.steps,
+        fan.forks
+    );
+
+    // Closing the fan drops its frames.
+    send(&mut app, PlayCommand::ToggleInstrument(Instrument::Futures));
+    assert!(app.world().resource::<FuturesFan>().frames.is_empty());
+}
+
+#[test]
+fn lockstep_re_sync_resets_the_dream_to_reality_every_k_steps() {
+    let dir = write_random_bundle(EnvKind::CarRacing);
+    let mut app = app_with_models_dir(EnvKind::CarRacing, dir.path().to_path_buf());
+    send(&mut app, PlayCommand::SetMode(Mode::Lockstep));
+    send(&mut app, PlayCommand::SetTau(1.0));
+    // Open loop: the dream drifts from V's encoding of reality.
+    frames(&mut app, 3);
+    assert_ne!(Some(runner(&app).z()), runner(&app).reality_z());
+
+    // K = 1: after every step the dream is V's encoding of the real frame again.
+    send(&mut app, PlayCommand::SetResync(Some(1)));
+    for _ in 0..3 {
+        frame(&mut app);
+        assert_eq!(Some(runner(&app).z()), runner(&app).reality_z());
+    }
+    let divergence = app.world().resource::<Divergence>();
+    assert!(divergence.syncs >= 3);
+    assert!(
+        divergence
+            .by_horizon()
+            .iter()
+            .all(|(steps, _, _)| *steps >= 1),
+        "the plot counts steps since the last sync"
+    );
+
+    // K cycles off -> 1 -> 5 ...; off again after the last.
+    send(&mut app, PlayCommand::SetResync(None));
+    tap(&mut app, KeyCode::KeyK);
+    assert_eq!(session(&app).resync_every, Some(1));
+    tap(&mut app, KeyCode::KeyK);
+    assert_eq!(session(&app).resync_every, Some(5));
+}
+
+#[test]
+fn the_mixture_panel_shows_ms_own_prediction() {
+    use burn::prelude::*;
+    use burn::tensor::TensorData;
+    use dreamplay::app::instruments::MixtureReadout;
+    use dreamplay::model::FlexBackend;
+    use dreamplay::model::bundle::{self, Expect};
+    use dreamplay::model::mdrnn::MdnRnnState;
+
+    let env = EnvKind::CarRacing;
+    let dir = write_random_bundle(env);
+    let mut app = app_with_models_dir(env, dir.path().to_path_buf());
+    send(&mut app, PlayCommand::SetMode(Mode::LatentExplorer));
+    send(&mut app, PlayCommand::TogglePause);
+    // A known input: a random z with M's memory zeroed, the idle action.
+    send(&mut app, PlayCommand::DreamFromRandom);
+    let z = runner(&app).z();
+    send(&mut app, PlayCommand::SetMixtureDim(7));
+    send(&mut app, PlayCommand::ToggleInstrument(Instrument::Mixture));
+    assert!(
+        app.world().resource::<MixtureReadout>().mixture.is_none(),
+        "no prediction before the dream steps"
+    );
+    send(&mut app, PlayCommand::SetTau(0.5));
+    send(&mut app, PlayCommand::StepOnce);
+    frame(&mut app);
+
+    let readout = app.world().resource::<MixtureReadout>();
+    let shown = readout.mixture.clone().expect("M predicted z7");
+    assert_eq!(readout.dim, 7);
+    assert_eq!(readout.tau, 0.5);
+    assert_eq!(
+        readout.sampled,
+        Some(runner(&app).z()[7]),
+        "the drawn value is z7 now"
+    );
+
+    let device = Default::default();
+    let path = dreamplay::app::world_model::model_path(dir.path(), env);
+    let rnn = bundle::load_mdrnn::<FlexBackend>(&path, &Expect::env(env), &device).expect("M");
+    let (zs, hs) = (rnn.z_size(), rnn.hidden_size());
+    let (packed, _) = rnn.step_packed(
+        Tensor::from_data(TensorData::new(z, [1, zs]), &device),
+        Tensor::from_data(TensorData::new(vec![0.0f32; 3], [1, 3]), &device),
+        MdnRnnState::zeros(1, hs, &device),
+    );
+    let packed: Vec<f32> = packed.into_data().to_vec().expect("f32");
+    let expected = rnn
+        .packed_layout()
+        .row(&packed, 0)
+        .mixture(7, rnn.n_gaussians());
+    for (a, b) in [
+        (&shown.logmix, &expected.logmix),
+        (&shown.mu, &expected.mu),
+        (&shown.logsigma, &expected.logsigma),
+    ] {
+        assert_eq!(a.len(), 5);
+        for (x, y) in a.iter().zip(b) {
+            assert_within(*x, *y, 1e-5, "M's own output");
+        }
+    }
+    let weights = shown.weights(1.0);
+    assert_within(weights.iter().sum(), 1.0, 1e-5, "pi sums to 1");
+    // A low tau sharpens the weights toward the likeliest component.
+    let top = weights.iter().cloned().fold(0.0, f32::max);
+    assert!(shown.weights(0.5).iter().cloned().fold(0.0, f32::max) >= top);
+}
+
+#[test]
+fn latent_slider_edits_reach_the_running_dream() {
+    let env = EnvKind::CarRacing;
+    let dir = write_random_bundle(env);
+    let dream_after_one_step = |edit: bool| {
+        let mut app = app_with_models_dir(env, dir.path().to_path_buf());
+        send(&mut app, PlayCommand::SetDoneOdds(0.01));
+        send(&mut app, PlayCommand::SetMode(Mode::DriveDream));
+        send(&mut app, PlayCommand::TogglePause);
+        if edit {
+            let z = set_latent_dim(&mut app, 3, 2.0).expect("a runner");
+            assert_eq!(z[3], 2.0, "the slider sets the running dream's z");
+        }
+        send(&mut app, PlayCommand::StepOnce);
+        frame(&mut app);
+        runner(&app).z()
+    };
+    let (plain, edited) = (dream_after_one_step(false), dream_after_one_step(true));
+    let changed = plain.iter().zip(&edited).filter(|(a, b)| a != b).count();
+    assert!(
+        changed > 1,
+        "M carries the edit into every dimension's next value ({changed} changed)"
+    );
+}
+
+#[test]
+fn previews_show_each_named_action_from_the_paused_state() {
+    use dreamplay::app::instruments::ActionPreviews;
+    let env = EnvKind::TakeCover;
+    let dir = write_random_bundle(env);
+    let mut app = app_with_models_dir(env, dir.path().to_path_buf());
+    send(&mut app, PlayCommand::ToggleInstrument(Instrument::Actions));
+    assert!(
+        app.world().resource::<ActionPreviews>().items.is_empty(),
+        "only when paused"
+    );
+    send(&mut app, PlayCommand::TogglePause);
+    frame(&mut app);
+    let previews = app.world().resource::<ActionPreviews>();
+    let names: Vec<&str> = previews.items.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["left", "stay", "right"]);
+    assert_eq!(previews.steps, 10);
+    assert!(
+        previews
+            .items
+            .iter()
+            .all(|p| p.next.dimensions() == (64, 64))
+    );
+    let real_steps_paused = real_steps(&app);
+    send(&mut app, PlayCommand::SetPreviewSteps(3));
+    assert_eq!(app.world().resource::<ActionPreviews>().steps, 3);
+    assert_eq!(real_steps(&app), real_steps_paused, "previews move nothing");
 }

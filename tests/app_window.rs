@@ -88,19 +88,31 @@ fn run_app(args: &[&str]) -> (String, String) {
 /// Runs the driving script in a window on the models in `models`, screenshots it to `screenshot`,
 /// and returns the screenshot and where each view sits in it.
 fn screenshot_after_script(models: &Path, screenshot: &Path) -> (RgbImage, ViewRects) {
+    screenshot_with(models, screenshot, &[], SCRIPT)
+}
+
+/// As [`screenshot_after_script`], with `extra` flags and its own script.
+fn screenshot_with(
+    models: &Path,
+    screenshot: &Path,
+    extra: &[&str],
+    script: &str,
+) -> (RgbImage, ViewRects) {
     std::fs::create_dir_all(artifacts_dir()).expect("create target/test-artifacts");
     let _ = std::fs::remove_file(screenshot);
-    let (stdout, _stderr) = run_app(&[
+    let mut args = vec![
         "play",
         "--window-size",
         WINDOW_SIZE,
         "--models",
         models.to_str().expect("utf-8 path"),
         "--script",
-        SCRIPT,
+        script,
         "--screenshot",
         screenshot.to_str().expect("utf-8 path"),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (stdout, _stderr) = run_app(&args);
     println!("screenshot: {}", screenshot.display());
     assert!(
         stdout.contains("screenshot: "),
@@ -270,4 +282,52 @@ fn the_shipped_models_reconstruct_and_dream_in_the_window() {
     let spread = std_dev(&dream);
     println!("dream: spread {spread:.3}");
     assert!(spread > 0.02, "the dream pane looks blank ({spread:.4})");
+}
+
+/// Each instrument, opened from the command line on the shipped Take Cover model, draws its own
+/// non-blank panel, and no two look alike.
+#[test]
+fn every_instrument_draws_a_distinct_panel() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let runs: [(&str, &[&str], &str); 4] = [
+        ("futures", &["--mode", "lockstep"], "wait 12"),
+        ("mixture", &[], "wait 12"),
+        ("map", &[], "wait 12"),
+        // The previews are for a still moment: pause first.
+        ("actions", &[], "wait 6; press space; wait 4"),
+    ];
+    let mut thumbs = Vec::new();
+    for (instrument, extra, script) in runs {
+        let screenshot = artifacts_dir().join(format!("app_window_{instrument}.png"));
+        let mut flags = vec!["--env", "take-cover", "--instrument", instrument];
+        flags.extend_from_slice(extra);
+        let (image, rects) = screenshot_with(&models, &screenshot, &flags, script);
+        let panel = rects
+            .instrument
+            .unwrap_or_else(|| panic!("the {instrument} panel was not drawn"));
+        let thumb = thumbnail(&image, panel);
+        let spread = std_dev(&thumb);
+        println!("{instrument}: spread {spread:.3}");
+        assert!(
+            spread > 0.02,
+            "the {instrument} panel looks blank (spread {spread:.4}) in {}",
+            screenshot.display()
+        );
+        thumbs.push((instrument, thumb));
+    }
+    for i in 0..thumbs.len() {
+        for j in i + 1..thumbs.len() {
+            let gap = mean_abs_diff(&thumbs[i].1, &thumbs[j].1);
+            println!(
+                "{} vs {}: mean difference {gap:.3}",
+                thumbs[i].0, thumbs[j].0
+            );
+            assert!(
+                gap > 0.02,
+                "the {} and {} panels look the same ({gap:.4})",
+                thumbs[i].0,
+                thumbs[j].0
+            );
+        }
+    }
 }

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use dreamplay::envs::EnvKind;
 use dreamplay::agent::AgentKind;
+use dreamplay::envs::EnvKind;
 use dreamplay::train::collect::{
     CollectConfig, CollectError, CollectStats, MANIFEST_FILE, collect,
 };

@@ -7,10 +7,10 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::{Distribution, ElementConversion, TensorData};
 use dreamplay::envs::{EnvKind, Frame};
+use dreamplay::model::atlas::{AtlasError, DimStats, LatentMap, LatentRows, LatentStats};
 use dreamplay::model::backend::{
     self, BackendRequest, FlexBackend, FlexDevice, SelectedBackend, WgpuBackend,
 };
-use dreamplay::model::atlas::{AtlasError, DimStats, LatentMap, LatentRows, LatentStats};
 use dreamplay::model::bundle::{
     self, BundleError, Expect, ModelSpec, Part, Precision, WorldModel, collect_params,
 };
@@ -899,7 +899,11 @@ fn the_map_of_points_on_a_line_has_the_line_as_its_first_axis() {
     assert!((map.variance_explained[0] - 1.0).abs() < 1e-5, "{map:?}");
     assert!(map.variance_explained[1].abs() < 1e-5, "{map:?}");
     let norm: f32 = map.axes[1].iter().map(|a| a * a).sum();
-    let dot: f32 = map.axes[0].iter().zip(&map.axes[1]).map(|(a, b)| a * b).sum();
+    let dot: f32 = map.axes[0]
+        .iter()
+        .zip(&map.axes[1])
+        .map(|(a, b)| a * b)
+        .sum();
     assert!((norm - 1.0).abs() < 1e-5 && dot.abs() < 1e-5, "{map:?}");
     // Every row fits (101 <= 3000), in data order, on the line at its t.
     assert_eq!(map.points.len(), 101);
@@ -968,7 +972,10 @@ fn bundle_round_trip_keeps_the_latent_statistics_and_map() {
     bundle::save(&model, &path, Precision::F16).unwrap();
     let loaded = bundle::load::<B>(&path, &Expect::spec(&spec), &dev()).unwrap();
     assert_eq!(loaded.latent_stats, model.latent_stats);
-    assert_eq!(loaded.latent_map, model.latent_map, "the map is stored in f32");
+    assert_eq!(
+        loaded.latent_map, model.latent_map,
+        "the map is stored in f32"
+    );
     assert_eq!(loaded.controller, model.controller);
     let header = bundle::read_header(&path).unwrap();
     assert_eq!(header.latent_stats, model.latent_stats);

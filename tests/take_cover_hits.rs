@@ -9,11 +9,11 @@
 //! the reality side.
 
 use dreamplay::dream::{DreamBatch, DreamStart};
-use dreamplay::model::mdrnn::DoneRule;
 use dreamplay::envs::take_cover::{NEAR_FIREBALL_PIXELS, TakeCover, fireball_pixels};
 use dreamplay::envs::{Env, EnvKind, Frame};
 use dreamplay::model::FlexBackend;
 use dreamplay::model::bundle::{Expect, load};
+use dreamplay::model::mdrnn::DoneRule;
 use dreamplay::model::mdrnn::MdnRnn;
 use dreamplay::model::vae::ConvVae;
 use rand::SeedableRng;

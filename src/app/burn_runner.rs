@@ -10,14 +10,20 @@ use rand_chacha::ChaCha8Rng;
 
 use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands};
 use crate::agent::{Agent, Seen};
-use crate::dream::{Dream, DreamStep, RealityMemory};
+use crate::dream::{Dream, DreamBatch, DreamStep, RealityMemory};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::Controller;
+use crate::model::atlas::{LatentMap, LatentStats};
 use crate::model::bundle::{self, EvolvedDream, Expect};
-use crate::model::mdrnn::DoneRule;
+use crate::model::mdrnn::{DimMixture, DoneRule};
 
 /// Seed of the dream's sampling RNG: a session replays the same dream for the same inputs.
 const DREAM_RNG_SEED: u64 = 0x00D2_EA11;
+/// Seed of the futures' sampling RNG (apart from the dream's, so opening the fan does not change
+/// the dream).
+const FUTURES_RNG_SEED: u64 = 0x0F07_0E55;
+/// Seed of every action preview: the same state shows the same previews.
+const PREVIEW_RNG_SEED: u64 = 0x0A71_0255;
 
 /// Loads `path` for `env` on the selected backend and wraps it as a runner, or says why not.
 pub fn load_burn_runtime(
@@ -57,6 +63,8 @@ pub struct BurnRunner<B: Backend> {
     z_size: usize,
     has_controller: bool,
     evolved_dream: Option<EvolvedDream>,
+    latent_stats: Option<LatentStats>,
+    latent_map: Option<LatentMap>,
 }
 
 struct Inner<B: Backend> {
@@ -67,6 +75,37 @@ struct Inner<B: Backend> {
     rng: ChaCha8Rng,
     /// The last fork from reality: z, h and c, to restart from.
     fork: Option<ForkPoint>,
+    /// The fan of futures, stepped as one batch.
+    futures: Option<DreamBatch<B>>,
+    futures_rng: ChaCha8Rng,
+}
+
+impl<B: Backend> Inner<B> {
+    /// The dream's state, or the reality-following memory's.
+    fn state(&self, from: View) -> ForkPoint {
+        let latent = match from {
+            View::Dream => self.dream.batch().latent(0),
+            View::Reality => self.reality.latent(0),
+        };
+        ForkPoint {
+            z: latent.z.to_vec(),
+            hidden: latent.hidden.to_vec(),
+            cell: latent.cell.to_vec(),
+        }
+    }
+
+    /// A batch of `n` dreams on this model, all at the state of `from`.
+    fn batch_at(&self, n: usize, from: &ForkPoint) -> anyhow::Result<DreamBatch<B>> {
+        let model = self.dream.batch();
+        let mut batch = DreamBatch::new(
+            model.vae().clone(),
+            model.mdrnn().clone(),
+            n,
+            model.device(),
+        );
+        batch.fork_all(&from.z, &from.hidden, &from.cell)?;
+        Ok(batch)
+    }
 }
 
 struct ForkPoint {
@@ -119,6 +158,8 @@ impl<B: Backend> BurnRunner<B> {
             controller,
             rng: ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED),
             fork: None,
+            futures: None,
+            futures_rng: ChaCha8Rng::seed_from_u64(FUTURES_RNG_SEED),
         };
         Ok(Self {
             inner: Mutex::new(inner),
@@ -126,6 +167,8 @@ impl<B: Backend> BurnRunner<B> {
             z_size,
             has_controller,
             evolved_dream,
+            latent_stats: model.latent_stats.filter(|s| s.dims.len() == z_size),
+            latent_map: model.latent_map.filter(|m| m.z_size() == z_size),
         })
     }
 
@@ -169,6 +212,14 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
 
     fn evolved_dream(&self) -> Option<EvolvedDream> {
         self.evolved_dream
+    }
+
+    fn latent_stats(&self) -> Option<&LatentStats> {
+        self.latent_stats.as_ref()
+    }
+
+    fn latent_map(&self) -> Option<&LatentMap> {
+        self.latent_map.as_ref()
     }
 
     fn set_done_odds(&mut self, factor: f32) {
@@ -290,5 +341,77 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
             View::Reality => inner.reality.latent(0),
         };
         Some(Agent::act(&mut controller, &Seen::latent(latent)))
+    }
+
+    fn reality_z(&self) -> Option<Vec<f32>> {
+        Some(self.locked().reality.z(0).to_vec())
+    }
+
+    fn mixture(&self, dim: usize) -> Option<DimMixture> {
+        self.locked().dream.mixture(dim)
+    }
+
+    fn fork_futures(&mut self, n: usize, from: View) -> anyhow::Result<()> {
+        anyhow::ensure!(n > 0, "a fan needs at least one future");
+        let inner = self.inner();
+        let state = inner.state(from);
+        match &mut inner.futures {
+            Some(batch) if batch.batch_size() == n => {
+                batch.fork_all(&state.z, &state.hidden, &state.cell)?
+            }
+            _ => inner.futures = Some(inner.batch_at(n, &state)?),
+        }
+        Ok(())
+    }
+
+    fn step_futures(&mut self, action: &[f32], tau: f32) -> anyhow::Result<()> {
+        let inner = self.inner();
+        let Some(batch) = &mut inner.futures else {
+            anyhow::bail!("no futures to step: fork them first");
+        };
+        let actions = action.repeat(batch.batch_size());
+        batch.step(&actions, tau, &mut inner.futures_rng)?;
+        Ok(())
+    }
+
+    fn futures_frames(&mut self) -> anyhow::Result<Vec<Frame>> {
+        Ok(self
+            .inner()
+            .futures
+            .as_ref()
+            .map(DreamBatch::frames)
+            .unwrap_or_default())
+    }
+
+    fn futures_z(&self) -> Vec<Vec<f32>> {
+        let inner = self.locked();
+        let Some(batch) = &inner.futures else {
+            return Vec::new();
+        };
+        (0..batch.batch_size())
+            .map(|i| batch.z(i).to_vec())
+            .collect()
+    }
+
+    fn preview_actions(
+        &mut self,
+        from: View,
+        actions: &[Vec<f32>],
+        steps: usize,
+        tau: f32,
+    ) -> anyhow::Result<Vec<[Frame; 2]>> {
+        anyhow::ensure!(!actions.is_empty(), "no actions to preview");
+        let inner = self.inner();
+        let state = inner.state(from);
+        let mut batch = inner.batch_at(actions.len(), &state)?;
+        let flat: Vec<f32> = actions.concat();
+        let mut rng = ChaCha8Rng::seed_from_u64(PREVIEW_RNG_SEED);
+        batch.step(&flat, tau, &mut rng)?;
+        let first = batch.frames();
+        for _ in 1..steps.max(1) {
+            batch.step(&flat, tau, &mut rng)?;
+        }
+        let last = batch.frames();
+        Ok(first.into_iter().zip(last).map(|(a, b)| [a, b]).collect())
     }
 }

@@ -18,7 +18,7 @@ pub(super) fn plugin(app: &mut App) {
 
 /// The playground's modes: one axis, one bevy state. Commands ask for a mode through
 /// `NextState<Mode>`; entering one may fork the dream (`sim::modes`).
-#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
 pub enum Mode {
     /// The real env steps; V shows its reconstruction, the dream pane M's one-step prediction.
     #[default]
@@ -28,6 +28,7 @@ pub enum Mode {
     /// The same actions go to reality and to a dream forked from it; the gap is plotted.
     Lockstep,
     /// The dream is paused and every latent dimension has a slider.
+    #[value(alias = "explore")]
     LatentExplorer,
 }
 
@@ -56,6 +57,55 @@ impl Mode {
     pub fn next(self) -> Mode {
         let index = Mode::ALL.iter().position(|m| *m == self).unwrap_or(0);
         Mode::ALL[(index + 1) % Mode::ALL.len()]
+    }
+}
+
+/// The instruments that show why the dream behaves as it does. At most one is open; it shares the
+/// screen with the views (see `super::instruments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Instrument {
+    /// N dreams forked from one state, stepped with the same actions, and their spread.
+    Futures,
+    /// M's predicted mixture for one latent dimension, at tau 1 and at the current tau.
+    Mixture,
+    /// V's latent space in 2D, with the live paths of reality and the dream.
+    Map,
+    /// What each of a few actions would do, from the paused state.
+    Actions,
+}
+
+impl Instrument {
+    pub const ALL: [Instrument; 4] = [
+        Instrument::Futures,
+        Instrument::Mixture,
+        Instrument::Map,
+        Instrument::Actions,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Instrument::Futures => "Futures fan",
+            Instrument::Mixture => "Inside M",
+            Instrument::Map => "Latent map",
+            Instrument::Actions => "What if",
+        }
+    }
+
+    /// One line on what it shows.
+    pub fn caption(self) -> &'static str {
+        match self {
+            Instrument::Futures => {
+                "dreams forked from one state, the same actions: tau made visible"
+            }
+            Instrument::Mixture => "M's predicted distribution of one z dimension's next value",
+            Instrument::Map => "the data's z in 2D (PCA), with reality's and the dream's paths",
+            Instrument::Actions => "from the paused state: each action's next frame and K steps on",
+        }
+    }
+
+    /// The key that opens and closes it.
+    pub fn key_label(self) -> String {
+        key_for(&PlayCommand::ToggleInstrument(self)).unwrap_or_default()
     }
 }
 
@@ -101,8 +151,28 @@ pub enum PlayCommand {
     SetUiScale(f32),
     ToggleSidePanel,
     ToggleHelp,
+    /// Open this instrument, or close it if it is open.
+    ToggleInstrument(Instrument),
+    /// How many futures the fan rolls.
+    SetFanSize(usize),
+    /// The fan forks afresh every this many steps.
+    SetFanHorizon(u32),
+    /// Which latent dimension the mixture panel shows.
+    SetMixtureDim(usize),
+    /// How far on the action previews look (K).
+    SetPreviewSteps(usize),
+    /// Lockstep: reset the dream to reality every K steps (`None`: never, an open-loop dream).
+    SetResync(Option<u32>),
+    /// Lockstep: the next re-sync interval in [`RESYNC_CHOICES`].
+    CycleResync,
+    /// Put the dream at this z and open the latent explorer (a click on the latent map).
+    JumpToLatent(Vec<f32>),
     Quit,
 }
+
+/// The re-sync intervals K cycles through: every step (one-step predictions) to never (open loop).
+pub const RESYNC_CHOICES: [Option<u32>; 6] =
+    [None, Some(1), Some(5), Some(10), Some(30), Some(100)];
 
 /// One UI scale step (+ / -).
 pub const UI_SCALE_STEP: f32 = 1.1;
@@ -171,6 +241,8 @@ pub enum Control {
     Fullscreen,
     UiScale,
     SidePanel,
+    Instruments,
+    Resync,
     Help,
 }
 
@@ -188,7 +260,7 @@ pub struct ControlSpec {
 }
 
 impl Control {
-    pub const ALL: [Control; 18] = [
+    pub const ALL: [Control; 20] = [
         Control::Drive,
         Control::Gamepad,
         Control::HandToController,
@@ -206,6 +278,8 @@ impl Control {
         Control::Fullscreen,
         Control::UiScale,
         Control::SidePanel,
+        Control::Instruments,
+        Control::Resync,
         Control::Help,
     ];
 
@@ -373,6 +447,39 @@ impl Control {
                 const { &[Binding::key(&[KeyCode::Tab], C::ToggleSidePanel)] },
                 "Side panel",
                 "hide / show the side panel",
+            ),
+            Control::Instruments => ControlSpec {
+                help: format!(
+                    "instruments: {} (again to close)",
+                    Instrument::ALL.map(Instrument::label).join(" / ")
+                )
+                .into(),
+                ..spec(
+                    const {
+                        &[
+                            Binding::key(
+                                &[KeyCode::Digit6],
+                                C::ToggleInstrument(Instrument::Futures),
+                            ),
+                            Binding::key(
+                                &[KeyCode::Digit7],
+                                C::ToggleInstrument(Instrument::Mixture),
+                            ),
+                            Binding::key(&[KeyCode::Digit8], C::ToggleInstrument(Instrument::Map)),
+                            Binding::key(
+                                &[KeyCode::Digit9],
+                                C::ToggleInstrument(Instrument::Actions),
+                            ),
+                        ]
+                    },
+                    "Instruments",
+                    "",
+                )
+            },
+            Control::Resync => spec(
+                const { &[Binding::key(&[KeyCode::KeyK], C::CycleResync)] },
+                "Re-sync",
+                "Lockstep: re-sync the dream to reality every K steps (off, 1, 5, 10, 30, 100)",
             ),
             Control::Help => spec(
                 const { &[Binding::key(&[KeyCode::F1, KeyCode::KeyH], C::ToggleHelp)] },

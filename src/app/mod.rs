@@ -22,6 +22,8 @@ pub mod commands;
 pub mod drive;
 mod hud;
 pub mod input;
+mod instrument_panels;
+pub mod instruments;
 pub mod lecture;
 pub mod recording;
 pub mod script;
@@ -36,6 +38,7 @@ use bevy::prelude::*;
 use bevy::window::{MonitorSelection, PresentMode, WindowMode, WindowResolution};
 
 use crate::envs::EnvKind;
+use commands::{Instrument, Mode};
 
 /// The app's system order within a frame, set once here.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +75,14 @@ pub struct PlayOptions {
     pub screenshot: Option<PathBuf>,
     /// Scripted input (see [`script::Script`]).
     pub script: Option<script::Script>,
+    /// The mode to start in (default: drive reality).
+    pub mode: Mode,
+    /// An instrument to open at the start.
+    pub instrument: Option<Instrument>,
+    /// Lockstep's re-sync interval at the start (`None`: open loop).
+    pub resync_every: Option<u32>,
+    /// The futures fan's size at the start.
+    pub fan_size: usize,
 }
 
 impl PlayOptions {
@@ -88,6 +99,10 @@ impl PlayOptions {
             screenshot_after: None,
             screenshot: None,
             script: None,
+            mode: Mode::default(),
+            instrument: None,
+            resync_every: None,
+            fan_size: instruments::FAN_SIZE_DEFAULT,
         }
     }
 }
@@ -118,6 +133,7 @@ impl Plugin for LogicPlugin {
             world_model::plugin,
             input::plugin,
             sim::plugin,
+            instruments::plugin,
             lecture::plugin,
             recording::plugin,
         ));
@@ -129,6 +145,16 @@ impl Plugin for LogicPlugin {
         let mut presentation = app.world_mut().resource_mut::<lecture::Presentation>();
         presentation.ui_scale = lecture::clamp_ui_scale(self.options.ui_scale, 1.0);
         presentation.fullscreen = self.options.fullscreen;
+        let world = app.world_mut();
+        world.resource_mut::<sim::Session>().resync_every = self.options.resync_every;
+        let mut instruments = world.resource_mut::<instruments::Instruments>();
+        instruments.open = self.options.instrument;
+        instruments.fan_size = self.options.fan_size;
+        if self.options.mode != Mode::default() {
+            world
+                .resource_mut::<NextState<Mode>>()
+                .set(self.options.mode);
+        }
     }
 }
 

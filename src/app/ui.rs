@@ -11,10 +11,13 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::commands::{
-    CLOSE_HELP_KEY, Control, Mode, PlayCommand, controls_help, key_for, key_name,
+    CLOSE_HELP_KEY, Control, Instrument, Mode, PlayCommand, controls_help, key_for, key_name,
 };
 use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
 use super::hud::{self, HudData};
+use super::instrument_panels::{
+    FrameTextures, InstrumentState, MISSING_ATLAS_HINT, instrument_buttons_ui, instrument_panel_ui,
+};
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
 use super::recording::Recording;
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, SimState, Timings};
@@ -33,6 +36,8 @@ pub const DEFAULT_LATENT_RANGE: (f32, f32) = (-3.0, 3.0);
 const VIEW_LABEL_SIZE: f32 = 30.0;
 /// Height kept for the lockstep plot, in points.
 const PLOT_HEIGHT: f32 = 190.0;
+/// The share of the central area an open instrument takes, below the views.
+const INSTRUMENT_SHARE: f32 = 0.5;
 
 /// The texture ids of the view images, for this frame.
 struct ViewTextures {
@@ -56,6 +61,7 @@ struct UiState<'w> {
     notice: Res<'w, Notice>,
     presentation: Res<'w, Presentation>,
     recording: Res<'w, Recording>,
+    instruments: InstrumentState<'w>,
 }
 
 impl UiState<'_> {
@@ -72,6 +78,8 @@ fn playground_ui(
     mut view_rects: ResMut<ViewRects>,
     mut commands: MessageWriter<PlayCommand>,
     mut styled: Local<bool>,
+    mut frame_textures: Local<FrameTextures>,
+    mut images: ResMut<Assets<Image>>,
 ) -> Result {
     let Some(views) = views else { return Ok(()) };
     let textures = ViewTextures {
@@ -80,6 +88,7 @@ fn playground_ui(
         v_reconstruction: contexts.add_image(EguiTextureHandle::Weak(views.v_reconstruction.id())),
         dream: contexts.add_image(EguiTextureHandle::Weak(views.dream.id())),
     };
+    frame_textures.prepare(&state.instruments, &mut images, &mut contexts);
     let ctx = contexts.ctx_mut()?;
     if !*styled {
         *styled = true;
@@ -122,7 +131,8 @@ fn playground_ui(
                 egui::ScrollArea::vertical().show(ui, |ui| side_panel_ui(ui, &state, &mut sent));
             });
     }
-    if (*state.mode.get()) == Mode::LatentExplorer {
+    // The sliders edit the running dream too: M carries the change forward.
+    if matches!(*state.mode.get(), Mode::LatentExplorer | Mode::DriveDream) {
         egui::Panel::right("latent")
             .resizable(false)
             .exact_size(320.0)
@@ -131,7 +141,7 @@ fn playground_ui(
             });
     }
     egui::CentralPanel::default().show(&mut root, |ui| {
-        let (size, rects) = views_ui(ui, &state, &textures);
+        let (size, rects) = views_ui(ui, &state, &textures, &frame_textures, &mut sent);
         let physical = |rect: egui::Rect| {
             let at = |v: f32| (v * pixels_per_point).round().max(0.0) as u32;
             [
@@ -146,6 +156,7 @@ fn playground_ui(
             v_input: rects[1].map(physical),
             v_reconstruction: rects[2].map(physical),
             dream: rects[3].map(physical),
+            instrument: rects[4].map(physical),
         };
         if *view_rects != rects {
             *view_rects = rects;
@@ -373,6 +384,14 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     control_button_ui(ui, Control::DreamFromRandom, None, sent);
     ui.separator();
 
+    instrument_buttons_ui(
+        ui,
+        &state.instruments.instruments,
+        session.resync_every,
+        sent,
+    );
+    ui.separator();
+
     ui.heading("Sim");
     ui.horizontal_wrapped(|ui| {
         let resume = state.paused().then_some("Resume");
@@ -461,46 +480,105 @@ fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         control_button_ui(ui, Control::StepOnce, Some("Step dream"), sent);
     });
     let z = runner.z();
-    let ranges = runner
-        .latent_ranges()
-        .filter(|ranges| ranges.len() == z.len());
-    ui.label(
-        RichText::new(if ranges.is_some() {
-            "ranges: over the training data"
-        } else {
-            "ranges: -3..3 (no stats shipped)"
-        })
-        .small(),
-    );
+    let stats = runner
+        .latent_stats()
+        .filter(|stats| stats.dims.len() == z.len());
+    if stats.is_some() {
+        ui.label(
+            RichText::new("ranges: the data's 1st..99th percentile; | marks the mean").small(),
+        );
+    } else {
+        ui.label(
+            RichText::new(format!(
+                "ranges: -3..3, this model ships no latent statistics. {MISSING_ATLAS_HINT}"
+            ))
+            .small()
+            .color(Color32::from_rgb(250, 200, 90)),
+        );
+    }
+    let shown_dim = state.instruments.mixture.dim;
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.spacing_mut().slider_width = 190.0;
         for (dim, value) in z.iter().enumerate() {
-            let (low, high) = ranges
-                .as_ref()
-                .and_then(|r| r.get(dim).copied())
-                .unwrap_or(DEFAULT_LATENT_RANGE);
+            let dim_stats = stats.and_then(|s| s.dims.get(dim));
+            let (low, high) = dim_stats.map_or(DEFAULT_LATENT_RANGE, |d| (d.p1, d.p99));
             let mut edited = *value;
-            let slider = egui::Slider::new(&mut edited, low.min(*value)..=high.max(*value))
-                .text(format!("z{dim}"))
-                .fixed_decimals(2);
-            if add_slider(ui, slider).changed() {
-                sent.push(PlayCommand::SetLatentDim { dim, value: edited });
-            }
+            let range = low.min(*value)..=high.max(*value);
+            ui.horizontal(|ui| {
+                // A click on the name shows this dimension inside M.
+                let open = state.instruments.instruments.is_open(Instrument::Mixture);
+                if ui
+                    .selectable_label(
+                        open && shown_dim == dim,
+                        RichText::new(format!("z{dim}")).monospace(),
+                    )
+                    .on_hover_text("show M's prediction for this dimension (Inside M)")
+                    .clicked()
+                {
+                    sent.push(PlayCommand::SetMixtureDim(dim));
+                    if !open {
+                        sent.push(PlayCommand::ToggleInstrument(Instrument::Mixture));
+                    }
+                }
+                let (shown_low, shown_high) = (*range.start(), *range.end());
+                let slider = egui::Slider::new(&mut edited, range).fixed_decimals(2);
+                let response = add_slider(ui, slider);
+                if let Some(d) = dim_stats {
+                    mark_on_slider(
+                        ui,
+                        &response,
+                        (d.mean - shown_low) / (shown_high - shown_low),
+                    );
+                }
+                if response.changed() {
+                    sent.push(PlayCommand::SetLatentDim { dim, value: edited });
+                }
+            });
         }
     });
 }
 
-/// The three labelled views side by side. Returns the reality image's size in points and where the
-/// images went: reality, V's input, V's reconstruction, the dream.
+/// A tick on a slider's rail at `fraction` of its range (the data's mean on a latent slider).
+fn mark_on_slider(ui: &Ui, response: &egui::Response, fraction: f32) {
+    if !fraction.is_finite() {
+        return;
+    }
+    // The rail spans the slider width less the handle's radius at each end, as egui draws it.
+    let rect = response.rect;
+    let radius = rect.height() / 2.5;
+    let width = ui.spacing().slider_width;
+    let x = rect.left() + radius + fraction.clamp(0.0, 1.0) * (width - 2.0 * radius);
+    ui.painter().line_segment(
+        [
+            egui::pos2(x, rect.top() + 1.0),
+            egui::pos2(x, rect.bottom() - 1.0),
+        ],
+        egui::Stroke::new(2.0, Color32::from_rgb(250, 200, 90)),
+    );
+}
+
+/// The three labelled views side by side, and below them the open instrument (beside Lockstep's
+/// plot). Returns the reality image's size in points and where things went: reality, V's input,
+/// V's reconstruction, the dream, the instrument.
 fn views_ui(
     ui: &mut Ui,
     state: &UiState,
     textures: &ViewTextures,
-) -> (egui::Vec2, [Option<egui::Rect>; 4]) {
-    let mut rects = [None; 4];
+    frame_textures: &FrameTextures,
+    sent: &mut Vec<PlayCommand>,
+) -> (egui::Vec2, [Option<egui::Rect>; 5]) {
+    let mut rects = [None; 5];
     let lockstep = (*state.mode.get()) == Mode::Lockstep;
-    let plot_height = if lockstep { PLOT_HEIGHT } else { 0.0 };
     let available = ui.available_size();
+    let instrument_open = state.instruments.instruments.open.is_some();
+    // An open instrument takes the lower half; Lockstep's plot then sits beside it.
+    let plot_height = if instrument_open {
+        (available.y * INSTRUMENT_SHARE).max(PLOT_HEIGHT)
+    } else if lockstep {
+        PLOT_HEIGHT
+    } else {
+        0.0
+    };
     let label_height = VIEW_LABEL_SIZE * 2.4;
     let gap = 16.0;
     let column_width = ((available.x - 2.0 * gap) / 3.0).max(40.0);
@@ -583,8 +661,35 @@ fn views_ui(
             }
         });
     });
-    if lockstep {
-        divergence_plot_ui(ui, &state.divergence);
+    if instrument_open {
+        ui.add_space(6.0);
+        let bottom = ui.available_size();
+        ui.horizontal_top(|ui| {
+            if lockstep {
+                ui.allocate_ui(vec2(bottom.x * 0.34, bottom.y), |ui| {
+                    ui.set_width(bottom.x * 0.34);
+                    divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
+                });
+                ui.separator();
+            }
+            rects[4] = Some(
+                ui.vertical(|ui| {
+                    instrument_panel_ui(
+                        ui,
+                        &state.instruments,
+                        state.runtime.runner.as_deref(),
+                        *state.mode.get(),
+                        state.paused(),
+                        frame_textures,
+                        sent,
+                    );
+                })
+                .response
+                .rect,
+            );
+        });
+    } else if lockstep {
+        divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
     }
     (reality_size, rects)
 }
@@ -655,27 +760,38 @@ fn overlay_message_ui(ui: &mut Ui, rect: egui::Rect, headline: &str, explanation
     );
 }
 
-fn divergence_plot_ui(ui: &mut Ui, divergence: &Divergence) {
+fn divergence_plot_ui(ui: &mut Ui, divergence: &Divergence, resync_every: Option<u32>) {
     ui.add_space(6.0);
     ui.label(
         RichText::new("Reality vs dream: how fast they drift apart")
             .size(18.0)
             .strong(),
     );
-    let pixel: PlotPoints = divergence
-        .points
+    ui.label(
+        RichText::new(match resync_every {
+            Some(k) => format!(
+                "re-synced to reality every {k} steps ({} so far): the mean error at each step since a sync (K cycles it)",
+                divergence.syncs
+            ),
+            None => "open loop: never re-synced (K sets a re-sync interval)".to_string(),
+        })
+        .small()
+        .weak(),
+    );
+    let by_horizon = divergence.by_horizon();
+    let pixel: PlotPoints = by_horizon
         .iter()
-        .map(|(step, pixel, _)| [f64::from(*step), *pixel])
+        .map(|(steps, pixel, _)| [f64::from(*steps), *pixel])
         .collect();
     // z distances are tens of units; scaled to share the axis with the [0, 1] pixel error.
-    let z_gap: PlotPoints = divergence
-        .points
+    let z_gap: PlotPoints = by_horizon
         .iter()
-        .map(|(step, _, z)| [f64::from(*step), *z / 10.0])
+        .map(|(steps, _, z)| [f64::from(*steps), *z / 10.0])
         .collect();
     Plot::new("divergence")
         .height((ui.available_height() - 8.0).max(80.0))
         .legend(Legend::default())
+        .x_axis_label("steps since the last sync")
         .allow_scroll(false)
         .allow_drag(false)
         .show(ui, |plot| {

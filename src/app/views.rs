@@ -51,6 +51,9 @@ pub struct ViewRects {
     pub v_input: Option<[u32; 4]>,
     pub v_reconstruction: Option<[u32; 4]>,
     pub dream: Option<[u32; 4]>,
+    /// The open instrument's panel, if one is open.
+    #[serde(default)]
+    pub instrument: Option<[u32; 4]>,
 }
 
 /// The reality pane's aspect (width / height): CarRacing is square, Doom's screen 4:3.
@@ -61,7 +64,7 @@ pub fn reality_aspect(env: EnvKind) -> f32 {
     }
 }
 
-fn blank_image(width: u32, height: u32) -> Image {
+pub(super) fn blank_image(width: u32, height: u32) -> Image {
     let mut image = Image::new_fill(
         Extent3d {
             width: width.max(1),
@@ -89,7 +92,7 @@ fn create_view_images(mut commands: Commands, mut images: ResMut<Assets<Image>>)
 }
 
 /// Copies an RGB frame into an RGBA image, reallocating when the size changed.
-fn write_frame(image: &mut Image, frame: &Frame) {
+pub(super) fn write_frame(image: &mut Image, frame: &Frame) {
     let (width, height) = frame.dimensions();
     if width == 0 || height == 0 {
         return;

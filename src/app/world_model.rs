@@ -8,8 +8,9 @@ use bevy::prelude::*;
 
 use crate::dream::DreamStep;
 use crate::envs::{EnvKind, Frame};
+use crate::model::atlas::{LatentMap, LatentStats};
 use crate::model::bundle::EvolvedDream;
-use crate::model::mdrnn::DoneRule;
+use crate::model::mdrnn::{DimMixture, DoneRule};
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<WorldModelRuntime>();
@@ -33,8 +34,12 @@ pub trait DreamRunner: Send + Sync {
     fn describe_backend(&self) -> String;
     /// Latent size (32 for CarRacing, 64 for Take Cover).
     fn z_size(&self) -> usize;
-    /// The range each latent dimension spans over the training data, if the bundle ships it.
-    fn latent_ranges(&self) -> Option<Vec<(f32, f32)>> {
+    /// Per-dimension statistics of the data's z, if the bundle ships them.
+    fn latent_stats(&self) -> Option<&LatentStats> {
+        None
+    }
+    /// The 2D map of the data's z, if the bundle ships it.
+    fn latent_map(&self) -> Option<&LatentMap> {
         None
     }
     /// C exists in the bundle and can drive.
@@ -94,6 +99,44 @@ pub trait DreamRunner: Send + Sync {
     /// C's action ([z, h] or [z, c, h]) from the dream's state or from reality's; `None` without
     /// a controller.
     fn controller_action(&self, view: View) -> Option<Vec<f32>>;
+
+    /// V's encoding of the latest real frame the reality-following M saw; `None` before one.
+    fn reality_z(&self) -> Option<Vec<f32>> {
+        None
+    }
+    /// M's predicted mixture for dimension `dim` of the dream's current z, from the step that drew
+    /// it; `None` before a step or after an edit.
+    fn mixture(&self, _dim: usize) -> Option<DimMixture> {
+        None
+    }
+    /// Forks `n` futures from the dream's state, or from reality's (the memory that follows it),
+    /// all at the same z, h and c.
+    fn fork_futures(&mut self, _n: usize, _from: View) -> anyhow::Result<()> {
+        anyhow::bail!("this world model cannot fork futures")
+    }
+    /// Steps every future with the same action at temperature `tau`.
+    fn step_futures(&mut self, _action: &[f32], _tau: f32) -> anyhow::Result<()> {
+        anyhow::bail!("this world model cannot step futures")
+    }
+    /// The futures' frames, decoded as one batch (none before a fork).
+    fn futures_frames(&mut self) -> anyhow::Result<Vec<Frame>> {
+        Ok(Vec::new())
+    }
+    /// Each future's z (none before a fork).
+    fn futures_z(&self) -> Vec<Vec<f32>> {
+        Vec::new()
+    }
+    /// For each action, held from `from`'s state: the dream's frame one step on and `steps` steps
+    /// on. Neither the dream nor reality moves.
+    fn preview_actions(
+        &mut self,
+        _from: View,
+        _actions: &[Vec<f32>],
+        _steps: usize,
+        _tau: f32,
+    ) -> anyhow::Result<Vec<[Frame; 2]>> {
+        anyhow::bail!("this world model cannot preview actions")
+    }
 }
 
 /// Why there is no runner, said so that a user can fix it.

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::app::commands::{Instrument, Mode};
+use crate::app::instruments::{FAN_SIZE_DEFAULT, FAN_SIZES};
 use crate::app::script::Script;
 use crate::app::{PlayOptions, run as run_app};
 use crate::envs::EnvKind;
@@ -44,6 +46,35 @@ pub struct PlayArgs {
     /// Scripted keys, e.g. "hold up 40; hold up+left 20; press f6; wait 10" (see the app's script docs).
     #[arg(long)]
     pub script: Option<String>,
+    /// The mode to start in.
+    #[arg(long, value_enum, default_value = "drive-reality")]
+    pub mode: Mode,
+    /// Open an instrument at the start: the futures fan, M's mixture, the latent map, or what each
+    /// action would do (keys 6 7 8 9 in the app).
+    #[arg(long, value_enum)]
+    pub instrument: Option<Instrument>,
+    /// How many futures the fan rolls.
+    #[arg(long, default_value_t = FAN_SIZE_DEFAULT, value_name = "N")]
+    pub futures: usize,
+    /// Lockstep: re-sync the dream to reality every K steps (1: one-step predictions), or `off`.
+    #[arg(long, default_value = "off", value_parser = parse_resync, value_name = "K|off")]
+    pub resync: Resync,
+}
+
+/// `--resync`'s value: a step count, or never.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resync(pub Option<u32>);
+
+fn parse_resync(text: &str) -> Result<Resync, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Resync(None));
+    }
+    match text.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!(
+            "'{text}': expected a number of steps (1 or more) or 'off'"
+        )),
+        Ok(k) => Ok(Resync(Some(k))),
+    }
 }
 
 impl Default for PlayArgs {
@@ -85,6 +116,14 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
     if args.bench_frames == Some(0) {
         anyhow::bail!("--bench-frames must be at least 1");
     }
+    if !FAN_SIZES.contains(&args.futures) {
+        anyhow::bail!(
+            "--futures must be between {} and {}, got {}",
+            FAN_SIZES.start(),
+            FAN_SIZES.end(),
+            args.futures
+        );
+    }
     let script = match &args.script {
         Some(text) => Some(
             text.parse::<Script>()
@@ -104,5 +143,9 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
     options.screenshot_after = args.screenshot_after;
     options.screenshot = args.screenshot;
     options.script = script;
+    options.mode = args.mode;
+    options.instrument = args.instrument;
+    options.fan_size = args.futures;
+    options.resync_every = args.resync.0;
     run_app(options)
 }

@@ -2,14 +2,14 @@
 
 use bevy::prelude::*;
 
-use super::super::commands::{Mode, PlayCommand};
+use super::super::commands::{Mode, PlayCommand, RESYNC_CHOICES};
 use super::super::drive::{
     Driver, TAU_PRESETS, clamp_done_odds, clamp_tau, done_rule_name, next_driver,
 };
 use super::super::world_model::load_runtime;
 use super::SimState;
 use super::divergence::Divergence;
-use super::dream_episode::{DreamEpisode, fork_from_random, set_latent_dim};
+use super::dream_episode::{DreamEpisode, fork_from_random, jump_to_latent, set_latent_dim};
 use super::modes::Sim;
 use super::notice::Notice;
 use super::reality::Reality;
@@ -149,6 +149,25 @@ pub(super) fn apply_sim_commands(
                 &mut sim.runtime,
                 &mut sim.notice,
             ),
+            PlayCommand::JumpToLatent(z) => {
+                if jump_to_latent(z, &mut sim.dream, &mut sim.runtime, &mut sim.notice) {
+                    states.next_mode.as_mut().set_if_neq(Mode::LatentExplorer);
+                }
+            }
+            PlayCommand::SetResync(every) => {
+                session.resync_every = every.filter(|k| *k > 0);
+            }
+            PlayCommand::CycleResync => {
+                let at = RESYNC_CHOICES
+                    .iter()
+                    .position(|k| *k == session.resync_every)
+                    .unwrap_or(0);
+                session.resync_every = RESYNC_CHOICES[(at + 1) % RESYNC_CHOICES.len()];
+                sim.notice.show(match session.resync_every {
+                    Some(k) => format!("Lockstep re-syncs the dream to reality every {k} steps"),
+                    None => "Lockstep: open loop, the dream is never re-synced".to_string(),
+                });
+            }
             _ => {}
         }
     }
@@ -171,7 +190,9 @@ fn switch_env(
     source: &ModelSource,
 ) {
     *sim.runtime = load_runtime(&source.models_dir, next, source.backend.as_deref());
+    let resync_every = sim.session.resync_every;
     *sim.session = Session::for_model(next, &mut sim.runtime);
+    sim.session.resync_every = resync_every;
     let generation = sim.reality.generation + 1;
     *sim.reality = Reality::new(next, sim.reality.seed);
     sim.reality.generation = generation;

@@ -4,51 +4,56 @@ use std::collections::VecDeque;
 
 use bevy::prelude::*;
 
-use crate::envs::Frame;
-
 /// Points kept in the lockstep plot.
 pub const DIVERGENCE_HISTORY: usize = 1000;
 
 /// Lockstep's gap between reality and the dream, one point per step.
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Divergence {
-    /// (lockstep step, mean absolute pixel error in [0, 1], L2 distance between V(real) and the dream's z).
+    /// (steps since the dream was last synced to reality, mean absolute pixel error in [0, 1], L2
+    /// distance between V(real) and the dream's z).
     pub points: VecDeque<(u32, f64, f64)>,
+    /// Steps since the last sync (the fork, or a re-sync).
     pub steps: u32,
+    /// Re-syncs since the fork.
+    pub syncs: u32,
 }
 
 impl Divergence {
     pub(super) fn clear(&mut self) {
         self.points.clear();
         self.steps = 0;
+        self.syncs = 0;
+    }
+
+    /// The dream was reset to reality: later points count from here; earlier ones stay.
+    pub(super) fn resync(&mut self) {
+        self.steps = 0;
+        self.syncs += 1;
     }
 
     pub(super) fn push(&mut self, pixel_error: f64, z_distance: f64) {
         if self.points.len() == DIVERGENCE_HISTORY {
             self.points.pop_front();
         }
-        self.points.push_back((self.steps, pixel_error, z_distance));
         self.steps += 1;
+        self.points.push_back((self.steps, pixel_error, z_distance));
     }
-}
 
-/// Mean absolute difference of two frames' RGB values, in [0, 1]; frames of different sizes compare
-/// over their common area.
-pub fn mean_abs_pixel_error(a: &Frame, b: &Frame) -> f64 {
-    let (width, height) = (a.width().min(b.width()), a.height().min(b.height()));
-    if width == 0 || height == 0 {
-        return 0.0;
-    }
-    let mut total = 0u64;
-    for y in 0..height {
-        for x in 0..width {
-            let (pa, pb) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
-            total += (0..3)
-                .map(|c| u64::from(pa[c].abs_diff(pb[c])))
-                .sum::<u64>();
+    /// The mean pixel error and z distance at each number of steps since a sync, ascending: the
+    /// error against the dream's horizon, averaged over every sync so far.
+    pub fn by_horizon(&self) -> Vec<(u32, f64, f64)> {
+        let mut sums: std::collections::BTreeMap<u32, (f64, f64, u32)> = Default::default();
+        for &(steps, pixel, z) in &self.points {
+            let entry = sums.entry(steps).or_default();
+            entry.0 += pixel;
+            entry.1 += z;
+            entry.2 += 1;
         }
+        sums.into_iter()
+            .map(|(steps, (pixel, z, n))| (steps, pixel / f64::from(n), z / f64::from(n)))
+            .collect()
     }
-    total as f64 / (f64::from(width) * f64::from(height) * 3.0 * 255.0)
 }
 
 /// Euclidean distance over the common length of two latents.

@@ -133,6 +133,24 @@ pub(super) fn set_latent_dim(
     }
 }
 
+/// Puts the dream at `z`, keeping M's memory: a point picked on the latent map. Returns whether
+/// the dream took it.
+pub(super) fn jump_to_latent(
+    z: &[f32],
+    dream: &mut DreamEpisode,
+    runtime: &mut WorldModelRuntime,
+    notice: &mut Notice,
+) -> bool {
+    if z.iter().any(|v| !v.is_finite()) {
+        return false;
+    }
+    let done = with_runner(runtime, notice, |runner| runner.set_z(z)).is_some();
+    if done {
+        dream.z_changed();
+    }
+    done
+}
+
 /// One M step with `action`, timed. With `restart_on_done` (Drive the dream), a predicted death or
 /// the time limit restarts the dream where it began, as in the demo.
 pub(super) fn step_dream(

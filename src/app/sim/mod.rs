@@ -28,9 +28,10 @@ use super::commands::Mode;
 use super::world_model::{WorldModelRuntime, load_runtime};
 use crate::envs::EnvKind;
 
-pub use divergence::{DIVERGENCE_HISTORY, Divergence, l2_distance, mean_abs_pixel_error};
+pub use divergence::{DIVERGENCE_HISTORY, Divergence, l2_distance};
 pub use dream_episode::{DREAM_EPISODE_STEPS_MAX, DreamEpisode, DreamOrigin};
 pub use model_frames::ModelFrames;
+pub use modes::SimStep;
 pub use notice::{NOTICE_SECONDS, Notice};
 pub use reality::Reality;
 pub use session::{ModelSource, Session};

@@ -20,7 +20,7 @@ use super::super::drive::{Driver, next_driver};
 use super::super::input::HumanControls;
 use super::super::world_model::{View, WorldModelRuntime};
 use super::SimState;
-use super::divergence::{Divergence, l2_distance, mean_abs_pixel_error};
+use super::divergence::{Divergence, l2_distance};
 use super::dream_episode::{DreamEpisode, fork_from_reality, step_dream, with_runner};
 use super::notice::Notice;
 use super::reality::Reality;
@@ -28,6 +28,11 @@ use super::session::Session;
 use super::timings::{Timings, millis};
 use crate::agent::human::Human;
 use crate::agent::{Agent, Seen};
+use crate::dream::pixel_error;
+
+/// The systems that take one sim step; instruments that follow the sim run after it.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SimStep;
 
 pub(super) fn plugin(app: &mut App) {
     // A fresh dream from what reality shows now: the demo's "dream from here".
@@ -52,6 +57,7 @@ pub(super) fn plugin(app: &mut App) {
             ),
         )
             .chain()
+            .in_set(SimStep)
             .run_if(in_state(SimState::Running).or_else(single_step_pending)),
     );
 }
@@ -156,6 +162,7 @@ fn begin_step(
     if *sim_state.get() == SimState::Paused {
         session.pending_steps = session.pending_steps.saturating_sub(1);
     }
+    session.steps_taken += 1;
     let env = session.env;
     let input = controls.take_for_step();
     let available = runtime.controller_available();
@@ -233,12 +240,20 @@ fn step_lockstep(mut sim: Sim, mut divergence: ResMut<Divergence>) {
             && let Some((pixel, z_gap)) = with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
                 let dreamed = runner.frame()?;
                 Ok((
-                    mean_abs_pixel_error(&obs, &dreamed),
+                    pixel_error(&obs, &dreamed),
                     l2_distance(&real_z, &runner.z()),
                 ))
             })
         {
             divergence.push(pixel, z_gap);
+        }
+        // Re-sync: the dream restarts from V's encoding of this frame and the memory of reality,
+        // so the next step is again a prediction from reality (K = 1: one-step predictions).
+        if let Some(every) = sim.session.resync_every
+            && divergence.steps >= every
+        {
+            sim.fork_from_reality();
+            divergence.resync();
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct Session {
     pub driver: Driver,
     /// Steps requested while paused (N), still to run.
     pub pending_steps: u32,
+    /// Sim steps taken since the app started: what the instruments follow.
+    pub steps_taken: u64,
+    /// Lockstep: the dream is reset to reality every this many steps (`None`: open loop).
+    pub resync_every: Option<u32>,
     /// The user asked for C this frame; applied by the next sim step's takeover rule.
     pub hand_back_requested: bool,
     /// The human's smoothed controls (the HUD bars while the human drives).
@@ -54,6 +58,8 @@ impl Session {
             evolved_dream: None,
             driver: Driver::Human,
             pending_steps: 0,
+            steps_taken: 0,
+            resync_every: None,
             hand_back_requested: false,
             human_axes: HumanAxes::default(),
             last_action: idle_action(env),
