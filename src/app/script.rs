@@ -228,6 +228,8 @@ pub struct RunPlan {
     /// Display frames so far.
     pub frame: u32,
     screenshot_requested: bool,
+    /// Sim steps taken, and when, at the benchmark's first frame.
+    bench_start: Option<(u64, std::time::Instant)>,
 }
 
 impl RunPlan {
@@ -258,6 +260,7 @@ impl RunPlan {
             env: Some(options.env),
             frame: 0,
             screenshot_requested: false,
+            bench_start: None,
         }
     }
 }
@@ -265,6 +268,7 @@ impl RunPlan {
 fn count_frame(
     mut plan: ResMut<RunPlan>,
     mut timings: ResMut<Timings>,
+    session: Res<super::sim::Session>,
     time: Res<Time<Real>>,
     mut exit: MessageWriter<AppExit>,
     mut ecs: Commands,
@@ -278,11 +282,23 @@ fn count_frame(
         timings.frame.keep_all = true;
         timings.dream_step.keep_all = true;
         timings.dream_decode.keep_all = true;
+        timings.instrument.keep_all = true;
+        if plan.frame == 1 {
+            plan.bench_start = Some((session.steps_taken, std::time::Instant::now()));
+        }
     }
     if let Some(frames) = plan.bench_frames
         && plan.frame >= frames.max(2)
     {
         print_bench(plan.env, frames, &timings);
+        if let Some((steps, since)) = plan.bench_start {
+            let seconds = since.elapsed().as_secs_f64();
+            let taken = session.steps_taken - steps;
+            println!(
+                "sim steps       {taken} in {seconds:.1} s: {:.1} per second",
+                taken as f64 / seconds.max(1e-9)
+            );
+        }
         exit.write(AppExit::Success);
     }
     if let Some((at, path)) = plan.screenshot.clone() {
@@ -365,6 +381,9 @@ fn print_bench(env: Option<EnvKind>, frames: u32, timings: &Timings) {
     row("frame", &timings.frame.all);
     row("dream step (M)", &timings.dream_step.all);
     row("V decode", &timings.dream_decode.all);
+    if !timings.instrument.all.is_empty() {
+        row("instrument", &timings.instrument.all);
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use bevy::prelude::*;
 
 use super::super::commands::{Instrument, Mode};
-use super::super::sim::{Reality, Session};
+use super::super::sim::{Reality, Session, Timings, millis};
 use super::super::world_model::{View, WorldModelRuntime};
 use super::{Instruments, source_view};
 use crate::dream::{Spread, pixel_spread};
@@ -54,6 +54,7 @@ pub(super) fn follow_sim(
     dream: Res<super::super::sim::DreamEpisode>,
     mut runtime: ResMut<WorldModelRuntime>,
     mut fan: ResMut<FuturesFan>,
+    mut timings: ResMut<Timings>,
 ) {
     if !instruments.is_open(Instrument::Futures) {
         if !fan.frames.is_empty() {
@@ -83,6 +84,7 @@ pub(super) fn follow_sim(
     if !must_fork && !stepped {
         return;
     }
+    let started = std::time::Instant::now();
     let result = (|| -> anyhow::Result<Vec<Frame>> {
         if must_fork {
             if from == View::Reality {
@@ -97,6 +99,7 @@ pub(super) fn follow_sim(
     })();
     match result {
         Ok(frames) => {
+            timings.instrument.push(millis(started.elapsed()));
             if must_fork {
                 fan.steps = 0;
                 fan.forks += 1;
