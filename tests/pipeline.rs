@@ -25,6 +25,7 @@ use dreamplay::train::eval::{EvalConfig, evaluate};
 use dreamplay::train::fidelity::{
     FuturesConfig, OpenLoopConfig, futures_spread, open_loop, open_loop_csv,
 };
+use dreamplay::train::export::{ExportConfig, LatentSource, export, latent_line};
 use dreamplay::train::mdrnn::{MdrnnTrainConfig, MdrnnTrainSummary, train_mdrnn};
 use dreamplay::train::rollout::list_rollouts;
 use dreamplay::train::run_model_path;
@@ -387,6 +388,122 @@ fn tiny_pipeline_end_to_end() {
         hot.spread,
         cold.spread
     );
+    assert_export_ships_latent_statistics(&dir, &data, &run, &rollouts);
+}
+
+/// `export` of the tiny run: V's latent statistics and map from the run's series, else from the
+/// rollouts encoded now, else none (and says so); V, M and C unchanged, the same bytes each time.
+fn assert_export_ships_latent_statistics(
+    dir: &Path,
+    data: &Path,
+    run: &Path,
+    rollouts: &[dreamplay::train::rollout::RolloutInfo],
+) {
+    let device = device();
+    let export_to = |out: &str, data: Option<&Path>| {
+        let config = ExportConfig {
+            env: ENV,
+            run_dir: run.to_path_buf(),
+            data_dir: data.map(Path::to_path_buf),
+            models_dir: dir.join(out),
+            eval_episodes: 0,
+            dream_taus: vec![],
+            map_points: 50,
+            seed: 0,
+        };
+        let _guard = init_lock();
+        let summary = export::<B>(&config, &device).expect("export");
+        let model = bundle::load::<B>(&summary.bundle, &Expect::env(ENV), &device)
+            .expect("the exported bundle loads");
+        (summary, model)
+    };
+    let frames: usize = rollouts.iter().map(|r| r.len).sum();
+
+    let (first, model) = export_to("models", Some(data));
+    assert_eq!(
+        first.latent,
+        LatentSource::Series {
+            dir: run.join("series"),
+            episodes: 6
+        }
+    );
+    let stats = model.latent_stats.as_ref().expect("latent statistics");
+    assert_eq!(stats.frames, frames as u64);
+    assert_eq!(stats.dims.len(), 64);
+    for d in &stats.dims {
+        assert!(d.p1 <= d.mean && d.mean <= d.p99 && d.sd >= 0.0, "{d:?}");
+    }
+    let map = model.latent_map.as_ref().expect("a latent map");
+    assert_eq!(map.points.len(), 50);
+    let [a, b] = map.variance_explained;
+    assert!(a >= b && b > 0.0 && a + b <= 1.0, "{a} {b}");
+    for p in &map.points {
+        assert_eq!(map.project(&p.z), p.xy);
+    }
+    for part in [Part::Vae, Part::Mdrnn, Part::Controller] {
+        let run_part = bundle::read_header(&run_model_path(run))
+            .unwrap()
+            .parts
+            .into_iter()
+            .find(|p| p.part == part)
+            .unwrap();
+        let exported = bundle::read_header(&first.bundle)
+            .unwrap()
+            .parts
+            .into_iter()
+            .find(|p| p.part == part)
+            .unwrap();
+        assert_eq!(run_part.shapes, exported.shapes, "{part}");
+    }
+    let card = std::fs::read_to_string(&first.card).unwrap();
+    assert!(card.contains("**Latent statistics**: V's mu on"), "{card}");
+
+    // The same export again: the same bytes.
+    let (again, _) = export_to("models-again", Some(data));
+    assert_eq!(
+        std::fs::read(&first.bundle).unwrap(),
+        std::fs::read(&again.bundle).unwrap()
+    );
+
+    // Without series, V encodes the rollouts: the same frames, the same z to rounding.
+    std::fs::rename(run.join("series"), dir.join("series-aside")).unwrap();
+    let (encoded, from_rollouts) = export_to("models-encoded", Some(data));
+    assert_eq!(
+        encoded.latent,
+        LatentSource::Rollouts {
+            dir: data.to_path_buf(),
+            episodes: 6
+        }
+    );
+    let other = from_rollouts.latent_stats.as_ref().unwrap();
+    assert_eq!(other.frames, stats.frames);
+    for (x, y) in other.dims.iter().zip(&stats.dims) {
+        assert!((x.mean - y.mean).abs() < 1e-4 && (x.sd - y.sd).abs() < 1e-4);
+    }
+
+    // No data at all: the bundle ships without them, and the line says how to add them.
+    let (bare, model) = export_to("models-bare", None);
+    assert_eq!(bare.latent, LatentSource::Missing);
+    assert!(model.latent_stats.is_none() && model.latent_map.is_none());
+    let line = latent_line(ENV, &bare);
+    assert!(
+        line.contains("without latent statistics") && line.contains("dreamplay encode"),
+        "{line}"
+    );
+    assert!(!bundle::read_header(&bare.bundle).unwrap().has(Part::LatentMap));
+    // The latent parts change no weight: V, M and C are the same bytes with and without them.
+    let weights = |path: &Path| -> Vec<String> {
+        bundle::read_header(path)
+            .unwrap()
+            .parts
+            .into_iter()
+            .filter(|p| p.part != Part::LatentMap)
+            .map(|p| p.checksum)
+            .collect()
+    };
+    assert_eq!(weights(&bare.bundle), weights(&first.bundle));
+    assert_eq!(weights(&bare.bundle).len(), 3);
+    std::fs::rename(dir.join("series-aside"), run.join("series")).unwrap();
 }
 
 /// One stage trained three ways with the same config (so from the same initial weights): in folder A

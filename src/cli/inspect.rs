@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::model::bundle;
+use crate::model::bundle::{self, Part};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -13,18 +13,26 @@ pub struct InspectArgs {
     pub file: PathBuf,
 }
 
-/// Prints `{"file", "bytes", "header"}`: the header holds the parts (precision, shapes, sizes,
-/// checksums), the model's sizes and each part's provenance, C's with the dream it was evolved in.
+/// Prints `{"file", "bytes", "header"}` (and `"latent_map": {"points"}` when the bundle has a
+/// map): the header holds the parts (precision, shapes, sizes, checksums), the model's sizes, each
+/// part's provenance, C's with the dream it was evolved in, and V's latent statistics.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let header = bundle::read_header(&args.file)?;
     let bytes = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?
         .len();
-    let report = serde_json::json!({
+    // Through text, so the header's f32 values print as the file has them (not widened to f64).
+    let header_json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&header)?)?;
+    let mut report = serde_json::json!({
         "file": args.file.display().to_string(),
         "bytes": bytes,
-        "header": header,
+        "header": header_json,
     });
+    // The map's point count, read off its shapes (the points' z is its fourth tensor, [N, Z]).
+    if let Some(entry) = header.parts.iter().find(|p| p.part == Part::LatentMap) {
+        let points = entry.shapes.get(3).and_then(|s| s.first()).copied();
+        report["latent_map"] = serde_json::json!({ "points": points });
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -213,6 +213,12 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
             println!("C in the dream at tau {tau}: {}", d.describe("dreams"));
         }
     }
+    let latent = crate::train::export::latent_line(env, &s);
+    if s.latent == crate::train::export::LatentSource::Missing {
+        println!("note: {latent}");
+    } else {
+        println!("latent statistics: {latent}");
+    }
     println!("model card: {}", s.card.display());
     Ok(())
 }

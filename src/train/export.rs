@@ -1,15 +1,21 @@
 //! `export`: a run's bundle into `models/<env>/` as the app loads it: weights in f16, the training
 //! plots beside it, the controller scored afresh from the exported file, and a model card.
+//! The bundle also carries V's latent statistics and a 2D map of its latent space, computed from
+//! the run's encoded series, else from the rollouts in `--data` encoded by the run's V.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
 
+use super::encode::{Series, encode_rollout, list_series, vae_id};
 use super::eval::{EvalConfig, ScoreSummary, evaluate};
+use super::progress;
+use super::rollout::{Rollout, list_rollouts};
 use crate::agent::AgentKind;
 use crate::envs::EnvKind;
+use crate::model::atlas::{DEFAULT_MAP_POINTS, LatentMap, LatentRows, LatentStats};
 use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
 use crate::model::mdrnn::PAPER_DOOM_TAU;
 
@@ -35,8 +41,32 @@ pub struct ExportConfig {
     /// model card.
     #[arg(long = "dream-tau", value_delimiter = ',', default_values_t = [1.0, PAPER_DOOM_TAU])]
     pub dream_taus: Vec<f32>,
+    /// Frames of the data drawn (with --seed) onto the bundle's latent map.
+    #[arg(long, default_value_t = DEFAULT_MAP_POINTS, value_parser = parse_map_points)]
+    pub map_points: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+fn parse_map_points(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--map-points must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("--map-points takes a whole number: {e}")),
+    }
+}
+
+/// Where the exported bundle's latent statistics and map came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LatentSource {
+    /// The run's series made by its V: the folder and how many episodes.
+    Series { dir: PathBuf, episodes: usize },
+    /// The rollouts in this folder, encoded by the run's V (there were no series of it).
+    Rollouts { dir: PathBuf, episodes: usize },
+    /// Kept from the run's bundle (no data here; train-vae drops them with the V they describe).
+    RunBundle,
+    /// No data and none in the run's bundle: the bundle ships without them.
+    Missing,
 }
 
 /// What `export` wrote.
@@ -49,6 +79,9 @@ pub struct ExportSummary {
     pub real: Option<ScoreSummary>,
     pub random: Option<ScoreSummary>,
     pub dream: Vec<(f32, ScoreSummary)>,
+    pub latent: LatentSource,
+    /// The latent statistics' frames, the map's points and the variance its axes explain.
+    pub latent_stats: Option<(u64, usize, [f32; 2])>,
 }
 
 /// The plots and pictures copied next to the exported bundle: (from, under the run; to).
@@ -64,7 +97,10 @@ pub fn export<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<ExportSummary> {
     let source = super::run_model_path(&config.run_dir);
-    let model: WorldModel<B> = bundle::load(&source, &Expect::env(config.env), device)?;
+    if config.map_points == 0 {
+        bail!("--map-points must be at least 1");
+    }
+    let mut model: WorldModel<B> = bundle::load(&source, &Expect::env(config.env), device)?;
     if model.vae.is_none() || model.mdrnn.is_none() {
         bail!(
             "{} needs V and M to be exported; run `dreamplay train-vae` and `dreamplay train-mdrnn --env {}` first",
@@ -72,6 +108,17 @@ pub fn export<B: Backend>(
             config.env
         );
     }
+    let latent = match latent_rows(config, &source, &model, device)? {
+        Some((rows, from)) => {
+            model.latent_stats = Some(LatentStats::compute(&rows)?);
+            model.latent_map = Some(LatentMap::compute(&rows, config.map_points, config.seed)?);
+            from
+        }
+        None if model.latent_stats.is_some() || model.latent_map.is_some() => {
+            LatentSource::RunBundle
+        }
+        None => LatentSource::Missing,
+    };
     let out_dir = config.models_dir.join(config.env.name());
     let target = bundle::default_path(&config.models_dir, config.env);
     bundle::save(&model, &target, Precision::F16)?;
@@ -118,10 +165,125 @@ pub fn export<B: Backend>(
         real,
         random,
         dream,
+        latent,
+        latent_stats: model.latent_stats.as_ref().map(|stats| {
+            let map = model.latent_map.as_ref();
+            (
+                stats.frames,
+                map.map_or(0, |m| m.points.len()),
+                map.map_or([0.0; 2], |m| m.variance_explained),
+            )
+        }),
     };
     std::fs::write(&card, model_card(config, &model, &summary))
         .with_context(|| format!("cannot write {}", card.display()))?;
     Ok(summary)
+}
+
+/// V's mu on the export's data, with each frame's step, reward and done: from the run's series
+/// made by this V, else from the rollouts in `--data` encoded now; `None` when there are neither.
+fn latent_rows<B: Backend>(
+    config: &ExportConfig,
+    source: &Path,
+    model: &WorldModel<B>,
+    device: &B::Device,
+) -> anyhow::Result<Option<(LatentRows, LatentSource)>> {
+    let z_size = model.spec.z_size;
+    let mut rows = LatentRows::new(z_size);
+    let series_dir = config.run_dir.join("series");
+    if series_dir.is_dir() {
+        let id = vae_id(source)?;
+        let mut episodes = 0;
+        // Series of another V (or unreadable ones) are left out: their z are not this V's.
+        for path in list_series(&series_dir)? {
+            let Ok(series) = Series::read(&path) else {
+                continue;
+            };
+            if series.vae_id != id || series.z_size() != z_size {
+                continue;
+            }
+            let mu: Vec<f32> = series.mu.iter().copied().collect();
+            rows.push_episode(&mu, &series.rewards.to_vec(), &series.dones.to_vec())
+                .with_context(|| format!("{}", path.display()))?;
+            episodes += 1;
+        }
+        if episodes > 0 {
+            let from = LatentSource::Series {
+                dir: series_dir,
+                episodes,
+            };
+            return Ok(Some((rows, from)));
+        }
+    }
+    let Some(data_dir) = &config.data_dir else {
+        return Ok(None);
+    };
+    let Ok(listing) = list_rollouts(data_dir) else {
+        return Ok(None);
+    };
+    if listing.valid.is_empty() {
+        return Ok(None);
+    }
+    let Some(vae) = model.vae.as_ref() else {
+        return Ok(None);
+    };
+    let bar = progress::bar(
+        listing.valid.len() as u64,
+        "rollouts encoded for the latent map",
+    );
+    let mut episodes = 0;
+    for info in &listing.valid {
+        match Rollout::read(&info.path) {
+            Ok(rollout) => {
+                let (mu, _) = encode_rollout(vae, &rollout, 128, device);
+                let mu: Vec<f32> = mu.iter().copied().collect();
+                rows.push_episode(&mu, &rollout.rewards().to_vec(), &rollout.dones().to_vec())
+                    .with_context(|| format!("V's encoding of {}", info.path.display()))?;
+                episodes += 1;
+            }
+            Err(e) => progress::say(&bar, format!("skipping: {e}")),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if episodes == 0 {
+        return Ok(None);
+    }
+    let from = LatentSource::Rollouts {
+        dir: data_dir.clone(),
+        episodes,
+    };
+    Ok(Some((rows, from)))
+}
+
+/// One line on the bundle's latent statistics and map: what they hold and where they came from,
+/// or, when the bundle has none, the commands that add them.
+pub fn latent_line(env: EnvKind, s: &ExportSummary) -> String {
+    let from = match &s.latent {
+        LatentSource::Series { dir, episodes } => {
+            format!(
+                "the run's series ({episodes} episodes in `{}`)",
+                dir.display()
+            )
+        }
+        LatentSource::Rollouts { dir, episodes } => {
+            format!("{episodes} rollouts in `{}`, encoded by V", dir.display())
+        }
+        LatentSource::RunBundle => "kept from the run's bundle".into(),
+        LatentSource::Missing => {
+            return format!(
+                "the bundle ships without latent statistics (no series of this V in the run, no rollouts in --data); `dreamplay encode --env {env}` then `dreamplay export --env {env}` adds them"
+            );
+        }
+    };
+    match s.latent_stats {
+        Some((frames, points, [a, b])) => format!(
+            "V's mu on {frames} frames, from {from}: each dimension's mean, sd, 1st and 99th percentiles, and a PCA map of {points} of the frames whose two axes explain {:.1}% and {:.1}% of the variance",
+            100.0 * a,
+            100.0 * b
+        ),
+        None => format!("a latent map only, {from}"),
+    }
 }
 
 fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_unit: &str) {
@@ -211,6 +373,7 @@ fn model_card<B: Backend>(
         model.provenance.controller.as_ref(),
         "episodes",
     );
+    let _ = writeln!(out, "- **Latent statistics**: {}", latent_line(env, s));
     let _ = writeln!(out, "\n## Score\n");
     match (&s.real, &s.random) {
         (Some(real), Some(random)) => {
