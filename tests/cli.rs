@@ -185,10 +185,25 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
         .iter()
         .map(|p| p["part"].as_str().expect("a part name"))
         .collect();
-    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert_eq!(
+        parts,
+        ["vae", "mdrnn", "controller", "latent_map"],
+        "{parts:?}"
+    );
     let dream = &header["provenance"]["controller"]["dream"];
     assert_eq!(dream["tau"].as_f64(), Some(0.5), "{dream}");
     assert_eq!(dream["sampled_done"].as_bool(), Some(true), "{dream}");
+    // V's latent statistics, one entry per z dim, and the map's point count.
+    let stats = &header["latent_stats"];
+    assert!(stats["frames"].as_u64().is_some_and(|n| n > 1000), "{stats}");
+    let dims = stats["dims"].as_array().expect("a dims list");
+    assert_eq!(dims.len(), 64);
+    for d in dims {
+        let (p1, p99) = (d["p1"].as_f64().unwrap(), d["p99"].as_f64().unwrap());
+        let (mean, sd) = (d["mean"].as_f64().unwrap(), d["sd"].as_f64().unwrap());
+        assert!(p1 <= mean && mean <= p99 && sd > 0.0, "{d}");
+    }
+    assert_eq!(report["latent_map"]["points"].as_u64(), Some(3000));
 
     let scratch = tempfile::tempdir().expect("scratch folder");
     let bad = scratch.path().join("world-model.bin");
