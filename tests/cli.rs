@@ -195,7 +195,10 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
     assert_eq!(dream["sampled_done"].as_bool(), Some(true), "{dream}");
     // V's latent statistics, one entry per z dim, and the map's point count.
     let stats = &header["latent_stats"];
-    assert!(stats["frames"].as_u64().is_some_and(|n| n > 1000), "{stats}");
+    assert!(
+        stats["frames"].as_u64().is_some_and(|n| n > 1000),
+        "{stats}"
+    );
     let dims = stats["dims"].as_array().expect("a dims list");
     assert_eq!(dims.len(), 64);
     for d in dims {

@@ -490,7 +490,11 @@ fn assert_export_ships_latent_statistics(
         line.contains("without latent statistics") && line.contains("dreamplay encode"),
         "{line}"
     );
-    assert!(!bundle::read_header(&bare.bundle).unwrap().has(Part::LatentMap));
+    assert!(
+        !bundle::read_header(&bare.bundle)
+            .unwrap()
+            .has(Part::LatentMap)
+    );
     // The latent parts change no weight: V, M and C are the same bytes with and without them.
     let weights = |path: &Path| -> Vec<String> {
         bundle::read_header(path)

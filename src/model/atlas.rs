@@ -146,11 +146,7 @@ impl LatentRows {
         rewards: &[f32],
         dones: &[u8],
     ) -> Result<(), AtlasError> {
-        let rows = if self.z_size == 0 {
-            0
-        } else {
-            z.len() / self.z_size
-        };
+        let rows = z.len().checked_div(self.z_size).unwrap_or(0);
         if z.len() != rows * self.z_size || rows != rewards.len() || rows != dones.len() {
             return Err(AtlasError::EpisodeSize {
                 z: rows,
