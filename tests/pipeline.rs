@@ -22,10 +22,10 @@ use dreamplay::train::collect::{CollectConfig, collect};
 use dreamplay::train::controller::{ControllerTrainConfig, FitnessMode, train_controller};
 use dreamplay::train::encode::{EncodeSummary, Series, encode_all, vae_id};
 use dreamplay::train::eval::{EvalConfig, evaluate};
+use dreamplay::train::export::{ExportConfig, LatentSource, export, latent_line};
 use dreamplay::train::fidelity::{
     FuturesConfig, OpenLoopConfig, futures_spread, open_loop, open_loop_csv,
 };
-use dreamplay::train::export::{ExportConfig, LatentSource, export, latent_line};
 use dreamplay::train::mdrnn::{MdrnnTrainConfig, MdrnnTrainSummary, train_mdrnn};
 use dreamplay::train::rollout::list_rollouts;
 use dreamplay::train::run_model_path;

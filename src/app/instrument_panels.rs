@@ -326,13 +326,17 @@ fn mixture_ui(
     let tau = readout.tau;
     let (w1, wt) = (mixture.weights(1.0), mixture.weights(tau));
     let (s1, st) = (mixture.sigmas(1.0), mixture.sigmas(tau));
-    // The x range covers every component within 3 sigma, and the drawn and real values.
+    // The x range covers, within 3 sigma, every component that carries weight at either tau
+    // (one with none would only flatten the plot), and the drawn and real values.
     let mut low = f32::INFINITY;
     let mut high = f32::NEG_INFINITY;
-    for (mu, sigma) in mixture.mu.iter().zip(s1.iter().zip(&st)) {
-        let sigma = sigma.0.max(*sigma.1);
-        low = low.min(mu - 3.0 * sigma);
-        high = high.max(mu + 3.0 * sigma);
+    for k in 0..mixture.mu.len() {
+        if w1[k].max(wt[k]) < 0.01 {
+            continue;
+        }
+        let sigma = s1[k].max(st[k]);
+        low = low.min(mixture.mu[k] - 3.0 * sigma);
+        high = high.max(mixture.mu[k] + 3.0 * sigma);
     }
     for value in [readout.sampled, readout.real].into_iter().flatten() {
         low = low.min(value - 0.2);

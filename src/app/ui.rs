@@ -666,10 +666,14 @@ fn views_ui(
         let bottom = ui.available_size();
         ui.horizontal_top(|ui| {
             if lockstep {
-                ui.allocate_ui(vec2(bottom.x * 0.34, bottom.y), |ui| {
-                    ui.set_width(bottom.x * 0.34);
-                    divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
-                });
+                ui.allocate_ui_with_layout(
+                    vec2(bottom.x * 0.34, bottom.y),
+                    egui::Layout::top_down(egui::Align::Min),
+                    |ui| {
+                        ui.set_width(bottom.x * 0.34);
+                        divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
+                    },
+                );
                 ui.separator();
             }
             rects[4] = Some(
