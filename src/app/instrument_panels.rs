@@ -14,7 +14,7 @@ use super::instruments::{
     PREVIEW_STEPS,
 };
 use super::world_model::{DreamRunner, View};
-use crate::envs::Frame;
+use crate::envs::{EnvKind, Frame};
 
 /// Where the fan's spread heat map saturates (a channel sd of 0.25 is two futures a half apart).
 const SPREAD_FULL_SCALE: f32 = 0.25;
@@ -151,7 +151,7 @@ pub fn instrument_panel_ui(
     ui: &mut Ui,
     state: &InstrumentState,
     runner: Option<&dyn DreamRunner>,
-    mode: Mode,
+    (env, mode): (EnvKind, Mode),
     paused: bool,
     textures: &FrameTextures,
     sent: &mut Vec<PlayCommand>,
@@ -171,7 +171,7 @@ pub fn instrument_panel_ui(
     match open {
         Instrument::Futures => futures_ui(ui, state, textures, sent),
         Instrument::Mixture => mixture_ui(ui, state, runner, sent),
-        Instrument::Map => map_ui(ui, state, runner, mode, sent),
+        Instrument::Map => map_ui(ui, state, runner, (env, mode), sent),
         Instrument::Actions => previews_ui(ui, state, paused, textures, sent),
     }
 }
@@ -515,7 +515,7 @@ fn map_ui(
     ui: &mut Ui,
     state: &InstrumentState,
     runner: Option<&dyn DreamRunner>,
-    mode: Mode,
+    (env, mode): (EnvKind, Mode),
     sent: &mut Vec<PlayCommand>,
 ) {
     let Some(runner) = runner else {
@@ -528,7 +528,7 @@ fn map_ui(
                 .size(20.0)
                 .color(Color32::from_rgb(250, 200, 90)),
         );
-        ui.label(RichText::new(MISSING_ATLAS_HINT).monospace());
+        ui.label(RichText::new(missing_atlas_hint(env)).monospace());
         return;
     };
     let max_step = map.points.iter().map(|p| p.step).max().unwrap_or(1).max(1);
@@ -609,9 +609,11 @@ fn map_ui(
     }
 }
 
-/// What the instruments that need the latent statistics say when a model has none.
-pub const MISSING_ATLAS_HINT: &str =
-    "Add it with: dreamplay export --env <env>  (it reads the run's encoded data)";
+/// What the instruments that need the latent statistics say when a model has none: the commands
+/// that add them (`export` computes them from the run's encoded data).
+pub fn missing_atlas_hint(env: EnvKind) -> String {
+    format!("Add them with: dreamplay encode --env {env}, then dreamplay export --env {env}")
+}
 
 fn source_is_reality(mode: Mode) -> bool {
     super::instruments::source_view(mode) == View::Reality

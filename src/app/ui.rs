@@ -16,7 +16,7 @@ use super::commands::{
 use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
 use super::hud::{self, HudData};
 use super::instrument_panels::{
-    FrameTextures, InstrumentState, MISSING_ATLAS_HINT, instrument_buttons_ui, instrument_panel_ui,
+    FrameTextures, InstrumentState, instrument_buttons_ui, instrument_panel_ui, missing_atlas_hint,
 };
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
 use super::recording::Recording;
@@ -490,7 +490,8 @@ fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     } else {
         ui.label(
             RichText::new(format!(
-                "ranges: -3..3, this model ships no latent statistics. {MISSING_ATLAS_HINT}"
+                "ranges: -3..3, this model ships no latent statistics. {}",
+                missing_atlas_hint(state.session.env)
             ))
             .small()
             .color(Color32::from_rgb(250, 200, 90)),
@@ -682,7 +683,7 @@ fn views_ui(
                         ui,
                         &state.instruments,
                         state.runtime.runner.as_deref(),
-                        *state.mode.get(),
+                        (state.session.env, *state.mode.get()),
                         state.paused(),
                         frame_textures,
                         sent,
