@@ -30,15 +30,7 @@ impl<B: Backend> DreamBatch<B> {
             self.check_index(last)?;
         }
         self.check_z(z)?;
-        let hs = self.hidden_size();
-        for memory in [hidden, cell] {
-            if memory.len() != hs {
-                return Err(DreamError::WrongMemoryLength {
-                    expected: hs,
-                    got: memory.len(),
-                });
-            }
-        }
+        self.check_memory(hidden, cell)?;
         for i in rows {
             self.reset_to_state(i, z, hidden, cell)?;
         }

@@ -307,6 +307,20 @@ impl<B: Backend> DreamBatch<B> {
         Some(row.mixture(d, self.rnn.n_gaussians()))
     }
 
+    /// M's memory (h and c) must be `hidden_size` long each.
+    pub(crate) fn check_memory(&self, hidden: &[f32], cell: &[f32]) -> Result<(), DreamError> {
+        let hs = self.hidden_size();
+        for memory in [hidden, cell] {
+            if memory.len() != hs {
+                return Err(DreamError::WrongMemoryLength {
+                    expected: hs,
+                    got: memory.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Sets dream `i` to latent `z` with a zero LSTM state.
     pub fn reset_to_z(&mut self, i: usize, z: &[f32]) -> Result<(), DreamError> {
         self.set_z(i, z)?;
@@ -323,15 +337,8 @@ impl<B: Backend> DreamBatch<B> {
         hidden: &[f32],
         cell: &[f32],
     ) -> Result<(), DreamError> {
+        self.check_memory(hidden, cell)?;
         let hs = self.hidden_size();
-        for memory in [hidden, cell] {
-            if memory.len() != hs {
-                return Err(DreamError::WrongMemoryLength {
-                    expected: hs,
-                    got: memory.len(),
-                });
-            }
-        }
         self.reset_to_z(i, z)?;
         self.hidden[i * hs..(i + 1) * hs].copy_from_slice(hidden);
         self.cell[i * hs..(i + 1) * hs].copy_from_slice(cell);

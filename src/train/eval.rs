@@ -687,20 +687,37 @@ fn load_for_eval<B: Backend>(
     config: &EvalConfig,
     device: &B::Device,
 ) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
-    let path = &config.model;
-    let env = config.env;
+    load_checked(
+        config.env,
+        &config.model,
+        config.baseline.is_none(),
+        "evaluate",
+        device,
+    )
+}
+
+/// Loads V, M and (when `with_controller`) C from the bundle at `path` for `env`, checking that
+/// they fit each other and the env. Each missing part is named with the command that trains it;
+/// `purpose` says what the model was needed for ("evaluate", "measure").
+pub(super) fn load_checked<B: Backend>(
+    env: EnvKind,
+    path: &Path,
+    with_controller: bool,
+    purpose: &str,
+    device: &B::Device,
+) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
     let model: WorldModel<B> =
         bundle::load(path, &Expect::env(env), device).with_context(|| {
             format!(
-                "cannot evaluate {env} without a model; the pipeline that makes one: {}",
+                "cannot {purpose} {env} without a model; the pipeline that makes one: {}",
                 train_hint(env)
             )
         })?;
     let missing = |part: &str, command: &str| {
         anyhow::anyhow!(
             "{} has no {part}: train it with `dreamplay {command} --env {env}` \
-             (train-controller writes C into the run's bundle, runs/{env}/world-model.bin by default; \
-             pass --model to evaluate that file)",
+             (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
+             {purpose} that file)",
             path.display()
         )
     };
@@ -710,14 +727,28 @@ fn load_for_eval<B: Backend>(
     let rnn = model
         .mdrnn
         .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
-    let controller = if config.baseline.is_some() {
-        None
-    } else {
+    ensure!(
+        vae.z_size() == rnn.z_size(),
+        "{}: V's z has {} values but M's has {}",
+        path.display(),
+        vae.z_size(),
+        rnn.z_size()
+    );
+    let action_size = env.action_space().len();
+    ensure!(
+        rnn.action_size() == action_size,
+        "{}: M takes {} action values but {env} has {action_size}",
+        path.display(),
+        rnn.action_size()
+    );
+    let controller = if with_controller {
         Some(
             model
                 .controller
                 .ok_or_else(|| missing("C (the controller)", "train-controller"))?,
         )
+    } else {
+        None
     };
     Ok((vae, rnn, controller))
 }

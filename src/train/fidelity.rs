@@ -24,11 +24,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::eval::{data_policy, eval_episode_seed, mix_seed, train_hint};
+use super::eval::{data_policy, eval_episode_seed, load_checked, mix_seed};
 use crate::agent::Seen;
 use crate::dream::{DreamBatch, RealityMemory, pixel_error, pixel_spread, sharpness};
 use crate::envs::{EnvKind, Frame};
-use crate::model::bundle::{self, Expect, WorldModel};
 use crate::model::mdrnn::{MdnRnn, PAPER_DOOM_TAUS};
 use crate::model::vae::{ConvVae, FrameDecoder};
 use crate::train::collect::default_max_steps;
@@ -385,50 +384,6 @@ fn decode<B: Backend>(decoder: &FrameDecoder<B>, z: &[f32], device: &B::Device) 
         .collect()
 }
 
-/// Loads V and M from the bundle and checks that they fit each other and the env.
-fn load_v_and_m<B: Backend>(
-    env: EnvKind,
-    path: &Path,
-    device: &B::Device,
-) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>)> {
-    let model: WorldModel<B> =
-        bundle::load(path, &Expect::env(env), device).with_context(|| {
-            format!(
-                "cannot measure {env}'s dream without a model; the pipeline that makes one: {}",
-                train_hint(env)
-            )
-        })?;
-    let missing = |part: &str, command: &str| {
-        anyhow::anyhow!(
-            "{} has no {part}: train it with `dreamplay {command} --env {env}` \
-             (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
-             measure that file)",
-            path.display()
-        )
-    };
-    let vae = model
-        .vae
-        .ok_or_else(|| missing("V (the VAE)", "train-vae"))?;
-    let rnn = model
-        .mdrnn
-        .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
-    ensure!(
-        vae.z_size() == rnn.z_size(),
-        "{}: V's z has {} values but M's has {}",
-        path.display(),
-        vae.z_size(),
-        rnn.z_size()
-    );
-    let action_size = env.action_space().len();
-    ensure!(
-        rnn.action_size() == action_size,
-        "{}: M takes {} action values but {env} has {action_size}",
-        path.display(),
-        rnn.action_size()
-    );
-    Ok((vae, rnn))
-}
-
 /// The env seeds of `episodes` episodes under `seed`, in chunks held at once.
 fn seed_chunks(seed: u64, episodes: usize) -> Vec<Vec<u64>> {
     let seeds: Vec<u64> = (0..episodes as u64)
@@ -484,7 +439,7 @@ pub fn open_loop<B: Backend>(
 ) -> anyhow::Result<OpenLoopReport> {
     config.validate()?;
     let env = config.env;
-    let (vae, rnn) = load_v_and_m::<B>(env, &config.model, device)?;
+    let (vae, rnn, _) = load_checked::<B>(env, &config.model, false, "measure", device)?;
     let decoder = vae.frame_decoder();
     let a = env.action_space().len();
     let last_horizon = *HORIZONS.last().expect("horizons") as usize;
@@ -575,7 +530,7 @@ pub fn futures_spread<B: Backend>(
 ) -> anyhow::Result<FuturesReport> {
     config.validate()?;
     let env = config.env;
-    let (vae, rnn) = load_v_and_m::<B>(env, &config.model, device)?;
+    let (vae, rnn, _) = load_checked::<B>(env, &config.model, false, "measure", device)?;
     let (n, h, a) = (
         config.futures,
         config.horizon as usize,
