@@ -16,6 +16,8 @@ use image::RgbImage;
 const WINDOW_SIZE: &str = "960x540";
 const SCRIPT: &str = "hold up 25; hold up+right 10; wait 3";
 const TIMEOUT: Duration = Duration::from_secs(110);
+/// The instruments share the window with the views: a laptop's window, not the smallest.
+const INSTRUMENT_WINDOW_SIZE: &str = "1280x720";
 
 fn artifacts_dir() -> PathBuf {
     // CARGO_TARGET_TMPDIR is <target>/tmp; artifacts sit beside it.
@@ -88,13 +90,14 @@ fn run_app(args: &[&str]) -> (String, String) {
 /// Runs the driving script in a window on the models in `models`, screenshots it to `screenshot`,
 /// and returns the screenshot and where each view sits in it.
 fn screenshot_after_script(models: &Path, screenshot: &Path) -> (RgbImage, ViewRects) {
-    screenshot_with(models, screenshot, &[], SCRIPT)
+    screenshot_with(models, screenshot, WINDOW_SIZE, &[], SCRIPT)
 }
 
 /// As [`screenshot_after_script`], with `extra` flags and its own script.
 fn screenshot_with(
     models: &Path,
     screenshot: &Path,
+    window_size: &str,
     extra: &[&str],
     script: &str,
 ) -> (RgbImage, ViewRects) {
@@ -103,7 +106,7 @@ fn screenshot_with(
     let mut args = vec![
         "play",
         "--window-size",
-        WINDOW_SIZE,
+        window_size,
         "--models",
         models.to_str().expect("utf-8 path"),
         "--script",
@@ -301,7 +304,8 @@ fn every_instrument_draws_a_distinct_panel() {
         let screenshot = artifacts_dir().join(format!("app_window_{instrument}.png"));
         let mut flags = vec!["--env", "take-cover", "--instrument", instrument];
         flags.extend_from_slice(extra);
-        let (image, rects) = screenshot_with(&models, &screenshot, &flags, script);
+        let (image, rects) =
+            screenshot_with(&models, &screenshot, INSTRUMENT_WINDOW_SIZE, &flags, script);
         let panel = rects
             .instrument
             .unwrap_or_else(|| panic!("the {instrument} panel was not drawn"));

@@ -194,9 +194,11 @@ fn tile_layout(space: egui::Vec2, count: usize, label: f32, gap: f32) -> (f32, u
 /// A labelled square image; `mark` draws a frame around it.
 fn tile_ui(ui: &mut Ui, texture: egui::TextureId, side: f32, label: &str, mark: Option<Color32>) {
     ui.vertical(|ui| {
+        // The label never widens the tile: in a small window it is cut, not the grid overflowed.
+        ui.set_max_width(side);
         ui.spacing_mut().item_spacing.y = 2.0;
         let colour = mark.unwrap_or(Color32::from_gray(200));
-        ui.label(RichText::new(label).size(15.0).color(colour).strong());
+        ui.add(egui::Label::new(RichText::new(label).size(15.0).color(colour).strong()).truncate());
         let rect = ui
             .add(egui::Image::from_texture((texture, vec2(side, side))))
             .rect;
