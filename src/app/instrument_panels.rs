@@ -262,7 +262,7 @@ fn futures_ui(
     }
     for i in 0..fan.frames.len() {
         if let Some(id) = textures.get(&format!("fan/{i}")) {
-            tiles.push((id, format!("future {}", i + 1), None));
+            tiles.push((id, format!("#{}", i + 1), None));
         }
     }
     if let Some(id) = textures.get("fan/spread") {
