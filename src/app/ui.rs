@@ -720,13 +720,18 @@ fn column_ui(
         egui::Layout::top_down(egui::Align::Center),
         |ui| {
             ui.set_width(width);
-            ui.label(
-                RichText::new(title)
-                    .size(VIEW_LABEL_SIZE)
-                    .strong()
-                    .color(Color32::WHITE),
+            // One line each, cut where a column is narrow: the views' heights are worked out
+            // from that, and wrapped titles would push everything below them off the window.
+            ui.add(
+                egui::Label::new(
+                    RichText::new(title)
+                        .size(VIEW_LABEL_SIZE)
+                        .strong()
+                        .color(Color32::WHITE),
+                )
+                .truncate(),
             );
-            ui.label(RichText::new(caption).size(16.0).weak());
+            ui.add(egui::Label::new(RichText::new(caption).size(16.0).weak()).truncate());
             add_contents(ui);
         },
     );
