@@ -605,6 +605,13 @@ fn lecture_controls_toggle_and_clamp() {
     );
     tap(&mut app, KeyCode::Tab);
     assert!(!app.world().resource::<Presentation>().side_panel_visible);
+    tap(&mut app, KeyCode::KeyV);
+    assert!(app.world().resource::<Presentation>().presenter);
+    tap(&mut app, KeyCode::KeyV);
+    assert!(
+        !app.world().resource::<Presentation>().presenter,
+        "V again leaves it"
+    );
     tap(&mut app, KeyCode::Equal);
     let scale = app.world().resource::<Presentation>().ui_scale;
     assert_close(scale, 1.1, "UI scale after one step");

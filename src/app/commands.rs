@@ -150,6 +150,8 @@ pub enum PlayCommand {
     ScaleUi(f32),
     SetUiScale(f32),
     ToggleSidePanel,
+    /// The presenter layout: every panel hidden but the views and a one-line HUD.
+    TogglePresenter,
     ToggleHelp,
     /// Open this instrument, or close it if it is open.
     ToggleInstrument(Instrument),
@@ -241,6 +243,7 @@ pub enum Control {
     Fullscreen,
     UiScale,
     SidePanel,
+    Presenter,
     Instruments,
     Resync,
     Help,
@@ -260,7 +263,7 @@ pub struct ControlSpec {
 }
 
 impl Control {
-    pub const ALL: [Control; 20] = [
+    pub const ALL: [Control; 21] = [
         Control::Drive,
         Control::Gamepad,
         Control::HandToController,
@@ -278,6 +281,7 @@ impl Control {
         Control::Fullscreen,
         Control::UiScale,
         Control::SidePanel,
+        Control::Presenter,
         Control::Instruments,
         Control::Resync,
         Control::Help,
@@ -447,6 +451,11 @@ impl Control {
                 const { &[Binding::key(&[KeyCode::Tab], C::ToggleSidePanel)] },
                 "Side panel",
                 "hide / show the side panel",
+            ),
+            Control::Presenter => spec(
+                const { &[Binding::key(&[KeyCode::KeyV], C::TogglePresenter)] },
+                "Views only",
+                "presenter layout: the views only, under a one-line HUD (again to leave)",
             ),
             Control::Instruments => ControlSpec {
                 help: format!(

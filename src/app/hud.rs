@@ -109,6 +109,36 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
     });
 }
 
+/// The presenter layout's HUD: one line, large, what a hall reads from the back.
+pub fn hud_line_ui(ui: &mut Ui, data: &HudData) {
+    let session = data.session;
+    let large = |text: String| RichText::new(text).size(34.0).strong();
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = 36.0;
+        let (score, step) = match data.mode {
+            Mode::DriveDream | Mode::LatentExplorer => {
+                (data.dream.episode_return, data.dream.steps)
+            }
+            Mode::DriveReality | Mode::Lockstep => {
+                (data.reality.episode_return, data.reality.steps())
+            }
+        };
+        ui.label(large(data.mode.label().to_string()));
+        ui.label(large(format!("score {score:.0}")));
+        ui.label(large(format!("step {step}")));
+        let driver = session.driver;
+        let who = match driver {
+            Driver::Human => "human",
+            Driver::Controller => "C",
+        };
+        ui.label(large(who.to_string()).color(driver_color(driver)));
+        ui.label(large(format!("tau {:.2}", session.tau)));
+        if data.paused {
+            ui.label(large("PAUSED".to_string()).color(Color32::YELLOW));
+        }
+    });
+}
+
 /// A labelled bar. `centered` bars run -1..1 from the middle (steering); others 0..1 from the left.
 pub fn bar_ui(ui: &mut Ui, label: &str, value: f32, centered: bool, color: Color32) {
     ui.horizontal(|ui| {

@@ -27,6 +27,8 @@ pub struct Presentation {
     pub help_open: bool,
     pub side_panel_visible: bool,
     pub fullscreen: bool,
+    /// The presenter layout: the views (and an open instrument) only, under a one-line HUD.
+    pub presenter: bool,
 }
 
 impl Default for Presentation {
@@ -36,6 +38,7 @@ impl Default for Presentation {
             help_open: false,
             side_panel_visible: true,
             fullscreen: false,
+            presenter: false,
         }
     }
 }
@@ -60,6 +63,7 @@ fn apply_presentation_commands(
             PlayCommand::ToggleSidePanel => {
                 presentation.side_panel_visible = !presentation.side_panel_visible
             }
+            PlayCommand::TogglePresenter => presentation.presenter = !presentation.presenter,
             PlayCommand::ScaleUi(factor) => {
                 presentation.ui_scale =
                     clamp_ui_scale(presentation.ui_scale * factor, presentation.ui_scale);

@@ -65,6 +65,8 @@ pub struct PlayOptions {
     /// `auto`, `wgpu` or `flex`; `None` leaves it to `DREAMPLAY_BACKEND` or the automatic choice.
     pub backend: Option<String>,
     pub fullscreen: bool,
+    /// Start in the presenter layout.
+    pub presenter: bool,
     pub ui_scale: f32,
     /// Window size in logical pixels.
     pub window_size: (u32, u32),
@@ -93,6 +95,7 @@ impl PlayOptions {
             models_dir: PathBuf::from("models"),
             backend: None,
             fullscreen: false,
+            presenter: false,
             ui_scale: 1.0,
             window_size: (1600, 900),
             bench_frames: None,
@@ -145,6 +148,7 @@ impl Plugin for LogicPlugin {
         let mut presentation = app.world_mut().resource_mut::<lecture::Presentation>();
         presentation.ui_scale = lecture::clamp_ui_scale(self.options.ui_scale, 1.0);
         presentation.fullscreen = self.options.fullscreen;
+        presentation.presenter = self.options.presenter;
         let world = app.world_mut();
         world.resource_mut::<sim::Session>().resync_every = self.options.resync_every;
         let mut instruments = world.resource_mut::<instruments::Instruments>();

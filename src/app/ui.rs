@@ -107,23 +107,30 @@ fn playground_ui(
             .max_rect(ctx.viewport_rect()),
     );
 
-    egui::Panel::top("top_bar").show(&mut root, |ui| top_bar_ui(ui, &state, &mut sent));
-    egui::Panel::bottom("hud").show(&mut root, |ui| {
-        ui.add_space(4.0);
-        hud::hud_ui(
-            ui,
-            &HudData {
-                session: &state.session,
-                mode: *state.mode.get(),
-                paused: state.paused(),
-                reality: &state.reality,
-                dream: &state.dream,
-                timings: &state.timings,
-            },
-        );
-        ui.add_space(4.0);
-    });
-    if state.presentation.side_panel_visible {
+    let presenter = state.presentation.presenter;
+    let hud_data = HudData {
+        session: &state.session,
+        mode: *state.mode.get(),
+        paused: state.paused(),
+        reality: &state.reality,
+        dream: &state.dream,
+        timings: &state.timings,
+    };
+    if presenter {
+        egui::Panel::bottom("hud").show(&mut root, |ui| {
+            ui.add_space(4.0);
+            hud::hud_line_ui(ui, &hud_data);
+            ui.add_space(4.0);
+        });
+    } else {
+        egui::Panel::top("top_bar").show(&mut root, |ui| top_bar_ui(ui, &state, &mut sent));
+        egui::Panel::bottom("hud").show(&mut root, |ui| {
+            ui.add_space(4.0);
+            hud::hud_ui(ui, &hud_data);
+            ui.add_space(4.0);
+        });
+    }
+    if state.presentation.side_panel_visible && !presenter {
         egui::Panel::left("controls")
             .resizable(false)
             .exact_size(300.0)
@@ -132,7 +139,7 @@ fn playground_ui(
             });
     }
     // The sliders edit the running dream too: M carries the change forward.
-    if matches!(*state.mode.get(), Mode::LatentExplorer | Mode::DriveDream) {
+    if matches!(*state.mode.get(), Mode::LatentExplorer | Mode::DriveDream) && !presenter {
         egui::Panel::right("latent")
             .resizable(false)
             .exact_size(320.0)
@@ -576,7 +583,8 @@ fn views_ui(
     let plot_height = if instrument_open {
         (available.y * INSTRUMENT_SHARE).max(PLOT_HEIGHT)
     } else if lockstep {
-        PLOT_HEIGHT
+        // The plot never takes more than a third of a small window from the views.
+        PLOT_HEIGHT.min(available.y / 3.0)
     } else {
         0.0
     };

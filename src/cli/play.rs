@@ -28,6 +28,9 @@ pub struct PlayArgs {
     /// Start fullscreen (F11 toggles).
     #[arg(long)]
     pub fullscreen: bool,
+    /// Start in the presenter layout: the views only, under a one-line HUD (V toggles).
+    #[arg(long)]
+    pub presenter: bool,
     /// UI scale, e.g. 1.5 for a lecture hall (+ and - change it in the app).
     #[arg(long, default_value_t = 1.0)]
     pub ui_scale: f32,
@@ -137,6 +140,7 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
     // The app selects (and reports) the backend itself, reading the flag by its name.
     options.backend = args.backend.backend.map(|b| b.name().to_string());
     options.fullscreen = args.fullscreen;
+    options.presenter = args.presenter;
     options.ui_scale = args.ui_scale;
     options.window_size = args.window_size;
     options.bench_frames = args.bench_frames;
