@@ -264,12 +264,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     fn fork_from_reality(&mut self, frame: &Frame) -> anyhow::Result<()> {
         check_frame(frame)?;
         let inner = self.inner();
-        let memory = inner.reality.latent(0);
-        let fork = ForkPoint {
-            z: memory.z.to_vec(),
-            hidden: memory.hidden.to_vec(),
-            cell: memory.cell.to_vec(),
-        };
+        let fork = inner.state(View::Reality);
         inner
             .dream
             .reset_to_state(&fork.z, &fork.hidden, &fork.cell)?;
