@@ -1,14 +1,12 @@
 //! The instruments' panels (egui only): they draw what `super::instruments` computed and send
 //! [`PlayCommand`]s; nothing here steps a model.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bevy_egui::egui::{self, Color32, RichText, Ui, vec2};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::commands::{Instrument, Mode, PlayCommand};
-use super::instruments::fan::heat_map;
 use super::instruments::{
     ActionPreviews, FAN_HORIZONS, FAN_SIZES, FuturesFan, Instruments, LatentTrails, MixtureReadout,
     PREVIEW_STEPS,
@@ -16,8 +14,6 @@ use super::instruments::{
 use super::world_model::{DreamRunner, View};
 use crate::envs::{EnvKind, Frame};
 
-/// Where the fan's spread heat map saturates (a channel sd of 0.25 is two futures a half apart).
-const SPREAD_FULL_SCALE: f32 = 0.25;
 /// Reality's mark among the futures.
 pub const REALITY_COLOUR: Color32 = Color32::from_rgb(90, 220, 120);
 /// The dream's colour in plots and on the map.
@@ -49,34 +45,25 @@ impl FrameTextures {
         images: &mut bevy::prelude::Assets<bevy::prelude::Image>,
         contexts: &mut bevy_egui::EguiContexts,
     ) {
-        let mut frames: Vec<(String, u64, Cow<'_, Frame>)> = Vec::new();
+        let mut frames: Vec<(String, u64, &Frame)> = Vec::new();
         match state.instruments.open {
             Some(Instrument::Futures) => {
                 let fan = &state.fan;
                 if let Some(real) = &fan.reality {
-                    frames.push(("fan/reality".into(), fan.generation, Cow::Borrowed(real)));
+                    frames.push(("fan/reality".into(), fan.generation, real));
                 }
                 for (i, frame) in fan.frames.iter().enumerate() {
-                    frames.push((format!("fan/{i}"), fan.generation, Cow::Borrowed(frame)));
+                    frames.push((format!("fan/{i}"), fan.generation, frame));
                 }
-                if let Some(spread) = &fan.spread {
-                    let heat = heat_map(spread, SPREAD_FULL_SCALE);
-                    frames.push(("fan/spread".into(), fan.generation, Cow::Owned(heat)));
+                if let Some(heat) = &fan.heat {
+                    frames.push(("fan/spread".into(), fan.generation, heat));
                 }
             }
             Some(Instrument::Actions) => {
                 let previews = &state.previews;
                 for (i, item) in previews.items.iter().enumerate() {
-                    frames.push((
-                        format!("preview/0/{i}"),
-                        previews.generation,
-                        Cow::Borrowed(&item.next),
-                    ));
-                    frames.push((
-                        format!("preview/1/{i}"),
-                        previews.generation,
-                        Cow::Borrowed(&item.later),
-                    ));
+                    frames.push((format!("preview/0/{i}"), previews.generation, &item.next));
+                    frames.push((format!("preview/1/{i}"), previews.generation, &item.later));
                 }
             }
             _ => {}
@@ -88,14 +75,14 @@ impl FrameTextures {
                     if *seen != generation
                         && let Some(mut image) = images.get_mut(&*handle)
                     {
-                        super::views::write_frame(&mut image, &frame);
+                        super::views::write_frame(&mut image, frame);
                         *seen = generation;
                     }
                     handle.clone()
                 }
                 None => {
                     let mut image = super::views::blank_image(frame.width(), frame.height());
-                    super::views::write_frame(&mut image, &frame);
+                    super::views::write_frame(&mut image, frame);
                     let handle = images.add(image);
                     self.slots
                         .insert(slot.clone(), (generation, handle.clone()));

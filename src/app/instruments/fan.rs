@@ -19,6 +19,8 @@ pub struct FuturesFan {
     pub reality: Option<Frame>,
     /// The per-pixel spread across the futures.
     pub spread: Option<Spread>,
+    /// The spread as a heat map, made once per step for the panel.
+    pub heat: Option<Frame>,
     /// Steps since the fork.
     pub steps: u32,
     /// Forks since the app started.
@@ -40,6 +42,7 @@ impl FuturesFan {
         self.frames.clear();
         self.reality = None;
         self.spread = None;
+        self.heat = None;
         self.steps = 0;
         self.from = None;
         self.generation += 1;
@@ -106,7 +109,9 @@ pub(super) fn follow_sim(
             } else {
                 fan.steps += 1;
             }
-            fan.spread = Some(pixel_spread(&frames));
+            let spread = pixel_spread(&frames);
+            fan.heat = Some(heat_map(&spread, SPREAD_FULL_SCALE));
+            fan.spread = Some(spread);
             fan.frames = frames;
             fan.from = Some(from);
             fan.reality = (from == View::Reality).then(|| reality.obs.clone());
@@ -119,6 +124,9 @@ pub(super) fn follow_sim(
         }
     }
 }
+
+/// Where the spread's heat map saturates (a channel sd of 0.25 is two futures a half apart).
+pub const SPREAD_FULL_SCALE: f32 = 0.25;
 
 /// The spread as a heat map: black (the futures agree) through red to yellow (they differ by
 /// `full_scale` or more, in [0, 1] channel units).
