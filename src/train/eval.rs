@@ -706,13 +706,18 @@ pub(super) fn load_checked<B: Backend>(
     purpose: &str,
     device: &B::Device,
 ) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
-    let model: WorldModel<B> =
-        bundle::load(path, &Expect::env(env), device).with_context(|| {
-            format!(
-                "cannot {purpose} {env} without a model; the pipeline that makes one: {}",
-                train_hint(env)
-            )
-        })?;
+    // V and M are built from the file's one spec, so their z sizes always agree; the env's action
+    // size is checked against that spec here, before any weight is decoded.
+    let expect = Expect {
+        action_size: Some(env.action_space().len()),
+        ..Expect::env(env)
+    };
+    let model: WorldModel<B> = bundle::load(path, &expect, device).with_context(|| {
+        format!(
+            "cannot {purpose} {env} without a model; the pipeline that makes one: {}",
+            train_hint(env)
+        )
+    })?;
     let missing = |part: &str, command: &str| {
         anyhow::anyhow!(
             "{} has no {part}: train it with `dreamplay {command} --env {env}` \
@@ -727,20 +732,6 @@ pub(super) fn load_checked<B: Backend>(
     let rnn = model
         .mdrnn
         .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
-    ensure!(
-        vae.z_size() == rnn.z_size(),
-        "{}: V's z has {} values but M's has {}",
-        path.display(),
-        vae.z_size(),
-        rnn.z_size()
-    );
-    let action_size = env.action_space().len();
-    ensure!(
-        rnn.action_size() == action_size,
-        "{}: M takes {} action values but {env} has {action_size}",
-        path.display(),
-        rnn.action_size()
-    );
     let controller = if with_controller {
         Some(
             model
