@@ -11,7 +11,7 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 
 use dreamplay::app::commands::{
-    CLOSE_HELP_KEY, Control, DRIVE_KEYS, Instrument, Mode, PlayCommand, controls_markdown, key_for,
+    Control, DRIVE_KEYS, Instrument, Mode, PlayCommand, controls_markdown, key_for,
 };
 use dreamplay::app::drive::Driver;
 use dreamplay::app::drive::TAU_PRESETS;
@@ -539,7 +539,7 @@ fn pause_and_single_step() {
     tap(&mut app, KeyCode::Space);
     assert_eq!(sim_state(&app), SimState::Paused);
     let frozen = assert_reality_frozen(&mut app, 5, "a paused sim does not step");
-    tap(&mut app, KeyCode::Period);
+    tap(&mut app, KeyCode::KeyN);
     frames(&mut app, 3);
     assert_eq!(real_steps(&app), frozen + 1, "one step per N");
     tap(&mut app, KeyCode::Space);
@@ -604,7 +604,9 @@ fn lecture_controls_toggle_and_clamp() {
         "Escape closes it"
     );
     tap(&mut app, KeyCode::Tab);
-    assert!(!app.world().resource::<Presentation>().side_panel_visible);
+    assert!(!app.world().resource::<Presentation>().side_panel_shown());
+    tap(&mut app, KeyCode::Tab);
+    assert!(app.world().resource::<Presentation>().side_panel_shown());
     tap(&mut app, KeyCode::KeyV);
     assert!(app.world().resource::<Presentation>().presenter);
     tap(&mut app, KeyCode::KeyV);
@@ -899,7 +901,7 @@ fn the_shipped_take_cover_model_starts_the_app_in_the_dream_c_was_evolved_in() {
 
 #[test]
 fn every_key_and_pad_button_sends_one_command() {
-    let mut keys = vec![CLOSE_HELP_KEY];
+    let mut keys = Vec::new();
     let mut pads = Vec::new();
     for control in Control::ALL {
         for binding in control.spec().bindings {
@@ -943,7 +945,7 @@ fn every_tau_preset_and_mode_has_a_key() {
 
 #[test]
 fn the_help_names_keys_as_people_read_them() {
-    assert_eq!(Control::StepOnce.keys_text(), "N or .");
+    assert_eq!(Control::StepOnce.keys_text(), "N");
     assert_eq!(Control::HandToController.keys_text(), "C (pad Y)");
     assert_eq!(Control::TauPresets.keys_text(), "1 2 3 4 5");
     assert_eq!(Control::UiScale.keys_text(), "+ -");
@@ -1275,4 +1277,295 @@ fn a_map_point_puts_the_dream_there_and_the_explorer_opens() {
             .dim,
         widest
     );
+}
+
+/// The app playing `tour` (TOML) from scene `start`, with `models_dir`'s bundles.
+fn app_with_tour(tour: &str, start: usize, models_dir: std::path::PathBuf) -> App {
+    use dreamplay::app::tour::{Tour, TourFile};
+    let file = TourFile::parse(tour, "test.toml").expect("the test tour parses");
+    let mut options = PlayOptions::new(EnvKind::CarRacing);
+    options.models_dir = models_dir;
+    options.backend = Some("flex".into());
+    options.tour = Some(Tour::new(file, start));
+    let mut app = app_with_options(options);
+    frames(&mut app, 2);
+    app
+}
+
+fn tour_at(app: &App) -> (usize, bool) {
+    let tour = app.world().resource::<dreamplay::app::tour::Tour>();
+    (tour.current, tour.active)
+}
+
+const THREE_SCENES: &str = r#"
+title = "three"
+
+[[scene]]
+title = "one"
+caption = "the car"
+env = "car-racing"
+tau = 0.3
+
+[[scene]]
+title = "two"
+caption = "the doom"
+env = "take-cover"
+mode = "drive-dream"
+tau = 1.3
+
+[[scene]]
+title = "three"
+caption = "the car again"
+env = "car-racing"
+mode = "lockstep"
+"#;
+
+#[test]
+fn page_down_and_up_step_through_the_tour_and_escape_leaves_it() {
+    let mut app = app_with_tour(
+        THREE_SCENES,
+        0,
+        std::env::temp_dir().join("dreamplay-tests-no-models"),
+    );
+    assert_eq!(tour_at(&app), (0, true));
+    assert_eq!(
+        (session(&app).env, session(&app).tau),
+        (EnvKind::CarRacing, 0.3)
+    );
+    tap(&mut app, KeyCode::PageDown);
+    assert_eq!(tour_at(&app), (1, true));
+    assert_eq!(session(&app).env, EnvKind::TakeCover);
+    assert_close(session(&app).tau, 1.3, "scene two's tau");
+    assert_eq!(mode(&app), Mode::DriveDream);
+    tap(&mut app, KeyCode::PageDown);
+    tap(&mut app, KeyCode::PageDown);
+    assert_eq!(tour_at(&app), (2, true), "the last scene stays the last");
+    assert_eq!(
+        (session(&app).env, mode(&app)),
+        (EnvKind::CarRacing, Mode::Lockstep)
+    );
+    tap(&mut app, KeyCode::PageUp);
+    assert_eq!(tour_at(&app), (1, true));
+    assert_eq!(session(&app).env, EnvKind::TakeCover);
+
+    // Paused, the arrows turn pages; running, they steer.
+    tap(&mut app, KeyCode::Space);
+    assert_eq!(sim_state(&app), SimState::Paused);
+    tap(&mut app, KeyCode::ArrowRight);
+    assert_eq!(tour_at(&app), (2, true));
+    assert_eq!(driver(&app), Driver::Human);
+
+    tap(&mut app, KeyCode::Escape);
+    assert_eq!(tour_at(&app), (2, false), "Escape leaves the tour");
+    tap(&mut app, KeyCode::PageUp);
+    assert_eq!(
+        tour_at(&app),
+        (2, true),
+        "PageUp comes back to the scene it was left in"
+    );
+    tap(&mut app, KeyCode::Escape);
+    tap(&mut app, KeyCode::PageDown);
+    assert_eq!(
+        tour_at(&app),
+        (2, true),
+        "PageDown comes back on the next scene, the last here"
+    );
+}
+
+#[test]
+fn entering_a_scene_sets_every_setting_it_names() {
+    use dreamplay::app::instruments::Instruments;
+    use dreamplay::app::lecture::ViewKind;
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    let tour = r#"
+title = "all"
+
+[[scene]]
+title = "plain"
+caption = "the car"
+env = "car-racing"
+
+[[scene]]
+title = "everything"
+caption = "every setting"
+env = "take-cover"
+mode = "lockstep"
+driver = "c"
+seed = 7
+tau = 0.1
+done_odds = 0.5
+done_rule = "threshold"
+fork_after = 20
+paused = true
+instrument = "futures"
+futures = 12
+resync = 10
+maximise = "v"
+"#;
+    let mut app = app_with_tour(tour, 1, dir.path().to_path_buf());
+    let s = session(&app);
+    assert_eq!(
+        (s.env, s.driver, s.resync_every),
+        (EnvKind::TakeCover, Driver::Controller, Some(10))
+    );
+    assert_close(s.tau, 0.1, "tau");
+    assert_close(s.done_odds, 0.5, "done odds");
+    assert_eq!(s.done_rule, DoneRule::Threshold);
+    let reality = app.world().resource::<Reality>();
+    assert_eq!(
+        (reality.seed, reality.steps()),
+        (7, 20),
+        "seed and the steps before the fork"
+    );
+    assert_eq!(
+        (mode(&app), sim_state(&app)),
+        (Mode::Lockstep, SimState::Paused)
+    );
+    assert!(app.world().resource::<DreamEpisode>().forked);
+    let instruments = app.world().resource::<Instruments>();
+    assert_eq!(
+        (instruments.open, instruments.fan_size),
+        (Some(Instrument::Futures), 12)
+    );
+    assert_eq!(
+        app.world().resource::<Presentation>().maximised,
+        Some(ViewKind::VSees)
+    );
+
+    // Scene one names none of these: each goes back to its default.
+    tap(&mut app, KeyCode::PageUp);
+    let s = session(&app);
+    assert_eq!(
+        (s.env, s.driver, s.resync_every),
+        (EnvKind::CarRacing, Driver::Human, None)
+    );
+    assert_eq!(
+        (mode(&app), sim_state(&app)),
+        (Mode::DriveReality, SimState::Running)
+    );
+    assert_eq!(app.world().resource::<Instruments>().open, None);
+    assert_eq!(app.world().resource::<Presentation>().maximised, None);
+    assert_eq!(app.world().resource::<Reality>().seed, 0);
+}
+
+#[test]
+fn a_scene_shows_the_same_frames_each_time_it_is_entered() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    let tour = r#"
+title = "again"
+
+[[scene]]
+title = "hot dream"
+caption = "C in a hot dream"
+env = "take-cover"
+mode = "drive-dream"
+driver = "c"
+seed = 3
+tau = 1.3
+fork_after = 12
+paused = true
+
+[[scene]]
+title = "elsewhere"
+caption = "the car"
+env = "car-racing"
+mode = "lockstep"
+seed = 9
+"#;
+    let mut app = app_with_tour(tour, 0, dir.path().to_path_buf());
+    // Paused, the scene moves only by single steps, so both visits take the same steps.
+    let run = |app: &mut App| {
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            tap(app, KeyCode::KeyN);
+            // The step runs on the next fixed tick, which a frame may lack.
+            frames(app, 2);
+            let runner = app.world().resource::<WorldModelRuntime>();
+            seen.push(runner.runner.as_ref().expect("the bundle loads").z());
+        }
+        (seen, app.world().resource::<Reality>().obs.clone())
+    };
+    let first = run(&mut app);
+    tap(&mut app, KeyCode::PageDown);
+    frames(&mut app, 7);
+    tap(&mut app, KeyCode::PageUp);
+    let second = run(&mut app);
+    assert_eq!(first.1, second.1, "reality shows the same frame");
+    assert_eq!(first.0, second.0, "the dream draws the same z");
+    assert!(first.0.iter().any(|z| *z != first.0[0]), "the dream moved");
+}
+
+#[test]
+fn blank_maximise_and_escape_work_innermost_first() {
+    use dreamplay::app::lecture::ViewKind;
+    let mut app = app_for(EnvKind::TakeCover);
+    let presentation = |app: &App| app.world().resource::<Presentation>().clone();
+    tap(&mut app, KeyCode::F4);
+    assert_eq!(presentation(&app).maximised, Some(ViewKind::Dream));
+    tap(&mut app, KeyCode::F2);
+    assert_eq!(
+        presentation(&app).maximised,
+        Some(ViewKind::Reality),
+        "another view replaces it"
+    );
+    tap(&mut app, KeyCode::KeyB);
+    assert!(presentation(&app).blank);
+    let steps = real_steps(&app);
+    frames(&mut app, 5);
+    assert!(
+        real_steps(&app) > steps,
+        "the sim goes on behind the black screen"
+    );
+    tap(&mut app, KeyCode::Period);
+    assert!(
+        !presentation(&app).blank,
+        "period, which clickers send, also brings it back"
+    );
+    assert_eq!(
+        sim_state(&app),
+        SimState::Running,
+        "period no longer single-steps"
+    );
+    tap(&mut app, KeyCode::KeyB);
+    tap(&mut app, KeyCode::F11);
+    assert!(presentation(&app).fullscreen);
+    tap(&mut app, KeyCode::Escape);
+    let p = presentation(&app);
+    assert!(
+        !p.blank && p.maximised.is_some() && p.fullscreen,
+        "first the blank screen"
+    );
+    tap(&mut app, KeyCode::Escape);
+    let p = presentation(&app);
+    assert!(
+        p.maximised.is_none() && p.fullscreen,
+        "then the maximised view"
+    );
+    tap(&mut app, KeyCode::Escape);
+    assert!(!presentation(&app).fullscreen, "then fullscreen");
+    tap(&mut app, KeyCode::F3);
+    tap(&mut app, KeyCode::F3);
+    assert_eq!(
+        presentation(&app).maximised,
+        None,
+        "the same key again shows all three"
+    );
+}
+
+#[test]
+fn the_side_panel_and_plot_follow_the_window_until_the_user_chooses() {
+    let mut app = app_for(EnvKind::TakeCover);
+    let presentation = |app: &App| app.world().resource::<Presentation>().clone();
+    assert!(presentation(&app).side_panel_shown() && presentation(&app).plot_shown());
+    app.world_mut().resource_mut::<Presentation>().roomy = false;
+    assert!(!presentation(&app).side_panel_shown() && !presentation(&app).plot_shown());
+    tap(&mut app, KeyCode::Tab);
+    tap(&mut app, KeyCode::KeyL);
+    assert!(
+        presentation(&app).side_panel_shown() && presentation(&app).plot_shown(),
+        "shown on request"
+    );
+    app.world_mut().resource_mut::<Presentation>().roomy = true;
+    tap(&mut app, KeyCode::KeyL);
+    assert!(!presentation(&app).plot_shown(), "L folds it away");
 }

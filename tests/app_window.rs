@@ -49,7 +49,7 @@ fn run_app(args: &[&str]) -> (String, String) {
             "no display and no xvfb-run: run .ci/setup (it installs xvfb and mesa-vulkan-drivers) and try again"
         );
         let mut command = Command::new("xvfb-run");
-        command.args(["-a", "-s", "-screen 0 1280x800x24", binary]);
+        command.args(["-a", "-s", "-screen 0 1920x1080x24", binary]);
         command
     };
     command
@@ -101,10 +101,22 @@ fn screenshot_with(
     extra: &[&str],
     script: &str,
 ) -> (RgbImage, ViewRects) {
+    screenshot_of(&["play"], models, screenshot, window_size, extra, script)
+}
+
+/// As [`screenshot_with`], running `command` (`play`, or `tour` and its arguments).
+fn screenshot_of(
+    command: &[&str],
+    models: &Path,
+    screenshot: &Path,
+    window_size: &str,
+    extra: &[&str],
+    script: &str,
+) -> (RgbImage, ViewRects) {
     std::fs::create_dir_all(artifacts_dir()).expect("create target/test-artifacts");
     let _ = std::fs::remove_file(screenshot);
-    let mut args = vec![
-        "play",
+    let mut args = command.to_vec();
+    args.extend([
         "--window-size",
         window_size,
         "--models",
@@ -113,7 +125,7 @@ fn screenshot_with(
         script,
         "--screenshot",
         screenshot.to_str().expect("utf-8 path"),
-    ];
+    ]);
     args.extend_from_slice(extra);
     let (stdout, _stderr) = run_app(&args);
     println!("screenshot: {}", screenshot.display());
@@ -334,4 +346,119 @@ fn every_instrument_draws_a_distinct_panel() {
             );
         }
     }
+}
+
+/// `[x, y, w, h]` rectangles overlap (share more than an edge).
+fn overlaps(a: [u32; 4], b: [u32; 4]) -> bool {
+    a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3]
+}
+
+/// The views' rectangles, by name.
+fn view_rects(rects: &ViewRects) -> Vec<(&'static str, [u32; 4])> {
+    [
+        ("reality", rects.reality),
+        ("V's input", rects.v_input),
+        ("V's reconstruction", rects.v_reconstruction),
+        ("the dream", rects.dream),
+    ]
+    .into_iter()
+    .filter_map(|(name, rect)| rect.map(|rect| (name, rect)))
+    .collect()
+}
+
+/// The views take at least `share` of the window, every panel stays clear of them, and the top
+/// bar and the HUD keep to their lines (`scale` turns their heights back into points).
+fn assert_hall_layout(rects: &ViewRects, size: (u32, u32), scale: f32, share: f32, what: &str) {
+    let views = view_rects(rects);
+    assert_eq!(views.len(), 4, "{what}: every view is drawn: {views:?}");
+    let area: u32 = views.iter().map(|(_, r)| r[2] * r[3]).sum();
+    let window = size.0 * size.1;
+    let taken = area as f32 / window as f32;
+    println!("{what}: the views take {:.0}% of the window", 100.0 * taken);
+    assert!(
+        taken >= share,
+        "{what}: the views take only {:.0}% of the window",
+        100.0 * taken
+    );
+    for (panel, panel_rect) in &rects.panels {
+        for (view, view_rect) in &views {
+            assert!(
+                !overlaps(*panel_rect, *view_rect),
+                "{what}: the {panel} overlaps {view}: {panel_rect:?} / {view_rect:?}"
+            );
+        }
+    }
+    let points = |name: &str| rects.panels.get(name).map(|r| r[3] as f32 / scale);
+    // One line of the top bar's 26-point title with its padding is under 60 points; two are not.
+    if let Some(top) = points("top_bar") {
+        assert!(
+            top < 60.0,
+            "{what}: the top bar wrapped ({top:.0} points high)"
+        );
+    }
+    // The HUD's two lines (26 and 24 points) with padding; a wrapped line adds 30 more.
+    if let Some(hud) = points("hud") {
+        assert!(
+            hud < 100.0,
+            "{what}: the HUD wrapped ({hud:.0} points high)"
+        );
+    }
+}
+
+/// A projector at a large UI scale (the lecture hall): the views keep most of the window
+/// and nothing overlaps them, in Lockstep with its plot, and in the presenter layout.
+#[test]
+fn in_a_hall_the_views_take_most_of_the_window() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for (size, scale, name) in [
+        ((1280, 720), "2", "1280x720-s2"),
+        ((1920, 1080), "2.5", "1920x1080-s2.5"),
+    ] {
+        let window = format!("{}x{}", size.0, size.1);
+        let scale_value: f32 = scale.parse().expect("a number");
+        for (layout, extra) in [
+            ("lockstep", &["--mode", "lockstep"][..]),
+            ("presenter", &["--presenter"][..]),
+        ] {
+            let screenshot = artifacts_dir().join(format!("app_window_hall_{layout}_{name}.png"));
+            let mut flags = vec!["--env", "take-cover", "--ui-scale", scale];
+            flags.extend_from_slice(extra);
+            let (_, rects) = screenshot_with(&models, &screenshot, &window, &flags, "wait 8");
+            let what = format!("{layout} at {window}, UI scale {scale}");
+            assert_hall_layout(&rects, size, scale_value, 0.5, &what);
+            if layout == "presenter" {
+                let names: Vec<&String> = rects.panels.keys().collect();
+                assert_eq!(
+                    names,
+                    ["hud"],
+                    "{what}: only the HUD is left beside the views"
+                );
+            }
+        }
+    }
+}
+
+/// The tour opens on the scene asked for, its caption under the views and clear of them.
+#[test]
+fn the_tour_shows_its_scene_and_caption() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let screenshot = artifacts_dir().join("app_window_tour.png");
+    let (image, rects) = screenshot_of(
+        &["tour", "--scene", "7"],
+        &models,
+        &screenshot,
+        INSTRUMENT_WINDOW_SIZE,
+        &[],
+        "wait 10",
+    );
+    let caption = *rects
+        .panels
+        .get("tour")
+        .expect("the tour's caption is drawn");
+    assert!(
+        std_dev(&thumbnail(&image, caption)) > 0.02,
+        "the caption looks blank"
+    );
+    assert!(rects.instrument.is_some(), "scene 7 opens the futures fan");
+    assert_hall_layout(&rects, (1280, 720), 1.0, 0.2, "the tour at 1280x720");
 }

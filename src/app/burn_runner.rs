@@ -328,6 +328,12 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         self.inner().reality.forget();
     }
 
+    fn reseed(&mut self, seed: u64) {
+        let inner = self.inner();
+        inner.rng = ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED ^ seed);
+        inner.futures_rng = ChaCha8Rng::seed_from_u64(FUTURES_RNG_SEED ^ seed);
+    }
+
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {
         let inner = self.locked();
         let mut controller = inner.controller.as_ref()?;

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use bevy::input::gamepad::GamepadButton;
 use bevy::prelude::*;
 
-use super::drive::TAU_PRESETS;
+use super::drive::{Driver, TAU_PRESETS};
+use super::lecture::ViewKind;
 use crate::envs::EnvKind;
 use crate::model::mdrnn::DoneRule;
 
@@ -18,7 +19,10 @@ pub(super) fn plugin(app: &mut App) {
 
 /// The playground's modes: one axis, one bevy state. Commands ask for a mode through
 /// `NextState<Mode>`; entering one may fork the dream (`sim::modes`).
-#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+#[derive(
+    States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// The real env steps; V shows its reconstruction, the dream pane M's one-step prediction.
     #[default]
@@ -29,6 +33,7 @@ pub enum Mode {
     Lockstep,
     /// The dream is paused and every latent dimension has a slider.
     #[value(alias = "explore")]
+    #[serde(alias = "explore")]
     LatentExplorer,
 }
 
@@ -62,7 +67,8 @@ impl Mode {
 
 /// The instruments that show why the dream behaves as it does. At most one is open; it shares the
 /// screen with the views (see `super::instruments`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Instrument {
     /// N dreams forked from one state, stepped with the same actions, and their spread.
     Futures,
@@ -152,6 +158,21 @@ pub enum PlayCommand {
     ToggleSidePanel,
     /// The presenter layout: every panel hidden but the views and a one-line HUD.
     TogglePresenter,
+    /// Lockstep's plot: fold it away, or show it again.
+    TogglePlot,
+    /// Show this view alone, as large as the window allows; again to show all three.
+    ToggleMaximised(ViewKind),
+    /// A black screen, as slide software's B gives; again (or Escape) to come back.
+    ToggleBlank,
+    /// Leave what is open, innermost first: the help, the blank screen, a maximised view, the
+    /// tour, fullscreen.
+    Escape,
+    /// The tour's next scene.
+    TourNext,
+    /// The tour's previous scene.
+    TourPrevious,
+    /// Go to this whole state at once: what entering a tour scene does.
+    Setup(Box<Setup>),
     ToggleHelp,
     /// Open this instrument, or close it if it is open.
     ToggleInstrument(Instrument),
@@ -172,6 +193,33 @@ pub enum PlayCommand {
     Quit,
 }
 
+/// A whole state of play to go to, as a tour scene names it. What it leaves out takes the env's
+/// defaults (the dream the chosen C was evolved in), so the result never depends on what came
+/// before: the same setup shows the same frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    pub env: EnvKind,
+    /// The real episode's seed; the dream's random draws are reseeded from it too.
+    pub seed: u64,
+    pub mode: Mode,
+    pub driver: Driver,
+    /// A C of the bundle by name; `None`: the bundle's own.
+    pub controller: Option<String>,
+    pub tau: Option<f32>,
+    pub done_odds: Option<f32>,
+    pub done_rule: Option<DoneRule>,
+    /// Real steps, the driver acting, before the dream forks.
+    pub fork_after: u32,
+    pub paused: bool,
+    /// Start the dream from a random z rather than the real frame.
+    pub random_z: bool,
+    /// Lockstep's re-sync interval (`None`: open loop).
+    pub resync: Option<u32>,
+    pub instrument: Option<Instrument>,
+    pub fan_size: Option<usize>,
+    pub maximised: Option<ViewKind>,
+}
+
 /// The re-sync intervals K cycles through: every step (one-step predictions) to never (open loop).
 pub const RESYNC_CHOICES: [Option<u32>; 6] =
     [None, Some(1), Some(5), Some(10), Some(30), Some(100)];
@@ -186,9 +234,6 @@ pub const DRIVE_KEYS: DriveKeys = DriveKeys {
     up: &[KeyCode::ArrowUp, KeyCode::KeyW],
     down: &[KeyCode::ArrowDown, KeyCode::KeyS],
 };
-
-/// Closes the help overlay but never opens it: people press Escape to get out of things.
-pub const CLOSE_HELP_KEY: KeyCode = KeyCode::Escape;
 
 /// The keys for each driving direction.
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +289,11 @@ pub enum Control {
     UiScale,
     SidePanel,
     Presenter,
+    Maximise,
+    Plot,
+    Blank,
+    Tour,
+    Escape,
     Instruments,
     Resync,
     Help,
@@ -263,7 +313,7 @@ pub struct ControlSpec {
 }
 
 impl Control {
-    pub const ALL: [Control; 21] = [
+    pub const ALL: [Control; 26] = [
         Control::Drive,
         Control::Gamepad,
         Control::HandToController,
@@ -282,6 +332,11 @@ impl Control {
         Control::UiScale,
         Control::SidePanel,
         Control::Presenter,
+        Control::Maximise,
+        Control::Plot,
+        Control::Blank,
+        Control::Tour,
+        Control::Escape,
         Control::Instruments,
         Control::Resync,
         Control::Help,
@@ -407,7 +462,7 @@ impl Control {
                 "pause",
             ),
             Control::StepOnce => spec(
-                const { &[Binding::key(&[KeyCode::KeyN, KeyCode::Period], C::StepOnce)] },
+                const { &[Binding::key(&[KeyCode::KeyN], C::StepOnce)] },
                 "Step",
                 "single step",
             ),
@@ -456,6 +511,48 @@ impl Control {
                 const { &[Binding::key(&[KeyCode::KeyV], C::TogglePresenter)] },
                 "Views only",
                 "presenter layout: the views only, under a one-line HUD (again to leave)",
+            ),
+            Control::Maximise => spec(
+                const {
+                    &[
+                        Binding::key(&[KeyCode::F2], C::ToggleMaximised(ViewKind::Reality)),
+                        Binding::key(&[KeyCode::F3], C::ToggleMaximised(ViewKind::VSees)),
+                        Binding::key(&[KeyCode::F4], C::ToggleMaximised(ViewKind::Dream)),
+                    ]
+                },
+                "Maximise",
+                "show reality / what V sees / the dream alone, full size (again, or a click, for all three)",
+            ),
+            Control::Plot => spec(
+                const { &[Binding::key(&[KeyCode::KeyL], C::TogglePlot)] },
+                "Plot",
+                "Lockstep: fold the plot away, or show it",
+            ),
+            // Presenter clickers send B or period for "black screen"; period no longer steps.
+            Control::Blank => spec(
+                const {
+                    &[Binding::key(
+                        &[KeyCode::KeyB, KeyCode::Period],
+                        C::ToggleBlank,
+                    )]
+                },
+                "Blank screen",
+                "blank the screen, as slide software does (again to come back)",
+            ),
+            Control::Tour => spec(
+                const {
+                    &[
+                        Binding::key(&[KeyCode::PageDown], C::TourNext),
+                        Binding::key(&[KeyCode::PageUp], C::TourPrevious),
+                    ]
+                },
+                "Tour",
+                "tour: next / previous scene (a clicker's buttons; also Right / Left while paused)",
+            ),
+            Control::Escape => spec(
+                const { &[Binding::key(&[KeyCode::Escape], C::Escape)] },
+                "Leave",
+                "leave the help, the blank screen, a maximised view, the tour or fullscreen",
             ),
             Control::Instruments => ControlSpec {
                 help: format!(

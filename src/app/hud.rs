@@ -24,6 +24,8 @@ pub struct HudData<'a> {
     pub reality: &'a Reality,
     pub dream: &'a DreamEpisode,
     pub timings: &'a Timings,
+    /// Lockstep: the latest pixel error between reality and the dream.
+    pub drift: Option<f64>,
 }
 
 pub fn driver_color(driver: Driver) -> Color32 {
@@ -33,12 +35,15 @@ pub fn driver_color(driver: Driver) -> Color32 {
     }
 }
 
-/// The HUD's content: one line of numbers, one line of bars.
-pub fn hud_ui(ui: &mut Ui, data: &HudData) {
+/// The HUD's content: a line of numbers in large type, then the action bars and the model's
+/// figures. Neither line ever wraps: what does not fit the window's width is left out, the least
+/// needed last (in a small window, the second line keeps the bars and tau).
+pub fn hud_ui(ui: &mut Ui, data: &HudData, roomy: bool) {
     let session = data.session;
-    let big = |text: String| RichText::new(text).size(26.0).strong();
-    ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = 28.0;
+    let big_size = if roomy { 26.0 } else { 22.0 };
+    let big = |text: String| RichText::new(text).size(big_size).strong();
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = if roomy { 28.0 } else { 18.0 };
         let (score_label, score, step) = match data.mode {
             Mode::DriveDream | Mode::LatentExplorer => {
                 ("Dream score", data.dream.episode_return, data.dream.steps)
@@ -47,24 +52,37 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
                 ("Score", data.reality.episode_return, data.reality.steps())
             }
         };
-        ui.label(big(format!("{score_label} {score:.1}")));
-        ui.label(big(format!("Step {step}")));
         let driver = session.driver;
-        ui.label(big(format!("Driving: {}", driver.label())).color(driver_color(driver)));
-        if data.paused {
-            ui.label(big("PAUSED".to_string()).color(Color32::YELLOW));
+        let items = [
+            big(format!("{score_label} {score:.1}")),
+            big(format!("Step {step}")),
+            big(format!("Driving: {}", driver.label())).color(driver_color(driver)),
+        ];
+        let paused = data
+            .paused
+            .then(|| big("PAUSED".to_string()).color(Color32::YELLOW));
+        for item in items.into_iter().chain(paused) {
+            if !label_if_fits(ui, item) {
+                break;
+            }
         }
     });
-    ui.add_space(6.0);
-    ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = 22.0;
+    ui.add_space(if roomy { 6.0 } else { 2.0 });
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = if roomy { 22.0 } else { 14.0 };
         let axes = session.shown_axes();
         let color = driver_color(session.driver);
         match session.env {
             EnvKind::CarRacing => {
-                bar_ui(ui, "steer", axes.steer, true, color);
-                bar_ui(ui, "gas", axes.gas, false, color);
-                bar_ui(ui, "brake", axes.brake, false, color);
+                for (label, value, centred) in [
+                    ("steer", axes.steer, true),
+                    ("gas", axes.gas, false),
+                    ("brake", axes.brake, false),
+                ] {
+                    if !bar_if_fits(ui, label, value, centred, color) {
+                        return;
+                    }
+                }
             }
             EnvKind::TakeCover => {
                 let strafe = if axes.steer < -1.0 / 3.0 {
@@ -74,16 +92,21 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
                 } else {
                     "stay"
                 };
-                bar_ui(ui, &format!("move ({strafe})"), axes.steer, true, color);
+                if !bar_if_fits(ui, &format!("move ({strafe})"), axes.steer, true, color) {
+                    return;
+                }
             }
         }
         let stat = |text: String| RichText::new(text).size(20.0).monospace();
-        ui.label(stat(format!("tau {:.2}", session.tau)));
+        let mut stats = vec![stat(format!("tau {:.2}", session.tau))];
+        if let (Mode::Lockstep, Some(drift)) = (data.mode, data.drift) {
+            stats.push(stat(format!("drift {drift:.3}")));
+        }
         if session.done_odds != 1.0 {
-            ui.label(stat(format!("done odds x{:.2}", session.done_odds)));
+            stats.push(stat(format!("done odds x{:.2}", session.done_odds)));
         }
         if session.done_rule == DoneRule::Threshold {
-            ui.label(stat("done: threshold".to_string()));
+            stats.push(stat("done: threshold".to_string()));
         }
         let fps = data
             .timings
@@ -91,22 +114,60 @@ pub fn hud_ui(ui: &mut Ui, data: &HudData) {
             .median_recent()
             .filter(|ms| *ms > 0.0)
             .map(|ms| 1000.0 / ms);
-        ui.label(stat(fps.map_or_else(
+        stats.push(stat(fps.map_or_else(
             || "fps -".to_string(),
             |fps| format!("{fps:.0} fps"),
         )));
         // A dream step as the viewer sees it: M's step, then V decoding the new z.
         let step_ms = data.timings.dream_step.mean_recent();
         let decode_ms = data.timings.dream_decode.mean_recent();
-        let dream = match (step_ms, decode_ms) {
+        stats.push(stat(match (step_ms, decode_ms) {
             (Some(step), Some(decode)) => {
                 format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)")
             }
             (Some(step), None) => format!("dream step {step:.1} ms (M)"),
             _ => "dream step -".to_string(),
-        };
-        ui.label(stat(dream));
+        }));
+        for item in stats {
+            if !label_if_fits(ui, item) {
+                break;
+            }
+        }
     });
+}
+
+/// Adds `text` as one unwrapped label if it fits the rest of the line; whether it did.
+pub fn label_if_fits(ui: &mut Ui, text: impl Into<egui::WidgetText>) -> bool {
+    let galley = text.into().into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Body,
+    );
+    if galley.size().x > ui.available_width() {
+        return false;
+    }
+    ui.label(galley);
+    true
+}
+
+/// [`bar_ui`] if the label, the bar and its value fit the rest of the line; whether it did.
+fn bar_if_fits(ui: &mut Ui, label: &str, value: f32, centred: bool, color: Color32) -> bool {
+    let text_width = |text: &str, font: egui::FontId| {
+        ui.painter()
+            .layout_no_wrap(text.to_string(), font, Color32::WHITE)
+            .size()
+            .x
+    };
+    let needed = text_width(label, egui::FontId::proportional(20.0))
+        + BAR_SIZE.x
+        + text_width("+0.00", egui::FontId::monospace(18.0))
+        + 2.0 * ui.spacing().item_spacing.x;
+    if needed > ui.available_width() {
+        return false;
+    }
+    bar_ui(ui, label, value, centred, color);
+    true
 }
 
 /// The presenter layout's HUD: one line, large, what a hall reads from the back.
@@ -123,18 +184,26 @@ pub fn hud_line_ui(ui: &mut Ui, data: &HudData) {
                 (data.reality.episode_return, data.reality.steps())
             }
         };
-        ui.label(large(data.mode.label().to_string()));
-        ui.label(large(format!("score {score:.0}")));
-        ui.label(large(format!("step {step}")));
         let driver = session.driver;
         let who = match driver {
             Driver::Human => "human",
             Driver::Controller => "C",
         };
-        ui.label(large(who.to_string()).color(driver_color(driver)));
-        ui.label(large(format!("tau {:.2}", session.tau)));
+        let mut items = vec![
+            large(data.mode.label().to_string()),
+            large(format!("score {score:.0}")),
+            large(format!("step {step}")),
+            large(who.to_string()).color(driver_color(driver)),
+            large(format!("tau {:.2}", session.tau)),
+        ];
         if data.paused {
-            ui.label(large("PAUSED".to_string()).color(Color32::YELLOW));
+            // Paused matters more than tau when the line is short.
+            items.insert(1, large("PAUSED".to_string()).color(Color32::YELLOW));
+        }
+        for item in items {
+            if !label_if_fits(ui, item) {
+                break;
+            }
         }
     });
 }

@@ -10,8 +10,7 @@ use bevy::input::gamepad::{Gamepad, GamepadAxis, GamepadButton};
 use bevy::prelude::*;
 
 use super::AppSystems;
-use super::commands::{CLOSE_HELP_KEY, Control, DRIVE_KEYS, PlayCommand};
-use super::lecture::Presentation;
+use super::commands::{Control, DRIVE_KEYS, PlayCommand};
 use crate::agent::human::{HeldKeys, HumanInput, PadValues};
 
 pub(super) fn plugin(app: &mut App) {
@@ -38,6 +37,12 @@ impl HumanControls {
     pub fn take_for_step(&mut self) -> HumanInput {
         self.consumed = true;
         std::mem::replace(&mut self.since_last_step, self.latest)
+    }
+
+    /// Drops what was pressed since the last step: a key that meant something else (a page turn).
+    pub fn forget_pending(&mut self) {
+        self.since_last_step = HumanInput::default();
+        self.latest = HumanInput::default();
     }
 
     /// Records one display frame's input.
@@ -101,20 +106,13 @@ fn pad_values(gamepad: &Gamepad) -> PadValues {
     }
 }
 
-fn keyboard_commands(
-    keys: Res<ButtonInput<KeyCode>>,
-    presentation: Res<Presentation>,
-    mut commands: MessageWriter<PlayCommand>,
-) {
+fn keyboard_commands(keys: Res<ButtonInput<KeyCode>>, mut commands: MessageWriter<PlayCommand>) {
     for control in Control::ALL {
         for binding in control.spec().bindings {
             if binding.keys.iter().any(|key| keys.just_pressed(*key)) {
                 commands.write(binding.command.clone());
             }
         }
-    }
-    if presentation.help_open && keys.just_pressed(CLOSE_HELP_KEY) {
-        commands.write(PlayCommand::ToggleHelp);
     }
 }
 

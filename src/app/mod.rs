@@ -9,7 +9,9 @@
 //!   mode; pause is a state ([`SimState`](sim::SimState)).
 //! - [`world_model`]: the single seam to V, M and C ([`DreamRunner`](world_model::DreamRunner));
 //!   `burn_runner` implements it on a model bundle.
-//! - [`lecture`]: fullscreen, UI scale, help overlay, side panel.
+//! - [`lecture`]: fullscreen, UI scale, help overlay, side panel, presenter layout, a maximised
+//!   view, the blank screen.
+//! - [`tour`]: the guided tour, scenes read from a TOML file.
 //! - [`recording`]: GIFs of the views, screenshots.
 //! - [`views`], [`hud`], [`ui`]: the images and egui panels (windowed only).
 //! - [`script`]: scripted input, `--screenshot-after`, `--bench-frames`.
@@ -28,6 +30,7 @@ pub mod lecture;
 pub mod recording;
 pub mod script;
 pub mod sim;
+pub mod tour;
 mod ui;
 pub mod views;
 pub mod world_model;
@@ -47,6 +50,9 @@ pub enum AppSystems {
     Script,
     /// Keys and pads become held controls and commands.
     ReadInput,
+    /// Commands that stand for others become them (a tour's next scene becomes its setup), so
+    /// that all of them apply on the same frame.
+    ExpandCommands,
     /// Commands change the state.
     ApplyCommands,
     /// Derived data (decoded frames) catches up with the state.
@@ -85,6 +91,8 @@ pub struct PlayOptions {
     pub resync_every: Option<u32>,
     /// The futures fan's size at the start.
     pub fan_size: usize,
+    /// A guided tour to play, opened on its current scene (which then sets the env and the rest).
+    pub tour: Option<tour::Tour>,
 }
 
 impl PlayOptions {
@@ -106,6 +114,7 @@ impl PlayOptions {
             instrument: None,
             resync_every: None,
             fan_size: instruments::FAN_SIZE_DEFAULT,
+            tour: None,
         }
     }
 }
@@ -123,6 +132,7 @@ impl Plugin for LogicPlugin {
             (
                 AppSystems::Script,
                 AppSystems::ReadInput,
+                AppSystems::ExpandCommands,
                 AppSystems::ApplyCommands,
                 AppSystems::Update,
                 AppSystems::Present,
@@ -138,17 +148,31 @@ impl Plugin for LogicPlugin {
             sim::plugin,
             instruments::plugin,
             lecture::plugin,
+            tour::plugin,
             recording::plugin,
         ));
         let source = sim::ModelSource {
             models_dir: self.options.models_dir.clone(),
             backend: self.options.backend.clone(),
         };
-        sim::insert_session(app.world_mut(), self.options.env, self.options.seed, source);
+        // A tour's first scene names the env: load that one, not another first.
+        let env = self
+            .options
+            .tour
+            .as_ref()
+            .map_or(self.options.env, |tour| tour.scene().env);
+        sim::insert_session(app.world_mut(), env, self.options.seed, source);
+        if let Some(tour) = &self.options.tour {
+            app.insert_resource(tour.clone());
+        }
         let mut presentation = app.world_mut().resource_mut::<lecture::Presentation>();
         presentation.ui_scale = lecture::clamp_ui_scale(self.options.ui_scale, 1.0);
         presentation.fullscreen = self.options.fullscreen;
         presentation.presenter = self.options.presenter;
+        if self.options.tour.is_some() {
+            // A tour is a lecture: the pictures and the caption; Tab brings the controls.
+            presentation.side_panel = Some(false);
+        }
         let world = app.world_mut();
         world.resource_mut::<sim::Session>().resync_every = self.options.resync_every;
         let mut instruments = world.resource_mut::<instruments::Instruments>();

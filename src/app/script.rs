@@ -6,7 +6,7 @@
 //! - `press KEY`: press and release on the next frame (`press f6`)
 //! - `wait N`: N frames of nothing
 //!
-//! Keys: `up down left right`, letters, digits, `space tab backspace escape enter period plus minus`,
+//! Keys: `up down left right`, letters, digits, `space tab backspace escape enter pagedown pageup period plus minus`,
 //! `f1`..`f12`.
 
 use std::path::PathBuf;
@@ -205,6 +205,8 @@ pub fn parse_key(name: &str) -> Option<KeyCode> {
         "backspace" => Some(KeyCode::Backspace),
         "escape" | "esc" => Some(KeyCode::Escape),
         "enter" => Some(KeyCode::Enter),
+        "pagedown" | "pgdn" => Some(KeyCode::PageDown),
+        "pageup" | "pgup" => Some(KeyCode::PageUp),
         "period" | "." => Some(KeyCode::Period),
         "plus" | "=" => Some(KeyCode::Equal),
         "minus" | "-" => Some(KeyCode::Minus),

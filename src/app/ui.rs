@@ -10,17 +10,16 @@ use bevy_egui::egui::{self, Color32, RichText, Ui, UiBuilder, vec2};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
-use super::commands::{
-    CLOSE_HELP_KEY, Control, Instrument, Mode, PlayCommand, controls_help, key_for, key_name,
-};
+use super::commands::{Control, Instrument, Mode, PlayCommand, controls_help, key_for};
 use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
 use super::hud::{self, HudData};
 use super::instrument_panels::{
     FrameTextures, InstrumentState, instrument_buttons_ui, instrument_panel_ui, missing_atlas_hint,
 };
-use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN};
+use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN, ViewKind};
 use super::recording::Recording;
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, SimState, Timings};
+use super::tour::Tour;
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
 use super::world_model::{ModelStatus, WorldModelRuntime};
 use crate::envs::EnvKind;
@@ -32,12 +31,29 @@ pub(super) fn plugin(app: &mut App) {
 
 /// The default latent slider range where the model ships no statistics.
 pub const DEFAULT_LATENT_RANGE: (f32, f32) = (-3.0, 3.0);
-/// Heading size of the view labels, in points (before the UI scale).
-const VIEW_LABEL_SIZE: f32 = 30.0;
+/// Heading size of the view titles, in points (before the UI scale); smaller in a small window.
+const VIEW_TITLE_SIZE: f32 = 30.0;
+const VIEW_TITLE_SIZE_SMALL: f32 = 22.0;
+/// The captions under the view titles, in points.
+const VIEW_CAPTION_SIZE: f32 = 16.0;
+/// The label between V's input and its reconstruction.
+const V_LABEL_SIZE: f32 = 14.0;
+/// Space between the views, in points.
+const VIEW_GAP: f32 = 16.0;
 /// Height kept for the lockstep plot, in points.
 const PLOT_HEIGHT: f32 = 190.0;
 /// The share of the central area an open instrument takes, below the views.
 const INSTRUMENT_SHARE: f32 = 0.5;
+/// A window at least this large, in points, has room for the side panel and the plot beside
+/// large views, and for the top bar's full form. Smaller (a projector at UI scale 2 or more), they
+/// fold away and the views keep the window.
+const ROOMY_SIZE: egui::Vec2 = vec2(1150.0, 640.0);
+/// The side panel's width, in points, and the most of the window's width it may take.
+const SIDE_PANEL_WIDTH: f32 = 300.0;
+const SIDE_PANEL_SHARE: f32 = 0.36;
+/// The latent sliders' panel, likewise.
+const LATENT_PANEL_WIDTH: f32 = 320.0;
+const LATENT_PANEL_SHARE: f32 = 0.3;
 
 /// The texture ids of the view images, for this frame.
 struct ViewTextures {
@@ -59,21 +75,27 @@ struct UiState<'w> {
     divergence: Res<'w, Divergence>,
     timings: Res<'w, Timings>,
     notice: Res<'w, Notice>,
-    presentation: Res<'w, Presentation>,
+    presentation: ResMut<'w, Presentation>,
     recording: Res<'w, Recording>,
     instruments: InstrumentState<'w>,
+    tour: Option<Res<'w, Tour>>,
 }
 
 impl UiState<'_> {
     fn paused(&self) -> bool {
         *self.sim_state.get() == SimState::Paused
     }
+
+    /// The tour, while it is being played.
+    fn active_tour(&self) -> Option<&Tour> {
+        self.tour.as_deref().filter(|tour| tour.active)
+    }
 }
 
 fn playground_ui(
     mut contexts: EguiContexts,
     views: Option<Res<ViewImages>>,
-    state: UiState,
+    mut state: UiState,
     mut reality_size: ResMut<RealitySize>,
     mut view_rects: ResMut<ViewRects>,
     mut commands: MessageWriter<PlayCommand>,
@@ -98,13 +120,26 @@ fn playground_ui(
         ctx.set_zoom_factor(state.presentation.ui_scale);
     }
     let pixels_per_point = ctx.pixels_per_point();
+    let screen = ctx.viewport_rect();
+    let roomy = screen.width() >= ROOMY_SIZE.x && screen.height() >= ROOMY_SIZE.y;
+    if state.presentation.roomy != roomy {
+        state.presentation.roomy = roomy;
+    }
+    let state = &state;
+    if state.presentation.blank {
+        // As slide software blanks: black over everything; B, period or Escape brings it back.
+        ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, "blank".into()))
+            .rect_filled(screen, 0.0, Color32::BLACK);
+        return Ok(());
+    }
     let mut sent = Vec::new();
+    let mut panels = Vec::new();
     let mut root = Ui::new(
         ctx.clone(),
         "playground".into(),
         UiBuilder::new()
             .layer_id(egui::LayerId::background())
-            .max_rect(ctx.viewport_rect()),
+            .max_rect(screen),
     );
 
     let presenter = state.presentation.presenter;
@@ -115,40 +150,55 @@ fn playground_ui(
         reality: &state.reality,
         dream: &state.dream,
         timings: &state.timings,
+        drift: state.divergence.points.back().map(|(_, pixel, _)| *pixel),
     };
     if presenter {
-        egui::Panel::bottom("hud").show(&mut root, |ui| {
+        let shown = egui::Panel::bottom("hud").show(&mut root, |ui| {
             ui.add_space(4.0);
             hud::hud_line_ui(ui, &hud_data);
             ui.add_space(4.0);
         });
+        panels.push(("hud", shown.response.rect));
     } else {
-        egui::Panel::top("top_bar").show(&mut root, |ui| top_bar_ui(ui, &state, &mut sent));
-        egui::Panel::bottom("hud").show(&mut root, |ui| {
+        let shown = egui::Panel::top("top_bar")
+            .show(&mut root, |ui| top_bar_ui(ui, state, roomy, &mut sent));
+        panels.push(("top_bar", shown.response.rect));
+        let shown = egui::Panel::bottom("hud").show(&mut root, |ui| {
             ui.add_space(4.0);
-            hud::hud_ui(ui, &hud_data);
+            hud::hud_ui(ui, &hud_data, roomy);
             ui.add_space(4.0);
         });
+        panels.push(("hud", shown.response.rect));
     }
-    if state.presentation.side_panel_visible && !presenter {
-        egui::Panel::left("controls")
+    if let Some(tour) = state.active_tour() {
+        let frame = egui::Frame::side_top_panel(&root.ctx().global_style())
+            .fill(Color32::from_rgb(16, 22, 34));
+        let shown = egui::Panel::bottom("tour")
+            .frame(frame)
+            .show(&mut root, |ui| tour_caption_ui(ui, tour, roomy));
+        panels.push(("tour", shown.response.rect));
+    }
+    if state.presentation.side_panel_shown() && !presenter {
+        let shown = egui::Panel::left("controls")
             .resizable(false)
-            .exact_size(300.0)
+            .exact_size(SIDE_PANEL_WIDTH.min(screen.width() * SIDE_PANEL_SHARE))
             .show(&mut root, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| side_panel_ui(ui, &state, &mut sent));
+                egui::ScrollArea::vertical().show(ui, |ui| side_panel_ui(ui, state, &mut sent));
             });
+        panels.push(("side_panel", shown.response.rect));
     }
     // The sliders edit the running dream too: M carries the change forward.
     if matches!(*state.mode.get(), Mode::LatentExplorer | Mode::DriveDream) && !presenter {
-        egui::Panel::right("latent")
+        let shown = egui::Panel::right("latent")
             .resizable(false)
-            .exact_size(320.0)
+            .exact_size(LATENT_PANEL_WIDTH.min(screen.width() * LATENT_PANEL_SHARE))
             .show(&mut root, |ui| {
-                latent_panel_ui(ui, &state, &mut sent);
+                latent_panel_ui(ui, state, &mut sent);
             });
+        panels.push(("latent_sliders", shown.response.rect));
     }
     egui::CentralPanel::default().show(&mut root, |ui| {
-        let (size, rects) = views_ui(ui, &state, &textures, &frame_textures, &mut sent);
+        let (size, rects) = views_ui(ui, state, roomy, &textures, &frame_textures, &mut sent);
         let physical = |rect: egui::Rect| {
             let at = |v: f32| (v * pixels_per_point).round().max(0.0) as u32;
             [
@@ -164,6 +214,10 @@ fn playground_ui(
             v_reconstruction: rects[2].map(physical),
             dream: rects[3].map(physical),
             instrument: rects[4].map(physical),
+            panels: panels
+                .iter()
+                .map(|(name, rect)| (name.to_string(), physical(*rect)))
+                .collect(),
         };
         if *view_rects != rects {
             *view_rects = rects;
@@ -177,7 +231,7 @@ fn playground_ui(
         }
     });
     if state.presentation.help_open {
-        help_overlay_ui(ctx, &mut sent);
+        help_overlay_ui(&ctx, &mut sent);
     }
     for command in sent {
         commands.write(command);
@@ -215,43 +269,136 @@ fn apply_style(ctx: &egui::Context) {
     });
 }
 
-fn top_bar_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+/// One line, always: in a small window the envs and modes become two drop-downs, the notice is cut
+/// to what fits, and the side panel gets a button.
+fn top_bar_ui(ui: &mut Ui, state: &UiState, roomy: bool, sent: &mut Vec<PlayCommand>) {
     ui.add_space(4.0);
-    ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new("dreamplay").size(26.0).strong());
-        for env in EnvKind::ALL {
-            let label = RichText::new(env_title(env)).size(20.0);
+    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+        let mode = *state.mode.get();
+        if roomy {
+            ui.label(RichText::new("dreamplay").size(26.0).strong());
+            for env in EnvKind::ALL {
+                let label = RichText::new(env_title(env)).size(20.0);
+                if ui
+                    .selectable_label(state.session.env == env, label)
+                    .on_hover_text(format!("{} switches env", Control::SwitchEnv.key_hint()))
+                    .clicked()
+                {
+                    sent.push(PlayCommand::SwitchEnv(Some(env)));
+                }
+            }
+            ui.separator();
+            for each in Mode::ALL {
+                let label = RichText::new(each.label()).size(20.0);
+                let response = ui
+                    .selectable_label(mode == each, label)
+                    .on_hover_text(each.key_label());
+                if response.clicked() {
+                    sent.push(PlayCommand::SetMode(each));
+                }
+            }
+        } else {
+            egui::ComboBox::from_id_salt("env")
+                .selected_text(RichText::new(env_title(state.session.env)).size(18.0))
+                .show_ui(ui, |ui| {
+                    for env in EnvKind::ALL {
+                        if ui
+                            .selectable_label(state.session.env == env, env_title(env))
+                            .clicked()
+                        {
+                            sent.push(PlayCommand::SwitchEnv(Some(env)));
+                        }
+                    }
+                });
+            egui::ComboBox::from_id_salt("mode")
+                .selected_text(RichText::new(mode.label()).size(18.0))
+                .show_ui(ui, |ui| {
+                    for each in Mode::ALL {
+                        if ui
+                            .selectable_label(
+                                mode == each,
+                                format!("{} ({})", each.label(), each.key_label()),
+                            )
+                            .clicked()
+                        {
+                            sent.push(PlayCommand::SetMode(each));
+                        }
+                    }
+                });
+            let shown = state.presentation.side_panel_shown();
             if ui
-                .selectable_label(state.session.env == env, label)
-                .on_hover_text(format!("{} switches env", Control::SwitchEnv.key_hint()))
+                .selectable_label(
+                    shown,
+                    format!("Controls ({})", Control::SidePanel.key_hint()),
+                )
                 .clicked()
             {
-                sent.push(PlayCommand::SwitchEnv(Some(env)));
+                sent.push(PlayCommand::ToggleSidePanel);
             }
         }
         ui.separator();
-        for mode in Mode::ALL {
-            let label = RichText::new(mode.label()).size(20.0);
-            let response = ui
-                .selectable_label((*state.mode.get()) == mode, label)
-                .on_hover_text(mode.key_label());
-            if response.clicked() {
-                sent.push(PlayCommand::SetMode(mode));
-            }
-        }
-        ui.separator();
+        ui.label(RichText::new(format!("{} help", Control::Help.key_hint())).weak());
         if let Some((path, frames)) = state.recording.status() {
-            ui.label(
-                RichText::new(format!("REC {} ({frames})", file_name(&path)))
-                    .color(Color32::RED)
-                    .strong(),
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("REC {} ({frames})", file_name(&path)))
+                        .color(Color32::RED)
+                        .strong(),
+                )
+                .truncate(),
             );
         }
         if state.notice.seconds_left > 0.0 {
-            ui.label(RichText::new(&state.notice.text).color(Color32::from_rgb(250, 220, 120)));
+            ui.add(
+                egui::Label::new(
+                    RichText::new(&state.notice.text).color(Color32::from_rgb(250, 220, 120)),
+                )
+                .truncate(),
+            );
         }
-        ui.label(RichText::new(format!("{} help", Control::Help.key_hint())).weak());
     });
+    ui.add_space(2.0);
+}
+
+/// The scene's number and title, its caption in large type, and the keys that move on.
+fn tour_caption_ui(ui: &mut Ui, tour: &Tour, roomy: bool) {
+    let scene = tour.scene();
+    let (title_size, caption_size) = if roomy { (28.0, 22.0) } else { (20.0, 16.0) };
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new(format!("{} / {}", tour.current + 1, tour.len()))
+                .size(title_size)
+                .color(Color32::from_rgb(120, 170, 250)),
+        );
+        ui.add(
+            egui::Label::new(
+                RichText::new(&scene.title)
+                    .size(title_size)
+                    .strong()
+                    .color(Color32::WHITE),
+            )
+            .truncate(),
+        );
+    });
+    for line in scene.caption.lines() {
+        ui.add(
+            egui::Label::new(
+                RichText::new(line)
+                    .size(caption_size)
+                    .color(Color32::from_gray(235)),
+            )
+            .truncate(),
+        );
+    }
+    ui.add(
+        egui::Label::new(
+            RichText::new("PageDown next, PageUp back, Escape leaves the tour")
+                .size(caption_size * 0.75)
+                .weak(),
+        )
+        .truncate(),
+    );
     ui.add_space(2.0);
 }
 
@@ -414,6 +561,16 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         control_button_ui(ui, Control::Record, stop, sent);
         control_button_ui(ui, Control::Screenshot, None, sent);
         control_button_ui(ui, Control::Fullscreen, None, sent);
+        control_button_ui(ui, Control::Presenter, None, sent);
+        control_button_ui(ui, Control::Blank, None, sent);
+        if *state.mode.get() == Mode::Lockstep {
+            let text = if state.presentation.plot_shown() {
+                "Fold plot"
+            } else {
+                "Show plot"
+            };
+            control_button_ui(ui, Control::Plot, Some(text), sent);
+        }
     });
     let mut scale = state.presentation.ui_scale;
     if add_slider(
@@ -565,116 +722,177 @@ fn mark_on_slider(ui: &Ui, response: &egui::Response, fraction: f32) {
     );
 }
 
-/// The three labelled views side by side, and below them the open instrument (beside Lockstep's
-/// plot). Returns the reality image's size in points and where things went: reality, V's input,
-/// V's reconstruction, the dream, the instrument.
+/// The three labelled views side by side (or one, maximised), and below them the open instrument
+/// (beside Lockstep's plot, unless it is folded). Returns the reality image's size in points and
+/// where things went: reality, V's input, V's reconstruction, the dream, the instrument.
 fn views_ui(
     ui: &mut Ui,
     state: &UiState,
+    roomy: bool,
     textures: &ViewTextures,
     frame_textures: &FrameTextures,
     sent: &mut Vec<PlayCommand>,
 ) -> (egui::Vec2, [Option<egui::Rect>; 5]) {
     let mut rects = [None; 5];
     let lockstep = (*state.mode.get()) == Mode::Lockstep;
+    let plot = lockstep && state.presentation.plot_shown();
     let available = ui.available_size();
     let instrument_open = state.instruments.instruments.open.is_some();
     // An open instrument takes the lower half; Lockstep's plot then sits beside it.
-    let plot_height = if instrument_open {
-        (available.y * INSTRUMENT_SHARE).max(PLOT_HEIGHT)
-    } else if lockstep {
+    let below = if instrument_open {
+        (available.y * INSTRUMENT_SHARE).max(PLOT_HEIGHT.min(available.y / 3.0))
+    } else if plot {
         // The plot never takes more than a third of a small window from the views.
         PLOT_HEIGHT.min(available.y / 3.0)
     } else {
         0.0
     };
-    let label_height = VIEW_LABEL_SIZE * 2.4;
-    let gap = 16.0;
-    let column_width = ((available.x - 2.0 * gap) / 3.0).max(40.0);
-    let view_height = (available.y - plot_height - label_height).max(40.0);
+    let header = ViewHeader::for_window(ui, roomy);
+    let space = vec2(available.x, (available.y - below - header.height).max(40.0));
     let aspect = reality_aspect(state.session.env);
-    let reality_size = fit(vec2(column_width, view_height), aspect);
-    let model_side = column_width.min(view_height);
-    let v_side = (view_height / 2.0 - 28.0).min(column_width).max(20.0);
+    let maximised = state.presentation.maximised;
+    let geometry = match maximised {
+        Some(view) => ViewGeometry::maximised(view, space, aspect),
+        None => ViewGeometry::side_by_side(space, aspect),
+    };
     let status = &state.runtime.status;
     let has_model = state.runtime.runner.is_some();
+    let shown = |view: ViewKind| maximised.is_none_or(|only| only == view);
+    // A click on a view shows it alone; a click on the view alone shows all three again.
+    let mut clicked = |response: &egui::Response, view: ViewKind| {
+        if response.clicked() {
+            sent.push(PlayCommand::ToggleMaximised(view));
+        }
+    };
+    let clickable = |image: egui::Image<'static>| image.sense(egui::Sense::click());
 
     ui.horizontal_top(|ui| {
-        ui.spacing_mut().item_spacing.x = gap;
-        column_ui(
-            ui,
-            column_width,
-            "Reality",
-            "the real env, at screen resolution",
-            |ui| {
-                rects[0] = Some(
-                    ui.add(egui::Image::from_texture((textures.reality, reality_size)))
-                        .rect,
-                );
-            },
-        );
-        column_ui(
-            ui,
-            column_width,
-            "What V sees",
-            "the 64x64 input, then V's reconstruction",
-            |ui| {
-                rects[1] = Some(
-                    ui.add(egui::Image::from_texture((
-                        textures.v_input,
-                        vec2(v_side, v_side),
-                    )))
-                    .rect,
-                );
-                ui.label(RichText::new("V's reconstruction").small());
-                let response = ui.add(egui::Image::from_texture((
-                    textures.v_reconstruction,
-                    vec2(v_side, v_side),
-                )));
-                rects[2] = Some(response.rect);
-                if !has_model {
-                    overlay_message_ui(
-                        ui,
-                        response.rect,
-                        &status.headline(),
-                        "V reconstructs the input once a model is trained.",
-                    );
-                }
-            },
-        );
-        let dream_caption = match *state.mode.get() {
-            Mode::DriveReality => "M's one-step prediction, decoded by V",
-            Mode::DriveDream => "inside M: only the dream steps",
-            Mode::Lockstep => "a dream forked from reality, same actions",
-            Mode::LatentExplorer => "z from the sliders, decoded by V",
-        };
-        column_ui(ui, column_width, "The dream", dream_caption, |ui| {
-            let response = ui.add(egui::Image::from_texture((
-                textures.dream,
-                vec2(model_side, model_side),
-            )));
-            rects[3] = Some(response.rect);
-            if !has_model {
-                overlay_message_ui(ui, response.rect, &status.headline(), &status.explanation());
-            } else if !state.dream.forked {
-                overlay_message_ui(
-                    ui,
-                    response.rect,
-                    "No dream yet",
-                    &format!(
-                        "Press {} to dream from the real frame, {} from a random z.",
-                        Control::DreamFromReality.key_hint(),
-                        Control::DreamFromRandom.key_hint()
-                    ),
-                );
-            }
-        });
+        ui.spacing_mut().item_spacing.x = VIEW_GAP;
+        ui.add_space(geometry.margin);
+        if shown(ViewKind::Reality) {
+            column_ui(
+                ui,
+                &header,
+                geometry.reality.x,
+                ViewKind::Reality,
+                "the real env, at screen resolution",
+                |ui| {
+                    let response = ui.add(clickable(egui::Image::from_texture((
+                        textures.reality,
+                        geometry.reality,
+                    ))));
+                    clicked(&response, ViewKind::Reality);
+                    rects[0] = Some(response.rect);
+                },
+            );
+        }
+        if shown(ViewKind::VSees) {
+            let side = vec2(geometry.v_side, geometry.v_side);
+            let width = if maximised.is_some() {
+                2.0 * geometry.v_side + VIEW_GAP
+            } else {
+                geometry.v_side
+            };
+            column_ui(
+                ui,
+                &header,
+                width,
+                ViewKind::VSees,
+                "the 64x64 input, then V's reconstruction",
+                |ui| {
+                    let mut add_pair = |ui: &mut Ui| {
+                        let response = ui.add(clickable(egui::Image::from_texture((
+                            textures.v_input,
+                            side,
+                        ))));
+                        clicked(&response, ViewKind::VSees);
+                        rects[1] = Some(response.rect);
+                        if maximised.is_none() {
+                            let size = fitting_size(
+                                ui,
+                                "V's reconstruction",
+                                V_LABEL_SIZE,
+                                geometry.v_side,
+                            );
+                            ui.add(
+                                egui::Label::new(RichText::new("V's reconstruction").size(size))
+                                    .truncate(),
+                            );
+                        }
+                        let response = ui.add(clickable(egui::Image::from_texture((
+                            textures.v_reconstruction,
+                            side,
+                        ))));
+                        clicked(&response, ViewKind::VSees);
+                        rects[2] = Some(response.rect);
+                        if !has_model {
+                            overlay_message_ui(
+                                ui,
+                                response.rect,
+                                &status.headline(),
+                                "V reconstructs the input once a model is trained.",
+                            );
+                        }
+                    };
+                    if maximised.is_some() {
+                        // Alone, the input and its reconstruction sit side by side.
+                        ui.horizontal_top(|ui| {
+                            ui.spacing_mut().item_spacing.x = VIEW_GAP;
+                            add_pair(ui)
+                        });
+                    } else {
+                        add_pair(ui);
+                    }
+                },
+            );
+        }
+        if shown(ViewKind::Dream) {
+            let caption = match *state.mode.get() {
+                Mode::DriveReality => "M's one-step prediction, decoded by V",
+                Mode::DriveDream => "inside M: only the dream steps",
+                Mode::Lockstep => "a dream forked from reality, same actions",
+                Mode::LatentExplorer => "z from the sliders, decoded by V",
+            };
+            let side = vec2(geometry.dream, geometry.dream);
+            column_ui(
+                ui,
+                &header,
+                geometry.dream,
+                ViewKind::Dream,
+                caption,
+                |ui| {
+                    let response =
+                        ui.add(clickable(egui::Image::from_texture((textures.dream, side))));
+                    clicked(&response, ViewKind::Dream);
+                    rects[3] = Some(response.rect);
+                    if !has_model {
+                        overlay_message_ui(
+                            ui,
+                            response.rect,
+                            &status.headline(),
+                            &status.explanation(),
+                        );
+                    } else if !state.dream.forked {
+                        overlay_message_ui(
+                            ui,
+                            response.rect,
+                            "No dream yet",
+                            &format!(
+                                "Press {} to dream from the real frame, {} from a random z.",
+                                Control::DreamFromReality.key_hint(),
+                                Control::DreamFromRandom.key_hint()
+                            ),
+                        );
+                    }
+                },
+            );
+        }
     });
     if instrument_open {
         ui.add_space(6.0);
         let bottom = ui.available_size();
         ui.horizontal_top(|ui| {
-            if lockstep {
+            if plot {
                 ui.allocate_ui_with_layout(
                     vec2(bottom.x * 0.34, bottom.y),
                     egui::Layout::top_down(egui::Align::Min),
@@ -701,10 +919,108 @@ fn views_ui(
                 .rect,
             );
         });
-    } else if lockstep {
+    } else if plot {
         divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
     }
-    (reality_size, rects)
+    (geometry.reality, rects)
+}
+
+/// The titles above the views: their size, and whether the one-line captions fit under them.
+struct ViewHeader {
+    title_size: f32,
+    captions: bool,
+    /// Title, caption and spacing together, in points.
+    height: f32,
+}
+
+impl ViewHeader {
+    fn for_window(ui: &Ui, roomy: bool) -> Self {
+        let title_size = if roomy {
+            VIEW_TITLE_SIZE
+        } else {
+            VIEW_TITLE_SIZE_SMALL
+        };
+        let spacing = ui.spacing().item_spacing.y;
+        let row = |size: f32| {
+            ui.ctx()
+                .fonts_mut(|fonts| fonts.row_height(&egui::FontId::proportional(size)))
+        };
+        let mut height = row(title_size) + spacing;
+        if roomy {
+            height += row(VIEW_CAPTION_SIZE) + spacing;
+        }
+        Self {
+            title_size,
+            captions: roomy,
+            height,
+        }
+    }
+}
+
+/// The views' sizes in points, worked out so that they fill the space they are given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ViewGeometry {
+    /// Space before the first view, centring the row.
+    margin: f32,
+    reality: egui::Vec2,
+    /// The side of V's input and of its reconstruction.
+    v_side: f32,
+    /// The side of the dream.
+    dream: f32,
+}
+
+impl ViewGeometry {
+    /// Reality (at its aspect), V's column (input over reconstruction, each half as high as the
+    /// row) and the dream (square), side by side, as high as both `space`'s height and its width
+    /// allow.
+    fn side_by_side(space: egui::Vec2, aspect: f32) -> Self {
+        // V's column holds two squares, the small label between them and two gaps.
+        let v_column_extra = V_LABEL_SIZE * 1.4 + 16.0;
+        // Widths: aspect h + (h - extra) / 2 + h + 2 gaps = space.x.
+        let by_width = (space.x - 2.0 * VIEW_GAP + v_column_extra / 2.0) / (aspect + 1.5);
+        let height = by_width.min(space.y).max(24.0);
+        let v_side = ((height - v_column_extra) / 2.0).max(12.0);
+        let used = height * aspect + v_side + height + 2.0 * VIEW_GAP;
+        Self {
+            margin: ((space.x - used) / 2.0).max(0.0),
+            reality: vec2(height * aspect, height),
+            v_side,
+            dream: height,
+        }
+    }
+
+    /// One view as large as `space` allows (What V sees: its two images side by side).
+    fn maximised(view: ViewKind, space: egui::Vec2, aspect: f32) -> Self {
+        let square = space.x.min(space.y).max(24.0);
+        let (reality, v_side, dream, used) = match view {
+            ViewKind::Reality => {
+                let size = fit(space, aspect);
+                (size, 0.0, 0.0, size.x)
+            }
+            ViewKind::VSees => {
+                let side = ((space.x - VIEW_GAP) / 2.0).min(space.y).max(12.0);
+                (
+                    vec2(square * aspect, square),
+                    side,
+                    0.0,
+                    2.0 * side + VIEW_GAP,
+                )
+            }
+            ViewKind::Dream => (vec2(square * aspect, square), 0.0, square, square),
+        };
+        // Reality keeps a size even when hidden: it is rendered at that size once shown again.
+        let reality = if view == ViewKind::Reality {
+            reality
+        } else {
+            fit(space, aspect)
+        };
+        Self {
+            margin: ((space.x - used) / 2.0).max(0.0),
+            reality,
+            v_side,
+            dream,
+        }
+    }
 }
 
 /// The largest size of `aspect` (width / height) inside `space`.
@@ -716,10 +1032,31 @@ fn fit(space: egui::Vec2, aspect: f32) -> egui::Vec2 {
     }
 }
 
+/// The font size at most `size` at which `text` fits in `width` on one line (never below 10).
+fn fitting_size(ui: &Ui, text: &str, size: f32, width: f32) -> f32 {
+    let at_full = ui
+        .painter()
+        .layout_no_wrap(
+            text.to_string(),
+            egui::FontId::proportional(size),
+            Color32::WHITE,
+        )
+        .size()
+        .x;
+    if at_full > width {
+        (size * width / at_full).max(10.0)
+    } else {
+        size
+    }
+}
+
+/// A view's column: its title (shrunk to fit a narrow column), its caption when there is room,
+/// then the images.
 fn column_ui(
     ui: &mut Ui,
+    header: &ViewHeader,
     width: f32,
-    title: &str,
+    view: ViewKind,
     caption: &str,
     add_contents: impl FnOnce(&mut Ui),
 ) {
@@ -728,18 +1065,35 @@ fn column_ui(
         egui::Layout::top_down(egui::Align::Center),
         |ui| {
             ui.set_width(width);
-            // One line each, cut where a column is narrow: the views' heights are worked out
-            // from that, and wrapped titles would push everything below them off the window.
-            ui.add(
-                egui::Label::new(
-                    RichText::new(title)
-                        .size(VIEW_LABEL_SIZE)
-                        .strong()
-                        .color(Color32::WHITE),
-                )
-                .truncate(),
+            // One line each: the views' heights are worked out from that.
+            let title = view.title();
+            let size = fitting_size(ui, title, header.title_size, width);
+            // The row keeps the full title's height, so the images line up across columns.
+            let row = ui.ctx().fonts_mut(|fonts| {
+                fonts.row_height(&egui::FontId::proportional(header.title_size))
+            });
+            ui.allocate_ui_with_layout(
+                vec2(width, row),
+                egui::Layout::centered_and_justified(egui::Direction::TopDown),
+                |ui| {
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(title)
+                                .size(size)
+                                .strong()
+                                .color(Color32::WHITE),
+                        )
+                        .truncate(),
+                    )
+                    .on_hover_text(caption);
+                },
             );
-            ui.add(egui::Label::new(RichText::new(caption).size(16.0).weak()).truncate());
+            if header.captions {
+                ui.add(
+                    egui::Label::new(RichText::new(caption).size(VIEW_CAPTION_SIZE).weak())
+                        .truncate(),
+                );
+            }
             add_contents(ui);
         },
     );
@@ -841,7 +1195,7 @@ fn help_overlay_ui(ctx: &egui::Context, sent: &mut Vec<PlayCommand>) {
                 RichText::new(format!(
                     "{} or {} closes this.",
                     Control::Help.keys_text(),
-                    key_name(CLOSE_HELP_KEY).unwrap_or_default()
+                    Control::Escape.keys_text()
                 ))
                 .weak(),
             );

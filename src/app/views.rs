@@ -54,6 +54,10 @@ pub struct ViewRects {
     /// The open instrument's panel, if one is open.
     #[serde(default)]
     pub instrument: Option<[u32; 4]>,
+    /// Every other panel shown (top bar, side panel, HUD, tour caption, sliders), by name: what
+    /// must never overlap the views.
+    #[serde(default)]
+    pub panels: std::collections::BTreeMap<String, [u32; 4]>,
 }
 
 /// The reality pane's aspect (width / height): CarRacing is square, Doom's screen 4:3.

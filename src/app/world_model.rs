@@ -96,6 +96,9 @@ pub trait DreamRunner: Send + Sync {
     fn advance_reality(&mut self, action: &[f32]) -> anyhow::Result<()>;
     /// Forgets the reality-following memory: a new real episode.
     fn reset_reality(&mut self);
+    /// Restarts the dream's random draws (and the futures') from `seed`: a tour scene shows the
+    /// same dream each time it is entered.
+    fn reseed(&mut self, _seed: u64) {}
     /// C's action ([z, h] or [z, c, h]) from the dream's state or from reality's; `None` without
     /// a controller.
     fn controller_action(&self, view: View) -> Option<Vec<f32>>;

@@ -51,6 +51,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// The playground: reality, what V sees and the dream side by side; drive, or let C drive.
     Play(play::PlayArgs),
+    /// The paper's story in the playground, scene by scene (PageDown / PageUp), or your own tour.
+    Tour(play::TourArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Inspect(args)) => inspect::run(args),
         Some(Command::Play(args)) => play::run(args),
+        Some(Command::Tour(args)) => play::run_tour(args),
         None => play::run(play::PlayArgs::default()),
     }
 }

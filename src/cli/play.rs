@@ -1,4 +1,5 @@
-//! `dreamplay play` (and `dreamplay` alone): the playground window.
+//! `dreamplay play` (and `dreamplay` alone): the playground window; `dreamplay tour`: the same
+//! window playing a guided tour.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use clap::Args;
 use crate::app::commands::{Instrument, Mode};
 use crate::app::instruments::{FAN_SIZE_DEFAULT, FAN_SIZES};
 use crate::app::script::Script;
+use crate::app::tour::{Tour, TourFile};
 use crate::app::{PlayOptions, run as run_app};
 use crate::envs::EnvKind;
 
@@ -17,14 +19,49 @@ pub struct PlayArgs {
     /// Which env to start with (E switches in the app).
     #[arg(long, value_parser = parse_env, default_value = "car-racing")]
     pub env: EnvKind,
+    /// Seed of the first real episode.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The mode to start in.
+    #[arg(long, value_enum, default_value = "drive-reality")]
+    pub mode: Mode,
+    /// Open an instrument at the start: the futures fan, M's mixture, the latent map, or what each
+    /// action would do (keys 6 7 8 9 in the app).
+    #[arg(long, value_enum)]
+    pub instrument: Option<Instrument>,
+    /// How many futures the fan rolls.
+    #[arg(long, default_value_t = FAN_SIZE_DEFAULT, value_name = "N")]
+    pub futures: usize,
+    /// Lockstep: re-sync the dream to reality every K steps (1: one-step predictions), or `off`.
+    #[arg(long, default_value = "off", value_parser = parse_resync, value_name = "K|off")]
+    pub resync: Resync,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// `dreamplay tour`: the paper's story, scene by scene.
+#[derive(Debug, Args, Clone)]
+pub struct TourArgs {
+    /// A tour file (TOML, as assets/tours/world-models.toml); without one, the paper's story.
+    pub file: Option<PathBuf>,
+    /// Print one `N. title` line per scene and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Start at scene N (numbered from 1, as --list prints them).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub scene: Option<u32>,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// What the window is opened with, for `play` and `tour` alike.
+#[derive(Debug, Args, Clone)]
+pub struct WindowArgs {
     /// Directory holding the trained models (`<dir>/<env>/world-model.bin`).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
     #[command(flatten)]
     pub backend: BackendArg,
-    /// Seed of the first real episode.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Start fullscreen (F11 toggles).
     #[arg(long)]
     pub fullscreen: bool,
@@ -49,19 +86,6 @@ pub struct PlayArgs {
     /// Scripted keys, e.g. "hold up 40; hold up+left 20; press f6; wait 10" (see the app's script docs).
     #[arg(long)]
     pub script: Option<String>,
-    /// The mode to start in.
-    #[arg(long, value_enum, default_value = "drive-reality")]
-    pub mode: Mode,
-    /// Open an instrument at the start: the futures fan, M's mixture, the latent map, or what each
-    /// action would do (keys 6 7 8 9 in the app).
-    #[arg(long, value_enum)]
-    pub instrument: Option<Instrument>,
-    /// How many futures the fan rolls.
-    #[arg(long, default_value_t = FAN_SIZE_DEFAULT, value_name = "N")]
-    pub futures: usize,
-    /// Lockstep: re-sync the dream to reality every K steps (1: one-step predictions), or `off`.
-    #[arg(long, default_value = "off", value_parser = parse_resync, value_name = "K|off")]
-    pub resync: Resync,
 }
 
 /// `--resync`'s value: a step count, or never.
@@ -110,15 +134,6 @@ fn parse_window_size(text: &str) -> Result<(u32, u32), String> {
 }
 
 pub fn run(args: PlayArgs) -> anyhow::Result<()> {
-    if !(args.ui_scale.is_finite() && args.ui_scale > 0.0) {
-        anyhow::bail!(
-            "--ui-scale must be a positive number, got {}",
-            args.ui_scale
-        );
-    }
-    if args.bench_frames == Some(0) {
-        anyhow::bail!("--bench-frames must be at least 1");
-    }
     if !FAN_SIZES.contains(&args.futures) {
         anyhow::bail!(
             "--futures must be between {} and {}, got {}",
@@ -127,29 +142,67 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
             args.futures
         );
     }
-    let script = match &args.script {
-        Some(text) => Some(
-            text.parse::<Script>()
-                .map_err(|err| anyhow::anyhow!("--script: {err}"))?,
-        ),
-        None => None,
-    };
     let mut options = PlayOptions::new(args.env);
+    args.window.apply(&mut options)?;
     options.seed = args.seed;
-    options.models_dir = args.models;
-    // The app selects (and reports) the backend itself, reading the flag by its name.
-    options.backend = args.backend.backend.map(|b| b.name().to_string());
-    options.fullscreen = args.fullscreen;
-    options.presenter = args.presenter;
-    options.ui_scale = args.ui_scale;
-    options.window_size = args.window_size;
-    options.bench_frames = args.bench_frames;
-    options.screenshot_after = args.screenshot_after;
-    options.screenshot = args.screenshot;
-    options.script = script;
     options.mode = args.mode;
     options.instrument = args.instrument;
     options.fan_size = args.futures;
     options.resync_every = args.resync.0;
     run_app(options)
+}
+
+pub fn run_tour(args: TourArgs) -> anyhow::Result<()> {
+    // Read and checked before any window opens: a bad file is a message, not a blank window.
+    let file = TourFile::load(args.file.as_deref())?;
+    if args.list {
+        print!("{}", file.listing());
+        return Ok(());
+    }
+    let start = match args.scene {
+        Some(n) if n as usize > file.scenes.len() => anyhow::bail!(
+            "--scene {n}: the tour has {} scenes (dreamplay tour --list names them)",
+            file.scenes.len()
+        ),
+        Some(n) => n as usize - 1,
+        None => 0,
+    };
+    let tour = Tour::new(file, start);
+    let mut options = PlayOptions::new(tour.scene().env);
+    args.window.apply(&mut options)?;
+    options.tour = Some(tour);
+    run_app(options)
+}
+
+impl WindowArgs {
+    /// Checks the flags and puts them in `options`.
+    fn apply(self, options: &mut PlayOptions) -> anyhow::Result<()> {
+        if !(self.ui_scale.is_finite() && self.ui_scale > 0.0) {
+            anyhow::bail!(
+                "--ui-scale must be a positive number, got {}",
+                self.ui_scale
+            );
+        }
+        if self.bench_frames == Some(0) {
+            anyhow::bail!("--bench-frames must be at least 1");
+        }
+        options.script = match &self.script {
+            Some(text) => Some(
+                text.parse::<Script>()
+                    .map_err(|err| anyhow::anyhow!("--script: {err}"))?,
+            ),
+            None => None,
+        };
+        options.models_dir = self.models;
+        // The app selects (and reports) the backend itself, reading the flag by its name.
+        options.backend = self.backend.backend.map(|b| b.name().to_string());
+        options.fullscreen = self.fullscreen;
+        options.presenter = self.presenter;
+        options.ui_scale = self.ui_scale;
+        options.window_size = self.window_size;
+        options.bench_frames = self.bench_frames;
+        options.screenshot_after = self.screenshot_after;
+        options.screenshot = self.screenshot;
+        Ok(())
+    }
 }

@@ -120,6 +120,13 @@ fn apply_instrument_commands(
                     (*steps).clamp(*FAN_HORIZONS.start(), *FAN_HORIZONS.end());
             }
             PlayCommand::SetMixtureDim(dim) => instruments.mixture_dim = Some(*dim),
+            PlayCommand::Setup(setup) => {
+                *instruments = Instruments {
+                    open: setup.instrument,
+                    fan_size: setup.fan_size.unwrap_or(FAN_SIZE_DEFAULT),
+                    ..Instruments::default()
+                };
+            }
             PlayCommand::SetPreviewSteps(k) => {
                 instruments.preview_steps =
                     (*k).clamp(*PREVIEW_STEPS.start(), *PREVIEW_STEPS.end());

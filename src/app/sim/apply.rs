@@ -34,8 +34,12 @@ impl SimStates<'_> {
         }
     }
 
-    fn set_pause(&mut self, state: SimState) {
+    pub(super) fn set_pause(&mut self, state: SimState) {
         self.next_sim_state.as_mut().set_if_neq(state);
+    }
+
+    pub(super) fn set_mode(&mut self, mode: Mode) {
+        self.next_mode.as_mut().set_if_neq(mode);
     }
 }
 
@@ -50,7 +54,15 @@ pub(super) fn apply_sim_commands(
     for command in commands.read() {
         let session = &mut sim.session;
         match command {
-            PlayCommand::SetMode(wanted) => states.next_mode.as_mut().set_if_neq(*wanted),
+            PlayCommand::SetMode(wanted) => states.set_mode(*wanted),
+            PlayCommand::Setup(setup) => super::setup::enter_setup(
+                setup,
+                &mut sim,
+                &mut states,
+                &mut divergence,
+                &mut fixed_time,
+                &source,
+            ),
             PlayCommand::NextMode => {
                 let next = states.mode.get().next();
                 states.next_mode.as_mut().set_if_neq(next);

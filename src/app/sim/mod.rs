@@ -5,6 +5,7 @@
 //! - [`reality`]: the real env and its episode.
 //! - [`dream_episode`]: the dream's episode and the operations that fork, step and edit it.
 //! - [`modes`]: one stepping system per [`Mode`], and what entering a mode does.
+//! - [`setup`]: going to a whole state at once, as a tour scene does.
 //! - [`apply`]: the sim's [`PlayCommand`](super::commands::PlayCommand)s, env switching included.
 //! - [`divergence`], [`timings`], [`model_frames`], [`notice`]: what the views and the HUD show.
 //!
@@ -19,6 +20,7 @@ mod modes;
 mod notice;
 mod reality;
 mod session;
+mod setup;
 mod timings;
 
 use bevy::prelude::*;

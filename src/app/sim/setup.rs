@@ -1,0 +1,124 @@
+//! Going to a whole state at once ([`Setup`]): what a tour scene does on entering.
+
+use bevy::prelude::*;
+
+use super::super::commands::{Mode, Setup};
+use super::super::drive::{Driver, clamp_done_odds, clamp_tau, idle_action};
+use super::super::world_model::{View, load_runtime};
+use super::SimState;
+use super::apply::SimStates;
+use super::divergence::Divergence;
+use super::dream_episode::{DreamEpisode, fork_from_random, with_runner};
+use super::modes::Sim;
+use super::reality::Reality;
+use super::session::{ModelSource, Session};
+
+/// Puts the sim in `setup`'s state: its env (loading the model when it changes), a fresh real
+/// episode from its seed, the dream's draws reseeded, the settings it names over the defaults, the
+/// real steps before the fork, then the dream forked and the mode and pause it asks for.
+pub(super) fn enter_setup(
+    setup: &Setup,
+    sim: &mut Sim,
+    states: &mut SimStates,
+    divergence: &mut Divergence,
+    fixed_time: &mut Time<Fixed>,
+    source: &ModelSource,
+) {
+    if setup.env != sim.session.env {
+        *sim.runtime = load_runtime(&source.models_dir, setup.env, source.backend.as_deref());
+        fixed_time.set_timestep_hz(f64::from(setup.env.steps_per_second()));
+    }
+    let generation = sim.reality.generation + 1;
+    *sim.reality = Reality::new(setup.env, setup.seed);
+    sim.reality.generation = generation;
+    if let Some(runner) = sim.runtime.runner.as_deref_mut() {
+        runner.reset_reality();
+        runner.reseed(setup.seed);
+    }
+    let steps_taken = sim.session.steps_taken;
+    *sim.session = Session::for_model(setup.env, &mut sim.runtime);
+    sim.session.steps_taken = steps_taken;
+    if let Some(name) = &setup.controller {
+        sim.select_controller_named(name);
+    }
+    let session = &mut sim.session;
+    if let Some(tau) = setup.tau {
+        session.tau = clamp_tau(setup.env, tau, session.tau);
+    }
+    if let Some(odds) = setup.done_odds {
+        session.done_odds = clamp_done_odds(odds, session.done_odds);
+    }
+    if let Some(rule) = setup.done_rule {
+        session.done_rule = rule;
+    }
+    session.resync_every = setup.resync;
+    session.apply_done(&mut sim.runtime);
+    if setup.driver == Driver::Controller {
+        if sim.runtime.controller_available() {
+            sim.session.driver = Driver::Controller;
+        } else {
+            sim.notice.show(format!(
+                "this scene has C drive, but {}",
+                sim.runtime.status.headline().to_lowercase()
+            ));
+        }
+    }
+    run_before_fork(setup.fork_after, sim);
+
+    let dream_generation = sim.dream.generation + 1;
+    *sim.dream = DreamEpisode {
+        generation: dream_generation,
+        ..DreamEpisode::default()
+    };
+    divergence.clear();
+    if setup.random_z {
+        fork_from_random(&mut sim.dream, &mut sim.runtime, &mut sim.notice);
+    } else if setup.mode != Mode::DriveReality && sim.runtime.runner.is_some() {
+        // Entering the mode forks too, but only when the mode changes.
+        sim.fork_from_reality();
+    }
+    states.set_mode(setup.mode);
+    states.set_pause(if setup.paused {
+        SimState::Paused
+    } else {
+        SimState::Running
+    });
+}
+
+/// Reality runs `steps` steps with the setup's driver (C reading the reality-following M, or no
+/// input), M following it, as `train-controller --dream-context` does before a dream forks.
+fn run_before_fork(steps: u32, sim: &mut Sim) {
+    let env = sim.session.env;
+    for _ in 0..steps {
+        let obs = sim.reality.obs.clone();
+        let has_runner = sim.runtime.runner.is_some();
+        if has_runner {
+            with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
+                runner.observe_reality(&obs)
+            });
+        }
+        let action = match sim.session.driver {
+            Driver::Controller => sim
+                .runtime
+                .runner
+                .as_ref()
+                .and_then(|runner| runner.controller_action(View::Reality))
+                .unwrap_or_else(|| idle_action(env)),
+            Driver::Human => idle_action(env),
+        };
+        let Some(ended) = sim.reality.step_or_notice(&action, &mut sim.notice) else {
+            return;
+        };
+        if has_runner {
+            with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
+                if ended {
+                    runner.reset_reality();
+                    Ok(())
+                } else {
+                    runner.advance_reality(&action)
+                }
+            });
+        }
+        sim.session.last_action = action;
+    }
+}
