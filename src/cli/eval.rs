@@ -1,8 +1,10 @@
 //! `dreamplay eval`: C's score in the real env and, optionally, in the dream at several
-//! temperatures (the paper's table of dream score vs real score); or, with `--open-loop` or
-//! `--futures`, how faithful the dream is to reality (`docs/fidelity.md`).
+//! temperatures; with `--table`, every C of the bundle in the dream it was evolved in and in
+//! reality (the paper's Table 2, `docs/table.md`); or, with `--open-loop` or `--futures`, how
+//! faithful the dream is to reality (`docs/fidelity.md`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 
@@ -12,6 +14,9 @@ use crate::model::bundle::default_path;
 use crate::train::eval::{EvalConfig, ScoreSummary, evaluate};
 use crate::train::fidelity::{
     self, FUTURES_EPISODES, FuturesConfig, OPEN_LOOP_EPISODES, OpenLoopConfig,
+};
+use crate::train::table::{
+    self, TABLE_EPISODES, TableConfig, describe_dream, format_paper_table, format_table,
 };
 
 /// Flags that score C and mean nothing to the fidelity measurements, which play the data policy
@@ -28,6 +33,20 @@ const SCORING_ONLY: [&str; 7] = [
 
 /// Real episodes to score C in unless told.
 const SCORE_EPISODES: usize = 100;
+
+/// Flags that `--table` sets per C from the bundle, or that pick another measurement.
+const NOT_WITH_TABLE: [&str; 10] = [
+    "random",
+    "still",
+    "sweep",
+    "done_along_reality",
+    "dream_context",
+    "done_rule",
+    "done_odds",
+    "dream_taus",
+    "controller",
+    "open_loop",
+];
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -49,7 +68,13 @@ pub struct EvalArgs {
     /// N, and so on. In Take Cover, compare its dream score with its real one (80: about 770).
     #[arg(long, value_name = "N", conflicts_with_all = ["random", "still"])]
     pub sweep: Option<u32>,
-    /// Real episodes (default: 100 to score C, 20 with --open-loop, 4 with --futures).
+    /// Every C of the bundle, each in the dream it was evolved in (its tau, done rule, done odds
+    /// and real context) and in reality: the paper's Table 2. Rows: tau, dream mean, real mean,
+    /// dream sd, real sd, dream / real, name; --csv writes them.
+    #[arg(long, conflicts_with_all = NOT_WITH_TABLE, conflicts_with = "futures")]
+    pub table: bool,
+    /// Real episodes (default: 100 to score C, 16 per C and per side with --table, 20 with
+    /// --open-loop, 4 with --futures).
     #[arg(long, value_name = "N")]
     pub episodes: Option<usize>,
     /// Measure the dream against reality open-loop instead of scoring C: fork a dream from the
@@ -131,6 +156,17 @@ impl EvalArgs {
         })
     }
 
+    /// What `--table` runs.
+    pub fn table_config(&self) -> TableConfig {
+        let env = self.config.env;
+        TableConfig {
+            episodes: self.episodes.unwrap_or(TABLE_EPISODES),
+            seed: self.config.seed,
+            max_steps: self.max_steps.for_env(env),
+            ..TableConfig::new(env, self.model_path())
+        }
+    }
+
     /// What `--futures N` measures.
     pub fn futures_config(&self, futures: usize) -> FuturesConfig {
         let env = self.config.env;
@@ -154,6 +190,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(futures) = args.futures {
         return run_futures(&args, futures);
+    }
+    if args.table {
+        return run_table(&args);
     }
     anyhow::ensure!(
         args.fork_every.is_none(),
@@ -194,6 +233,57 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(csv) = &config.csv {
         println!("per-episode returns: {}", csv.display());
+    }
+    Ok(())
+}
+
+fn run_table(args: &EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.fork_every.is_none(),
+        "--fork-every goes with --open-loop or --futures"
+    );
+    let config = args.table_config();
+    config.validate()?;
+    let selection = args.backend.select();
+    let bar = crate::train::progress::bar(0, "episodes");
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let never = AtomicBool::new(false);
+    let rows = crate::with_backend!(&selection.backend, |B, device| {
+        table::paper_table::<B>(&config, &device, &progress, &never)
+    })?;
+    bar.finish_and_clear();
+    let env = config.env;
+    println!(
+        "{env}: each C of {} in the dream it was evolved in and in reality, {} episodes each, seed {}, up to {} steps",
+        config.model.display(),
+        config.episodes,
+        config.seed,
+        config.max_steps
+    );
+    print!("{}", format_table(&rows));
+    println!();
+    for row in &rows {
+        let record = if row.recorded {
+            "as evolved"
+        } else {
+            "no dream recorded: the env's default"
+        };
+        println!(
+            "{}: dreamt at {} ({record})",
+            row.name,
+            describe_dream(&row.dream_settings)
+        );
+    }
+    if env == crate::envs::EnvKind::TakeCover {
+        println!();
+        print!("{}", format_paper_table());
+    }
+    if let Some(csv) = &args.config.csv {
+        table::write_table_csv(csv, &rows)?;
+        println!("written: {}", csv.display());
     }
     Ok(())
 }

@@ -14,8 +14,10 @@ pub struct InspectArgs {
 }
 
 /// Prints `{"file", "bytes", "header"}` (and `"latent_map": {"points"}` when the bundle has a
-/// map): the header holds the parts (precision, shapes, sizes, checksums), the model's sizes, each
-/// part's provenance, C's with the dream it was evolved in, and V's latent statistics.
+/// map, `"controllers"` when it has a C): the header holds the parts (precision, shapes, sizes,
+/// checksums), the model's sizes, each part's provenance, C's with the dream it was evolved in,
+/// the extra Cs, and V's latent statistics. `"controllers"` lists every C by number (0: the
+/// default), name and dream, as `eval --controller` and `eval --table` know them.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let header = bundle::read_header(&args.file)?;
     let bytes = std::fs::metadata(&args.file)
@@ -32,6 +34,32 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if let Some(entry) = header.parts.iter().find(|p| p.part == Part::LatentMap) {
         let points = entry.shapes.get(3).and_then(|s| s.first()).copied();
         report["latent_map"] = serde_json::json!({ "points": points });
+    }
+    let names = header.controller_names();
+    if !names.is_empty() {
+        let dream = |i: usize| match i {
+            0 if header.has(Part::Controller) => {
+                header.provenance.controller.as_ref().and_then(|c| c.dream)
+            }
+            _ => header
+                .extra_controllers
+                .iter()
+                .find(|c| c.name == names[i])
+                .and_then(|c| c.training.dream),
+        };
+        let list: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let dream = serde_json::to_string(&dream(i)).unwrap_or_default();
+                serde_json::json!({
+                    "index": i,
+                    "name": name,
+                    "dream": serde_json::from_str::<serde_json::Value>(&dream).unwrap_or_default(),
+                })
+            })
+            .collect();
+        report["controllers"] = serde_json::Value::Array(list);
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -188,10 +188,24 @@ pub struct ExportArgs {
     pub dirs: RunDirs,
     #[command(flatten)]
     pub backend: BackendArg,
+    /// Instead of exporting: put the C of this run folder into the shipped bundle as an extra C,
+    /// beside the default one, leaving V, M and the other Cs as they are, and list the Cs in the
+    /// model card.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["run", "data"])]
+    pub add_controller: Option<PathBuf>,
+    /// The added C's name (default: by its dream, e.g. "C, evolved at tau 0.1").
+    #[arg(long, value_name = "NAME", requires = "add_controller")]
+    pub controller_name: Option<String>,
+    /// Let the added C replace an extra C of the same name.
+    #[arg(long, requires = "add_controller")]
+    pub replace: bool,
 }
 
 pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     let env = args.config.env;
+    if let Some(run) = &args.add_controller {
+        return add_controller_cmd(&args, run);
+    }
     let config = ExportConfig {
         run_dir: args.dirs.run_dir(env),
         data_dir: Some(args.dirs.data_dir(env)),
@@ -219,6 +233,45 @@ pub fn export_cmd(args: ExportArgs) -> anyhow::Result<()> {
     } else {
         println!("latent statistics: {latent}");
     }
+    if !s.dropped_controllers.is_empty() {
+        println!(
+            "note: the bundle no longer holds the extra Cs {:?}, which the run has not; if they were evolved in this M, add them again with `dreamplay export --env {env} --add-controller RUN`",
+            s.dropped_controllers
+        );
+    }
     println!("model card: {}", s.card.display());
+    Ok(())
+}
+
+fn add_controller_cmd(args: &ExportArgs, run: &std::path::Path) -> anyhow::Result<()> {
+    let env = args.config.env;
+    let added = crate::train::export::add_controller_from_run(
+        env,
+        run,
+        &args.config.models_dir,
+        args.controller_name.as_deref(),
+        args.replace,
+    )?;
+    let dream = added.dream.as_ref().map_or_else(
+        || "no dream recorded".to_string(),
+        crate::train::table::describe_dream,
+    );
+    println!(
+        "added {:?} (evolved at {dream}) from {} to {}",
+        added.name,
+        added.run_bundle.display(),
+        added.bundle.display()
+    );
+    for (i, name) in added.names.iter().enumerate() {
+        println!("  C {i}: {name}");
+    }
+    for part in &added.differing_parts {
+        println!(
+            "note: the run's {part} differs from the bundle's: this C was evolved with another {part}, and may not do in this model what it did in its run"
+        );
+    }
+    if let Some(card) = &added.card {
+        println!("model card: {} (its list of the Cs)", card.display());
+    }
     Ok(())
 }

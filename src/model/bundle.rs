@@ -11,7 +11,11 @@
 //! ```
 //! Each part is optional, so training can save V before M exists. `export` adds V's latent
 //! statistics to the header and the latent map as a fourth part, f32 ([`super::atlas`]); a
-//! bundle without them has the same bytes as before they existed. Weights are plain values, not
+//! bundle without them has the same bytes as before they existed. Beside the default C, a bundle
+//! may hold extra Cs ([`NamedController`]), each a part of its own in f32, named in its part
+//! entry, with its name and training record (the dream it was evolved in) in the header's
+//! `extra_controllers`: the paper's table of one C per dream temperature ships in one file
+//! ([`add_controller`]). A bundle without extra Cs has the same bytes as before they existed. Weights are plain values, not
 //! backend records, so a file written on one backend loads on any other. Every failure (missing,
 //! truncated, corrupt, mismatched) is a [`BundleError`] naming the file; nothing here panics on
 //! bad input.
@@ -166,6 +170,33 @@ mod done_rule_as_flag {
     }
 }
 
+/// An extra C beside the bundle's default one: its name (unique in the bundle) and how it was
+/// evolved, the dream included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedController {
+    pub name: String,
+    pub controller: Controller,
+    pub training: TrainingInfo,
+}
+
+/// The name a C goes by: the dream it was evolved in, `"C, evolved at tau 0.5"`, or `"C"` when
+/// the bundle records none. The default C is always named so.
+pub fn controller_name(dream: Option<&EvolvedDream>) -> String {
+    match dream {
+        Some(dream) => format!("C, evolved at tau {}", dream.tau),
+        None => "C".to_string(),
+    }
+}
+
+/// An extra C's entry in the header: its name and its training record. Its weights are the part
+/// of kind [`Part::ExtraController`] whose entry carries the same name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtraControllerEntry {
+    pub name: String,
+    #[serde(default)]
+    pub training: TrainingInfo,
+}
+
 /// Training provenance per part.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -190,6 +221,9 @@ pub enum Part {
     /// [`LatentMap::to_tensors`]' tensors, always f32.
     #[serde(rename = "latent_map")]
     LatentMap,
+    /// An extra C's parameter vector, always f32; its entry's `name` says which C.
+    #[serde(rename = "extra_controller")]
+    ExtraController,
 }
 
 impl fmt::Display for Part {
@@ -199,6 +233,7 @@ impl fmt::Display for Part {
             Part::Mdrnn => "M (mdrnn)",
             Part::Controller => "C (controller)",
             Part::LatentMap => "the latent map (latent_map)",
+            Part::ExtraController => "an extra C (extra_controller)",
         })
     }
 }
@@ -215,6 +250,9 @@ pub struct PartEntry {
     pub len: u64,
     /// FNV-1a 64 of the part's bytes, as 16 hex digits.
     pub checksum: String,
+    /// An extra C's name ([`Part::ExtraController`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The JSON header. Readable without loading any weights: see [`read_header`].
@@ -228,11 +266,26 @@ pub struct BundleHeader {
     /// V's latent statistics on the training data, when `export` had data to compute them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latent_stats: Option<LatentStats>,
+    /// The extra Cs' names and training records, in the bundle's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_controllers: Vec<ExtraControllerEntry>,
 }
 
 impl BundleHeader {
     pub fn has(&self, part: Part) -> bool {
         self.parts.iter().any(|p| p.part == part)
+    }
+
+    /// Every C's name, the default C's first (when the bundle has one), then the extras'.
+    pub fn controller_names(&self) -> Vec<String> {
+        let default = self.has(Part::Controller).then(|| {
+            let dream = self.provenance.controller.as_ref().and_then(|c| c.dream);
+            controller_name(dream.as_ref())
+        });
+        default
+            .into_iter()
+            .chain(self.extra_controllers.iter().map(|e| e.name.clone()))
+            .collect()
     }
 }
 
@@ -248,6 +301,8 @@ pub struct WorldModel<B: Backend> {
     pub latent_stats: Option<LatentStats>,
     /// A 2D PCA map of V's mu on the data (a part of its own).
     pub latent_map: Option<LatentMap>,
+    /// Cs beside the default one, each with its name and the dream it was evolved in.
+    pub extra_controllers: Vec<NamedController>,
 }
 
 impl<B: Backend> WorldModel<B> {
@@ -261,7 +316,30 @@ impl<B: Backend> WorldModel<B> {
             controller: Some(spec.controller()),
             latent_stats: None,
             latent_map: None,
+            extra_controllers: Vec::new(),
         }
+    }
+
+    /// The default C's name ([`controller_name`]), when there is a default C.
+    pub fn controller_name(&self) -> Option<String> {
+        let dream = self.provenance.controller.as_ref().and_then(|c| c.dream);
+        self.controller
+            .as_ref()
+            .map(|_| controller_name(dream.as_ref()))
+    }
+
+    /// Every C with its name and training record: the default C first (when there is one), then
+    /// the extra Cs in the bundle's order.
+    pub fn named_controllers(&self) -> Vec<NamedController> {
+        let default = self.controller.as_ref().map(|c| NamedController {
+            name: self.controller_name().unwrap_or_default(),
+            controller: c.clone(),
+            training: self.provenance.controller.clone().unwrap_or_default(),
+        });
+        default
+            .into_iter()
+            .chain(self.extra_controllers.iter().cloned())
+            .collect()
     }
 
     /// An empty model (no parts) of `spec`'s sizes.
@@ -274,6 +352,7 @@ impl<B: Backend> WorldModel<B> {
             controller: None,
             latent_stats: None,
             latent_map: None,
+            extra_controllers: Vec::new(),
         }
     }
 }
@@ -339,6 +418,16 @@ pub enum BundleError {
         part: Part,
         present: String,
     },
+    #[error("model file {path} is corrupt in the C named {name:?}: {reason}")]
+    CorruptController {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "model file {path} would hold two Cs named {name:?}; each C needs a name of its own"
+    )]
+    DuplicateController { path: PathBuf, name: String },
 }
 
 /// What the caller expects of a file; `None` fields are not checked.
@@ -409,7 +498,32 @@ pub fn save<B: Backend>(
     path: &Path,
     precision: Precision,
 ) -> Result<(), BundleError> {
+    check_controller_names(path, &model.named_controllers())?;
     write_bytes(path, &to_bytes(model, precision))
+}
+
+/// Every C's name is non-empty and its own.
+fn check_controller_names(path: &Path, named: &[NamedController]) -> Result<(), BundleError> {
+    let names: Vec<String> = named.iter().map(|c| c.name.clone()).collect();
+    check_names(path, &names)
+}
+
+fn check_names(path: &Path, names: &[String]) -> Result<(), BundleError> {
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(BundleError::Header {
+                path: path.to_path_buf(),
+                reason: format!("C number {i} has an empty name"),
+            });
+        }
+        if names[..i].contains(name) {
+            return Err(BundleError::DuplicateController {
+                path: path.to_path_buf(),
+                name: name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes `model` over the run bundle at `path`: M in f32, and V in the precision its part
@@ -417,6 +531,7 @@ pub fn save<B: Backend>(
 /// train V, and writing a V that came in f16 (a shipped model started from) back in f32 would
 /// change its checksum, by which `encode`'s series name the V they were made with.
 pub fn save_over_run<B: Backend>(model: &WorldModel<B>, path: &Path) -> Result<(), BundleError> {
+    check_controller_names(path, &model.named_controllers())?;
     let vae_precision = read_header(path)
         .ok()
         .and_then(|h| h.parts.into_iter().find(|p| p.part == Part::Vae))
@@ -453,7 +568,7 @@ fn to_bytes_with<B: Backend>(
 ) -> Vec<u8> {
     let mut body = Vec::new();
     let mut parts = Vec::new();
-    let mut push = |part: Part, precision: Precision, tensors: HostTensors| {
+    let mut push = |part: Part, precision: Precision, tensors: HostTensors, name: Option<&str>| {
         let offset = body.len() as u64;
         let start = body.len();
         for (_, values) in &tensors {
@@ -466,23 +581,34 @@ fn to_bytes_with<B: Backend>(
             offset,
             len: (body.len() - start) as u64,
             checksum: format!("{:016x}", fnv1a(&body[start..])),
+            name: name.map(str::to_string),
         });
     };
     if let Some(vae) = &model.vae {
-        push(Part::Vae, vae_precision, collect_params(vae));
+        push(Part::Vae, vae_precision, collect_params(vae), None);
     }
     if let Some(rnn) = &model.mdrnn {
-        push(Part::Mdrnn, mdrnn_precision, collect_params(rnn));
+        push(Part::Mdrnn, mdrnn_precision, collect_params(rnn), None);
     }
     if let Some(c) = &model.controller {
         push(
             Part::Controller,
             Precision::F32,
             vec![(vec![c.param_count()], c.params().to_vec())],
+            None,
         );
     }
     if let Some(map) = &model.latent_map {
-        push(Part::LatentMap, Precision::F32, map.to_tensors());
+        push(Part::LatentMap, Precision::F32, map.to_tensors(), None);
+    }
+    for extra in &model.extra_controllers {
+        let c = &extra.controller;
+        push(
+            Part::ExtraController,
+            Precision::F32,
+            vec![(vec![c.param_count()], c.params().to_vec())],
+            Some(&extra.name),
+        );
     }
     let header = BundleHeader {
         format_version: FORMAT_VERSION,
@@ -490,6 +616,14 @@ fn to_bytes_with<B: Backend>(
         provenance: model.provenance.clone(),
         parts,
         latent_stats: model.latent_stats.clone(),
+        extra_controllers: model
+            .extra_controllers
+            .iter()
+            .map(|c| ExtraControllerEntry {
+                name: c.name.clone(),
+                training: c.training.clone(),
+            })
+            .collect(),
     };
     let json = serde_json::to_vec_pretty(&header).expect("a BundleHeader always serialises");
     let mut out = Vec::with_capacity(PREAMBLE + json.len() + body.len());
@@ -516,6 +650,69 @@ pub fn load<B: Backend>(
 ) -> Result<WorldModel<B>, BundleError> {
     let bytes = read_file(path, expect)?;
     from_bytes(path, &bytes, expect, device)
+}
+
+/// Every C in the file at `path` with its name and training record (the default C first, then the
+/// extra ones, as [`WorldModel::named_controllers`] lists them), and the header, without decoding
+/// V or M: C is plain Rust and needs no backend.
+pub fn load_controllers(
+    path: &Path,
+    expect: &Expect,
+) -> Result<(BundleHeader, Vec<NamedController>), BundleError> {
+    let bytes = read_file(path, expect)?;
+    let (header, body) = parse_header(path, &bytes)?;
+    let spec = header.spec;
+    expect.check(path, &spec)?;
+    let names = header.controller_names();
+    let mut out = Vec::new();
+    let default = header.parts.iter().filter(|e| e.part == Part::Controller);
+    let extras = header.extra_controllers.iter().filter_map(|c| {
+        header
+            .parts
+            .iter()
+            .find(|e| e.part == Part::ExtraController && e.name.as_deref() == Some(&c.name))
+    });
+    for (entry, name) in default.chain(extras).zip(names) {
+        let tensors = decode_part(path, entry, body)?;
+        let mut controller = spec.controller();
+        let values = tensors.into_iter().next().map(|(_, v)| v).unwrap_or_default();
+        controller.set_params(&values).map_err(|e| match entry.part {
+            Part::Controller => corrupt(path, Part::Controller, e.to_string()),
+            _ => BundleError::CorruptController {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let training = match entry.part {
+            Part::Controller => header.provenance.controller.clone(),
+            _ => header
+                .extra_controllers
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.training.clone()),
+        };
+        out.push(NamedController {
+            name,
+            controller,
+            training: training.unwrap_or_default(),
+        });
+    }
+    Ok((header, out))
+}
+
+/// One part's values as stored (checked against its checksum), without a backend; `None` when the
+/// file has no such part.
+pub fn part_values(
+    path: &Path,
+    part: Part,
+) -> Result<Option<(Precision, HostTensors)>, BundleError> {
+    let bytes = read_file(path, &Expect::default())?;
+    let (header, body) = parse_header(path, &bytes)?;
+    let Some(entry) = header.parts.iter().find(|e| e.part == part) else {
+        return Ok(None);
+    };
+    Ok(Some((entry.precision, decode_part(path, entry, body)?)))
 }
 
 /// Loads V alone; an error if the file has none.
@@ -646,7 +843,48 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(BundleHeader, &'a [
             found: bytes.len() as u64,
         });
     }
+    check_extra_entries(path, &header)?;
     Ok((header, body))
+}
+
+/// The header's extra Cs and their parts match one to one, and every C's name is its own.
+fn check_extra_entries(path: &Path, header: &BundleHeader) -> Result<(), BundleError> {
+    let header_err = |reason: String| BundleError::Header {
+        path: path.to_path_buf(),
+        reason,
+    };
+    check_names(path, &header.controller_names())?;
+    for entry in header
+        .parts
+        .iter()
+        .filter(|e| e.part == Part::ExtraController)
+    {
+        let Some(name) = &entry.name else {
+            return Err(header_err(
+                "an extra_controller part has no name".to_string(),
+            ));
+        };
+        if !header.extra_controllers.iter().any(|c| &c.name == name) {
+            return Err(header_err(format!(
+                "the extra_controller part {name:?} is not listed in extra_controllers"
+            )));
+        }
+    }
+    for c in &header.extra_controllers {
+        let parts = header
+            .parts
+            .iter()
+            .filter(|e| e.part == Part::ExtraController && e.name.as_deref() == Some(&c.name))
+            .count();
+        if parts != 1 {
+            return Err(BundleError::CorruptController {
+                path: path.to_path_buf(),
+                name: c.name.clone(),
+                reason: format!("expected one extra_controller part, found {parts}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Loads a bundle from bytes; `path` only names it in errors.
@@ -661,6 +899,7 @@ pub fn from_bytes<B: Backend>(
     expect.check(path, &spec)?;
     let mut model = WorldModel::<B>::empty(spec);
     model.provenance = header.provenance.clone();
+    let mut extras: Vec<(String, Controller)> = Vec::new();
     if let Some(stats) = &header.latent_stats {
         if stats.dims.len() != spec.z_size {
             return Err(BundleError::Header {
@@ -711,9 +950,136 @@ pub fn from_bytes<B: Backend>(
                     .map_err(|e: AtlasError| corrupt(path, Part::LatentMap, e.to_string()))?;
                 model.latent_map = Some(map);
             }
+            Part::ExtraController => {
+                // parse_header checked that the part is named and listed.
+                let name = entry.name.clone().unwrap_or_default();
+                let corrupt_c = |reason: String| BundleError::CorruptController {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    reason,
+                };
+                let Some((_, values)) = tensors.into_iter().next() else {
+                    return Err(corrupt_c("no parameter vector".into()));
+                };
+                let mut controller = spec.controller();
+                controller
+                    .set_params(&values)
+                    .map_err(|e| corrupt_c(e.to_string()))?;
+                extras.push((name, controller));
+            }
+        }
+    }
+    // In the header's order, each with its training record.
+    for entry in &header.extra_controllers {
+        if let Some(at) = extras.iter().position(|(name, _)| *name == entry.name) {
+            let (name, controller) = extras.swap_remove(at);
+            model.extra_controllers.push(NamedController {
+                name,
+                controller,
+                training: entry.training.clone(),
+            });
         }
     }
     Ok(model)
+}
+
+/// Adds `named` to the bundle at `path` as an extra C, leaving every other part's bytes as they
+/// are (V, M and the default C keep their checksums). With `replace`, an extra C of the same name
+/// gives way to it; otherwise a name already in the bundle (the default C's included) is an
+/// error. Returns the new header.
+pub fn add_controller(
+    path: &Path,
+    named: &NamedController,
+    replace: bool,
+) -> Result<BundleHeader, BundleError> {
+    let bytes = read_file(path, &Expect::default())?;
+    let (mut header, body) = parse_header(path, &bytes)?;
+    let spec = header.spec;
+    let c = &named.controller;
+    let mismatch = |field: &str, expected: String, found: String| BundleError::Mismatch {
+        path: path.to_path_buf(),
+        field: format!("{field} of the C named {:?}", named.name),
+        expected,
+        found,
+    };
+    if c.kind() != ControllerKind::from(spec.env) {
+        return Err(mismatch(
+            "the controller form",
+            format!("{:?}", ControllerKind::from(spec.env)),
+            format!("{:?}", c.kind()),
+        ));
+    }
+    if c.z_size() != spec.z_size {
+        return Err(mismatch(
+            "the z size",
+            spec.z_size.to_string(),
+            c.z_size().to_string(),
+        ));
+    }
+    if c.hidden_size() != spec.hidden_size {
+        return Err(mismatch(
+            "the hidden size",
+            spec.hidden_size.to_string(),
+            c.hidden_size().to_string(),
+        ));
+    }
+    let existing = header
+        .extra_controllers
+        .iter()
+        .position(|e| e.name == named.name);
+    let is_default = header
+        .controller_names()
+        .first()
+        .is_some_and(|first| header.has(Part::Controller) && *first == named.name);
+    if is_default || (existing.is_some() && !replace) {
+        return Err(BundleError::DuplicateController {
+            path: path.to_path_buf(),
+            name: named.name.clone(),
+        });
+    }
+    // The body again, part by part, less the C being replaced, then the new C at the end.
+    let mut new_body = Vec::with_capacity(body.len() + 4 * c.param_count());
+    let mut parts = Vec::with_capacity(header.parts.len() + 1);
+    for mut entry in std::mem::take(&mut header.parts) {
+        if entry.part == Part::ExtraController && entry.name.as_deref() == Some(&named.name) {
+            continue;
+        }
+        let start = entry.offset as usize;
+        let part_bytes = &body[start..start + entry.len as usize]; // in range: parse_header checked
+        entry.offset = new_body.len() as u64;
+        new_body.extend_from_slice(part_bytes);
+        parts.push(entry);
+    }
+    let start = new_body.len();
+    encode_values(c.params(), Precision::F32, &mut new_body);
+    parts.push(PartEntry {
+        part: Part::ExtraController,
+        precision: Precision::F32,
+        shapes: vec![vec![c.param_count()]],
+        offset: start as u64,
+        len: (new_body.len() - start) as u64,
+        checksum: format!("{:016x}", fnv1a(&new_body[start..])),
+        name: Some(named.name.clone()),
+    });
+    header.parts = parts;
+    let entry = ExtraControllerEntry {
+        name: named.name.clone(),
+        training: named.training.clone(),
+    };
+    match existing {
+        Some(at) => header.extra_controllers[at] = entry,
+        None => header.extra_controllers.push(entry),
+    }
+    check_names(path, &header.controller_names())?;
+    let json = serde_json::to_vec_pretty(&header).expect("a BundleHeader always serialises");
+    let mut out = Vec::with_capacity(PREAMBLE + json.len() + new_body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&new_body);
+    write_bytes(path, &out)?;
+    Ok(header)
 }
 
 fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
@@ -727,6 +1093,15 @@ fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
 fn decode_part(path: &Path, entry: &PartEntry, body: &[u8]) -> Result<HostTensors, BundleError> {
     let start = entry.offset as usize;
     let bytes = &body[start..start + entry.len as usize]; // in range: parse_header checked it
+    // An extra C's errors name it.
+    let corrupt = |path: &Path, part: Part, reason: String| match &entry.name {
+        Some(name) => BundleError::CorruptController {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            reason,
+        },
+        None => corrupt(path, part, reason),
+    };
     let found = format!("{:016x}", fnv1a(bytes));
     if found != entry.checksum {
         return Err(corrupt(

@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail, ensure};
 use burn::prelude::*;
@@ -30,7 +31,7 @@ use rayon::prelude::*;
 use crate::agent::{Agent, AgentKind, Seen};
 use crate::dream::{DreamBatch, DreamStart, RealityMemory};
 use crate::envs::{Env, EnvKind, Frame, Step};
-use crate::model::bundle::{self, Expect, WorldModel};
+use crate::model::bundle::{self, Expect, NamedController, WorldModel};
 use crate::model::controller::{Controller, ControllerKind};
 use crate::model::mdrnn::MdnRnn;
 use crate::model::vae::{ConvVae, sample_posterior};
@@ -44,6 +45,19 @@ const EVAL_DREAM_STREAM: u64 = 0x6576_616c_2d64_7265;
 const RANDOM_POLICY_STREAM: u64 = 0x7261_6e64_6f6d_2121;
 /// Stream constant for the data policy that plays a dream's real context ([`RealPrefix`]).
 const PREFIX_STREAM: u64 = 0x7072_6566_6978_2121;
+
+/// The error a run stopped by its cancel flag ends with; `err.is::<Cancelled>()` tells it from a
+/// failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+fn check_cancel(stop: &AtomicBool) -> anyhow::Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Cancelled.into());
+    }
+    Ok(())
+}
 
 /// How one episode (real or dreamt) went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,6 +202,19 @@ pub fn run_real_episodes<B: Backend>(
     max_steps: u32,
     on_finished: &mut dyn FnMut(usize, &EpisodeResult),
 ) -> anyhow::Result<Vec<EpisodeResult>> {
+    let never = AtomicBool::new(false);
+    run_real_episodes_until(model, controllers, seeds, max_steps, on_finished, &never)
+}
+
+/// As [`run_real_episodes`], stopping with [`Cancelled`] at the first step after `stop` is set.
+pub fn run_real_episodes_until<B: Backend>(
+    model: &AgentModel<'_, B>,
+    controllers: &[&Controller],
+    seeds: &[u64],
+    max_steps: u32,
+    on_finished: &mut dyn FnMut(usize, &EpisodeResult),
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<EpisodeResult>> {
     ensure!(
         controllers.len() == seeds.len(),
         "{} controllers for {} episodes",
@@ -217,6 +244,7 @@ pub fn run_real_episodes<B: Backend>(
     let mut memory = RealityMemory::for_model(model.rnn, running.len());
 
     while !running.is_empty() {
+        check_cancel(stop)?;
         let m = running.len();
         let frames: Vec<&Frame> = running.iter().map(|r| &r.obs).collect();
         memory.observe(model.vae, &frames, model.device)?;
@@ -356,7 +384,23 @@ pub fn dream_returns<B: Backend>(
     starts: &[DreamStart],
     tau: f32,
     max_steps: u32,
+    draws: DreamDraws<'_>,
+) -> anyhow::Result<Vec<EpisodeResult>> {
+    let never = AtomicBool::new(false);
+    dream_returns_until(dream, env, agents, starts, tau, max_steps, draws, &never)
+}
+
+/// As [`dream_returns`], stopping with [`Cancelled`] at the first step after `stop` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn dream_returns_until<B: Backend>(
+    dream: &mut DreamBatch<B>,
+    env: EnvKind,
+    agents: &mut [Box<dyn Agent + '_>],
+    starts: &[DreamStart],
+    tau: f32,
+    max_steps: u32,
     mut draws: DreamDraws<'_>,
+    stop: &AtomicBool,
 ) -> anyhow::Result<Vec<EpisodeResult>> {
     let n = dream.batch_size();
     ensure!(
@@ -391,6 +435,7 @@ pub fn dream_returns<B: Backend>(
         if !alive.iter().any(|&x| x) {
             break;
         }
+        check_cancel(stop)?;
         for i in 0..n {
             let slot = &mut actions[i * a..(i + 1) * a];
             if alive[i] {
@@ -613,6 +658,10 @@ pub struct EvalConfig {
     /// A model-free baseline instead of C. The flags are the CLI's (--random, --still, --sweep).
     #[arg(skip)]
     pub baseline: Option<AgentKind>,
+    /// Which of the bundle's Cs acts: its name, or its number (0: the default C; `dreamplay
+    /// inspect` lists them). Default: the default C.
+    #[arg(long = "controller", value_name = "NAME")]
+    pub controller: Option<String>,
     /// Write per-episode returns here: episode,tau,return,steps,done (tau empty for the real env).
     /// With --open-loop: model,horizon,pixel_error,z_error,sharpness; with --futures: tau,spread.
     #[arg(long)]
@@ -657,6 +706,10 @@ impl EvalConfig {
             !self.done_along_reality || self.baseline.is_some(),
             "--done-along-reality reads a baseline's episodes: add --still, --random or --sweep N"
         );
+        ensure!(
+            self.controller.is_none() || self.baseline.is_none(),
+            "--controller picks a C to score; a baseline (--random, --still, --sweep) acts instead of C"
+        );
         Ok(())
     }
 }
@@ -682,18 +735,105 @@ pub(crate) fn train_hint(env: EnvKind) -> String {
     commands.join(", ")
 }
 
-/// Loads the bundle for eval and checks it has what is needed: V and M always, C unless a baseline acts.
+/// Loads the bundle for eval and checks it has what is needed: V and M always, C unless a
+/// baseline acts (the one `--controller` names, else the default C).
 fn load_for_eval<B: Backend>(
     config: &EvalConfig,
     device: &B::Device,
 ) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
-    load_checked(
-        config.env,
-        &config.model,
-        config.baseline.is_none(),
-        "evaluate",
-        device,
+    let Some(which) = &config.controller else {
+        return load_checked(
+            config.env,
+            &config.model,
+            config.baseline.is_none(),
+            "evaluate",
+            device,
+        );
+    };
+    let (vae, rnn, controllers) = load_with_controllers(config.env, &config.model, "evaluate", device)?;
+    let picked = pick_controller(controllers, which, &config.model)?;
+    Ok((vae, rnn, Some(picked.controller)))
+}
+
+/// The C of `controllers` named `which`, or numbered so (0: the default C); an error lists them.
+pub fn pick_controller(
+    controllers: Vec<NamedController>,
+    which: &str,
+    path: &Path,
+) -> anyhow::Result<NamedController> {
+    let names: Vec<String> = controllers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{i}: {:?}", c.name))
+        .collect();
+    let at = controllers
+        .iter()
+        .position(|c| c.name == which)
+        .or_else(|| which.trim().parse::<usize>().ok());
+    match at {
+        Some(i) if i < controllers.len() => Ok(controllers.into_iter().nth(i).expect("in range")),
+        _ if controllers.is_empty() => bail!(
+            "{} has no C to pick {which:?} from",
+            path.display()
+        ),
+        _ => bail!(
+            "{} has no C named or numbered {which:?}; it holds {}",
+            path.display(),
+            names.join(", ")
+        ),
+    }
+}
+
+/// Loads V, M and every C of the bundle at `path` for `env` (the default C first, then the extra
+/// ones; see [`WorldModel::named_controllers`]), checking V and M as [`load_checked`] does.
+pub(crate) fn load_with_controllers<B: Backend>(
+    env: EnvKind,
+    path: &Path,
+    purpose: &str,
+    device: &B::Device,
+) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Vec<NamedController>)> {
+    let mut model = load_model_checked::<B>(env, path, purpose, device)?;
+    let controllers = model.named_controllers();
+    let missing = |part: &str, command: &str| missing_part(env, path, purpose, part, command);
+    let vae = model
+        .vae
+        .take()
+        .ok_or_else(|| missing("V (the VAE)", "train-vae"))?;
+    let rnn = model
+        .mdrnn
+        .take()
+        .ok_or_else(|| missing("M (the MDN-RNN)", "train-mdrnn"))?;
+    Ok((vae, rnn, controllers))
+}
+
+fn missing_part(env: EnvKind, path: &Path, purpose: &str, part: &str, command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} has no {part}: train it with `dreamplay {command} --env {env}` \
+         (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
+         {purpose} that file)",
+        path.display()
     )
+}
+
+/// The bundle at `path`, checked against `env` and its action size.
+fn load_model_checked<B: Backend>(
+    env: EnvKind,
+    path: &Path,
+    purpose: &str,
+    device: &B::Device,
+) -> anyhow::Result<WorldModel<B>> {
+    // V and M are built from the file's one spec, so their z sizes always agree; the env's action
+    // size is checked against that spec here, before any weight is decoded.
+    let expect = Expect {
+        action_size: Some(env.action_space().len()),
+        ..Expect::env(env)
+    };
+    bundle::load(path, &expect, device).with_context(|| {
+        format!(
+            "cannot {purpose} {env} without a model; the pipeline that makes one: {}",
+            train_hint(env)
+        )
+    })
 }
 
 /// Loads V, M and (when `with_controller`) C from the bundle at `path` for `env`, checking that
@@ -706,26 +846,8 @@ pub(super) fn load_checked<B: Backend>(
     purpose: &str,
     device: &B::Device,
 ) -> anyhow::Result<(ConvVae<B>, MdnRnn<B>, Option<Controller>)> {
-    // V and M are built from the file's one spec, so their z sizes always agree; the env's action
-    // size is checked against that spec here, before any weight is decoded.
-    let expect = Expect {
-        action_size: Some(env.action_space().len()),
-        ..Expect::env(env)
-    };
-    let model: WorldModel<B> = bundle::load(path, &expect, device).with_context(|| {
-        format!(
-            "cannot {purpose} {env} without a model; the pipeline that makes one: {}",
-            train_hint(env)
-        )
-    })?;
-    let missing = |part: &str, command: &str| {
-        anyhow::anyhow!(
-            "{} has no {part}: train it with `dreamplay {command} --env {env}` \
-             (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
-             {purpose} that file)",
-            path.display()
-        )
-    };
+    let model = load_model_checked::<B>(env, path, purpose, device)?;
+    let missing = |part: &str, command: &str| missing_part(env, path, purpose, part, command);
     let vae = model
         .vae
         .ok_or_else(|| missing("V (the VAE)", "train-vae"))?;
@@ -795,31 +917,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     if let Some((vae, rnn, controller)) = &loaded
         && !config.dream_taus.is_empty()
     {
-        // Each dream starts from its real episode: the first frame, or the first K + 1 frames
-        // under the data policy, encoded by V in one batch.
-        let context = config.dream_context;
-        let prefixes: Vec<RealPrefix> = seeds
-            .par_iter()
-            .map(|&s| RealPrefix::run(env, s, context))
-            .collect::<anyhow::Result<_>>()?;
-        let refs: Vec<&Frame> = prefixes.iter().flat_map(|p| &p.frames).collect();
-        let (mu, logvar) = vae.encode_frames(&refs, device);
-        let per_start = (context + 1) * vae.z_size();
-        let starts: Vec<DreamStart> = prefixes
-            .into_iter()
-            .zip(&seeds)
-            .enumerate()
-            .map(|(i, (prefix, &s))| {
-                // K = 0 draws exactly what the paper's start drew before context existed.
-                let mut rng = ChaCha8Rng::seed_from_u64(s);
-                let rows = i * per_start..(i + 1) * per_start;
-                DreamStart {
-                    z: sample_posterior(&mu[rows.clone()], &logvar[rows], &mut rng),
-                    actions: prefix.actions,
-                    prefix_return: prefix.ret,
-                }
-            })
-            .collect();
+        let starts = eval_dream_starts(env, vae, &seeds, config.dream_context, device)?;
         let mut batch = DreamBatch::new(vae.clone(), rnn.clone(), seeds.len(), device);
         batch.set_done_rule(config.done_rule);
         batch.set_done_odds(config.done_odds);
@@ -832,11 +930,7 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
                     None => baseline_agent(baseline, env, s),
                 })
                 .collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
-                config.seed,
-                EVAL_DREAM_STREAM,
-                u64::from(tau.to_bits()),
-            ]));
+            let mut rng = eval_dream_rng(config.seed, tau);
             let results = dream_returns(
                 &mut batch,
                 env,
@@ -867,9 +961,10 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
     };
     progress.finish_and_clear();
     let report = EvalReport {
-        agent: match config.baseline {
-            Some(b) => b.describe(),
-            None => format!("C from {}", config.model.display()),
+        agent: match (config.baseline, &config.controller) {
+            (Some(b), _) => b.describe(),
+            (None, Some(which)) => format!("C {which:?} from {}", config.model.display()),
+            (None, None) => format!("C from {}", config.model.display()),
         },
         real,
         dream,
@@ -880,6 +975,44 @@ pub fn evaluate<B: Backend>(config: &EvalConfig, device: &B::Device) -> anyhow::
             .with_context(|| format!("cannot write the per-episode CSV {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The starts of `eval`'s dreams, one per seed: each from its real episode, the first frame or
+/// (with `context` K) the first K + 1 frames under the data policy, encoded by V in one batch.
+pub fn eval_dream_starts<B: Backend>(
+    env: EnvKind,
+    vae: &ConvVae<B>,
+    seeds: &[u64],
+    context: usize,
+    device: &B::Device,
+) -> anyhow::Result<Vec<DreamStart>> {
+    let prefixes: Vec<RealPrefix> = seeds
+        .par_iter()
+        .map(|&s| RealPrefix::run(env, s, context))
+        .collect::<anyhow::Result<_>>()?;
+    let refs: Vec<&Frame> = prefixes.iter().flat_map(|p| &p.frames).collect();
+    let (mu, logvar) = vae.encode_frames(&refs, device);
+    let per_start = (context + 1) * vae.z_size();
+    Ok(prefixes
+        .into_iter()
+        .zip(seeds)
+        .enumerate()
+        .map(|(i, (prefix, &s))| {
+            // K = 0 draws exactly what the paper's start drew before context existed.
+            let mut rng = ChaCha8Rng::seed_from_u64(s);
+            let rows = i * per_start..(i + 1) * per_start;
+            DreamStart {
+                z: sample_posterior(&mu[rows.clone()], &logvar[rows], &mut rng),
+                actions: prefix.actions,
+                prefix_return: prefix.ret,
+            }
+        })
+        .collect())
+}
+
+/// The generator of `eval`'s dreams at `tau` under `seed`.
+pub fn eval_dream_rng(seed: u64, tau: f32) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix_seed(&[seed, EVAL_DREAM_STREAM, u64::from(tau.to_bits())]))
 }
 
 /// `episode,tau,return,steps,done`: the real episodes first (tau empty), then each tau's dreams.

@@ -2,6 +2,10 @@
 //! plots beside it, the controller scored afresh from the exported file, and a model card.
 //! The bundle also carries V's latent statistics and a 2D map of its latent space, computed from
 //! the run's encoded series, else from the rollouts in `--data` encoded by the run's V.
+//!
+//! `export --add-controller RUN` ([`add_controller_from_run`]) instead puts RUN's C into the
+//! shipped bundle as an extra C, beside the default one, without touching any other part's bytes,
+//! and rewrites the model card's list of the Cs.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +20,10 @@ use super::rollout::{Rollout, list_rollouts};
 use crate::agent::AgentKind;
 use crate::envs::EnvKind;
 use crate::model::atlas::{DEFAULT_MAP_POINTS, LatentMap, LatentRows, LatentStats};
-use crate::model::bundle::{self, Expect, Precision, TrainingInfo, WorldModel};
+use crate::model::bundle::{
+    self, EvolvedDream, Expect, HostTensors, NamedController, Part, Precision, TrainingInfo,
+    WorldModel,
+};
 use crate::model::mdrnn::PAPER_DOOM_TAU;
 
 /// What `dreamplay export` writes. Its flags: `--run` and `--data` are the CLI's, as their
@@ -32,7 +39,7 @@ pub struct ExportConfig {
     #[arg(skip)]
     pub data_dir: Option<PathBuf>,
     /// The models folder the app loads from; the bundle goes to `<out>/<env>/world-model.bin`.
-    #[arg(long = "out", default_value = "models")]
+    #[arg(long = "out", visible_alias = "models", default_value = "models")]
     pub models_dir: PathBuf,
     /// Real episodes to score C and the random policy on, for the model card (0: skip).
     #[arg(long, default_value_t = 100)]
@@ -82,6 +89,9 @@ pub struct ExportSummary {
     pub latent: LatentSource,
     /// The latent statistics' frames, the map's points and the variance its axes explain.
     pub latent_stats: Option<(u64, usize, [f32; 2])>,
+    /// Extra Cs the bundle held before, which the run's bundle has not: `--add-controller` adds
+    /// them again if they were evolved in this M.
+    pub dropped_controllers: Vec<String>,
 }
 
 /// The plots and pictures copied next to the exported bundle: (from, under the run; to).
@@ -121,6 +131,10 @@ pub fn export<B: Backend>(
     };
     let out_dir = config.models_dir.join(config.env.name());
     let target = bundle::default_path(&config.models_dir, config.env);
+    // The Cs added to the shipped bundle were evolved in its M, not necessarily in this run's.
+    let dropped: Vec<String> = bundle::read_header(&target)
+        .map(|h| h.extra_controllers.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default();
     bundle::save(&model, &target, Precision::F16)?;
     let bytes = std::fs::metadata(&target)
         .with_context(|| format!("cannot read back {}", target.display()))?
@@ -158,6 +172,10 @@ pub fn export<B: Backend>(
     }
     let card = out_dir.join("README.md");
     let summary = ExportSummary {
+        dropped_controllers: dropped
+            .into_iter()
+            .filter(|name| !model.extra_controllers.iter().any(|c| &c.name == name))
+            .collect(),
         bundle: target,
         bytes,
         card: card.clone(),
@@ -374,6 +392,10 @@ fn model_card<B: Backend>(
         "episodes",
     );
     let _ = writeln!(out, "- **Latent statistics**: {}", latent_line(env, s));
+    if !model.extra_controllers.is_empty() {
+        out.push('\n');
+        out.push_str(&controllers_section(env, &model.named_controllers()));
+    }
     let _ = writeln!(out, "\n## Score\n");
     match (&s.real, &s.random) {
         (Some(real), Some(random)) => {
@@ -427,4 +449,214 @@ fn model_card<B: Backend>(
         "\n## Departures from the paper's scale\n\nThe paper collected 10,000 rollouts and trained V for one epoch over ~10M frames, M for 20 epochs, and C with CMA-ES at population 64 x 16 trials for hundreds of generations on a cluster. This model was trained by the same pipeline on a 2-core CPU, each stage in at most about an hour and a half (the wall times are above); the numbers above are its whole budget. Rebuild it with the commands in the top-level README (\"The pipeline\")."
     );
     out
+}
+
+/// The first and last lines of the model card's list of the Cs: `--add-controller` rewrites what
+/// lies between them.
+const CARD_CS_START: &str =
+    "<!-- the Cs: written by `dreamplay export --add-controller`; edits in here are overwritten -->";
+const CARD_CS_END: &str = "<!-- end of the Cs -->";
+
+/// The model card's section on the bundle's Cs: per C, its number, name and the dream it was
+/// evolved in, and the command that scores them all.
+pub fn controllers_section(env: EnvKind, controllers: &[NamedController]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{CARD_CS_START}");
+    let _ = writeln!(out, "## The Cs
+");
+    let _ = writeln!(
+        out,
+        "The bundle holds {} C{}, each evolved in its own dream. The app starts with C 0; `dreamplay eval --env {env} --controller N` scores C N, and `dreamplay eval --env {env} --table` scores every C in its dream and in reality (the paper's Table 2, [docs/table.md](../../docs/table.md)).\n",
+        controllers.len(),
+        if controllers.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(out, "| # | C | evolved in | training |\n|---|---|---|---|");
+    for (i, c) in controllers.iter().enumerate() {
+        let dream = c
+            .training
+            .dream
+            .as_ref()
+            .map_or("no dream recorded".to_string(), super::table::describe_dream);
+        let mut training = Vec::new();
+        if let Some(g) = c.training.epochs {
+            training.push(format!("{g} generations"));
+        }
+        if let Some(real) = c.training.final_losses.get("real_mean") {
+            training.push(format!("real re-evaluation {real:.1}"));
+        }
+        if let Some(notes) = &c.training.notes {
+            training.push(notes.replace('|', "/"));
+        }
+        if let Some(date) = &c.training.date {
+            training.push(format!("finished {date}"));
+        }
+        let _ = writeln!(
+            out,
+            "| {i} | {}{} | {dream} | {} |",
+            c.name,
+            if i == 0 { " (default)" } else { "" },
+            training.join("; ")
+        );
+    }
+    let _ = writeln!(out, "{CARD_CS_END}");
+    out
+}
+
+/// `card` with its list of the Cs replaced by `section`, or the list put in before "## Score"
+/// (at the end when there is no such heading).
+pub fn with_controllers_section(card: &str, section: &str) -> String {
+    if let Some(start) = card.find(CARD_CS_START)
+        && let Some(end) = card[start..].find(CARD_CS_END)
+    {
+        let end = start + end + CARD_CS_END.len();
+        let end = if card[end..].starts_with('\n') { end + 1 } else { end };
+        return format!("{}{section}{}", &card[..start], &card[end..]);
+    }
+    match card.find("\n## Score") {
+        Some(at) => format!("{}\n{section}{}", &card[..at], &card[at..]),
+        None if card.is_empty() || card.ends_with('\n') => format!("{card}\n{section}"),
+        None => format!("{card}\n\n{section}"),
+    }
+}
+
+/// What `export --add-controller` did.
+#[derive(Debug, Clone)]
+pub struct AddedController {
+    /// The bundle it went into.
+    pub bundle: PathBuf,
+    /// The run it came from.
+    pub run_bundle: PathBuf,
+    pub name: String,
+    pub dream: Option<EvolvedDream>,
+    /// Every C's name in the bundle now, the default first.
+    pub names: Vec<String>,
+    /// The parts (V, M) in which the run's model differs from the bundle's: C was evolved with
+    /// those, not the shipped ones.
+    pub differing_parts: Vec<Part>,
+    /// The model card, rewritten (none when the bundle's folder has none).
+    pub card: Option<PathBuf>,
+}
+
+/// Puts the C of the run folder `run_dir` (the one its bundle holds: the real re-evaluation
+/// winner, see `train-controller`) into `models_dir`'s bundle for `env` as an extra C named
+/// `name` (default: by its dream, "C, evolved at tau 0.1"), leaving every other part's bytes
+/// as they are, and rewrites the model card's list of the Cs. The run's sizes must be the
+/// bundle's; a V or M that differs from the bundle's is reported, not refused.
+pub fn add_controller_from_run(
+    env: EnvKind,
+    run_dir: &Path,
+    models_dir: &Path,
+    name: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<AddedController> {
+    let run_bundle = super::run_model_path(run_dir);
+    let target = bundle::default_path(models_dir, env);
+    let (run_header, run_cs) = bundle::load_controllers(&run_bundle, &Expect::env(env))
+        .with_context(|| format!("cannot read the C of the run {}", run_dir.display()))?;
+    let Some(run_c) = run_cs.into_iter().next().filter(|_| run_header.has(Part::Controller))
+    else {
+        bail!(
+            "{} has no C: evolve one with `dreamplay train-controller --env {env} --run {}` first",
+            run_bundle.display(),
+            run_dir.display()
+        );
+    };
+    let target_header = bundle::read_header(&target).with_context(|| {
+        format!(
+            "there is no bundle to add a C to at {}: `dreamplay export --env {env}` writes one",
+            target.display()
+        )
+    })?;
+    let (ours, theirs) = (target_header.spec, run_header.spec);
+    if (ours.env, ours.z_size, ours.hidden_size, ours.action_size)
+        != (theirs.env, theirs.z_size, theirs.hidden_size, theirs.action_size)
+    {
+        bail!(
+            "the C of {} does not fit {}: the run's model is {} with z {}, hidden {} and {} action values, the bundle's is {} with z {}, hidden {} and {}; a C only fits the V and M it was evolved with",
+            run_bundle.display(),
+            target.display(),
+            theirs.env,
+            theirs.z_size,
+            theirs.hidden_size,
+            theirs.action_size,
+            ours.env,
+            ours.z_size,
+            ours.hidden_size,
+            ours.action_size
+        );
+    }
+    let mut differing_parts = Vec::new();
+    for part in [Part::Vae, Part::Mdrnn] {
+        let a = bundle::part_values(&run_bundle, part)?;
+        let b = bundle::part_values(&target, part)?;
+        if !same_weights(a.as_ref(), b.as_ref()) {
+            differing_parts.push(part);
+        }
+    }
+    let mut training = run_c.training;
+    let from = format!("added from {}", run_dir.display());
+    training.notes = Some(match training.notes.take() {
+        Some(notes) => format!("{notes}; {from}"),
+        None => from,
+    });
+    let name = name.map_or_else(
+        || bundle::controller_name(training.dream.as_ref()),
+        str::to_string,
+    );
+    let dream = training.dream;
+    let named = NamedController {
+        name: name.clone(),
+        controller: run_c.controller,
+        training,
+    };
+    let header = bundle::add_controller(&target, &named, replace)?;
+    let (_, all) = bundle::load_controllers(&target, &Expect::env(env))?;
+    let card_path = target.with_file_name("README.md");
+    let card = if card_path.is_file() {
+        let old = std::fs::read_to_string(&card_path)
+            .with_context(|| format!("cannot read {}", card_path.display()))?;
+        let new = with_controllers_section(&old, &controllers_section(env, &all));
+        std::fs::write(&card_path, new)
+            .with_context(|| format!("cannot write {}", card_path.display()))?;
+        Some(card_path)
+    } else {
+        None
+    };
+    Ok(AddedController {
+        bundle: target,
+        run_bundle,
+        name,
+        dream,
+        names: header.controller_names(),
+        differing_parts,
+        card,
+    })
+}
+
+/// Whether two stored parts hold the same weights, each value compared at the coarser of the two
+/// precisions (a run's f32 M and its f16 export are the same M).
+fn same_weights(
+    a: Option<&(Precision, HostTensors)>,
+    b: Option<&(Precision, HostTensors)>,
+) -> bool {
+    let (Some((pa, ta)), Some((pb, tb))) = (a, b) else {
+        return a.is_none() && b.is_none();
+    };
+    let coarse = *pa == Precision::F16 || *pb == Precision::F16;
+    let round = |v: f32| {
+        if coarse {
+            half::f16::from_f32(v).to_f32()
+        } else {
+            v
+        }
+    };
+    ta.len() == tb.len()
+        && ta.iter().zip(tb).all(|((sa, va), (sb, vb))| {
+            sa == sb
+                && va.len() == vb.len()
+                && va
+                    .iter()
+                    .zip(vb)
+                    .all(|(x, y)| round(*x).to_bits() == round(*y).to_bits())
+        })
 }

@@ -26,6 +26,7 @@ pub mod plot;
 pub mod progress;
 pub mod rollout;
 pub mod stage;
+pub mod table;
 pub mod vae;
 
 use std::path::{Path, PathBuf};
