@@ -8,7 +8,9 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands};
+use super::world_model::{
+    ControllerChoice, DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands,
+};
 use crate::agent::{Agent, Seen};
 use crate::dream::{Dream, DreamBatch, DreamStep, RealityMemory};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
@@ -61,8 +63,8 @@ pub struct BurnRunner<B: Backend> {
     inner: Mutex<Inner<B>>,
     backend: String,
     z_size: usize,
-    has_controller: bool,
-    evolved_dream: Option<EvolvedDream>,
+    /// Every C of the bundle, the default first; `Inner::controllers` holds their weights.
+    choices: Vec<ControllerChoice>,
     latent_stats: Option<LatentStats>,
     latent_map: Option<LatentMap>,
 }
@@ -71,7 +73,10 @@ struct Inner<B: Backend> {
     dream: Dream<B>,
     /// C's memory of the real episode: V's z of the latest real frame, M's h and c along it.
     reality: RealityMemory,
-    controller: Option<Controller>,
+    /// Every C of the bundle, the default first.
+    controllers: Vec<Controller>,
+    /// The one that acts.
+    selected: usize,
     rng: ChaCha8Rng,
     /// The last fork from reality: z, h and c, to restart from.
     fork: Option<ForkPoint>,
@@ -123,6 +128,7 @@ impl<B: Backend> BurnRunner<B> {
     ) -> Result<Self, String> {
         let model =
             bundle::load::<B>(path, &Expect::env(env), &device).map_err(|err| err.to_string())?;
+        let named = model.named_controllers();
         let missing = |part: &str| {
             format!(
                 "{} has no {part} yet. Train it with:\n{}",
@@ -140,13 +146,19 @@ impl<B: Backend> BurnRunner<B> {
                 vae.z_size()
             ));
         }
-        let controller = model
-            .controller
-            .filter(|c| c.z_size() == z_size && c.hidden_size() == hidden_size);
-        let has_controller = controller.is_some();
-        let evolved_dream = has_controller
-            .then(|| model.provenance.controller.as_ref()?.dream)
-            .flatten();
+        let (choices, controllers): (Vec<ControllerChoice>, Vec<Controller>) = named
+            .into_iter()
+            .filter(|c| {
+                c.controller.z_size() == z_size && c.controller.hidden_size() == hidden_size
+            })
+            .map(|c| {
+                let choice = ControllerChoice {
+                    name: c.name,
+                    dream: c.training.dream,
+                };
+                (choice, c.controller)
+            })
+            .unzip();
         let reality = RealityMemory::for_model(&rnn, 1);
         let mut dream = Dream::new(vae, rnn, &device);
         // Done is drawn with the done head's probability, as the shipped Cs were evolved; the
@@ -155,7 +167,8 @@ impl<B: Backend> BurnRunner<B> {
         let inner = Inner {
             dream,
             reality,
-            controller,
+            controllers,
+            selected: 0,
             rng: ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED),
             fork: None,
             futures: None,
@@ -165,8 +178,7 @@ impl<B: Backend> BurnRunner<B> {
             inner: Mutex::new(inner),
             backend,
             z_size,
-            has_controller,
-            evolved_dream,
+            choices,
             latent_stats: model.latent_stats.filter(|s| s.dims.len() == z_size),
             latent_map: model.latent_map.filter(|m| m.z_size() == z_size),
         })
@@ -207,11 +219,30 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn has_controller(&self) -> bool {
-        self.has_controller
+        !self.choices.is_empty()
     }
 
     fn evolved_dream(&self) -> Option<EvolvedDream> {
-        self.evolved_dream
+        let selected = self.selected_controller();
+        self.choices.get(selected).and_then(|c| c.dream)
+    }
+
+    fn controllers(&self) -> Vec<ControllerChoice> {
+        self.choices.clone()
+    }
+
+    fn select_controller(&mut self, index: usize) -> anyhow::Result<()> {
+        let count = self.choices.len();
+        anyhow::ensure!(
+            index < count,
+            "there is no C number {index}: this model holds {count}"
+        );
+        self.inner().selected = index;
+        Ok(())
+    }
+
+    fn selected_controller(&self) -> usize {
+        self.locked().selected
     }
 
     fn latent_stats(&self) -> Option<&LatentStats> {
@@ -336,7 +367,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
 
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {
         let inner = self.locked();
-        let mut controller = inner.controller.as_ref()?;
+        let mut controller = inner.controllers.get(inner.selected)?;
         let latent = match view {
             View::Dream => inner.dream.batch().latent(0),
             View::Reality => inner.reality.latent(0),

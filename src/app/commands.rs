@@ -190,6 +190,14 @@ pub enum PlayCommand {
     CycleResync,
     /// Put the dream at this z and open the latent explorer (a click on the latent map).
     JumpToLatent(Vec<f32>),
+    /// C number N of the bundle drives from now on (0: the default C; see
+    /// `DreamRunner::controllers`), and the dream becomes the one it was evolved in.
+    SelectController(usize),
+    /// Score every C of the bundle in its dream and in reality, this many episodes each, in the
+    /// background: the paper's Table 2 (`super::experiment`).
+    RunTable { episodes: usize },
+    /// Stop the table's run.
+    CancelTable,
     Quit,
 }
 

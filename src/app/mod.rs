@@ -9,6 +9,8 @@
 //!   mode; pause is a state ([`SimState`](sim::SimState)).
 //! - [`world_model`]: the single seam to V, M and C ([`DreamRunner`](world_model::DreamRunner));
 //!   `burn_runner` implements it on a model bundle.
+//! - [`experiment`]: the paper's Table 2 (every C of the bundle in its dream and in reality), run
+//!   on a background thread.
 //! - [`lecture`]: fullscreen, UI scale, help overlay, side panel, presenter layout, a maximised
 //!   view, the blank screen.
 //! - [`tour`]: the guided tour, scenes read from a TOML file.
@@ -22,6 +24,7 @@
 mod burn_runner;
 pub mod commands;
 pub mod drive;
+pub mod experiment;
 mod hud;
 pub mod input;
 mod instrument_panels;
@@ -150,6 +153,7 @@ impl Plugin for LogicPlugin {
             lecture::plugin,
             tour::plugin,
             recording::plugin,
+            experiment::plugin,
         ));
         let source = sim::ModelSource {
             models_dir: self.options.models_dir.clone(),

@@ -9,7 +9,7 @@ use bevy::prelude::*;
 use crate::dream::DreamStep;
 use crate::envs::{EnvKind, Frame};
 use crate::model::atlas::{LatentMap, LatentStats};
-use crate::model::bundle::EvolvedDream;
+use crate::model::bundle::{EvolvedDream, controller_name};
 use crate::model::mdrnn::{DimMixture, DoneRule};
 
 pub(super) fn plugin(app: &mut App) {
@@ -23,6 +23,15 @@ pub enum View {
     Dream,
     /// V's encoding of the real frame and the memory of an M that follows reality, as in `eval`.
     Reality,
+}
+
+/// One of the bundle's Cs, as the app offers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerChoice {
+    /// Its name in the bundle, e.g. "C, evolved at tau 0.1".
+    pub name: String,
+    /// The dream it was evolved in, if the bundle records one.
+    pub dream: Option<EvolvedDream>,
 }
 
 /// A world model the app can drive: V to see, M to dream, C to act. One dream at a time, plus an
@@ -44,10 +53,36 @@ pub trait DreamRunner: Send + Sync {
     }
     /// C exists in the bundle and can drive.
     fn has_controller(&self) -> bool;
-    /// The dream C was evolved in, if the bundle records one: the app starts with its tau and
-    /// done odds, so that C meets the dream it was trained for.
+    /// The dream the selected C was evolved in, if the bundle records one: the app starts with
+    /// its tau and done odds, so that C meets the dream it was trained for.
     fn evolved_dream(&self) -> Option<EvolvedDream> {
         None
+    }
+    /// Every C the bundle holds, index 0 the default C (the one selected at the start); empty
+    /// without a C.
+    fn controllers(&self) -> Vec<ControllerChoice> {
+        if !self.has_controller() {
+            return Vec::new();
+        }
+        let dream = self.evolved_dream();
+        vec![ControllerChoice {
+            name: controller_name(dream.as_ref()),
+            dream,
+        }]
+    }
+    /// Which of [`controllers`](DreamRunner::controllers) drives from now on (and whose dream
+    /// [`evolved_dream`](DreamRunner::evolved_dream) reports); an error names the choices.
+    fn select_controller(&mut self, index: usize) -> anyhow::Result<()> {
+        let count = self.controllers().len();
+        anyhow::ensure!(
+            index < count,
+            "there is no C number {index}: this model holds {count}"
+        );
+        Ok(())
+    }
+    /// The index of the C that drives, in [`controllers`](DreamRunner::controllers).
+    fn selected_controller(&self) -> usize {
+        0
     }
     /// Multiplies the odds of M's done head by `factor` from the next step on (1: as trained).
     fn set_done_odds(&mut self, factor: f32);

@@ -6,7 +6,7 @@ use super::super::commands::{Mode, PlayCommand, RESYNC_CHOICES};
 use super::super::drive::{
     Driver, TAU_PRESETS, clamp_done_odds, clamp_tau, done_rule_name, next_driver,
 };
-use super::super::world_model::load_runtime;
+use super::super::world_model::{WorldModelRuntime, load_runtime};
 use super::SimState;
 use super::divergence::Divergence;
 use super::dream_episode::{DreamEpisode, fork_from_random, jump_to_latent, set_latent_dim};
@@ -94,6 +94,9 @@ pub(super) fn apply_sim_commands(
                     None => "The model records no dream for C: default tau, M's own odds, drawn"
                         .to_string(),
                 });
+            }
+            PlayCommand::SelectController(index) => {
+                select_controller(*index, session, &mut sim.runtime, &mut sim.notice)
             }
             PlayCommand::SwitchEnv(target) => {
                 let next = target.unwrap_or(match session.env {
@@ -190,6 +193,49 @@ pub(super) fn apply_sim_commands(
         sim.session.driver = next_driver(sim.session.driver, false, true, available);
         sim.session.hand_back_requested = false;
     }
+}
+
+/// C number `index` of the bundle drives from now on, and the dream becomes the one it was
+/// evolved in (as `DreamAsTrained` does), said in a notice.
+fn select_controller(
+    index: usize,
+    session: &mut Session,
+    runtime: &mut WorldModelRuntime,
+    notice: &mut Notice,
+) {
+    let Some(runner) = runtime.runner.as_deref_mut() else {
+        notice.show(format!(
+            "No C to select: {}",
+            runtime.status.headline().to_lowercase()
+        ));
+        return;
+    };
+    if let Err(err) = runner.select_controller(index) {
+        notice.show(format!("{err}"));
+        return;
+    }
+    let name = runner
+        .controllers()
+        .get(index)
+        .map_or_else(|| format!("C {index}"), |c| c.name.clone());
+    session.evolved_dream = runner.evolved_dream();
+    session.dream_as_trained();
+    session.apply_done(runtime);
+    notice.show(match session.evolved_dream {
+        Some(dream) => format!(
+            "{name}: dreaming as it was evolved (tau {:.2}, done odds x{}, done {}{})",
+            session.tau,
+            session.done_odds,
+            done_rule_name(session.done_rule),
+            match dream.context_steps {
+                0 => String::new(),
+                k => format!(", forked after {k} real steps"),
+            }
+        ),
+        None => format!(
+            "{name}: the model records no dream for it: default tau, M's own odds, drawn"
+        ),
+    });
 }
 
 /// Loads `next`'s env and model in place of the current ones; the mode and pause carry over.
