@@ -1568,4 +1568,190 @@ fn the_side_panel_and_plot_follow_the_window_until_the_user_chooses() {
     app.world_mut().resource_mut::<Presentation>().roomy = true;
     tap(&mut app, KeyCode::KeyL);
     assert!(!presentation(&app).plot_shown(), "L folds it away");
+
+/// A models folder holding a Take Cover bundle with a small LSTM and three Cs: the default one,
+/// evolved at tau 0.5, and two extra ones, evolved cold (threshold) and warm.
+fn write_bundle_with_three_cs() -> tempfile::TempDir {
+    use dreamplay::model::bundle::{self, EvolvedDream, NamedController, Precision, TrainingInfo};
+    use dreamplay::model::{FlexBackend, ModelSpec, WorldModel};
+    use rand::{Rng, SeedableRng};
+
+    let dir = tempfile::Builder::new()
+        .prefix("dreamplay-app-three-cs-")
+        .tempdir()
+        .expect("scratch folder");
+    let spec = ModelSpec {
+        hidden_size: 16,
+        ..ModelSpec::paper(EnvKind::TakeCover)
+    };
+    let device = Default::default();
+    let mut model = WorldModel::<FlexBackend>::init(spec, &device);
+    let controller = |seed: u64| {
+        let mut c = spec.controller();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let params: Vec<f32> = (0..c.param_count())
+            .map(|_| rng.random_range(-0.5..0.5))
+            .collect();
+        c.set_params(&params).expect("params of the right length");
+        c
+    };
+    let evolved = |tau, done_odds, done_rule, context_steps| TrainingInfo {
+        dream: Some(EvolvedDream {
+            tau,
+            done_odds,
+            done_rule,
+            context_steps,
+        }),
+        ..TrainingInfo::default()
+    };
+    model.controller = Some(controller(1));
+    model.provenance.controller = Some(evolved(0.5, 0.1, DoneRule::Sample, 10));
+    model.extra_controllers = vec![
+        NamedController {
+            name: "C, evolved at tau 0.1".into(),
+            controller: controller(2),
+            training: evolved(0.1, 1.0, DoneRule::Threshold, 10),
+        },
+        NamedController {
+            name: "C, evolved at tau 1.15".into(),
+            controller: controller(3),
+            training: evolved(1.15, 0.5, DoneRule::Sample, 0),
+        },
+    ];
+    let path = dreamplay::app::world_model::model_path(dir.path(), EnvKind::TakeCover);
+    bundle::save(&model, &path, Precision::F32).expect("save the bundle");
+    dir
+}
+
+#[test]
+fn selecting_a_c_drives_with_it_and_dreams_as_it_was_evolved() {
+    let dir = write_bundle_with_three_cs();
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let names: Vec<String> = runner(&app)
+        .controllers()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "C, evolved at tau 0.5",
+            "C, evolved at tau 0.1",
+            "C, evolved at tau 1.15"
+        ]
+    );
+    assert_eq!(runner(&app).selected_controller(), 0);
+    let s = session(&app);
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (0.5, 0.1, DoneRule::Sample)
+    );
+
+    tap(&mut app, KeyCode::KeyC);
+    frames(&mut app, 2);
+
+    send(&mut app, PlayCommand::SelectController(1));
+    assert_eq!(runner(&app).selected_controller(), 1);
+    let s = session(&app);
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (0.1, 1.0, DoneRule::Threshold)
+    );
+    assert_eq!(s.evolved_dream.map(|d| d.tau), Some(0.1));
+    assert_eq!(runner(&app).evolved_dream(), s.evolved_dream);
+    let notice = app.world().resource::<Notice>().text.clone();
+    assert!(
+        notice.starts_with("C, evolved at tau 0.1: dreaming as it was evolved (tau 0.10"),
+        "{notice}"
+    );
+    assert_eq!(driver(&app), Driver::Controller, "C keeps the wheel");
+
+    // "Dream as trained" now means the selected C's dream.
+    send(&mut app, PlayCommand::SetTau(1.0));
+    send(&mut app, PlayCommand::DreamAsTrained);
+    assert_eq!(session(&app).tau, 0.1);
+
+    send(&mut app, PlayCommand::SelectController(2));
+    let s = session(&app);
+    assert_eq!(
+        (s.tau, s.done_odds, s.done_rule),
+        (1.15, 0.5, DoneRule::Sample)
+    );
+
+    // A C that is not there changes nothing and says so.
+    send(&mut app, PlayCommand::SelectController(3));
+    assert_eq!(runner(&app).selected_controller(), 2);
+    assert_eq!(session(&app).tau, 1.15);
+    let notice = app.world().resource::<Notice>().text.clone();
+    assert!(notice.contains("no C number 3"), "{notice}");
+}
+
+#[test]
+fn the_experiment_scores_every_c_in_the_background() {
+    use dreamplay::app::experiment::{Experiment, ExperimentState};
+
+    let dir = write_bundle_with_three_cs();
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    assert_eq!(
+        app.world().resource::<Experiment>().state,
+        ExperimentState::Idle
+    );
+    send(&mut app, PlayCommand::RunTable { episodes: 2 });
+    assert!(app.world().resource::<Experiment>().is_running());
+    let started = std::time::Instant::now();
+    let mut seen_progress = false;
+    let rows = loop {
+        frame(&mut app);
+        match &app.world().resource::<Experiment>().state {
+            ExperimentState::Running { total, .. } => seen_progress |= *total == 12,
+            ExperimentState::Finished(rows) => break rows.clone(),
+            other => panic!("the run stopped: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the table took over 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(seen_progress, "the progress reached the resource");
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "C, evolved at tau 0.5",
+            "C, evolved at tau 0.1",
+            "C, evolved at tau 1.15"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.real.n == 2 && r.dream.n == 2));
+    assert_eq!(rows[1].tau(), 0.1);
+    assert_eq!(
+        app.world().resource::<Experiment>().env,
+        Some(EnvKind::TakeCover)
+    );
+
+    // Cancelled, a run goes back to idle; the app steps on meanwhile.
+    send(&mut app, PlayCommand::RunTable { episodes: 50 });
+    let before = real_steps(&app);
+    send(&mut app, PlayCommand::CancelTable);
+    assert_eq!(
+        app.world().resource::<Experiment>().state,
+        ExperimentState::Idle
+    );
+    frames(&mut app, 3);
+    assert!(real_steps(&app) > before);
+
+    // Without a model, the run fails with the reason.
+    let mut bare = app_for(EnvKind::TakeCover);
+    send(&mut bare, PlayCommand::RunTable { episodes: 1 });
+    let started = std::time::Instant::now();
+    let reason = loop {
+        frame(&mut bare);
+        if let ExperimentState::Failed(reason) = &bare.world().resource::<Experiment>().state {
+            break reason.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never failed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(reason.contains("world-model.bin"), "{reason}");
 }

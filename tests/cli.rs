@@ -187,8 +187,37 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
         .collect();
     assert_eq!(
         parts,
-        ["vae", "mdrnn", "controller", "latent_map"],
+        [
+            "vae",
+            "mdrnn",
+            "controller",
+            "latent_map",
+            "extra_controller",
+            "extra_controller"
+        ],
         "{parts:?}"
+    );
+    // Every C by number, name and dream: the default, then the paper's cold and warm dreams.
+    let controllers: Vec<(u64, &str, f64, bool)> = report["controllers"]
+        .as_array()
+        .expect("a controllers list")
+        .iter()
+        .map(|c| {
+            (
+                c["index"].as_u64().expect("an index"),
+                c["name"].as_str().expect("a name"),
+                c["dream"]["tau"].as_f64().expect("a tau"),
+                c["dream"]["sampled_done"].as_bool().expect("a done rule"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        controllers,
+        [
+            (0, "C, evolved at tau 0.5", 0.5, true),
+            (1, "C, evolved at tau 0.1", 0.1, false),
+            (2, "C, evolved at tau 1.15", 1.15, false),
+        ]
     );
     let dream = &header["provenance"]["controller"]["dream"];
     assert_eq!(dream["tau"].as_f64(), Some(0.5), "{dream}");

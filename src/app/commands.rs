@@ -195,7 +195,9 @@ pub enum PlayCommand {
     SelectController(usize),
     /// Score every C of the bundle in its dream and in reality, this many episodes each, in the
     /// background: the paper's Table 2 (`super::experiment`).
-    RunTable { episodes: usize },
+    RunTable {
+        episodes: usize,
+    },
     /// Stop the table's run.
     CancelTable,
     Quit,

@@ -424,9 +424,7 @@ pub enum BundleError {
         name: String,
         reason: String,
     },
-    #[error(
-        "model file {path} would hold two Cs named {name:?}; each C needs a name of its own"
-    )]
+    #[error("model file {path}: two Cs named {name:?}, and each C needs a name of its own")]
     DuplicateController { path: PathBuf, name: String },
 }
 
@@ -675,15 +673,21 @@ pub fn load_controllers(
     for (entry, name) in default.chain(extras).zip(names) {
         let tensors = decode_part(path, entry, body)?;
         let mut controller = spec.controller();
-        let values = tensors.into_iter().next().map(|(_, v)| v).unwrap_or_default();
-        controller.set_params(&values).map_err(|e| match entry.part {
-            Part::Controller => corrupt(path, Part::Controller, e.to_string()),
-            _ => BundleError::CorruptController {
-                path: path.to_path_buf(),
-                name: name.clone(),
-                reason: e.to_string(),
-            },
-        })?;
+        let values = tensors
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        controller
+            .set_params(&values)
+            .map_err(|e| match entry.part {
+                Part::Controller => corrupt(path, Part::Controller, e.to_string()),
+                _ => BundleError::CorruptController {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    reason: e.to_string(),
+                },
+            })?;
         let training = match entry.part {
             Part::Controller => header.provenance.controller.clone(),
             _ => header

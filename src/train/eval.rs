@@ -750,7 +750,8 @@ fn load_for_eval<B: Backend>(
             device,
         );
     };
-    let (vae, rnn, controllers) = load_with_controllers(config.env, &config.model, "evaluate", device)?;
+    let (vae, rnn, controllers) =
+        load_with_controllers(config.env, &config.model, "evaluate", device)?;
     let picked = pick_controller(controllers, which, &config.model)?;
     Ok((vae, rnn, Some(picked.controller)))
 }
@@ -772,10 +773,7 @@ pub fn pick_controller(
         .or_else(|| which.trim().parse::<usize>().ok());
     match at {
         Some(i) if i < controllers.len() => Ok(controllers.into_iter().nth(i).expect("in range")),
-        _ if controllers.is_empty() => bail!(
-            "{} has no C to pick {which:?} from",
-            path.display()
-        ),
+        _ if controllers.is_empty() => bail!("{} has no C to pick {which:?} from", path.display()),
         _ => bail!(
             "{} has no C named or numbered {which:?}; it holds {}",
             path.display(),
@@ -806,7 +804,13 @@ pub(crate) fn load_with_controllers<B: Backend>(
     Ok((vae, rnn, controllers))
 }
 
-fn missing_part(env: EnvKind, path: &Path, purpose: &str, part: &str, command: &str) -> anyhow::Error {
+fn missing_part(
+    env: EnvKind,
+    path: &Path,
+    purpose: &str,
+    part: &str,
+    command: &str,
+) -> anyhow::Error {
     anyhow::anyhow!(
         "{} has no {part}: train it with `dreamplay {command} --env {env}` \
          (it writes the run's bundle, runs/{env}/world-model.bin by default; pass --model to \
@@ -1012,7 +1016,11 @@ pub fn eval_dream_starts<B: Backend>(
 
 /// The generator of `eval`'s dreams at `tau` under `seed`.
 pub fn eval_dream_rng(seed: u64, tau: f32) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(mix_seed(&[seed, EVAL_DREAM_STREAM, u64::from(tau.to_bits())]))
+    ChaCha8Rng::seed_from_u64(mix_seed(&[
+        seed,
+        EVAL_DREAM_STREAM,
+        u64::from(tau.to_bits()),
+    ]))
 }
 
 /// `episode,tau,return,steps,done`: the real episodes first (tau empty), then each tau's dreams.

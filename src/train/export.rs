@@ -453,8 +453,7 @@ fn model_card<B: Backend>(
 
 /// The first and last lines of the model card's list of the Cs: `--add-controller` rewrites what
 /// lies between them.
-const CARD_CS_START: &str =
-    "<!-- the Cs: written by `dreamplay export --add-controller`; edits in here are overwritten -->";
+const CARD_CS_START: &str = "<!-- the Cs: written by `dreamplay export --add-controller`; edits in here are overwritten -->";
 const CARD_CS_END: &str = "<!-- end of the Cs -->";
 
 /// The model card's section on the bundle's Cs: per C, its number, name and the dream it was
@@ -462,8 +461,11 @@ const CARD_CS_END: &str = "<!-- end of the Cs -->";
 pub fn controllers_section(env: EnvKind, controllers: &[NamedController]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{CARD_CS_START}");
-    let _ = writeln!(out, "## The Cs
-");
+    let _ = writeln!(
+        out,
+        "## The Cs
+"
+    );
     let _ = writeln!(
         out,
         "The bundle holds {} C{}, each evolved in its own dream. The app starts with C 0; `dreamplay eval --env {env} --controller N` scores C N, and `dreamplay eval --env {env} --table` scores every C in its dream and in reality (the paper's Table 2, [docs/table.md](../../docs/table.md)).\n",
@@ -472,11 +474,10 @@ pub fn controllers_section(env: EnvKind, controllers: &[NamedController]) -> Str
     );
     let _ = writeln!(out, "| # | C | evolved in | training |\n|---|---|---|---|");
     for (i, c) in controllers.iter().enumerate() {
-        let dream = c
-            .training
-            .dream
-            .as_ref()
-            .map_or("no dream recorded".to_string(), super::table::describe_dream);
+        let dream = c.training.dream.as_ref().map_or(
+            "no dream recorded".to_string(),
+            super::table::describe_dream,
+        );
         let mut training = Vec::new();
         if let Some(g) = c.training.epochs {
             training.push(format!("{g} generations"));
@@ -509,7 +510,11 @@ pub fn with_controllers_section(card: &str, section: &str) -> String {
         && let Some(end) = card[start..].find(CARD_CS_END)
     {
         let end = start + end + CARD_CS_END.len();
-        let end = if card[end..].starts_with('\n') { end + 1 } else { end };
+        let end = if card[end..].starts_with('\n') {
+            end + 1
+        } else {
+            end
+        };
         return format!("{}{section}{}", &card[..start], &card[end..]);
     }
     match card.find("\n## Score") {
@@ -553,7 +558,10 @@ pub fn add_controller_from_run(
     let target = bundle::default_path(models_dir, env);
     let (run_header, run_cs) = bundle::load_controllers(&run_bundle, &Expect::env(env))
         .with_context(|| format!("cannot read the C of the run {}", run_dir.display()))?;
-    let Some(run_c) = run_cs.into_iter().next().filter(|_| run_header.has(Part::Controller))
+    let Some(run_c) = run_cs
+        .into_iter()
+        .next()
+        .filter(|_| run_header.has(Part::Controller))
     else {
         bail!(
             "{} has no C: evolve one with `dreamplay train-controller --env {env} --run {}` first",
@@ -569,7 +577,12 @@ pub fn add_controller_from_run(
     })?;
     let (ours, theirs) = (target_header.spec, run_header.spec);
     if (ours.env, ours.z_size, ours.hidden_size, ours.action_size)
-        != (theirs.env, theirs.z_size, theirs.hidden_size, theirs.action_size)
+        != (
+            theirs.env,
+            theirs.z_size,
+            theirs.hidden_size,
+            theirs.action_size,
+        )
     {
         bail!(
             "the C of {} does not fit {}: the run's model is {} with z {}, hidden {} and {} action values, the bundle's is {} with z {}, hidden {} and {}; a C only fits the V and M it was evolved with",
@@ -609,7 +622,16 @@ pub fn add_controller_from_run(
         controller: run_c.controller,
         training,
     };
-    let header = bundle::add_controller(&target, &named, replace)?;
+    let header = match bundle::add_controller(&target, &named, replace) {
+        Err(err @ bundle::BundleError::DuplicateController { .. }) => {
+            return Err(anyhow::Error::new(err).context(format!(
+                "cannot add the C of {} as {name:?}: name it with --controller-name, or let it \
+                 replace an extra C of that name with --replace",
+                run_dir.display()
+            )));
+        }
+        other => other?,
+    };
     let (_, all) = bundle::load_controllers(&target, &Expect::env(env))?;
     let card_path = target.with_file_name("README.md");
     let card = if card_path.is_file() {

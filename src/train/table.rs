@@ -205,8 +205,7 @@ pub fn paper_table<B: Backend>(
 ) -> anyhow::Result<Vec<TableRow>> {
     config.validate()?;
     let env = config.env;
-    let (vae, rnn, controllers) =
-        load_with_controllers::<B>(env, &config.model, "score", device)?;
+    let (vae, rnn, controllers) = load_with_controllers::<B>(env, &config.model, "score", device)?;
     ensure!(
         !controllers.is_empty(),
         "{} has no C to score: train one with `dreamplay train-controller --env {env}`",

@@ -232,9 +232,9 @@ fn select_controller(
                 k => format!(", forked after {k} real steps"),
             }
         ),
-        None => format!(
-            "{name}: the model records no dream for it: default tau, M's own odds, drawn"
-        ),
+        None => {
+            format!("{name}: the model records no dream for it: default tau, M's own odds, drawn")
+        }
     });
 }
 
