@@ -134,11 +134,10 @@ fn start_or_cancel_table(
                     }
                 }
             }
-            PlayCommand::CancelTable => {
-                if experiment.job.take().is_some() {
-                    experiment.state = ExperimentState::Idle;
-                    notice.show("The table's run is cancelled");
-                }
+            PlayCommand::CancelTable if experiment.job.is_some() => {
+                experiment.job = None;
+                experiment.state = ExperimentState::Idle;
+                notice.show("The table's run is cancelled");
             }
             _ => {}
         }

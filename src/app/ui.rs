@@ -92,6 +92,7 @@ impl UiState<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn playground_ui(
     mut contexts: EguiContexts,
     views: Option<Res<ViewImages>>,

@@ -49,6 +49,7 @@ impl FuturesFan {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn follow_sim(
     instruments: Res<Instruments>,
     session: Res<Session>,

@@ -165,7 +165,8 @@ pub(super) fn apply_sim_commands(
                 &mut sim.notice,
             ),
             PlayCommand::JumpToLatent(z) => {
-                if jump_to_latent(z, &mut sim.dream, &mut sim.runtime, &mut sim.notice) {
+                let jumped = jump_to_latent(z, &mut sim.dream, &mut sim.runtime, &mut sim.notice);
+                if jumped {
                     states.next_mode.as_mut().set_if_neq(Mode::LatentExplorer);
                 }
             }
