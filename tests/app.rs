@@ -1568,6 +1568,7 @@ fn the_side_panel_and_plot_follow_the_window_until_the_user_chooses() {
     app.world_mut().resource_mut::<Presentation>().roomy = true;
     tap(&mut app, KeyCode::KeyL);
     assert!(!presentation(&app).plot_shown(), "L folds it away");
+}
 
 /// A models folder holding a Take Cover bundle with a small LSTM and three Cs: the default one,
 /// evolved at tau 0.5, and two extra ones, evolved cold (threshold) and warm.
@@ -1754,4 +1755,62 @@ fn the_experiment_scores_every_c_in_the_background() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(reason.contains("world-model.bin"), "{reason}");
+}
+
+#[test]
+fn a_scene_that_names_a_c_drives_with_it_in_its_dream() {
+    let dir = write_bundle_with_three_cs();
+    let tour = r#"
+title = "cs"
+
+[[scene]]
+title = "cold"
+caption = "the cold C"
+env = "take-cover"
+mode = "drive-dream"
+driver = "c"
+controller = "C, evolved at tau 0.1"
+
+[[scene]]
+title = "own"
+caption = "the bundle's own C"
+env = "take-cover"
+driver = "c"
+
+[[scene]]
+title = "unknown"
+caption = "a C the bundle lacks"
+env = "take-cover"
+controller = "C, evolved on the moon"
+"#;
+    let mut app = app_with_tour(tour, 0, dir.path().to_path_buf());
+    let selected = |app: &App| {
+        let runtime = app.world().resource::<WorldModelRuntime>();
+        runtime
+            .runner
+            .as_ref()
+            .expect("the bundle loads")
+            .selected_controller()
+    };
+    assert_eq!(selected(&app), 1);
+    let s = session(&app);
+    assert_close(s.tau, 0.1, "the cold C's own tau");
+    assert_eq!(
+        (s.done_rule, s.driver),
+        (DoneRule::Threshold, Driver::Controller)
+    );
+    tap(&mut app, KeyCode::PageDown);
+    assert_eq!(
+        selected(&app),
+        0,
+        "a scene that names no C gets the bundle's own"
+    );
+    assert_close(session(&app).tau, 0.5, "the default C's tau");
+    tap(&mut app, KeyCode::PageDown);
+    assert_eq!(selected(&app), 0);
+    let notice = &app.world().resource::<Notice>().text;
+    assert!(
+        notice.contains("on the moon") && notice.contains("C, evolved at tau 0.1"),
+        "{notice}"
+    );
 }

@@ -78,14 +78,17 @@ pub enum Instrument {
     Map,
     /// What each of a few actions would do, from the paused state.
     Actions,
+    /// The paper's Table 2: each C of the bundle in the dream it was evolved in and in reality.
+    Table,
 }
 
 impl Instrument {
-    pub const ALL: [Instrument; 4] = [
+    pub const ALL: [Instrument; 5] = [
         Instrument::Futures,
         Instrument::Mixture,
         Instrument::Map,
         Instrument::Actions,
+        Instrument::Table,
     ];
 
     pub fn label(self) -> &'static str {
@@ -94,6 +97,7 @@ impl Instrument {
             Instrument::Mixture => "Inside M",
             Instrument::Map => "Latent map",
             Instrument::Actions => "What if",
+            Instrument::Table => "Paper's table",
         }
     }
 
@@ -106,6 +110,9 @@ impl Instrument {
             Instrument::Mixture => "M's predicted distribution of one z dimension's next value",
             Instrument::Map => "the data's z in 2D (PCA), with reality's and the dream's paths",
             Instrument::Actions => "from the paused state: each action's next frame and K steps on",
+            Instrument::Table => {
+                "the paper's Table 2: each C in the dream it was evolved in, and in reality"
+            }
         }
     }
 
@@ -585,6 +592,10 @@ impl Control {
                             Binding::key(
                                 &[KeyCode::Digit9],
                                 C::ToggleInstrument(Instrument::Actions),
+                            ),
+                            Binding::key(
+                                &[KeyCode::Digit0],
+                                C::ToggleInstrument(Instrument::Table),
                             ),
                         ]
                     },

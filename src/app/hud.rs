@@ -35,105 +35,127 @@ pub fn driver_color(driver: Driver) -> Color32 {
     }
 }
 
-/// The HUD's content: a line of numbers in large type, then the action bars and the model's
-/// figures. Neither line ever wraps: what does not fit the window's width is left out, the least
-/// needed last (in a small window, the second line keeps the bars and tau).
+/// The HUD's content. With room: a line of numbers in large type, then the action bars and the
+/// model's figures. In a small window, all on one line in smaller type. No line ever wraps: what
+/// does not fit the window's width is left out, the least needed last.
 pub fn hud_ui(ui: &mut Ui, data: &HudData, roomy: bool) {
+    if roomy {
+        ui.horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = 28.0;
+            labels_while_they_fit(ui, headline(data, 26.0, false));
+        });
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = 22.0;
+            if action_bars_ui(ui, data) {
+                labels_while_they_fit(ui, figures(data));
+            }
+        });
+    } else {
+        ui.horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = 14.0;
+            if labels_while_they_fit(ui, headline(data, 20.0, true)) && action_bars_ui(ui, data) {
+                labels_while_they_fit(ui, figures(data));
+            }
+        });
+    }
+}
+
+/// Score, step, who drives and whether the sim is paused, at `size` points (`short`: fewer words).
+fn headline(data: &HudData, size: f32, short: bool) -> Vec<RichText> {
+    let big = |text: String| RichText::new(text).size(size).strong();
+    let (score_label, score, step) = match data.mode {
+        Mode::DriveDream | Mode::LatentExplorer => {
+            ("Dream score", data.dream.episode_return, data.dream.steps)
+        }
+        Mode::DriveReality | Mode::Lockstep => {
+            ("Score", data.reality.episode_return, data.reality.steps())
+        }
+    };
+    let driver = data.session.driver;
+    let who = if short {
+        match driver {
+            Driver::Human => "human".to_string(),
+            Driver::Controller => "C drives".to_string(),
+        }
+    } else {
+        format!("Driving: {}", driver.label())
+    };
+    let mut items = vec![
+        big(format!("{score_label} {score:.1}")),
+        big(format!("Step {step}")),
+        big(who).color(driver_color(driver)),
+    ];
+    if data.paused {
+        items.push(big("PAUSED".to_string()).color(Color32::YELLOW));
+    }
+    items
+}
+
+/// The action bars of the env; whether they all fit.
+fn action_bars_ui(ui: &mut Ui, data: &HudData) -> bool {
     let session = data.session;
-    let big_size = if roomy { 26.0 } else { 22.0 };
-    let big = |text: String| RichText::new(text).size(big_size).strong();
-    ui.horizontal(|ui| {
-        ui.spacing_mut().item_spacing.x = if roomy { 28.0 } else { 18.0 };
-        let (score_label, score, step) = match data.mode {
-            Mode::DriveDream | Mode::LatentExplorer => {
-                ("Dream score", data.dream.episode_return, data.dream.steps)
-            }
-            Mode::DriveReality | Mode::Lockstep => {
-                ("Score", data.reality.episode_return, data.reality.steps())
-            }
-        };
-        let driver = session.driver;
-        let items = [
-            big(format!("{score_label} {score:.1}")),
-            big(format!("Step {step}")),
-            big(format!("Driving: {}", driver.label())).color(driver_color(driver)),
-        ];
-        let paused = data
-            .paused
-            .then(|| big("PAUSED".to_string()).color(Color32::YELLOW));
-        for item in items.into_iter().chain(paused) {
-            if !label_if_fits(ui, item) {
-                break;
-            }
+    let axes = session.shown_axes();
+    let color = driver_color(session.driver);
+    match session.env {
+        EnvKind::CarRacing => [
+            ("steer", axes.steer, true),
+            ("gas", axes.gas, false),
+            ("brake", axes.brake, false),
+        ]
+        .into_iter()
+        .all(|(label, value, centred)| bar_if_fits(ui, label, value, centred, color)),
+        EnvKind::TakeCover => {
+            let strafe = if axes.steer < -1.0 / 3.0 {
+                "left"
+            } else if axes.steer > 1.0 / 3.0 {
+                "right"
+            } else {
+                "stay"
+            };
+            bar_if_fits(ui, &format!("move ({strafe})"), axes.steer, true, color)
         }
-    });
-    ui.add_space(if roomy { 6.0 } else { 2.0 });
-    ui.horizontal(|ui| {
-        ui.spacing_mut().item_spacing.x = if roomy { 22.0 } else { 14.0 };
-        let axes = session.shown_axes();
-        let color = driver_color(session.driver);
-        match session.env {
-            EnvKind::CarRacing => {
-                for (label, value, centred) in [
-                    ("steer", axes.steer, true),
-                    ("gas", axes.gas, false),
-                    ("brake", axes.brake, false),
-                ] {
-                    if !bar_if_fits(ui, label, value, centred, color) {
-                        return;
-                    }
-                }
-            }
-            EnvKind::TakeCover => {
-                let strafe = if axes.steer < -1.0 / 3.0 {
-                    "left"
-                } else if axes.steer > 1.0 / 3.0 {
-                    "right"
-                } else {
-                    "stay"
-                };
-                if !bar_if_fits(ui, &format!("move ({strafe})"), axes.steer, true, color) {
-                    return;
-                }
-            }
-        }
-        let stat = |text: String| RichText::new(text).size(20.0).monospace();
-        let mut stats = vec![stat(format!("tau {:.2}", session.tau))];
-        if let (Mode::Lockstep, Some(drift)) = (data.mode, data.drift) {
-            stats.push(stat(format!("drift {drift:.3}")));
-        }
-        if session.done_odds != 1.0 {
-            stats.push(stat(format!("done odds x{:.2}", session.done_odds)));
-        }
-        if session.done_rule == DoneRule::Threshold {
-            stats.push(stat("done: threshold".to_string()));
-        }
-        let fps = data
-            .timings
-            .frame
-            .median_recent()
-            .filter(|ms| *ms > 0.0)
-            .map(|ms| 1000.0 / ms);
-        stats.push(stat(fps.map_or_else(
-            || "fps -".to_string(),
-            |fps| format!("{fps:.0} fps"),
-        )));
-        // A dream step as the viewer sees it: M's step, then V decoding the new z.
-        let step_ms = data.timings.dream_step.mean_recent();
-        let decode_ms = data.timings.dream_decode.mean_recent();
-        stats.push(stat(match (step_ms, decode_ms) {
-            (Some(step), Some(decode)) => {
-                format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)")
-            }
-            (Some(step), None) => format!("dream step {step:.1} ms (M)"),
-            _ => "dream step -".to_string(),
-        }));
-        for item in stats {
-            if !label_if_fits(ui, item) {
-                break;
-            }
-        }
-    });
+    }
+}
+
+/// tau, the drift in Lockstep, the done settings, the frame rate and the dream step's time.
+fn figures(data: &HudData) -> Vec<RichText> {
+    let session = data.session;
+    let stat = |text: String| RichText::new(text).size(20.0).monospace();
+    let mut stats = vec![stat(format!("tau {:.2}", session.tau))];
+    if let (Mode::Lockstep, Some(drift)) = (data.mode, data.drift) {
+        stats.push(stat(format!("drift {drift:.3}")));
+    }
+    if session.done_odds != 1.0 {
+        stats.push(stat(format!("done odds x{:.2}", session.done_odds)));
+    }
+    if session.done_rule == DoneRule::Threshold {
+        stats.push(stat("done: threshold".to_string()));
+    }
+    let fps = data
+        .timings
+        .frame
+        .median_recent()
+        .filter(|ms| *ms > 0.0)
+        .map(|ms| 1000.0 / ms);
+    stats.push(stat(fps.map_or_else(
+        || "fps -".to_string(),
+        |fps| format!("{fps:.0} fps"),
+    )));
+    // A dream step as the viewer sees it: M's step, then V decoding the new z.
+    let step_ms = data.timings.dream_step.mean_recent();
+    let decode_ms = data.timings.dream_decode.mean_recent();
+    stats.push(stat(match (step_ms, decode_ms) {
+        (Some(step), Some(decode)) => format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)"),
+        (Some(step), None) => format!("dream step {step:.1} ms (M)"),
+        _ => "dream step -".to_string(),
+    }));
+    stats
+}
+
+/// Adds `items` in order while each fits the rest of the line; whether all did.
+pub fn labels_while_they_fit(ui: &mut Ui, items: Vec<RichText>) -> bool {
+    items.into_iter().all(|item| label_if_fits(ui, item))
 }
 
 /// Adds `text` as one unwrapped label if it fits the rest of the line; whether it did.
@@ -200,11 +222,7 @@ pub fn hud_line_ui(ui: &mut Ui, data: &HudData) {
             // Paused matters more than tau when the line is short.
             items.insert(1, large("PAUSED".to_string()).color(Color32::YELLOW));
         }
-        for item in items {
-            if !label_if_fits(ui, item) {
-                break;
-            }
-        }
+        labels_while_they_fit(ui, items);
     });
 }
 

@@ -7,12 +7,14 @@ use bevy_egui::egui::{self, Color32, RichText, Ui, vec2};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::commands::{Instrument, Mode, PlayCommand};
+use super::experiment::{Experiment, ExperimentState};
 use super::instruments::{
     ActionPreviews, FAN_HORIZONS, FAN_SIZES, FuturesFan, Instruments, LatentTrails, MixtureReadout,
     PREVIEW_STEPS,
 };
 use super::world_model::{DreamRunner, View};
 use crate::envs::{EnvKind, Frame};
+use crate::train::table::{PAPER_TABLE, TableRow};
 
 /// Reality's mark among the futures.
 pub const REALITY_COLOUR: Color32 = Color32::from_rgb(90, 220, 120);
@@ -27,6 +29,7 @@ pub struct InstrumentState<'w> {
     pub mixture: bevy::prelude::Res<'w, MixtureReadout>,
     pub previews: bevy::prelude::Res<'w, ActionPreviews>,
     pub trails: bevy::prelude::Res<'w, LatentTrails>,
+    pub experiment: bevy::prelude::Res<'w, Experiment>,
 }
 
 /// The instruments' frames as bevy images, rewritten in place only when their source changed
@@ -160,7 +163,191 @@ pub fn instrument_panel_ui(
         Instrument::Mixture => mixture_ui(ui, state, runner, sent),
         Instrument::Map => map_ui(ui, state, runner, (env, mode), sent),
         Instrument::Actions => previews_ui(ui, state, paused, textures, sent),
+        Instrument::Table => table_ui(ui, &state.experiment, env, sent),
     }
+}
+
+/// Episodes per C a run of the table takes unless changed: the paper's 100 would take half an
+/// hour here; 16 take about three minutes.
+pub const TABLE_EPISODES_DEFAULT: usize = 16;
+/// The real scores' colour in the table's chart; the dream's is [`DREAM_COLOUR`].
+const REAL_COLOUR: Color32 = REALITY_COLOUR;
+
+/// The paper's Table 2 for this bundle: a run button with its progress, then the rows beside the
+/// paper's, as a table and as bars.
+fn table_ui(ui: &mut Ui, experiment: &Experiment, env: EnvKind, sent: &mut Vec<PlayCommand>) {
+    let episodes_id = ui.id().with("table_episodes");
+    let mut episodes =
+        ui.data_mut(|data| *data.get_temp_mut_or(episodes_id, TABLE_EPISODES_DEFAULT));
+    ui.horizontal(|ui| {
+        if experiment.is_running() {
+            if ui.button("Cancel").clicked() {
+                sent.push(PlayCommand::CancelTable);
+            }
+        } else {
+            ui.add(
+                egui::DragValue::new(&mut episodes)
+                    .range(1..=200)
+                    .suffix(" episodes"),
+            )
+            .on_hover_text("per C, in its dream and in reality");
+            if ui.button(format!("Run the table on {env}")).clicked() {
+                sent.push(PlayCommand::RunTable { episodes });
+            }
+        }
+        match &experiment.state {
+            ExperimentState::Running { done, total } => {
+                let fraction = if *total == 0 {
+                    0.0
+                } else {
+                    *done as f32 / *total as f32
+                };
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .text(format!("{done} of {total} episodes"))
+                        .desired_width(ui.available_width().min(420.0)),
+                );
+            }
+            ExperimentState::Failed(reason) => {
+                ui.add(
+                    egui::Label::new(RichText::new(reason).color(Color32::from_rgb(250, 200, 90)))
+                        .truncate(),
+                );
+            }
+            ExperimentState::Idle => {
+                ui.label(
+                    RichText::new(
+                        "each C in the dream it was evolved in, then in reality; the app plays on",
+                    )
+                    .weak(),
+                );
+            }
+            ExperimentState::Finished(_) => {
+                let on = experiment
+                    .env
+                    .map_or_else(String::new, |env| format!(" on {env}"));
+                ui.label(
+                    RichText::new(format!("{} episodes per C{on}", experiment.episodes)).weak(),
+                );
+            }
+        }
+    });
+    ui.data_mut(|data| data.insert_temp(episodes_id, episodes));
+    let rows: &[TableRow] = match &experiment.state {
+        ExperimentState::Finished(rows) => rows,
+        _ => &[],
+    };
+    let space = ui.available_size();
+    ui.horizontal_top(|ui| {
+        ui.allocate_ui_with_layout(
+            vec2(space.x * 0.48, space.y),
+            egui::Layout::top_down(egui::Align::Min),
+            |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("table_rows")
+                    .show(ui, |ui| table_grid_ui(ui, rows));
+            },
+        );
+        ui.separator();
+        ui.vertical(|ui| table_chart_ui(ui, rows));
+    });
+}
+
+/// The rows as numbers: this model's Cs, then the paper's.
+fn table_grid_ui(ui: &mut Ui, rows: &[TableRow]) {
+    egui::Grid::new("paper_table")
+        .striped(true)
+        .spacing(vec2(16.0, 4.0))
+        .show(ui, |ui| {
+            for head in ["tau", "dream", "real", "dream / real", ""] {
+                ui.label(RichText::new(head).strong());
+            }
+            ui.end_row();
+            for row in rows {
+                ui.label(format!("{:.2}", row.tau()));
+                ui.label(
+                    RichText::new(format!("{:.0} +- {:.0}", row.dream.mean, row.dream.sd))
+                        .color(DREAM_COLOUR),
+                );
+                ui.label(
+                    RichText::new(format!("{:.0} +- {:.0}", row.real.mean, row.real.sd))
+                        .color(REAL_COLOUR),
+                );
+                ui.label(RichText::new(format!("{:.2}", row.ratio())).strong());
+                ui.label(&row.name);
+                ui.end_row();
+            }
+            if rows.is_empty() {
+                ui.label(RichText::new("no run yet: press Run").weak());
+                ui.end_row();
+            }
+            ui.label(RichText::new("the paper (2018)").strong());
+            ui.end_row();
+            for paper in PAPER_TABLE {
+                ui.label(format!("{:.2}", paper.tau));
+                ui.label(format!("{:.0} +- {:.0}", paper.dream_mean, paper.dream_sd));
+                ui.label(format!("{:.0} +- {:.0}", paper.real_mean, paper.real_sd));
+                ui.label(format!("{:.2}", paper.dream_mean / paper.real_mean));
+                ui.label(RichText::new("C evolved at this tau").weak());
+                ui.end_row();
+            }
+        });
+}
+
+/// Dream against real score per C as bars, this model's then the paper's, each labelled by tau.
+fn table_chart_ui(ui: &mut Ui, rows: &[TableRow]) {
+    use egui_plot::{Bar, BarChart};
+    let ours = rows.iter().map(|row| {
+        (
+            format!("tau {:.2}", row.tau()),
+            row.dream.mean,
+            row.real.mean,
+        )
+    });
+    let paper = PAPER_TABLE.iter().map(|row| {
+        (
+            format!("paper {:.2}", row.tau),
+            row.dream_mean,
+            row.real_mean,
+        )
+    });
+    let groups: Vec<(String, f64, f64)> = ours.chain(paper).collect();
+    let bars = |real: bool| {
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, (label, dream, real_score))| {
+                let (offset, value) = if real {
+                    (0.2, *real_score)
+                } else {
+                    (-0.2, *dream)
+                };
+                Bar::new(i as f64 + offset, value)
+                    .width(0.38)
+                    .name(label.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let labels: Vec<String> = groups.iter().map(|(label, _, _)| label.clone()).collect();
+    Plot::new("paper_table_chart")
+        .height((ui.available_height() - 8.0).max(80.0))
+        .legend(Legend::default())
+        .y_axis_label("steps survived")
+        .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .x_axis_formatter(move |mark, _range| {
+            let index = mark.value.round();
+            if (mark.value - index).abs() < 1e-6 && index >= 0.0 {
+                labels.get(index as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("in the dream", bars(false)).color(DREAM_COLOUR));
+            plot.bar_chart(BarChart::new("in reality", bars(true)).color(REAL_COLOUR));
+        });
 }
 
 /// The side of the largest square tiles that fit `count` of them (plus a label line each) in

@@ -48,6 +48,8 @@ const INSTRUMENT_SHARE: f32 = 0.5;
 /// large views, and for the top bar's full form. Smaller (a projector at UI scale 2 or more), they
 /// fold away and the views keep the window.
 const ROOMY_SIZE: egui::Vec2 = vec2(1150.0, 640.0);
+/// About what a tour's caption takes with room for it (title, three lines, the keys).
+const TOUR_CAPTION_HEIGHT: f32 = 150.0;
 /// The side panel's width, in points, and the most of the window's width it may take.
 const SIDE_PANEL_WIDTH: f32 = 300.0;
 const SIDE_PANEL_SHARE: f32 = 0.36;
@@ -122,7 +124,9 @@ fn playground_ui(
     }
     let pixels_per_point = ctx.pixels_per_point();
     let screen = ctx.viewport_rect();
-    let roomy = screen.width() >= ROOMY_SIZE.x && screen.height() >= ROOMY_SIZE.y;
+    // A tour's caption takes its own lines from the height.
+    let caption = if state.active_tour().is_some() { TOUR_CAPTION_HEIGHT } else { 0.0 };
+    let roomy = screen.width() >= ROOMY_SIZE.x && screen.height() >= ROOMY_SIZE.y + caption;
     if state.presentation.roomy != roomy {
         state.presentation.roomy = roomy;
     }
@@ -161,14 +165,22 @@ fn playground_ui(
         });
         panels.push(("hud", shown.response.rect));
     } else {
+        // A small window keeps its bars thin: every point goes to the views.
+        let (margin, padding) = if roomy { (8, 4.0) } else { (4, 1.0) };
+        let bar_frame =
+            |panel_frame: egui::Frame| panel_frame.inner_margin(egui::Margin::symmetric(8, margin));
+        let style = root.ctx().global_style();
         let shown = egui::Panel::top("top_bar")
+            .frame(bar_frame(egui::Frame::side_top_panel(&style)))
             .show(&mut root, |ui| top_bar_ui(ui, state, roomy, &mut sent));
         panels.push(("top_bar", shown.response.rect));
-        let shown = egui::Panel::bottom("hud").show(&mut root, |ui| {
-            ui.add_space(4.0);
-            hud::hud_ui(ui, &hud_data, roomy);
-            ui.add_space(4.0);
-        });
+        let shown = egui::Panel::bottom("hud")
+            .frame(bar_frame(egui::Frame::side_top_panel(&style)))
+            .show(&mut root, |ui| {
+                ui.add_space(padding);
+                hud::hud_ui(ui, &hud_data, roomy);
+                ui.add_space(padding);
+            });
         panels.push(("hud", shown.response.rect));
     }
     if let Some(tour) = state.active_tour() {
@@ -273,8 +285,10 @@ fn apply_style(ctx: &egui::Context) {
 /// One line, always: in a small window the envs and modes become two drop-downs, the notice is cut
 /// to what fits, and the side panel gets a button.
 fn top_bar_ui(ui: &mut Ui, state: &UiState, roomy: bool, sent: &mut Vec<PlayCommand>) {
-    ui.add_space(4.0);
-    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+    if roomy {
+        ui.add_space(4.0);
+    }
+    ui.horizontal(|ui| {
         let mode = *state.mode.get();
         if roomy {
             ui.label(RichText::new("dreamplay").size(26.0).strong());
@@ -358,7 +372,9 @@ fn top_bar_ui(ui: &mut Ui, state: &UiState, roomy: bool, sent: &mut Vec<PlayComm
             );
         }
     });
-    ui.add_space(2.0);
+    if roomy {
+        ui.add_space(2.0);
+    }
 }
 
 /// The scene's number and title, its caption in large type, and the keys that move on.
@@ -391,6 +407,10 @@ fn tour_caption_ui(ui: &mut Ui, tour: &Tour, roomy: bool) {
             )
             .truncate(),
         );
+    }
+    if !roomy {
+        // A small window keeps the caption's lines for the caption.
+        return;
     }
     ui.add(
         egui::Label::new(
@@ -532,6 +552,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             sent.push(PlayCommand::HandToController);
         }
     });
+    controller_picker_ui(ui, state, sent);
     ui.separator();
 
     ui.heading("Dream");
@@ -588,6 +609,44 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
 
     ui.heading("World model");
     model_status_ui(ui, &state.runtime.status);
+}
+
+/// Which of the bundle's Cs drives, when it has several: each was evolved in its own dream, and
+/// choosing one dreams as it was evolved (the paper's Table 2, one C at a time).
+fn controller_picker_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    let Some(runner) = state.runtime.runner.as_deref() else {
+        return;
+    };
+    let choices = runner.controllers();
+    if choices.len() < 2 {
+        return;
+    }
+    let selected = runner.selected_controller();
+    let name = |index: usize| {
+        choices
+            .get(index)
+            .map_or("C", |c| c.name.as_str())
+            .to_string()
+    };
+    egui::ComboBox::from_id_salt("controller")
+        .width(ui.available_width())
+        .truncate()
+        .selected_text(name(selected))
+        .show_ui(ui, |ui| {
+            for (index, choice) in choices.iter().enumerate() {
+                let hover = choice.dream.as_ref().map_or_else(
+                    || "no dream recorded".to_string(),
+                    crate::train::table::describe_dream,
+                );
+                if ui
+                    .selectable_label(index == selected, &choice.name)
+                    .on_hover_text(format!("evolved in: {hover}; choosing it dreams so"))
+                    .clicked()
+                {
+                    sent.push(PlayCommand::SelectController(index));
+                }
+            }
+        });
 }
 
 /// A button for `control`, its label (or `text`) with the key hint; a click sends its command.

@@ -25,8 +25,8 @@ pub struct PlayArgs {
     /// The mode to start in.
     #[arg(long, value_enum, default_value = "drive-reality")]
     pub mode: Mode,
-    /// Open an instrument at the start: the futures fan, M's mixture, the latent map, or what each
-    /// action would do (keys 6 7 8 9 in the app).
+    /// Open an instrument at the start: the futures fan, M's mixture, the latent map, what each
+    /// action would do, or the paper's table (keys 6 7 8 9 0 in the app).
     #[arg(long, value_enum)]
     pub instrument: Option<Instrument>,
     /// How many futures the fan rolls.

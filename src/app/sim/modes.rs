@@ -92,13 +92,6 @@ impl Sim<'_> {
         human.act(&Seen::default())
     }
 
-    /// Hands the wheel's C over to the bundle's C named `name`, and dreams as it was evolved.
-    pub(super) fn select_controller_named(&mut self, name: &str) {
-        self.notice.show(format!(
-            "this model has no C named \"{name}\": its own C drives"
-        ));
-    }
-
     /// Forks the dream from the current real frame.
     pub(super) fn fork_from_reality(&mut self) {
         fork_from_reality(

@@ -35,12 +35,11 @@ pub(super) fn enter_setup(
         runner.reset_reality();
         runner.reseed(setup.seed);
     }
+    select_controller(setup.controller.as_deref(), sim);
+    // The session starts from the chosen C's dream: the settings the scene names go over it.
     let steps_taken = sim.session.steps_taken;
     *sim.session = Session::for_model(setup.env, &mut sim.runtime);
     sim.session.steps_taken = steps_taken;
-    if let Some(name) = &setup.controller {
-        sim.select_controller_named(name);
-    }
     let session = &mut sim.session;
     if let Some(tau) = setup.tau {
         session.tau = clamp_tau(setup.env, tau, session.tau);
@@ -120,5 +119,32 @@ fn run_before_fork(steps: u32, sim: &mut Sim) {
             });
         }
         sim.session.last_action = action;
+    }
+}
+
+/// Selects the bundle's C named `name`, or its own C; a name the bundle lacks is said in a notice.
+fn select_controller(name: Option<&str>, sim: &mut Sim) {
+    let Some(runner) = sim.runtime.runner.as_deref_mut() else {
+        return;
+    };
+    let choices = runner.controllers();
+    let index = match name {
+        None => 0,
+        Some(name) => match choices.iter().position(|choice| choice.name == name) {
+            Some(index) => index,
+            None => {
+                let known: Vec<&str> = choices.iter().map(|choice| choice.name.as_str()).collect();
+                sim.notice.show(format!(
+                    "this model has no C named \"{name}\" (it has: {}); its own C drives",
+                    known.join(", ")
+                ));
+                0
+            }
+        },
+    };
+    if !choices.is_empty()
+        && let Err(err) = runner.select_controller(index)
+    {
+        sim.notice.show(format!("{err:#}"));
     }
 }
