@@ -10,6 +10,7 @@ use bevy::prelude::*;
 
 use super::drive::{Driver, TAU_PRESETS};
 use super::lecture::ViewKind;
+use super::recording::RecordingRate;
 use crate::envs::EnvKind;
 use crate::model::mdrnn::DoneRule;
 
@@ -157,6 +158,11 @@ pub enum PlayCommand {
         value: f32,
     },
     ToggleRecording,
+    /// Which sim steps the next GIF records (a change while recording applies to the next one).
+    SetRecordingRate(RecordingRate),
+    /// Side of each view in the next GIF, in pixels (clamped to
+    /// [`super::recording::RECORDING_VIEW_SIZE_RANGE`]).
+    SetRecordingSize(u32),
     Screenshot,
     ToggleFullscreen,
     /// Multiply the UI scale by this factor.

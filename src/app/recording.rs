@@ -1,8 +1,10 @@
 //! Recording a GIF of the three views (R) and screenshots of the window (P / F12).
 //!
-//! The GIF takes one frame per sim step, so it plays back at the env's rate. Encoding runs on its
-//! own thread: quantising a frame takes longer than a sim step, and the UI must not stutter. If the
-//! encoder falls behind by more than [`RECORDING_QUEUE_FRAMES`], frames are dropped and counted.
+//! The GIF takes one frame every [`RecordingSettings::rate`] sim steps, with delays that play it
+//! back in real time, each view [`RecordingSettings::view_size`] pixels square; the defaults keep
+//! 30 s under 10 MB (`docs/benchmarks.md`). A change applies from the next recording. Encoding
+//! runs on its own thread so the UI never waits on it. If the encoder falls behind by more than
+//! [`RECORDING_QUEUE_FRAMES`], frames are dropped and counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -13,13 +15,14 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 
 use super::AppSystems;
 use super::commands::PlayCommand;
-use super::sim::{ModelFrames, Notice, Reality, Session};
+use super::sim::{DreamEpisode, ModelFrames, Notice, Reality, Session};
 use super::views::ViewRects;
 use crate::envs::{EnvKind, Frame};
 use crate::record::GifRecorder;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Recording>();
+    app.init_resource::<RecordingSettings>();
     app.init_resource::<OutputDirs>();
     app.add_systems(
         Update,
@@ -34,8 +37,75 @@ pub(super) fn plugin(app: &mut App) {
 
 /// Frames the encoder may fall behind before new ones are dropped.
 pub const RECORDING_QUEUE_FRAMES: usize = 256;
-/// Side of each view in the recorded GIF, in pixels.
+/// Side of each view in the recorded GIF by default, in pixels: sharp on a projector, and 30 s at
+/// half rate stay under 10 MB.
 pub const RECORDING_VIEW_SIZE: u32 = 192;
+/// The view sides a recording may have, in pixels.
+pub const RECORDING_VIEW_SIZE_RANGE: std::ops::RangeInclusive<u32> = 64..=512;
+/// The view sides a menu offers, in pixels.
+pub const RECORDING_VIEW_SIZES: [u32; 3] = [128, RECORDING_VIEW_SIZE, 256];
+
+/// How the next GIF is recorded.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingSettings {
+    /// Which sim steps become frames.
+    pub rate: RecordingRate,
+    /// Side of each of the three views, in pixels, within [`RECORDING_VIEW_SIZE_RANGE`].
+    pub view_size: u32,
+}
+
+impl Default for RecordingSettings {
+    fn default() -> Self {
+        Self {
+            rate: RecordingRate::Half,
+            view_size: RECORDING_VIEW_SIZE,
+        }
+    }
+}
+
+/// Which sim steps a GIF records: all, or every second or third (17.5 or 11.7 frames a second in
+/// Take Cover, 25 or 16.7 in CarRacing). The GIF plays back in real time at any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RecordingRate {
+    /// Every sim step: 35 frames a second in Take Cover, 50 in CarRacing.
+    Full,
+    /// Every second step.
+    #[default]
+    Half,
+    /// Every third step.
+    Third,
+}
+
+impl RecordingRate {
+    pub const ALL: [RecordingRate; 3] = [
+        RecordingRate::Full,
+        RecordingRate::Half,
+        RecordingRate::Third,
+    ];
+
+    /// One frame every this many sim steps.
+    pub fn every(self) -> u32 {
+        match self {
+            RecordingRate::Full => 1,
+            RecordingRate::Half => 2,
+            RecordingRate::Third => 3,
+        }
+    }
+
+    /// For a menu: "every step", "every 2nd step", "every 3rd step".
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordingRate::Full => "every step",
+            RecordingRate::Half => "every 2nd step",
+            RecordingRate::Third => "every 3rd step",
+        }
+    }
+
+    /// The GIF's frames a second in `env`.
+    pub fn frames_per_second(self, env: EnvKind) -> f64 {
+        f64::from(env.steps_per_second()) / f64::from(self.every())
+    }
+}
 
 /// Where recordings and screenshots go.
 #[derive(Resource, Debug, Clone)]
@@ -62,8 +132,12 @@ pub struct Recording {
 
 struct ActiveRecording {
     path: PathBuf,
+    /// The settings it started with.
+    settings: RecordingSettings,
     sender: SyncSender<Frame>,
     worker: JoinHandle<Result<usize, String>>,
+    /// Sim steps seen since it started, recorded or not.
+    steps_seen: u64,
     frames_sent: usize,
     frames_dropped: usize,
 }
@@ -116,6 +190,7 @@ pub fn file_stamp(time: std::time::SystemTime) -> String {
 fn apply_recording_commands(
     mut commands: MessageReader<PlayCommand>,
     mut recording: ResMut<Recording>,
+    mut settings: ResMut<RecordingSettings>,
     mut notice: ResMut<Notice>,
     mut ecs: Commands,
     session: Res<Session>,
@@ -137,7 +212,7 @@ fn apply_recording_commands(
                         frames_dropped: active.frames_dropped,
                     });
                 } else {
-                    match start_recording(&dirs.recordings, session.env) {
+                    match start_recording(&dirs.recordings, session.env, *settings) {
                         Ok(active) => {
                             notice.show(format!("Recording {}", active.path.display()));
                             recording.active = Some(active);
@@ -145,6 +220,17 @@ fn apply_recording_commands(
                         Err(reason) => notice.show(reason),
                     }
                 }
+            }
+            PlayCommand::SetRecordingRate(rate) => {
+                settings.rate = *rate;
+                notice_if_recording(&recording, &mut notice);
+            }
+            PlayCommand::SetRecordingSize(side) => {
+                settings.view_size = (*side).clamp(
+                    *RECORDING_VIEW_SIZE_RANGE.start(),
+                    *RECORDING_VIEW_SIZE_RANGE.end(),
+                );
+                notice_if_recording(&recording, &mut notice);
             }
             PlayCommand::Screenshot => {
                 let path = timestamped_path(&dirs.screenshots, "dreamplay", session.env, "png");
@@ -155,12 +241,23 @@ fn apply_recording_commands(
     }
 }
 
-fn start_recording(dir: &Path, env: EnvKind) -> Result<ActiveRecording, String> {
+/// Says that new settings wait for the next recording.
+fn notice_if_recording(recording: &Recording, notice: &mut Notice) {
+    if recording.is_recording() {
+        notice.show("The new GIF settings apply from the next recording");
+    }
+}
+
+fn start_recording(
+    dir: &Path,
+    env: EnvKind,
+    settings: RecordingSettings,
+) -> Result<ActiveRecording, String> {
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     let path = timestamped_path(dir, "dreamplay", env, "gif");
-    let mut recorder =
-        GifRecorder::create(&path, env.steps_per_second()).map_err(|err| err.to_string())?;
+    let mut recorder = GifRecorder::create(&path, settings.rate.frames_per_second(env))
+        .map_err(|err| err.to_string())?;
     let (sender, receiver) = sync_channel::<Frame>(RECORDING_QUEUE_FRAMES);
     let worker = std::thread::Builder::new()
         .name("gif-recorder".into())
@@ -168,13 +265,15 @@ fn start_recording(dir: &Path, env: EnvKind) -> Result<ActiveRecording, String> 
             for frame in receiver {
                 recorder.push(&frame).map_err(|err| err.to_string())?;
             }
-            Ok(recorder.frames())
+            recorder.finish().map_err(|err| err.to_string())
         })
         .map_err(|err| format!("cannot start the GIF encoder thread: {err}"))?;
     Ok(ActiveRecording {
         path,
+        settings,
         sender,
         worker,
+        steps_seen: 0,
         frames_sent: 0,
         frames_dropped: 0,
     })
@@ -234,22 +333,30 @@ fn finish_recordings_on_exit(mut exits: MessageReader<AppExit>, mut recording: R
     }
 }
 
-/// One GIF frame per sim step: reality, what V keeps, and the dream, side by side.
+/// One GIF frame every few sim steps: reality, what V keeps, and the dream, side by side.
 fn record_step(
     mut recording: ResMut<Recording>,
     reality: Res<Reality>,
+    dream: Res<DreamEpisode>,
     frames: Res<ModelFrames>,
-    mut last_generation: Local<Option<u64>>,
+    mut last_generations: Local<Option<(u64, u64)>>,
 ) {
     let Some(active) = recording.active.as_mut() else {
         return;
     };
-    // Only steps that changed something: a paused sim records nothing.
-    if *last_generation == Some(reality.generation) {
+    // Only steps that changed something (reality, or the dream alone in Drive the dream): a
+    // paused sim records nothing.
+    let generations = (reality.generation, dream.generation);
+    if *last_generations == Some(generations) {
         return;
     }
-    *last_generation = Some(reality.generation);
-    let strip = compose_strip(&reality, &frames);
+    *last_generations = Some(generations);
+    let step = active.steps_seen;
+    active.steps_seen += 1;
+    if !step.is_multiple_of(u64::from(active.settings.rate.every())) {
+        return;
+    }
+    let strip = compose_strip(&reality, &frames, active.settings.view_size);
     match active.sender.try_send(strip) {
         Ok(()) => active.frames_sent += 1,
         Err(TrySendError::Full(_)) => active.frames_dropped += 1,
@@ -266,21 +373,27 @@ fn record_step(
     }
 }
 
-/// The three views in one image, each [`RECORDING_VIEW_SIZE`] square; a view without a model is grey.
-pub fn compose_strip(reality: &Reality, frames: &ModelFrames) -> Frame {
-    let side = RECORDING_VIEW_SIZE;
-    let mut strip = Frame::from_pixel(side * 3 + 8, side, image::Rgb([24, 24, 28]));
+/// The three views in one image, each `side` pixels square; a view without a model stays dark.
+pub fn compose_strip(reality: &Reality, frames: &ModelFrames, side: u32) -> Frame {
     let real = reality.render(side, side);
-    let seen = frames
-        .reconstruction
-        .clone()
-        .unwrap_or_else(|| reality.obs.clone());
-    let views = [Some(real), Some(seen), frames.dream.clone()];
-    for (index, view) in views.iter().enumerate() {
+    let seen = frames.reconstruction.as_ref().unwrap_or(&reality.obs);
+    compose_views([Some(&real), Some(seen), frames.dream.as_ref()], side)
+}
+
+/// Reality, what V sees and the dream side by side, each scaled (nearest) to `side` pixels square,
+/// 4 pixels apart on a dark ground; a missing view stays dark.
+pub fn compose_views(views: [Option<&Frame>; 3], side: u32) -> Frame {
+    let mut strip = Frame::from_pixel(side * 3 + 8, side, image::Rgb([24, 24, 28]));
+    for (index, view) in (0u32..).zip(views) {
         let Some(view) = view else { continue };
-        let scaled =
-            image::imageops::resize(view, side, side, image::imageops::FilterType::Nearest);
-        image::imageops::replace(&mut strip, &scaled, i64::from(index as u32 * (side + 4)), 0);
+        let x = i64::from(index * (side + 4));
+        if view.dimensions() == (side, side) {
+            image::imageops::replace(&mut strip, view, x, 0);
+        } else {
+            let scaled =
+                image::imageops::resize(view, side, side, image::imageops::FilterType::Nearest);
+            image::imageops::replace(&mut strip, &scaled, x, 0);
+        }
     }
     strip
 }

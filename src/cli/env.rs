@@ -72,7 +72,7 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
     let mut gif = match &args.gif {
         Some(path) => Some(GifRecorder::create(
             path,
-            args.env.steps_per_second() / args.every,
+            f64::from(args.env.steps_per_second()) / f64::from(args.every),
         )?),
         None => None,
     };
@@ -114,7 +114,9 @@ fn run_episodes(args: &RunArgs) -> anyhow::Result<()> {
         returns.len()
     );
     if let Some(gif) = gif {
-        println!("wrote {} ({} frames)", gif.path().display(), gif.frames());
+        let path = gif.path().to_path_buf();
+        let frames = gif.finish()?;
+        println!("wrote {} ({frames} frames)", path.display());
     }
     Ok(())
 }
