@@ -167,7 +167,7 @@ fn thirty_seconds_of_car_racing_fit_on_a_slide() {
 }
 
 /// The sizes at every setting, for `docs/benchmarks.md`:
-/// `cargo test --release --test record -- --ignored --nocapture`.
+/// `cargo test --test record -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement: 18 recordings"]
 fn sizes_at_every_setting() {
