@@ -55,10 +55,8 @@ pub enum RecordError {
     },
     #[error("a GIF's frame rate must be a positive number of frames a second, not {fps}")]
     FrameRate { fps: f64 },
-    #[error(
-        "cannot write a {width}x{height} frame to {path}: a GIF is at most 65535 pixels on a side"
-    )]
-    FrameTooLarge {
+    #[error("cannot write a {width}x{height} frame to {path}: a GIF's sides are 1 to 65535 pixels")]
+    FrameSideOutOfRange {
         path: PathBuf,
         width: u32,
         height: u32,
@@ -215,13 +213,14 @@ impl Encoding {
         path: &Path,
     ) -> Result<Self, RecordError> {
         let (width, height) = frame.dimensions();
-        let too_large = || RecordError::FrameTooLarge {
+        let out_of_range = || RecordError::FrameSideOutOfRange {
             path: path.to_path_buf(),
             width,
             height,
         };
-        let gif_width = u16::try_from(width).map_err(|_| too_large())?;
-        let gif_height = u16::try_from(height).map_err(|_| too_large())?;
+        let side = |pixels| u16::try_from(pixels).ok().filter(|&side| side > 0);
+        let gif_width = side(width).ok_or_else(out_of_range)?;
+        let gif_height = side(height).ok_or_else(out_of_range)?;
         let encode_error = |source| RecordError::Encode {
             path: path.to_path_buf(),
             source,
@@ -290,8 +289,7 @@ impl Encoding {
             })
     }
 
-    /// The frame for `rect` of the new indices, transparent where they match what is shown; then
-    /// shows them.
+    /// The frame for `rect` of the changes (transparent where nothing changed); then shows them.
     fn changes_in(&mut self, rect: Rect) -> gif::Frame<'static> {
         let width = self.width as usize;
         let mut pixels = Vec::with_capacity(rect.width * rect.height);
@@ -323,8 +321,8 @@ struct Rect {
     height: usize,
 }
 
-/// The smallest rectangle holding every pixel where `before` and `after` differ (`None`: none
-/// does). Both are row-major images `width` pixels wide.
+/// The smallest rectangle holding every changed pixel (`None`: none is) of `changes`, a row-major
+/// image `width` pixels wide (at least 1) holding [`TRANSPARENT_INDEX`] where nothing changed.
 fn changed_rect(changes: &[u8], width: usize) -> Option<Rect> {
     let changed = |&index: &u8| index != TRANSPARENT_INDEX;
     let rows = || changes.chunks_exact(width);
@@ -496,6 +494,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("scratch folder");
         let mut recorder =
             GifRecorder::create(&dir.path().join("sizes.gif"), 10.0).expect("created");
+        let empty = recorder
+            .push(&Frame::new(0, 8))
+            .expect_err("an empty first frame");
+        assert!(
+            empty.to_string().contains("sides are 1 to 65535"),
+            "{empty}"
+        );
+        recorder = GifRecorder::create(&dir.path().join("sizes.gif"), 10.0).expect("created");
         recorder.push(&Frame::new(8, 8)).expect("written");
         let err = recorder
             .push(&Frame::new(8, 9))

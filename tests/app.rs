@@ -1814,3 +1814,61 @@ controller = "C, evolved on the moon"
         "{notice}"
     );
 }
+
+#[test]
+fn a_recording_takes_the_settings_it_started_with() {
+    use dreamplay::app::recording::{OutputDirs, RecordingRate, RecordingSettings};
+    let dir = tempfile::Builder::new()
+        .prefix("dreamplay-app-gif-")
+        .tempdir()
+        .expect("scratch folder");
+    let mut app = app_for(EnvKind::TakeCover);
+    app.insert_resource(OutputDirs {
+        recordings: dir.path().to_path_buf(),
+        screenshots: dir.path().to_path_buf(),
+    });
+    assert_eq!(
+        *app.world().resource::<RecordingSettings>(),
+        RecordingSettings {
+            rate: RecordingRate::Half,
+            view_size: 192
+        }
+    );
+    send(&mut app, PlayCommand::SetRecordingSize(10_000));
+    frame(&mut app);
+    assert_eq!(app.world().resource::<RecordingSettings>().view_size, 512);
+    send(&mut app, PlayCommand::SetRecordingSize(64));
+    send(
+        &mut app,
+        PlayCommand::SetRecordingRate(RecordingRate::Third),
+    );
+    send(&mut app, PlayCommand::ToggleRecording);
+    frame(&mut app);
+    // Changed while recording: for the next one.
+    send(&mut app, PlayCommand::SetRecordingRate(RecordingRate::Full));
+    frames(&mut app, 12);
+    send(&mut app, PlayCommand::ToggleRecording);
+    for _ in 0..500 {
+        frame(&mut app);
+        if app.world().resource::<Notice>().text.starts_with("Saved") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let notice = app.world().resource::<Notice>().text.clone();
+    assert!(notice.starts_with("Saved"), "{notice}");
+    let path = std::fs::read_dir(dir.path())
+        .expect("the recordings folder")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| path.extension().is_some_and(|ext| ext == "gif"))
+        .expect("a GIF");
+    assert!(notice.contains(&path.display().to_string()), "{notice}");
+    let file = std::io::BufReader::new(std::fs::File::open(&path).expect("the GIF opens"));
+    let decoder = image::codecs::gif::GifDecoder::new(file).expect("a GIF header");
+    let frames = image::AnimationDecoder::into_frames(decoder)
+        .collect_frames()
+        .expect("every frame decodes");
+    // 13 or so steps at a third: 4 or 5 frames, three 64-pixel views wide.
+    assert!((4..=5).contains(&frames.len()), "{} frames", frames.len());
+    assert_eq!(frames[0].buffer().dimensions(), (64 * 3 + 8, 64));
+}

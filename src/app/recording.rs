@@ -1,6 +1,6 @@
 //! Recording a GIF of the three views (R) and screenshots of the window (P / F12).
 //!
-//! The GIF takes one frame every [`RecordingSettings::rate`] sim steps, with delays that play it
+//! The GIF takes one frame every [`RecordingRate::every`] sim steps, with delays that play it
 //! back in real time, each view [`RecordingSettings::view_size`] pixels square; the defaults keep
 //! 30 s under 10 MB (`docs/benchmarks.md`). A change applies from the next recording. Encoding
 //! runs on its own thread so the UI never waits on it. If the encoder falls behind by more than
