@@ -17,7 +17,7 @@ use super::instrument_panels::{
     FrameTextures, InstrumentState, instrument_buttons_ui, instrument_panel_ui, missing_atlas_hint,
 };
 use super::lecture::{Presentation, UI_SCALE_MAX, UI_SCALE_MIN, ViewKind};
-use super::recording::Recording;
+use super::recording::{RECORDING_VIEW_SIZES, Recording, RecordingRate, RecordingSettings};
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, SimState, Timings};
 use super::tour::Tour;
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
@@ -79,6 +79,7 @@ struct UiState<'w> {
     notice: Res<'w, Notice>,
     presentation: ResMut<'w, Presentation>,
     recording: Res<'w, Recording>,
+    recording_settings: Res<'w, RecordingSettings>,
     instruments: InstrumentState<'w>,
     tour: Option<Res<'w, Tour>>,
 }
@@ -125,7 +126,11 @@ fn playground_ui(
     let pixels_per_point = ctx.pixels_per_point();
     let screen = ctx.viewport_rect();
     // A tour's caption takes its own lines from the height.
-    let caption = if state.active_tour().is_some() { TOUR_CAPTION_HEIGHT } else { 0.0 };
+    let caption = if state.active_tour().is_some() {
+        TOUR_CAPTION_HEIGHT
+    } else {
+        0.0
+    };
     let roomy = screen.width() >= ROOMY_SIZE.x && screen.height() >= ROOMY_SIZE.y + caption;
     if state.presentation.roomy != roomy {
         state.presentation.roomy = roomy;
@@ -244,7 +249,7 @@ fn playground_ui(
         }
     });
     if state.presentation.help_open {
-        help_overlay_ui(&ctx, &mut sent);
+        help_overlay_ui(ctx, &mut sent);
     }
     for command in sent {
         commands.write(command);
@@ -594,6 +599,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
             control_button_ui(ui, Control::Plot, Some(text), sent);
         }
     });
+    recording_settings_ui(ui, state, sent);
     let mut scale = state.presentation.ui_scale;
     if add_slider(
         ui,
@@ -609,6 +615,41 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
 
     ui.heading("World model");
     model_status_ui(ui, &state.runtime.status);
+}
+
+/// The next GIF's frame rate and size: half the sim's rate at 192 pixels keeps 30 s of the three
+/// views under 10 MB, small enough for a slide.
+fn recording_settings_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    let settings = *state.recording_settings;
+    ui.horizontal(|ui| {
+        ui.label("GIF");
+        egui::ComboBox::from_id_salt("recording_rate")
+            .selected_text(settings.rate.label())
+            .show_ui(ui, |ui| {
+                for rate in RecordingRate::ALL {
+                    if ui
+                        .selectable_label(settings.rate == rate, rate.label())
+                        .clicked()
+                    {
+                        sent.push(PlayCommand::SetRecordingRate(rate));
+                    }
+                }
+            });
+        egui::ComboBox::from_id_salt("recording_size")
+            .selected_text(format!("{} px", settings.view_size))
+            .show_ui(ui, |ui| {
+                for size in RECORDING_VIEW_SIZES {
+                    if ui
+                        .selectable_label(settings.view_size == size, format!("{size} px"))
+                        .clicked()
+                    {
+                        sent.push(PlayCommand::SetRecordingSize(size));
+                    }
+                }
+            });
+    })
+    .response
+    .on_hover_text("the next recording's frame rate and the side of each view");
 }
 
 /// Which of the bundle's Cs drives, when it has several: each was evolved in its own dream, and

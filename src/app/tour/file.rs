@@ -338,10 +338,8 @@ env = "car-racing"
             TourFile::parse(&format!("{ONE_SCENE}caption2 = 1\n"), "u.toml").unwrap_err()
         );
         assert!(error.contains("caption2"), "{error}");
-        let long = format!(
-            "title = \"t\"\n[[scene]]\ntitle = \"x\"\nenv = \"take-cover\"\ncaption = \"\"\"\na\nb\nc\nd\ne\n\"\"\"\n"
-        );
-        let error = format!("{:#}", TourFile::parse(&long, "l.toml").unwrap_err());
+        let long = "title = \"t\"\n[[scene]]\ntitle = \"x\"\nenv = \"take-cover\"\ncaption = \"\"\"\na\nb\nc\nd\ne\n\"\"\"\n";
+        let error = format!("{:#}", TourFile::parse(long, "l.toml").unwrap_err());
         assert!(
             error.contains("caption has 5 lines") && error.contains("line 5"),
             "{error}"
