@@ -461,5 +461,5 @@ fn the_tour_shows_its_scene_and_caption() {
         "the caption looks blank"
     );
     assert!(rects.instrument.is_none(), "scene 12 opens no instrument");
-    assert_hall_layout(&rects, (1280, 720), 1.0, 0.2, "the tour at 1280x720");
+    assert_hall_layout(&rects, (1280, 720), 1.0, 0.4, "the tour at 1280x720");
 }

@@ -764,7 +764,8 @@ fn latent_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     }
     let shown_dim = state.instruments.mixture.dim;
     egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.spacing_mut().slider_width = 190.0;
+        // The z label and the value box beside each slider take about 110 points of the panel.
+        ui.spacing_mut().slider_width = (ui.available_width() - 110.0).clamp(60.0, 190.0);
         for (dim, value) in z.iter().enumerate() {
             let dim_stats = stats.and_then(|s| s.dims.get(dim));
             let (low, high) = dim_stats.map_or(DEFAULT_LATENT_RANGE, |d| (d.p1, d.p99));
