@@ -193,11 +193,12 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
             "controller",
             "latent_map",
             "extra_controller",
+            "extra_controller",
             "extra_controller"
         ],
         "{parts:?}"
     );
-    // Every C by number, name and dream: the default, then the paper's cold and warm dreams.
+    // Every C by number, name and dream: the default, the paper's cold and warm dreams, a hot one.
     let controllers: Vec<(u64, &str, f64, bool)> = report["controllers"]
         .as_array()
         .expect("a controllers list")
@@ -217,6 +218,7 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
             (0, "C, evolved at tau 0.5", 0.5, true),
             (1, "C, evolved at tau 0.1", 0.1, false),
             (2, "C, evolved at tau 1.15", 1.15, false),
+            (3, "C, evolved at tau 1.3", 1.3, true),
         ]
     );
     let dream = &header["provenance"]["controller"]["dream"];
