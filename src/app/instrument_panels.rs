@@ -191,7 +191,11 @@ fn table_ui(ui: &mut Ui, experiment: &Experiment, env: EnvKind, sent: &mut Vec<P
                     .suffix(" episodes"),
             )
             .on_hover_text("per C, in its dream and in reality");
-            if ui.button(format!("Run the table on {env}")).clicked() {
+            if ui
+                .button("Run")
+                .on_hover_text(format!("on {env}'s bundle"))
+                .clicked()
+            {
                 sent.push(PlayCommand::RunTable { episodes });
             }
         }
@@ -336,6 +340,8 @@ fn table_chart_ui(ui: &mut Ui, rows: &[TableRow]) {
         .allow_scroll(false)
         .allow_drag(false)
         .allow_zoom(false)
+        // A mark under every group, so each is labelled.
+        .x_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 2.0, 4.0]))
         .x_axis_formatter(move |mark, _range| {
             let index = mark.value.round();
             if (mark.value - index).abs() < 1e-6 && index >= 0.0 {

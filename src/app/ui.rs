@@ -294,6 +294,8 @@ fn top_bar_ui(ui: &mut Ui, state: &UiState, roomy: bool, sent: &mut Vec<PlayComm
         ui.add_space(4.0);
     }
     ui.horizontal(|ui| {
+        // The row's full height from the start, so that every item centres on the same line.
+        ui.set_min_height(ui.spacing().interact_size.y + 12.0);
         let mode = *state.mode.get();
         if roomy {
             ui.label(RichText::new("dreamplay").size(26.0).strong());
