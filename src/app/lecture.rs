@@ -59,8 +59,6 @@ pub enum ViewKind {
 }
 
 impl ViewKind {
-    pub const ALL: [ViewKind; 3] = [ViewKind::Reality, ViewKind::VSees, ViewKind::Dream];
-
     pub fn title(self) -> &'static str {
         match self {
             ViewKind::Reality => "Reality",

@@ -1095,28 +1095,16 @@ impl ViewGeometry {
 
     /// One view as large as `space` allows (What V sees: its two images side by side).
     fn maximised(view: ViewKind, space: egui::Vec2, aspect: f32) -> Self {
+        // Reality keeps its full size even when hidden: it is rendered at it once shown again.
+        let reality = fit(space, aspect);
         let square = space.x.min(space.y).max(24.0);
-        let (reality, v_side, dream, used) = match view {
-            ViewKind::Reality => {
-                let size = fit(space, aspect);
-                (size, 0.0, 0.0, size.x)
-            }
+        let (v_side, dream, used) = match view {
+            ViewKind::Reality => (0.0, 0.0, reality.x),
             ViewKind::VSees => {
                 let side = ((space.x - VIEW_GAP) / 2.0).min(space.y).max(12.0);
-                (
-                    vec2(square * aspect, square),
-                    side,
-                    0.0,
-                    2.0 * side + VIEW_GAP,
-                )
+                (side, 0.0, 2.0 * side + VIEW_GAP)
             }
-            ViewKind::Dream => (vec2(square * aspect, square), 0.0, square, square),
-        };
-        // Reality keeps a size even when hidden: it is rendered at that size once shown again.
-        let reality = if view == ViewKind::Reality {
-            reality
-        } else {
-            fit(space, aspect)
+            ViewKind::Dream => (0.0, square, square),
         };
         Self {
             margin: ((space.x - used) / 2.0).max(0.0),

@@ -75,7 +75,7 @@ pub(super) struct Sim<'w> {
 
 impl Sim<'_> {
     /// The action for this step: the human's axes, or C's action from the state of `view`.
-    fn choose_action(&self, view: View) -> Vec<f32> {
+    pub(super) fn choose_action(&self, view: View) -> Vec<f32> {
         if self.session.driver == Driver::Controller
             && let Some(action) = self
                 .runtime
@@ -104,7 +104,7 @@ impl Sim<'_> {
 
     /// Moves the reality-following M on by the action reality took; forgets it when the episode
     /// ended.
-    fn follow_reality(&mut self, action: &[f32], episode_ended: bool) {
+    pub(super) fn follow_reality(&mut self, action: &[f32], episode_ended: bool) {
         with_runner(&mut self.runtime, &mut self.notice, |runner| {
             if episode_ended {
                 runner.reset_reality();

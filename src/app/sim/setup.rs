@@ -3,7 +3,7 @@
 use bevy::prelude::*;
 
 use super::super::commands::{Mode, Setup};
-use super::super::drive::{Driver, clamp_done_odds, clamp_tau, idle_action};
+use super::super::drive::{Driver, clamp_done_odds, clamp_tau};
 use super::super::world_model::{View, load_runtime};
 use super::SimState;
 use super::apply::SimStates;
@@ -87,36 +87,20 @@ pub(super) fn enter_setup(
 /// Reality runs `steps` steps with the setup's driver (C reading the reality-following M, or no
 /// input), M following it, as `train-controller --dream-context` does before a dream forks.
 fn run_before_fork(steps: u32, sim: &mut Sim) {
-    let env = sim.session.env;
     for _ in 0..steps {
-        let obs = sim.reality.obs.clone();
         let has_runner = sim.runtime.runner.is_some();
         if has_runner {
+            let obs = sim.reality.obs.clone();
             with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
                 runner.observe_reality(&obs)
             });
         }
-        let action = match sim.session.driver {
-            Driver::Controller => sim
-                .runtime
-                .runner
-                .as_ref()
-                .and_then(|runner| runner.controller_action(View::Reality))
-                .unwrap_or_else(|| idle_action(env)),
-            Driver::Human => idle_action(env),
-        };
+        let action = sim.choose_action(View::Reality);
         let Some(ended) = sim.reality.step_or_notice(&action, &mut sim.notice) else {
             return;
         };
         if has_runner {
-            with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
-                if ended {
-                    runner.reset_reality();
-                    Ok(())
-                } else {
-                    runner.advance_reality(&action)
-                }
-            });
+            sim.follow_reality(&action, ended);
         }
         sim.session.last_action = action;
     }
