@@ -38,6 +38,8 @@ use crate::envs::EnvKind;
 /// The bundle's format version; bump on any layout change.
 pub const FORMAT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"DPWMODEL";
+/// What errors call a file with [`MAGIC`].
+const BUNDLE_KIND: &str = "world-model bundle";
 /// Magic + version + header length.
 const PREAMBLE: usize = 16;
 
@@ -224,6 +226,13 @@ pub enum Part {
     /// An extra C's parameter vector, always f32; its entry's `name` says which C.
     #[serde(rename = "extra_controller")]
     ExtraController,
+    /// The flow model's autoencoder (a flow-model file's part, [`crate::model::flow::file`]).
+    Autoencoder,
+    /// The flow model's dynamics UNet.
+    Dynamics,
+    /// The flow model's done and reward heads.
+    #[serde(rename = "end_heads")]
+    EndHeads,
 }
 
 impl fmt::Display for Part {
@@ -234,6 +243,9 @@ impl fmt::Display for Part {
             Part::Controller => "C (controller)",
             Part::LatentMap => "the latent map (latent_map)",
             Part::ExtraController => "an extra C (extra_controller)",
+            Part::Autoencoder => "the flow model's autoencoder (autoencoder)",
+            Part::Dynamics => "the flow model's dynamics (dynamics)",
+            Part::EndHeads => "the flow model's done and reward heads (end_heads)",
         })
     }
 }
@@ -360,7 +372,7 @@ impl<B: Backend> WorldModel<B> {
 /// What went wrong with a model file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("model file {path} not found (expected a {expected} world-model bundle)")]
+    #[error("model file {path} not found (expected a {expected})")]
     NotFound { path: PathBuf, expected: String },
     #[error("cannot read model file {path}: {source}")]
     Read {
@@ -373,10 +385,12 @@ pub enum BundleError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a dreamplay world-model bundle: expected it to start with {expected:?}, found {found:?}"
+        "{path} is not a dreamplay {kind}: expected it to start with {expected:?}, found {found:?}"
     )]
     NotABundle {
         path: PathBuf,
+        /// What the file should have been: "world-model bundle" or "flow model".
+        kind: &'static str,
         expected: String,
         found: String,
     },
@@ -457,9 +471,8 @@ impl Expect {
     }
 
     fn describe(&self) -> String {
-        self.env
-            .map(|e| e.name().to_string())
-            .unwrap_or_else(|| "dreamplay".to_string())
+        let env = self.env.map_or("dreamplay", |e| e.name());
+        format!("{env} {BUNDLE_KIND}")
     }
 
     fn check(&self, path: &Path, spec: &ModelSpec) -> Result<(), BundleError> {
@@ -537,7 +550,7 @@ pub fn save_over_run<B: Backend>(model: &WorldModel<B>, path: &Path) -> Result<(
     write_bytes(path, &to_bytes_with(model, vae_precision, Precision::F32))
 }
 
-fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     let write_err = |source| BundleError::Write {
         path: path.to_path_buf(),
         source,
@@ -567,20 +580,7 @@ fn to_bytes_with<B: Backend>(
     let mut body = Vec::new();
     let mut parts = Vec::new();
     let mut push = |part: Part, precision: Precision, tensors: HostTensors, name: Option<&str>| {
-        let offset = body.len() as u64;
-        let start = body.len();
-        for (_, values) in &tensors {
-            encode_values(values, precision, &mut body);
-        }
-        parts.push(PartEntry {
-            part,
-            precision,
-            shapes: tensors.into_iter().map(|(s, _)| s).collect(),
-            offset,
-            len: (body.len() - start) as u64,
-            checksum: format!("{:016x}", fnv1a(&body[start..])),
-            name: name.map(str::to_string),
-        });
+        parts.push(append_part(&mut body, part, precision, tensors, name));
     };
     if let Some(vae) = &model.vae {
         push(Part::Vae, vae_precision, collect_params(vae), None);
@@ -624,12 +624,41 @@ fn to_bytes_with<B: Backend>(
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&header).expect("a BundleHeader always serialises");
+    container_bytes(MAGIC, FORMAT_VERSION, &json, &body)
+}
+
+/// Appends `tensors` to `body` in `precision`; returns the part's entry (offset, length, checksum).
+pub(crate) fn append_part(
+    body: &mut Vec<u8>,
+    part: Part,
+    precision: Precision,
+    tensors: HostTensors,
+    name: Option<&str>,
+) -> PartEntry {
+    let start = body.len();
+    for (_, values) in &tensors {
+        encode_values(values, precision, body);
+    }
+    PartEntry {
+        part,
+        precision,
+        shapes: tensors.into_iter().map(|(s, _)| s).collect(),
+        offset: start as u64,
+        len: (body.len() - start) as u64,
+        checksum: format!("{:016x}", fnv1a(&body[start..])),
+        name: name.map(str::to_string),
+    }
+}
+
+/// The file layout the module docs describe, for any magic and header: bundles and flow models
+/// share it.
+pub(crate) fn container_bytes(magic: &[u8; 8], version: u32, json: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(PREAMBLE + json.len() + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&body);
+    out.extend_from_slice(json);
+    out.extend_from_slice(body);
     out
 }
 
@@ -785,12 +814,36 @@ fn read_file(path: &Path, expect: &Expect) -> Result<Vec<u8>, BundleError> {
 
 /// Parses and checks the header; returns it and the body (the bytes after it).
 fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(BundleHeader, &'a [u8]), BundleError> {
+    let (header, body): (BundleHeader, _) =
+        split_container(path, bytes, MAGIC, FORMAT_VERSION, BUNDLE_KIND)?;
+    if header.format_version != FORMAT_VERSION {
+        return Err(BundleError::Version {
+            path: path.to_path_buf(),
+            expected: FORMAT_VERSION,
+            found: header.format_version,
+        });
+    }
+    check_extents(path, &header.parts, bytes.len() - body.len(), body)?;
+    check_extra_entries(path, &header)?;
+    Ok((header, body))
+}
+
+/// Checks a container's magic, version and length, and parses its JSON header; returns the header
+/// and the body.
+pub(crate) fn split_container<'a, H: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    version: u32,
+    kind: &'static str,
+) -> Result<(H, &'a [u8]), BundleError> {
     let p = || path.to_path_buf();
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        let n = bytes.len().min(MAGIC.len());
+    if bytes.len() < magic.len() || &bytes[..magic.len()] != magic {
+        let n = bytes.len().min(magic.len());
         return Err(BundleError::NotABundle {
             path: p(),
-            expected: String::from_utf8_lossy(MAGIC).into_owned(),
+            kind,
+            expected: String::from_utf8_lossy(magic).into_owned(),
             found: String::from_utf8_lossy(&bytes[..n]).into_owned(),
         });
     }
@@ -802,12 +855,12 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(BundleHeader, &'a [
             found: bytes.len() as u64,
         });
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if found != version {
         return Err(BundleError::Version {
             path: p(),
-            expected: FORMAT_VERSION,
-            found: version,
+            expected: version,
+            found,
         });
     }
     let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
@@ -820,35 +873,35 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(BundleHeader, &'a [
             found: bytes.len() as u64,
         });
     }
-    let header: BundleHeader =
+    let header: H =
         serde_json::from_slice(&bytes[PREAMBLE..header_end]).map_err(|e| BundleError::Header {
             path: p(),
             reason: e.to_string(),
         })?;
-    if header.format_version != FORMAT_VERSION {
-        return Err(BundleError::Version {
-            path: p(),
-            expected: FORMAT_VERSION,
-            found: header.format_version,
-        });
-    }
-    let body = &bytes[header_end..];
-    let needed = header
-        .parts
+    Ok((header, &bytes[header_end..]))
+}
+
+/// Every part lies inside `body`, which starts `header_end` bytes into the file.
+pub(crate) fn check_extents(
+    path: &Path,
+    parts: &[PartEntry],
+    header_end: usize,
+    body: &[u8],
+) -> Result<(), BundleError> {
+    let needed = parts
         .iter()
         .map(|e| e.offset.saturating_add(e.len))
         .max()
         .unwrap_or(0);
     if (body.len() as u64) < needed {
         return Err(BundleError::Truncated {
-            path: p(),
+            path: path.to_path_buf(),
             what: "the weights the header lists".into(),
             expected: header_end as u64 + needed,
-            found: bytes.len() as u64,
+            found: (header_end + body.len()) as u64,
         });
     }
-    check_extra_entries(path, &header)?;
-    Ok((header, body))
+    Ok(())
 }
 
 /// The header's extra Cs and their parts match one to one, and every C's name is its own.
@@ -971,6 +1024,13 @@ pub fn from_bytes<B: Backend>(
                     .map_err(|e| corrupt_c(e.to_string()))?;
                 extras.push((name, controller));
             }
+            Part::Autoencoder | Part::Dynamics | Part::EndHeads => {
+                return Err(corrupt(
+                    path,
+                    entry.part,
+                    "this part belongs in a flow-model file, not a world-model bundle".into(),
+                ));
+            }
         }
     }
     // In the header's order, each with its training record.
@@ -1086,7 +1146,7 @@ pub fn add_controller(
     Ok(header)
 }
 
-fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
+pub(crate) fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
     BundleError::Corrupt {
         path: path.to_path_buf(),
         part,
@@ -1094,7 +1154,11 @@ fn corrupt(path: &Path, part: Part, reason: String) -> BundleError {
     }
 }
 
-fn decode_part(path: &Path, entry: &PartEntry, body: &[u8]) -> Result<HostTensors, BundleError> {
+pub(crate) fn decode_part(
+    path: &Path,
+    entry: &PartEntry,
+    body: &[u8],
+) -> Result<HostTensors, BundleError> {
     let start = entry.offset as usize;
     let bytes = &body[start..start + entry.len as usize]; // in range: parse_header checked it
     // An extra C's errors name it.

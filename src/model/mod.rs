@@ -8,6 +8,7 @@ pub mod atlas;
 pub mod backend;
 pub mod bundle;
 pub mod controller;
+pub mod flow;
 pub mod gemm_conv;
 pub mod mdrnn;
 pub mod vae;

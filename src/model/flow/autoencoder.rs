@@ -1,0 +1,158 @@
+//! The flow model's autoencoder: 64x64x3 frames <-> a spatial latent, 4 x 16 x 16 (1,024 numbers,
+//! against V's 32 or 64), so that thin details (Take Cover's far fireballs, CarRacing's kerbs)
+//! survive into the dream.
+//!
+//! Encoder: conv 4x4 stride 2 (3 -> w0, 64 -> 32), a residual 3x3 conv at 32x32, conv 4x4
+//! stride 2 (w0 -> w1, 32 -> 16), a residual 3x3 conv at 16x16, a 3x3 conv to the latent's
+//! channels. The decoder mirrors it with transposed convs, sigmoid at the end.
+//!
+//! - **ReLU, no normalisation,** as V: SiLU and group norm cost more than the convs around them
+//!   at 32x32 on the CPU (docs/flow.md), and the autoencoder trains well without them.
+//! - **A noisy, penalised latent instead of a KL term.** Training decodes the latent with a
+//!   little noise added, so the decoder draws a clean frame from a latent the dynamics gets
+//!   slightly wrong, and a small penalty on the latent's mean square ([`latent_penalty`]) keeps
+//!   the encoder from outgrowing that noise. A tanh bound was tried instead: the encoder drove
+//!   every latent into saturation within 50 steps, and training stalled.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid};
+
+/// The autoencoder's shape.
+#[derive(Config, Debug)]
+pub struct AutoencoderConfig {
+    /// Channels of the latent.
+    pub latent_channels: usize,
+    /// Channels at 32x32 and at 16x16.
+    pub widths: [usize; 2],
+}
+
+impl AutoencoderConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Autoencoder<B> {
+        let [w0, w1] = self.widths;
+        let c = self.latent_channels;
+        let down = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [4, 4])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let same = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let up = |c_in, c_out| {
+            ConvTranspose2dConfig::new([c_in, c_out], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device)
+        };
+        super::super::materialize(Autoencoder {
+            enc_down1: down(3, w0),
+            enc_res1: same(w0, w0),
+            enc_down2: down(w0, w1),
+            enc_res2: same(w1, w1),
+            enc_out: same(w1, c),
+            dec_in: same(c, w1),
+            dec_res2: same(w1, w1),
+            dec_up2: up(w1, w0),
+            dec_res1: same(w0, w0),
+            dec_up1: up(w0, 3),
+        })
+    }
+}
+
+/// Frames to spatial latents and back.
+#[derive(Module, Debug)]
+pub struct Autoencoder<B: Backend> {
+    enc_down1: Conv2d<B>,
+    enc_res1: Conv2d<B>,
+    enc_down2: Conv2d<B>,
+    enc_res2: Conv2d<B>,
+    enc_out: Conv2d<B>,
+    dec_in: Conv2d<B>,
+    dec_res2: Conv2d<B>,
+    dec_up2: ConvTranspose2d<B>,
+    dec_res1: Conv2d<B>,
+    dec_up1: ConvTranspose2d<B>,
+}
+
+impl<B: Backend> Autoencoder<B> {
+    /// Channels of the latent.
+    pub fn latent_channels(&self) -> usize {
+        self.enc_out.weight.dims()[0]
+    }
+
+    /// Frames to latents.
+    ///
+    /// # Shapes
+    /// - `frames`: `[n, 3, 64, 64]`, values in [0, 1]
+    /// - returns `[n, C, 16, 16]`
+    pub fn encode(&self, frames: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = relu(self.enc_down1.forward(frames * 2.0 - 1.0)); // [n, w0, 32, 32]
+        let x = x.clone() + relu(self.enc_res1.forward(x));
+        let x = relu(self.enc_down2.forward(x)); // [n, w1, 16, 16]
+        let x = x.clone() + relu(self.enc_res2.forward(x));
+        self.enc_out.forward(x)
+    }
+
+    /// Latents to frames.
+    ///
+    /// # Shapes
+    /// - `latents`: `[n, C, 16, 16]`
+    /// - returns `[n, 3, 64, 64]`, values in [0, 1]
+    pub fn decode(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = relu(self.dec_in.forward(latents)); // [n, w1, 16, 16]
+        let x = x.clone() + relu(self.dec_res2.forward(x));
+        let x = relu(self.dec_up2.forward(x)); // [n, w0, 32, 32]
+        let x = x.clone() + relu(self.dec_res1.forward(x));
+        sigmoid(self.dec_up1.forward(x)) // [n, 3, 64, 64]
+    }
+}
+
+/// The autoencoder's reconstruction loss: per-frame sum of squared error, averaged over the batch
+/// (V's unit, so the two compare), `[1]`.
+///
+/// # Shapes
+/// - `recon`, `target`: `[n, 3, 64, 64]`
+pub fn reconstruction_loss<B: Backend>(recon: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, c, h, w] = target.dims();
+    (recon - target)
+        .powi_scalar(2)
+        .reshape([n, c * h * w])
+        .sum_dim(1)
+        .mean()
+}
+
+/// The latent's mean square, `[1]`: the penalty that keeps its scale (see the module docs).
+pub fn latent_penalty<B: Backend>(latent: Tensor<B, 4>) -> Tensor<B, 1> {
+    latent.powi_scalar(2).mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn frames_become_a_16x16_latent_and_back() {
+        let device = Default::default();
+        let ae = AutoencoderConfig::new(4, [8, 16]).init::<Flex>(&device);
+        let frames = Tensor::<Flex, 4>::random(
+            [2, 3, 64, 64],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let latents = ae.encode(frames);
+        assert_eq!(latents.dims(), [2, 4, 16, 16]);
+        assert_eq!(ae.latent_channels(), 4);
+        let values = latents.clone().into_data().to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()));
+        let frames = ae.decode(latents);
+        assert_eq!(frames.dims(), [2, 3, 64, 64]);
+        let values = frames.into_data().to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}
