@@ -4,6 +4,7 @@ mod bench;
 mod collect;
 mod env;
 mod eval;
+mod flow;
 mod inspect;
 mod play;
 mod train;
@@ -41,6 +42,12 @@ pub enum Command {
     Encode(train::EncodeArgs),
     /// Fit M (the MDN-RNN) on the encoded series; checkpoints and resumes.
     TrainMdrnn(train::TrainMdrnnArgs),
+    /// Fit the flow model's autoencoder (frames <-> 4x16x16 latents) on the collected frames.
+    TrainAutoencoder(flow::TrainAutoencoderArgs),
+    /// Encode every rollout with the flow model's autoencoder, so its dynamics trains without frames.
+    EncodeLatents(flow::EncodeLatentsArgs),
+    /// Fit the flow model's dynamics (flow matching with shortcuts) and its done/reward heads.
+    TrainFlow(flow::TrainFlowArgs),
     /// Ship a run: its bundle in f16 into models/<env>/, with plots, a fresh score and a model card.
     Export(train::ExportArgs),
     /// Evolve C with CMA-ES in M's dream (or the real env); checkpoints and resumes.
@@ -64,6 +71,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Encode(args)) => train::encode_cmd(args),
         Some(Command::TrainMdrnn(args)) => train::train_mdrnn_cmd(args),
         Some(Command::Export(args)) => train::export_cmd(args),
+        Some(Command::TrainAutoencoder(args)) => flow::train_autoencoder_cmd(args),
+        Some(Command::EncodeLatents(args)) => flow::encode_latents_cmd(args),
+        Some(Command::TrainFlow(args)) => flow::train_flow_cmd(args),
         Some(Command::TrainController(args)) => train_controller::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Inspect(args)) => inspect::run(args),

@@ -28,7 +28,7 @@ pub struct StageArgs {
 
 impl StageArgs {
     /// Picks the backend and says which one runs.
-    fn select_backend(&self) -> backend::Selection {
+    pub(super) fn select_backend(&self) -> backend::Selection {
         let selection = self.backend.select();
         eprintln!("backend: {}", selection.backend.describe());
         selection

@@ -13,7 +13,26 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::progress;
-use crate::model::bundle::{self, Precision, WorldModel};
+use crate::model::bundle::{self, BundleError, Precision, WorldModel};
+use crate::model::flow::{FlowModel, file as flow_file};
+
+/// What a checkpoint's weights file holds: a bundle for V and M, a flow-model file for the flow
+/// model's stages. Always f32, so a resumed run starts from the exact weights.
+pub trait CheckpointWeights {
+    fn save_f32(&self, path: &Path) -> Result<(), BundleError>;
+}
+
+impl<B: Backend> CheckpointWeights for WorldModel<B> {
+    fn save_f32(&self, path: &Path) -> Result<(), BundleError> {
+        bundle::save(self, path, Precision::F32)
+    }
+}
+
+impl<B: Backend> CheckpointWeights for FlowModel<B> {
+    fn save_f32(&self, path: &Path) -> Result<(), BundleError> {
+        flow_file::save(self, path, Precision::F32)
+    }
+}
 
 /// The weights in a checkpoint folder.
 pub const MODEL_FILE: &str = "weights.bin";
@@ -112,13 +131,13 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>, S: Ser
     stage_dir: &Path,
     name: &str,
     module: &M,
-    weights: &WorldModel<B::InnerBackend>,
+    weights: &impl CheckpointWeights,
     optim: &O,
     state: &S,
     previous: Option<&str>,
 ) -> anyhow::Result<()> {
     let dir = stage_dir.join(name);
-    bundle::save(weights, &dir.join(MODEL_FILE), Precision::F32)?;
+    weights.save_f32(&dir.join(MODEL_FILE))?;
     save_optimizer::<B, M, O>(optim, &dir.join(OPTIMIZER_FILE))?;
     let ids =
         serde_json::to_vec(&param_ids::<B, M>(module)).context("cannot serialise parameter ids")?;

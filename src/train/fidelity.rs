@@ -26,8 +26,12 @@ use rayon::prelude::*;
 
 use super::eval::{data_policy, eval_episode_seed, load_checked, mix_seed};
 use crate::agent::Seen;
-use crate::dream::{DreamBatch, RealityMemory, pixel_error, pixel_spread, sharpness};
+use crate::dream::{
+    DreamBatch, FlowDreamBatch, RealityMemory, pixel_error, pixel_spread, sharpness,
+};
 use crate::envs::{EnvKind, Frame};
+use crate::model::flow::file as flow_file;
+use crate::model::flow::shortcut::Sampling;
 use crate::model::mdrnn::{MdnRnn, PAPER_DOOM_TAUS};
 use crate::model::vae::{ConvVae, FrameDecoder};
 use crate::train::collect::default_max_steps;
@@ -197,8 +201,9 @@ pub struct HorizonRow {
     /// Mean absolute difference per pixel and channel, in [0,1], between V's decoding of the
     /// dream's z and the real frame.
     pub pixel_error: f64,
-    /// Mean Euclidean distance between the dream's z and V's mu of the real frame.
-    pub z_error: f64,
+    /// Mean Euclidean distance between the dream's z and V's mu of the real frame; `None` for a
+    /// world model without V's z (the flow model).
+    pub z_error: Option<f64>,
     /// The dream frames' mean image-gradient magnitude over the real frames' (1: as sharp as
     /// reality).
     pub sharpness: f64,
@@ -399,6 +404,7 @@ fn seed_chunks(seed: u64, episodes: usize) -> Vec<Vec<u64>> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
     forks: usize,
+    has_z: bool,
     pixel_error: f64,
     z_error: f64,
     dream_sharpness: f64,
@@ -407,14 +413,20 @@ struct Sums {
 
 impl Sums {
     fn add(&mut self, dream: &Frame, real: &Frame, dream_z: &[f32], real_z: &[f32]) {
-        self.forks += 1;
-        self.pixel_error += pixel_error(dream, real);
+        self.add_frames(dream, real);
+        self.has_z = true;
         self.z_error += dream_z
             .iter()
             .zip(real_z)
             .map(|(a, b)| f64::from(a - b).powi(2))
             .sum::<f64>()
             .sqrt();
+    }
+
+    /// The frames alone, for a world model without V's z.
+    fn add_frames(&mut self, dream: &Frame, real: &Frame) {
+        self.forks += 1;
+        self.pixel_error += pixel_error(dream, real);
         self.dream_sharpness += sharpness(dream);
         self.real_sharpness += sharpness(real);
     }
@@ -425,7 +437,7 @@ impl Sums {
             horizon,
             forks: self.forks,
             pixel_error: self.pixel_error / n,
-            z_error: self.z_error / n,
+            z_error: self.has_z.then(|| self.z_error / n),
             sharpness: self.dream_sharpness / self.real_sharpness,
         }
     }
@@ -516,10 +528,123 @@ pub fn open_loop<B: Backend>(
         forks: total_forks,
         rows,
     };
-    if let Some(path) = &config.csv {
-        write_csv(path, &open_loop_csv(&report))?;
-    }
     Ok(report)
+}
+
+/// The open-loop CSV's `model` column for the flow model.
+pub const FLOW_FAMILY: &str = "flow-matching";
+
+/// `dreamplay eval --open-loop` for the flow model at `flow_path`: the same episodes and forks as
+/// [`open_loop`] (same seed, same data policy), each fork a flow dream from the last K real
+/// frames and the actions between them, stepped with reality's actions under `sampling`. Horizon
+/// 0 is the autoencoder's reconstruction of the fork's frame. No z_error: it has no V.
+pub fn open_loop_flow<B: Backend>(
+    config: &OpenLoopConfig,
+    flow_path: &Path,
+    sampling: Sampling,
+    device: &B::Device,
+) -> anyhow::Result<OpenLoopReport> {
+    config.validate()?;
+    let env = config.env;
+    let model = flow_file::load::<B>(flow_path, Some(env), device)?;
+    let context = model.spec.context;
+    let a = env.action_space().len();
+    let every = config.fork_every as usize;
+    let last_horizon = *HORIZONS.last().expect("horizons") as usize;
+    let mut sums = [Sums::default(); HORIZONS.len() + 1];
+    let (mut real_steps, mut total_forks) = (0, 0);
+    let progress = bar(config.episodes as u64, "episodes");
+    for (chunk, seeds) in seed_chunks(config.seed, config.episodes).iter().enumerate() {
+        progress.set_message("reality");
+        let episodes: Vec<(Vec<Frame>, Vec<f32>)> = seeds
+            .par_iter()
+            .map(|&seed| play_data_policy(env, seed, config.max_steps))
+            .collect::<anyhow::Result<_>>()?;
+        real_steps += episodes.iter().map(|(f, _)| f.len() - 1).sum::<usize>();
+        // (episode, t) for t = 0, every, ... with a real step after it, as forks_along picks.
+        let forks: Vec<(usize, usize)> = episodes
+            .iter()
+            .enumerate()
+            .flat_map(|(e, (frames, _))| (0..frames.len() - 1).step_by(every).map(move |t| (e, t)))
+            .collect();
+        total_forks += forks.len();
+        if forks.is_empty() {
+            progress.inc(seeds.len() as u64);
+            continue;
+        }
+        progress.set_message("dreams");
+        let mut dream = FlowDreamBatch::new(model.clone(), forks.len(), device)?;
+        dream.set_sampling(sampling)?;
+        for (i, &(e, t)) in forks.iter().enumerate() {
+            let (frames, actions) = &episodes[e];
+            let first = (t + 1).saturating_sub(context);
+            let start: Vec<&Frame> = frames[first..=t].iter().collect();
+            dream.reset_from_frames(i, &start, &actions[first * a..t * a])?;
+        }
+        for (&(e, t), frame) in forks.iter().zip(dream.frames()) {
+            sums[0].add_frames(&frame, &episodes[e].0[t]);
+        }
+        let left: Vec<usize> = forks
+            .iter()
+            .map(|&(e, t)| episodes[e].0.len() - 1 - t)
+            .collect();
+        let reach = left.iter().copied().max().unwrap_or(0).min(last_horizon);
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+            config.seed,
+            OPEN_LOOP_STREAM,
+            chunk as u64,
+            sampling.steps as u64,
+            u64::from(sampling.temperature.to_bits()),
+        ]));
+        let mut actions = vec![0.0f32; forks.len() * a];
+        for k in 1..=reach {
+            for (i, &(e, t)) in forks.iter().enumerate() {
+                let slot = &mut actions[i * a..(i + 1) * a];
+                if k <= left[i] {
+                    let at = (t + k - 1) * a;
+                    slot.copy_from_slice(&episodes[e].1[at..at + a]);
+                } else {
+                    slot.fill(0.0);
+                }
+            }
+            dream.step(&actions, &mut rng)?;
+            let Some(h) = HORIZONS.iter().position(|&h| h as usize == k) else {
+                continue;
+            };
+            for (i, frame) in dream.frames().iter().enumerate() {
+                if k <= left[i] {
+                    let (e, t) = forks[i];
+                    sums[h + 1].add_frames(frame, &episodes[e].0[t + k]);
+                }
+            }
+        }
+        progress.inc(seeds.len() as u64);
+    }
+    progress.finish_and_clear();
+    let rows = std::iter::once(0)
+        .chain(HORIZONS)
+        .zip(&sums)
+        .filter(|(_, s)| s.forks > 0)
+        .map(|(h, s)| s.row(h))
+        .collect();
+    Ok(OpenLoopReport {
+        model: FLOW_FAMILY,
+        episodes: config.episodes,
+        real_steps,
+        forks: total_forks,
+        rows,
+    })
+}
+
+/// Writes the open-loop CSV of `reports` where `config` says, if it does.
+pub fn write_open_loop_csv(
+    config: &OpenLoopConfig,
+    reports: &[&OpenLoopReport],
+) -> anyhow::Result<()> {
+    match &config.csv {
+        Some(path) => write_csv(path, &open_loop_csv(reports)),
+        None => Ok(()),
+    }
 }
 
 /// Runs `dreamplay eval --futures`: per fork with H real steps after it, N dreams from its
@@ -606,15 +731,19 @@ pub fn futures_spread<B: Backend>(
     Ok(report)
 }
 
-/// `model,horizon,pixel_error,z_error,sharpness`, one row per horizon.
-pub fn open_loop_csv(report: &OpenLoopReport) -> String {
+/// `model,horizon,pixel_error,z_error,sharpness`, one row per horizon of each report (the flow
+/// model's z_error empty).
+pub fn open_loop_csv(reports: &[&OpenLoopReport]) -> String {
     let mut text = String::from("model,horizon,pixel_error,z_error,sharpness\n");
-    for r in &report.rows {
-        let _ = writeln!(
-            text,
-            "{},{},{:.6},{:.6},{:.6}",
-            report.model, r.horizon, r.pixel_error, r.z_error, r.sharpness
-        );
+    for report in reports {
+        for r in &report.rows {
+            let z_error = r.z_error.map_or(String::new(), |z| format!("{z:.6}"));
+            let _ = writeln!(
+                text,
+                "{},{},{:.6},{z_error},{:.6}",
+                report.model, r.horizon, r.pixel_error, r.sharpness
+            );
+        }
     }
     text
 }

@@ -585,6 +585,7 @@ impl<B: AutodiffBackend> GradientStage<B> for MdrnnFit<'_, B> {
     type Model = MdnRnn<B>;
     type Optim = OptimizerAdaptor<FusedAdam, MdnRnn<B>, B>;
     type Losses = MdrnnLosses;
+    type Weights = WorldModel<B::InnerBackend>;
 
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
         self.windows = match self.windows0.take() {

@@ -21,6 +21,7 @@ pub mod encode;
 pub mod eval;
 pub mod export;
 pub mod fidelity;
+pub mod flow;
 pub mod mdrnn;
 pub mod plot;
 pub mod progress;

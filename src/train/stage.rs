@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
 use super::progress::{self, CsvLog};
-use crate::model::bundle::WorldModel;
 
 /// `state.json`: where a run stands. Written after the checkpoint it names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +45,8 @@ pub trait GradientStage<B: AutodiffBackend> {
     type Optim: Optimizer<Self::Model, B>;
     /// What `state.json` keeps of the stage's own.
     type Losses: Clone + Serialize + DeserializeOwned;
+    /// The file a checkpoint's weights go in.
+    type Weights: checkpoint::CheckpointWeights;
 
     /// Readies epoch `epoch` (its batch plan); returns its number of batches.
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize>;
@@ -67,11 +68,11 @@ pub trait GradientStage<B: AutodiffBackend> {
     /// The losses a checkpoint records now.
     fn losses(&self) -> Self::Losses;
 
-    /// The weights a checkpoint holds: the stage's part of a bundle.
+    /// The weights a checkpoint holds: the stage's part of a bundle or flow model.
     fn checkpoint_weights(
         &self,
         model: <Self::Model as AutodiffModule<B>>::InnerModule,
-    ) -> WorldModel<B::InnerBackend>;
+    ) -> Self::Weights;
 
     /// Writes the stage's part into the run's bundle, at each epoch's end.
     fn write_run_bundle(

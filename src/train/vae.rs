@@ -131,6 +131,17 @@ impl VaeTrainConfig {
         self.run_dir.join("vae")
     }
 
+    fn frame_plan(&self) -> FramePlan {
+        FramePlan {
+            env: self.env,
+            batch_size: self.batch_size,
+            frame_stride: self.frame_stride,
+            chunk: self.chunk,
+            hazard_repeats: self.hazard_repeats,
+            seed: self.seed,
+        }
+    }
+
     /// The fields a resumed run must share with the one that started it.
     fn fingerprint(&self) -> String {
         format!(
@@ -219,11 +230,23 @@ pub fn split_rollouts(dir: &Path, val_fraction: f64) -> anyhow::Result<DataSplit
 }
 
 /// One frame of the plan: (index into the training files, step).
-type FrameRef = (usize, usize);
+pub(crate) type FrameRef = (usize, usize);
+
+/// How an epoch's batches of frames are drawn: the options V and the flow model's autoencoder
+/// share (see their flags).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FramePlan {
+    pub env: EnvKind,
+    pub batch_size: usize,
+    pub frame_stride: usize,
+    pub chunk: usize,
+    pub hazard_repeats: usize,
+    pub seed: u64,
+}
 
 /// Per training file, the steps whose frame shows a hazard; all empty when `hazard_repeats` is 0
 /// (no file is read then). An unreadable file gets none: the frame cache reports it later.
-fn hazard_steps(files: &[RolloutInfo], config: &VaeTrainConfig) -> Vec<Vec<usize>> {
+pub(crate) fn hazard_steps(files: &[RolloutInfo], config: &FramePlan) -> Vec<Vec<usize>> {
     if config.hazard_repeats == 0 {
         return vec![Vec::new(); files.len()];
     }
@@ -244,10 +267,10 @@ fn hazard_steps(files: &[RolloutInfo], config: &VaeTrainConfig) -> Vec<Vec<usize
 
 /// An epoch's batches, in order; depends only on (files, hazards, config, epoch). Hazard frames
 /// (see [`hazard_steps`]) leave the strided selection and join `hazard_repeats` times each.
-fn epoch_plan(
+pub(crate) fn epoch_plan(
     files: &[RolloutInfo],
     hazards: &[Vec<usize>],
-    config: &VaeTrainConfig,
+    config: &FramePlan,
     epoch: usize,
 ) -> Vec<Vec<FrameRef>> {
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(config.seed ^ splitmix64(epoch as u64 + 1)));
@@ -285,7 +308,7 @@ fn epoch_plan(
 }
 
 /// Frames in an epoch's batches.
-fn plan_frames(plan: &[Vec<FrameRef>]) -> usize {
+pub(crate) fn plan_frames(plan: &[Vec<FrameRef>]) -> usize {
     plan.iter().map(Vec::len).sum()
 }
 
@@ -320,17 +343,17 @@ pub fn masks_u8_to_tensor<B: Backend>(masks: &[&[u8]], device: &B::Device) -> Te
 }
 
 /// The rollouts a plan needs, loaded on first use and dropped after their last batch.
-struct FrameCache<'a> {
+pub(crate) struct FrameCache<'a> {
     files: &'a [RolloutInfo],
     loaded: HashMap<usize, Rollout>,
     last_use: HashMap<usize, usize>,
     /// Files that failed to read (skipped from then on), and their errors in order.
     unreadable: HashSet<usize>,
-    failed: Vec<String>,
+    pub(crate) failed: Vec<String>,
 }
 
 impl<'a> FrameCache<'a> {
-    fn new(files: &'a [RolloutInfo], plan: &[Vec<FrameRef>]) -> Self {
+    pub(crate) fn new(files: &'a [RolloutInfo], plan: &[Vec<FrameRef>]) -> Self {
         let mut last_use = HashMap::new();
         for (b, batch) in plan.iter().enumerate() {
             for &(f, _) in batch {
@@ -348,7 +371,7 @@ impl<'a> FrameCache<'a> {
 
     /// The batch's frames as HWC bytes, and their sprite masks (all zero where a file has none);
     /// frames of a file that fails to read are left out (and the failure reported once).
-    fn batch(&mut self, b: usize, batch: &[FrameRef]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    pub(crate) fn batch(&mut self, b: usize, batch: &[FrameRef]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let mut out = Vec::with_capacity(batch.len());
         let mut masks = Vec::with_capacity(batch.len());
         for &(f, t) in batch {
@@ -391,13 +414,13 @@ fn mask_bytes(rollout: &Rollout, t: usize) -> Vec<u8> {
 }
 
 /// Held-out frames and their sprite masks.
-struct Validation {
-    frames: Vec<Vec<u8>>,
-    masks: Vec<Vec<u8>>,
+pub(crate) struct Validation {
+    pub frames: Vec<Vec<u8>>,
+    pub masks: Vec<Vec<u8>>,
 }
 
 /// Up to [`VAL_FRAMES`] frames spread evenly over the held-out rollouts.
-fn validation_frames(val: &[RolloutInfo]) -> (Validation, Vec<String>) {
+pub(crate) fn validation_frames(val: &[RolloutInfo]) -> (Validation, Vec<String>) {
     let mut frames = Vec::new();
     let mut masks = Vec::new();
     let mut failed = Vec::new();
@@ -471,17 +494,17 @@ pub fn evaluate<B: Backend>(
 }
 
 /// `n` frames spread evenly over `frames` (which run in file order), or all of them if fewer.
-fn spread(frames: &[Vec<u8>], n: usize) -> Vec<&[u8]> {
+pub(crate) fn spread(frames: &[Vec<u8>], n: usize) -> Vec<&[u8]> {
     let n = n.min(frames.len());
     (0..n)
         .map(|i| frames[i * frames.len() / n].as_slice())
         .collect()
 }
 
-/// A PNG grid of `picks`, `columns` to a row: originals on odd rows, V's reconstructions (z = mu)
-/// below them, 4x nearest.
+/// A PNG grid of `picks`, `columns` to a row: originals on odd rows, their reconstructions
+/// (`reconstruct`: V's at z = mu, or the flow model's autoencoder's) below them, 4x nearest.
 pub fn save_reconstruction_grid<B: Backend>(
-    vae: &ConvVae<B>,
+    reconstruct: impl Fn(Tensor<B, 4>) -> Tensor<B, 4>,
     picks: &[&[u8]],
     columns: usize,
     path: &Path,
@@ -492,7 +515,7 @@ pub fn save_reconstruction_grid<B: Backend>(
     if n == 0 {
         return Ok(());
     }
-    let recon = vae.decode(vae.encode(frames_u8_to_tensor::<B>(picks, device)).0);
+    let recon = reconstruct(frames_u8_to_tensor::<B>(picks, device));
     let recon = crate::model::vae::tensor_to_frames(recon);
     let side = FRAME_SIDE as u32 * SCALE;
     let rows = n.div_ceil(columns) as u32 * 2;
@@ -546,8 +569,8 @@ pub fn train_vae<B: AutodiffBackend>(
     std::fs::create_dir_all(&vae_dir)
         .with_context(|| format!("cannot create {}", vae_dir.display()))?;
 
-    let hazards = hazard_steps(&split.train, config);
-    let plan0 = epoch_plan(&split.train, &hazards, config, 0);
+    let hazards = hazard_steps(&split.train, &config.frame_plan());
+    let plan0 = epoch_plan(&split.train, &hazards, &config.frame_plan(), 0);
     let frames_per_epoch = plan_frames(&plan0);
     let train_frames: usize = split.train.iter().map(|f| f.len).sum();
     if plan0.is_empty() {
@@ -714,11 +737,12 @@ impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
     type Model = ConvVae<B>;
     type Optim = OptimizerAdaptor<FusedAdam, ConvVae<B>, B>;
     type Losses = VaeLosses;
+    type Weights = WorldModel<B::InnerBackend>;
 
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
         self.plan = match self.plan0.take() {
             Some(plan) if epoch == 0 => plan,
-            _ => epoch_plan(self.files, self.hazards, self.config, epoch),
+            _ => epoch_plan(self.files, self.hazards, &self.config.frame_plan(), epoch),
         };
         self.cache = Some(FrameCache::new(self.files, &self.plan));
         self.reported_failures = 0;
@@ -834,7 +858,7 @@ impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
             spread(shown, 16)
         };
         save_reconstruction_grid(
-            &inner,
+            |x| inner.decode(inner.encode(x).0),
             &picks,
             8,
             &self.dir.join("reconstructions.png"),
@@ -999,7 +1023,7 @@ mod tests {
         config.frame_stride = 4;
         config.hazard_repeats = 3;
         for epoch in 0..3 {
-            let plan = epoch_plan(&files, &hazards, &config, epoch);
+            let plan = epoch_plan(&files, &hazards, &config.frame_plan(), epoch);
             let mut uses = std::collections::HashMap::<FrameRef, usize>::new();
             for frame in plan.iter().flatten() {
                 *uses.entry(*frame).or_default() += 1;
@@ -1032,7 +1056,7 @@ mod tests {
         // Without repeats the plan is the strided one, as before hazards existed.
         config.hazard_repeats = 0;
         let none = vec![Vec::new(); files.len()];
-        let plan = epoch_plan(&files, &none, &config, 0);
+        let plan = epoch_plan(&files, &none, &config.frame_plan(), 0);
         for (f, info) in files.iter().enumerate() {
             let n = plan.iter().flatten().filter(|(file, _)| *file == f).count();
             assert!(
