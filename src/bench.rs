@@ -11,11 +11,15 @@ use burn::tensor::Distribution;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dream::{Dream, DreamBatch};
+use crate::dream::{Dream, DreamBatch, FlowDreamBatch};
 use crate::envs::EnvKind;
 use crate::model::backend::SelectedBackend;
 use crate::model::bundle::ModelSpec;
+use crate::model::flow::autoencoder::{latent_penalty, reconstruction_loss};
+use crate::model::flow::shortcut::Sampling;
+use crate::model::flow::{FlowModel, FlowSpec, LatentStats};
 use crate::model::vae::vae_loss;
+use crate::train::flow::dynamics::{DynamicsAndHeads, RowTensors, train_step};
 
 /// How much to run.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +72,12 @@ pub struct BenchReport {
     pub decode_ms: DecodeForms,
     /// Dream steps per second (M only, no decode) at `batch_dreams`.
     pub batched_steps_per_s: f64,
+    /// The flow model's autoencoder: training images per second at batch 32.
+    pub autoencoder_train_img_per_s: f64,
+    /// The flow model's dynamics and heads: training samples per second at batch 32.
+    pub flow_train_samples_per_s: f64,
+    /// Milliseconds per flow-dream frame at batch 1 (heads, sampling, decode), by sampling steps.
+    pub flow_frame_ms: Vec<(usize, f64)>,
 }
 
 impl std::fmt::Display for BenchReport {
@@ -94,11 +104,29 @@ impl std::fmt::Display for BenchReport {
             "V decode, batch 1:              {:8.2} ms folded (dec1 as matmul {:.2}, as conv {:.2})",
             d.folded, d.matmul, d.conv
         )?;
-        write!(
+        writeln!(
             f,
             "batched dream (M only):         {:8.0} dream-steps/s",
             self.batched_steps_per_s
-        )
+        )?;
+        writeln!(
+            f,
+            "autoencoder training, batch 32: {:8.1} img/s",
+            self.autoencoder_train_img_per_s
+        )?;
+        write!(
+            f,
+            "flow training, batch 32:        {:8.1} samples/s",
+            self.flow_train_samples_per_s
+        )?;
+        for &(steps, ms) in &self.flow_frame_ms {
+            let label = format!(
+                "flow dream frame, {steps} step{}:",
+                if steps == 1 { "" } else { "s" }
+            );
+            write!(f, "\n{label:<32}{ms:8.2} ms")?;
+        }
+        Ok(())
     }
 }
 
@@ -120,6 +148,15 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
     let decode_ms = bench_decode_forms::<B>(device, &spec, 1, config.dream_steps);
     let batched_steps_per_s =
         bench_batched_dream::<B>(device, &spec, config.batch_dreams, config.batch_steps);
+    let flow_spec = FlowSpec::default_for(config.env);
+    let (autoencoder_train_img_per_s, flow_train_samples_per_s) =
+        crate::model::backend::on_cpu_workers(|| {
+            (
+                bench_autoencoder_training::<B>(device, &flow_spec, config.train_steps),
+                bench_flow_training::<B>(device, &flow_spec, config.train_steps),
+            )
+        });
+    let flow_frame_ms = bench_flow_frame::<B>(device, &flow_spec, &[1, 2, 4], config.dream_steps);
     BenchReport {
         backend: String::new(),
         vae_train_img_per_s,
@@ -127,7 +164,105 @@ pub fn run_on<B: Backend>(device: &B::Device, config: &BenchConfig) -> BenchRepo
         m_step_ms,
         decode_ms,
         batched_steps_per_s,
+        autoencoder_train_img_per_s,
+        flow_train_samples_per_s,
+        flow_frame_ms,
     }
+}
+
+/// Times `step` `steps` times after one warm-up call; returns the seconds per call.
+fn seconds_per_step(steps: usize, mut step: impl FnMut()) -> f64 {
+    step();
+    let start = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    start.elapsed().as_secs_f64() / steps.max(1) as f64
+}
+
+/// The flow model's autoencoder: training images/s at batch 32 (Adam, latent noise 0.05).
+pub fn bench_autoencoder_training<B: Backend>(
+    device: &B::Device,
+    spec: &FlowSpec,
+    steps: usize,
+) -> f64 {
+    const BATCH: usize = 32;
+    let mut model = Some(spec.autoencoder_config().init::<Autodiff<B>>(device));
+    let mut optim = crate::model::adam::adam(None);
+    let x = Tensor::<Autodiff<B>, 4>::random(
+        [BATCH, 3, 64, 64],
+        Distribution::Uniform(0.0, 1.0),
+        device,
+    );
+    let seconds = seconds_per_step(steps, || {
+        let ae = model.take().expect("the model between steps");
+        let latent = ae.encode(x.clone());
+        let noise = latent.random_like(Distribution::Normal(0.0, 0.05));
+        let penalty = latent_penalty(latent.clone());
+        let loss = reconstruction_loss(ae.decode(latent + noise), x.clone()) + penalty;
+        let grads = GradientsParams::from_grads(loss.backward(), &ae);
+        model = Some(optim.step(1e-3, ae, grads));
+    });
+    BATCH as f64 / seconds
+}
+
+/// The flow model's dynamics and heads: training samples/s at batch 32 with 8 shortcut rows.
+pub fn bench_flow_training<B: Backend>(device: &B::Device, spec: &FlowSpec, steps: usize) -> f64 {
+    const BATCH: usize = 32;
+    let mut model = Some(DynamicsAndHeads {
+        dynamics: spec.dynamics_config().init::<Autodiff<B>>(device),
+        heads: spec.end_heads_config().init::<Autodiff<B>>(device),
+    });
+    let mut optim = crate::model::adam::adam(None);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let seconds = seconds_per_step(steps, || {
+        let rows = RowTensors::random(spec, BATCH, &mut rng, device);
+        let m = model.take().expect("the model between steps");
+        let (m, _) = train_step(m, &mut optim, rows, (BATCH / 4, 0.3), 3e-4, &mut rng);
+        model = Some(m);
+    });
+    BATCH as f64 / seconds
+}
+
+/// Milliseconds per flow-dream frame at batch 1 (heads, sampling at each of `steps`, decode) on
+/// a freshly initialised model of `spec`'s sizes.
+pub fn bench_flow_frame<B: Backend>(
+    device: &B::Device,
+    spec: &FlowSpec,
+    steps: &[usize],
+    reps: usize,
+) -> Vec<(usize, f64)> {
+    let mut model = FlowModel::<B>::empty(*spec);
+    model.autoencoder = Some(spec.autoencoder_config().init(device));
+    model.dynamics = Some(spec.dynamics_config().init(device));
+    model.end_heads = Some(spec.end_heads_config().init(device));
+    model.latent_stats = Some(LatentStats {
+        mean: vec![0.0; spec.latent_channels],
+        std: vec![1.0; spec.latent_channels],
+    });
+    let Ok(mut dream) = FlowDreamBatch::new(model, 1, device) else {
+        return Vec::new();
+    };
+    let start = crate::envs::Frame::new(64, 64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let action = vec![0.0f32; spec.action_size];
+    steps
+        .iter()
+        .filter_map(|&n| {
+            let sampling = Sampling {
+                steps: n,
+                ..FlowDreamBatch::<B>::DEFAULT_SAMPLING
+            };
+            dream.set_sampling(sampling).ok()?;
+            dream.reset_from_frames(0, &[&start], &[]).ok()?;
+            let seconds = seconds_per_step(reps, || {
+                if dream.step(&action, &mut rng).is_ok() {
+                    let _ = dream.frames();
+                }
+            });
+            Some((n, seconds * 1e3))
+        })
+        .collect()
 }
 
 /// V training images/s at batch 32 (Adam, the paper's loss), after one warm-up step.

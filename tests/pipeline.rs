@@ -358,8 +358,8 @@ fn tiny_pipeline_end_to_end() {
             "{r:?}"
         );
     }
-    assert_eq!(at(0).z_error, 0.0, "horizon 0 is the fork itself");
-    let csv = open_loop_csv(&first);
+    assert_eq!(at(0).z_error, Some(0.0), "horizon 0 is the fork itself");
+    let csv = open_loop_csv(&[&first]);
     assert!(
         csv.starts_with("model,horizon,pixel_error,z_error,sharpness\nmdn-rnn,0,"),
         "{csv}"

@@ -292,13 +292,23 @@ fn run_open_loop(args: &EvalArgs) -> anyhow::Result<()> {
     let config = args.open_loop_config()?;
     config.validate()?;
     let selection = args.backend.select();
-    let report = crate::with_backend!(&selection.backend, |B, device| {
-        fidelity::open_loop::<B>(&config, &device)
+    let flow_path = crate::model::flow::file::beside(&config.model);
+    let sampling = crate::dream::FlowDreamBatch::<crate::model::FlexBackend>::DEFAULT_SAMPLING;
+    let (report, flow) = crate::with_backend!(&selection.backend, |B, device| {
+        let report = fidelity::open_loop::<B>(&config, &device)?;
+        let flow = if flow_path.is_file() {
+            Some(fidelity::open_loop_flow::<B>(
+                &config, &flow_path, sampling, &device,
+            )?)
+        } else {
+            None
+        };
+        anyhow::Ok((report, flow))
     })?;
     let env = config.env;
     println!(
-        "{env}: M's dream against reality, open-loop: {} episodes of the data policy ({}, seed {}, {} real steps), \
-         a dream forked every {} steps ({} forks) with reality's actions, tau {}",
+        "{env}: the dream against reality, open-loop: {} episodes of the data policy ({}, seed {}, {} real steps), \
+         a dream forked every {} steps ({} forks) with reality's actions; M at tau {}",
         report.episodes,
         crate::agent::AgentKind::default_for(env).describe(),
         config.seed,
@@ -307,21 +317,38 @@ fn run_open_loop(args: &EvalArgs) -> anyhow::Result<()> {
         report.forks,
         config.tau
     );
-    println!(
-        "{:>7} {:>6} {:>11} {:>8} {:>9}",
-        "horizon", "forks", "pixel_error", "z_error", "sharpness"
-    );
-    for r in &report.rows {
-        let note = if r.horizon == 0 {
-            "  (V's reconstruction of the fork's frame)"
-        } else {
-            ""
-        };
-        println!(
-            "{:>7} {:>6} {:>11.4} {:>8.3} {:>9.3}{note}",
-            r.horizon, r.forks, r.pixel_error, r.z_error, r.sharpness
-        );
+    match &flow {
+        Some(_) => println!(
+            "the flow model ({}): {} sampling steps, temperature {}",
+            flow_path.display(),
+            sampling.steps,
+            sampling.temperature
+        ),
+        None => println!(
+            "no flow model beside the bundle ({}); train one with `dreamplay train-autoencoder`, `encode-latents` and `train-flow`",
+            flow_path.display()
+        ),
     }
+    println!(
+        "{:>13} {:>7} {:>6} {:>11} {:>8} {:>9}",
+        "model", "horizon", "forks", "pixel_error", "z_error", "sharpness"
+    );
+    for report in std::iter::once(&report).chain(&flow) {
+        for r in &report.rows {
+            let note = match (r.horizon, report.model) {
+                (0, fidelity::MODEL_FAMILY) => "  (V's reconstruction of the fork's frame)",
+                (0, _) => "  (the autoencoder's reconstruction)",
+                _ => "",
+            };
+            let z_error = r.z_error.map_or("-".to_string(), |z| format!("{z:.3}"));
+            println!(
+                "{:>13} {:>7} {:>6} {:>11.4} {:>8} {:>9.3}{note}",
+                report.model, r.horizon, r.forks, r.pixel_error, z_error, r.sharpness
+            );
+        }
+    }
+    let reports: Vec<&fidelity::OpenLoopReport> = std::iter::once(&report).chain(&flow).collect();
+    fidelity::write_open_loop_csv(&config, &reports)?;
     if let Some(csv) = &config.csv {
         println!("written: {}", csv.display());
     }

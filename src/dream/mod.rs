@@ -13,9 +13,11 @@
 //! [`pixel_spread`] and [`sharpness`] to measure what they show.
 
 mod fan;
+pub mod flow;
 pub mod memory;
 
 pub use fan::{Spread, pixel_error, pixel_spread, sharpness};
+pub use flow::{FlowDreamBatch, FlowDreamError};
 pub use memory::RealityMemory;
 
 use burn::prelude::*;
