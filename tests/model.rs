@@ -9,10 +9,10 @@ use burn::tensor::{Distribution, ElementConversion, TensorData};
 use dreamplay::envs::{EnvKind, Frame};
 use dreamplay::model::atlas::{AtlasError, DimStats, LatentMap, LatentRows, LatentStats};
 use dreamplay::model::backend::{
-    self, BackendRequest, FlexBackend, FlexDevice, SelectedBackend, WgpuBackend,
+    self, BackendRequest, FlexBackend, FlexDevice, SelectedBackend, WgpuBackend, WgpuDevice,
 };
 use dreamplay::model::bundle::{
-    self, BundleError, Expect, ModelSpec, Part, Precision, WorldModel, collect_params,
+    self, BundleError, Expect, ModelSpec, Part, Precision, WorldModel, collect_params, load_params,
 };
 use dreamplay::model::controller::{Controller, ControllerKind};
 use dreamplay::model::mdrnn::{self, MdnRnnConfig, MdnRnnState, Mixture, sample_mixture};
@@ -1123,30 +1123,43 @@ fn backend_selection_honours_overrides_and_never_panics() {
     assert_eq!(n, 3.0);
 }
 
+/// A wgpu device and its adapter's name, or `None` (with a SKIPPED line naming `test`) where this
+/// machine has none. Under CI a missing adapter fails: `.ci/setup` installs Mesa's lavapipe.
+fn wgpu_or_skip(test: &str) -> Option<(WgpuDevice, String)> {
+    let adapters = backend::probe_adapters();
+    let Some(adapter) = adapters.first() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no wgpu adapter under CI: .ci/setup installs mesa-vulkan-drivers for this test"
+        );
+        println!("SKIPPED {test}: no wgpu adapter on this machine");
+        return None;
+    };
+    let mut notes = Vec::new();
+    match backend::select_request(BackendRequest::Wgpu, &mut notes) {
+        SelectedBackend::Wgpu { device, .. } => Some((device, adapter.to_string())),
+        _ => {
+            println!("SKIPPED {test}: wgpu on {adapter} failed: {notes:?}");
+            None
+        }
+    }
+}
+
+/// The largest absolute difference between two equally long slices.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 /// flex and wgpu agree on the same weights, loaded from one file. Tiny (batch-1 decode) because
 /// CI's wgpu is Mesa's software Vulkan.
 #[test]
 fn flex_and_wgpu_agree_on_the_same_weights() {
     let scratch = tempfile::tempdir().expect("scratch folder");
-    let adapters = backend::probe_adapters();
-    let Some(adapter) = adapters.first() else {
-        // CI installs Mesa's lavapipe (.ci/setup), so there a missing adapter is a broken setup.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no wgpu adapter under CI: .ci/setup installs mesa-vulkan-drivers for this test"
-        );
-        println!(
-            "SKIPPED flex_and_wgpu_agree_on_the_same_weights: no wgpu adapter on this machine"
-        );
-        return;
-    };
-    let mut notes = Vec::new();
-    let SelectedBackend::Wgpu { device, .. } =
-        backend::select_request(BackendRequest::Wgpu, &mut notes)
-    else {
-        println!(
-            "SKIPPED flex_and_wgpu_agree_on_the_same_weights: wgpu on {adapter} failed: {notes:?}"
-        );
+    let Some((device, adapter)) = wgpu_or_skip("flex_and_wgpu_agree_on_the_same_weights") else {
         return;
     };
     let spec = small_spec(EnvKind::CarRacing);
@@ -1180,14 +1193,120 @@ fn flex_and_wgpu_agree_on_the_same_weights() {
         ),
     ];
     for (form, a, b) in pairs {
-        let max = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let max = max_diff(&a, &b);
         println!("flex vs wgpu ({adapter}) {form} max diff {max:.2e}");
         assert!(max < 1e-3, "flex and wgpu disagree by {max} on {form}");
     }
+}
+
+/// The flow dream on flex and on wgpu, from one f16 file, the same start and the same draws:
+/// the same latents (to float rounding) and the same frames (to an 8-bit level or two). A small
+/// model with every weight drawn at random (a fresh one's zero-started convs would hide the UNet).
+#[test]
+fn flex_and_wgpu_agree_on_the_flow_dream() {
+    use dreamplay::dream::FlowDreamBatch;
+    use dreamplay::model::flow::{FlowModel, FlowSpec, file as flow_file};
+
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let Some((device, adapter)) = wgpu_or_skip("flex_and_wgpu_agree_on_the_flow_dream") else {
+        return;
+    };
+    let spec = FlowSpec {
+        autoencoder_widths: [8, 8],
+        unet_widths: [8, 8, 16],
+        cond_size: 16,
+        ..FlowSpec::default_for(EnvKind::TakeCover)
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut randomise = |tensors: bundle::HostTensors| -> bundle::HostTensors {
+        tensors
+            .into_iter()
+            .map(|(shape, values)| {
+                let values = values.iter().map(|_| rng.random_range(-0.3..0.3)).collect();
+                (shape, values)
+            })
+            .collect()
+    };
+    let path = scratch.path().join("flow-model.bin");
+    let part = Part::Dynamics;
+    let mut model = FlowModel::<B>::empty(spec);
+    let ae = spec.autoencoder_config().init::<B>(&dev());
+    let dynamics = spec.dynamics_config().init::<B>(&dev());
+    let heads = spec.end_heads_config().init::<B>(&dev());
+    model.autoencoder =
+        Some(load_params(&path, part, ae.clone(), randomise(collect_params(&ae))).unwrap());
+    model.dynamics = Some(
+        load_params(
+            &path,
+            part,
+            dynamics.clone(),
+            randomise(collect_params(&dynamics)),
+        )
+        .unwrap(),
+    );
+    model.end_heads = Some(
+        load_params(
+            &path,
+            part,
+            heads.clone(),
+            randomise(collect_params(&heads)),
+        )
+        .unwrap(),
+    );
+    model.latent_stats = Some(dreamplay::model::flow::LatentStats {
+        mean: vec![0.1, -0.2, 0.0, 0.3],
+        std: vec![0.5, 1.0, 2.0, 0.8],
+    });
+    flow_file::save(&model, &path, Precision::F16).unwrap();
+
+    let start = Frame::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+    });
+    let mut flex = FlowDreamBatch::new(
+        flow_file::load::<B>(&path, None, &dev()).unwrap(),
+        1,
+        &dev(),
+    )
+    .unwrap();
+    let mut wgpu = FlowDreamBatch::new(
+        flow_file::load::<WgpuBackend>(&path, None, &device).unwrap(),
+        1,
+        &device,
+    )
+    .unwrap();
+    flex.reset_from_frames(0, &[&start], &[]).unwrap();
+    wgpu.reset_from_frames(0, &[&start], &[]).unwrap();
+    let max = max_diff(flex.latent(0), wgpu.latent(0));
+    println!("flex vs wgpu ({adapter}) flow encode max diff {max:.2e}");
+    assert!(max < 1e-3, "the autoencoder's encodings differ by {max}");
+    let (mut flex_rng, mut wgpu_rng) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+    for step in 0..3 {
+        let a = flex.step(&[1.0], &mut flex_rng).unwrap().remove(0);
+        let b = wgpu.step(&[1.0], &mut wgpu_rng).unwrap().remove(0);
+        let max = max_diff(&a.z, &b.z);
+        println!("flex vs wgpu ({adapter}) flow step {step} max diff {max:.2e}");
+        assert!(
+            max < 2e-3,
+            "step {step}: the flow dreams' latents differ by {max}"
+        );
+        assert!(
+            (a.reward - b.reward).abs() < 1e-3,
+            "step {step}: rewards {} and {}",
+            a.reward,
+            b.reward
+        );
+    }
+    let (a, b) = (flex.frame(0).unwrap(), wgpu.frame(0).unwrap());
+    let levels = a
+        .pixels()
+        .zip(b.pixels())
+        .flat_map(|(p, q)| (0..3).map(move |c| p[c].abs_diff(q[c])))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        levels <= 2,
+        "the flow dreams' frames differ by {levels} levels"
+    );
 }
 
 /// V's convs on flex go through `gemm_conv` (batch-wide im2col + GEMM, its own backward). Every
