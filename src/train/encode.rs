@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use ndarray::{Array0, Array1, Array2};
-use ndarray_npy::NpzWriter;
+use ndarray_npy::{NpzWriter, WriteNpzError};
 
 use super::progress;
 use super::rollout::{Rollout, array_names, list_rollouts, open_npz, read_array};
@@ -90,25 +90,42 @@ impl Series {
 
     /// Writes the series through a temporary file and a rename.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let write = || -> anyhow::Result<()> {
-            let mut npz = NpzWriter::new_compressed(BufWriter::new(File::create(&tmp)?));
+        write_npz(path, true, |npz| {
             npz.add_array("mu", &self.mu)?;
             npz.add_array("logvar", &self.logvar)?;
             npz.add_array("actions", &self.actions)?;
             npz.add_array("rewards", &self.rewards)?;
             npz.add_array("dones", &self.dones)?;
-            npz.add_array("vae_id", &Array0::from_elem((), self.vae_id))?;
-            let mut w = npz.finish()?;
-            w.flush()?;
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok(())
-        };
-        write().with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+            npz.add_array("vae_id", &Array0::from_elem((), self.vae_id))
+        })
     }
+}
+
+/// Writes an `.npz` at `path` through a temporary file, fsynced, and a rename, so a killed run
+/// never leaves a half-written series under its name. `add` adds the arrays.
+pub(crate) fn write_npz(
+    path: &Path,
+    compressed: bool,
+    add: impl FnOnce(&mut NpzWriter<BufWriter<File>>) -> Result<(), WriteNpzError>,
+) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> anyhow::Result<()> {
+        let file = BufWriter::new(File::create(&tmp)?);
+        let mut npz = if compressed {
+            NpzWriter::new_compressed(file)
+        } else {
+            NpzWriter::new(file)
+        };
+        add(&mut npz)?;
+        let mut w = npz.finish()?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The series files in `dir`, sorted by name.

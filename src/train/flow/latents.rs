@@ -11,18 +11,16 @@
 //! | `dones`          | uint8   | [T]           | as in the rollout |
 //! | `autoencoder_id` | uint64  | []            | the checksum of the autoencoder that encoded it; a series from another is redone |
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use ndarray::{Array0, Array1, Array2};
-use ndarray_npy::NpzWriter;
 
 use super::flow_model_path;
 use crate::model::bundle::{Part, Precision};
 use crate::model::flow::{Autoencoder, FlowModel, LatentStats, file as flow_file};
+use crate::train::encode::write_npz;
 use crate::train::progress;
 use crate::train::rollout::{Rollout, array_names, list_rollouts, open_npz, read_array};
 use crate::train::vae::frames_u8_to_tensor;
@@ -90,13 +88,10 @@ impl LatentSeries {
         })
     }
 
-    /// Writes the series through a temporary file and a rename.
+    /// Writes the series through a temporary file and a rename; uncompressed, so that each start
+    /// of train-flow reads them without inflating them.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let write = || -> anyhow::Result<()> {
-            let mut npz = NpzWriter::new(BufWriter::new(File::create(&tmp)?));
+        write_npz(path, false, |npz| {
             npz.add_array("latents", &self.latents)?;
             npz.add_array("actions", &self.actions)?;
             npz.add_array("rewards", &self.rewards)?;
@@ -104,14 +99,8 @@ impl LatentSeries {
             npz.add_array(
                 "autoencoder_id",
                 &Array0::from_elem((), self.autoencoder_id),
-            )?;
-            let mut w = npz.finish()?;
-            w.flush()?;
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok(())
-        };
-        write().with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+            )
+        })
     }
 }
 
