@@ -15,7 +15,6 @@ use crate::dream::{Dream, DreamBatch, FlowDreamBatch};
 use crate::envs::EnvKind;
 use crate::model::backend::SelectedBackend;
 use crate::model::bundle::ModelSpec;
-use crate::model::flow::autoencoder::{latent_penalty, reconstruction_loss};
 use crate::model::flow::shortcut::Sampling;
 use crate::model::flow::{FlowModel, FlowSpec, LatentStats};
 use crate::model::vae::vae_loss;
@@ -196,10 +195,17 @@ pub fn bench_autoencoder_training<B: Backend>(
     );
     let seconds = seconds_per_step(steps, || {
         let ae = model.take().expect("the model between steps");
-        let latent = ae.encode(x.clone());
-        let noise = latent.random_like(Distribution::Normal(0.0, 0.05));
-        let penalty = latent_penalty(latent.clone());
-        let loss = reconstruction_loss(ae.decode(latent + noise), x.clone()) + penalty;
+        let eps = Tensor::random(
+            [
+                BATCH,
+                spec.latent_channels,
+                spec.latent_side,
+                spec.latent_side,
+            ],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let (loss, _) = ae.training_loss(x.clone(), eps, 0.05, 1.0);
         let grads = GradientsParams::from_grads(loss.backward(), &ae);
         model = Some(optim.step(1e-3, ae, grads));
     });

@@ -230,7 +230,10 @@ pub fn split_rollouts(dir: &Path, val_fraction: f64) -> anyhow::Result<DataSplit
 }
 
 /// One frame of the plan: (index into the training files, step).
-pub(crate) type FrameRef = (usize, usize);
+type FrameRef = (usize, usize);
+
+/// A batch's frames as HWC bytes and their sprite masks, one each.
+pub(crate) type FrameBatch = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 /// How an epoch's batches of frames are drawn: the options V and the flow model's autoencoder
 /// share (see their flags).
@@ -246,7 +249,7 @@ pub(crate) struct FramePlan {
 
 /// Per training file, the steps whose frame shows a hazard; all empty when `hazard_repeats` is 0
 /// (no file is read then). An unreadable file gets none: the frame cache reports it later.
-pub(crate) fn hazard_steps(files: &[RolloutInfo], config: &FramePlan) -> Vec<Vec<usize>> {
+fn hazard_steps(files: &[RolloutInfo], config: &FramePlan) -> Vec<Vec<usize>> {
     if config.hazard_repeats == 0 {
         return vec![Vec::new(); files.len()];
     }
@@ -267,7 +270,7 @@ pub(crate) fn hazard_steps(files: &[RolloutInfo], config: &FramePlan) -> Vec<Vec
 
 /// An epoch's batches, in order; depends only on (files, hazards, config, epoch). Hazard frames
 /// (see [`hazard_steps`]) leave the strided selection and join `hazard_repeats` times each.
-pub(crate) fn epoch_plan(
+fn epoch_plan(
     files: &[RolloutInfo],
     hazards: &[Vec<usize>],
     config: &FramePlan,
@@ -308,7 +311,7 @@ pub(crate) fn epoch_plan(
 }
 
 /// Frames in an epoch's batches.
-pub(crate) fn plan_frames(plan: &[Vec<FrameRef>]) -> usize {
+fn plan_frames(plan: &[Vec<FrameRef>]) -> usize {
     plan.iter().map(Vec::len).sum()
 }
 
@@ -343,17 +346,17 @@ pub fn masks_u8_to_tensor<B: Backend>(masks: &[&[u8]], device: &B::Device) -> Te
 }
 
 /// The rollouts a plan needs, loaded on first use and dropped after their last batch.
-pub(crate) struct FrameCache<'a> {
+struct FrameCache<'a> {
     files: &'a [RolloutInfo],
     loaded: HashMap<usize, Rollout>,
     last_use: HashMap<usize, usize>,
     /// Files that failed to read (skipped from then on), and their errors in order.
     unreadable: HashSet<usize>,
-    pub(crate) failed: Vec<String>,
+    failed: Vec<String>,
 }
 
 impl<'a> FrameCache<'a> {
-    pub(crate) fn new(files: &'a [RolloutInfo], plan: &[Vec<FrameRef>]) -> Self {
+    fn new(files: &'a [RolloutInfo], plan: &[Vec<FrameRef>]) -> Self {
         let mut last_use = HashMap::new();
         for (b, batch) in plan.iter().enumerate() {
             for &(f, _) in batch {
@@ -371,7 +374,7 @@ impl<'a> FrameCache<'a> {
 
     /// The batch's frames as HWC bytes, and their sprite masks (all zero where a file has none);
     /// frames of a file that fails to read are left out (and the failure reported once).
-    pub(crate) fn batch(&mut self, b: usize, batch: &[FrameRef]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    fn batch(&mut self, b: usize, batch: &[FrameRef]) -> FrameBatch {
         let mut out = Vec::with_capacity(batch.len());
         let mut masks = Vec::with_capacity(batch.len());
         for &(f, t) in batch {
@@ -402,6 +405,93 @@ impl<'a> FrameCache<'a> {
             }
         }
         (out, masks)
+    }
+}
+
+/// The training frames, streamed epoch by epoch: each epoch's batch plan, the rollouts it needs
+/// in memory, and the files that fail to read, each reported once. What V and the flow model's
+/// autoencoder train on.
+pub(crate) struct FrameStream<'a> {
+    files: &'a [RolloutInfo],
+    options: FramePlan,
+    /// Per file, the steps whose frame shows a hazard (all empty without hazard repeats).
+    hazards: Vec<Vec<usize>>,
+    /// Epoch 0's plan, made up front to size the fit.
+    plan0: Option<Vec<Vec<FrameRef>>>,
+    plan: Vec<Vec<FrameRef>>,
+    cache: Option<FrameCache<'a>>,
+    /// The cache's failures already reported.
+    reported_failures: usize,
+    batches_per_epoch: usize,
+    frames_per_epoch: usize,
+}
+
+impl<'a> FrameStream<'a> {
+    /// Plans epoch 0 over `files`; an error when not one batch fits in them.
+    pub(crate) fn new(files: &'a [RolloutInfo], options: FramePlan) -> anyhow::Result<Self> {
+        let hazards = hazard_steps(files, &options);
+        let plan0 = epoch_plan(files, &hazards, &options, 0);
+        if plan0.is_empty() {
+            bail!(
+                "a batch of {} is larger than the training data ({} frames in {} rollouts at stride {}); lower --batch or collect more",
+                options.batch_size,
+                files.iter().map(|f| f.len).sum::<usize>(),
+                files.len(),
+                options.frame_stride
+            );
+        }
+        Ok(Self {
+            files,
+            options,
+            batches_per_epoch: plan0.len(),
+            frames_per_epoch: plan_frames(&plan0),
+            hazards,
+            plan0: Some(plan0),
+            plan: Vec::new(),
+            cache: None,
+            reported_failures: 0,
+        })
+    }
+
+    /// Batches in an epoch (as in epoch 0; later epochs differ by a batch at most).
+    pub(crate) fn batches_per_epoch(&self) -> usize {
+        self.batches_per_epoch
+    }
+
+    /// Frames in epoch 0's batches.
+    pub(crate) fn frames_per_epoch(&self) -> usize {
+        self.frames_per_epoch
+    }
+
+    /// Frames that show a hazard, over all files.
+    pub(crate) fn hazard_frames(&self) -> usize {
+        self.hazards.iter().map(Vec::len).sum()
+    }
+
+    /// Readies epoch `epoch`; returns its number of batches.
+    pub(crate) fn begin_epoch(&mut self, epoch: usize) -> usize {
+        self.plan = match self.plan0.take() {
+            Some(plan) if epoch == 0 => plan,
+            _ => epoch_plan(self.files, &self.hazards, &self.options, epoch),
+        };
+        self.cache = Some(FrameCache::new(self.files, &self.plan));
+        self.reported_failures = 0;
+        self.plan.len()
+    }
+
+    /// The frames of the batch `at` names and their sprite masks, as [`FrameCache::batch`]; a file
+    /// that fails to read is said on the progress bar once.
+    pub(crate) fn batch(&mut self, at: BatchAt<'_>) -> anyhow::Result<FrameBatch> {
+        let cache = self
+            .cache
+            .as_mut()
+            .context("an epoch begins before its batches")?;
+        let batch = cache.batch(at.batch, &self.plan[at.batch]);
+        for f in &cache.failed[self.reported_failures..] {
+            progress::say(at.bar, format!("skipping: {f}"));
+        }
+        self.reported_failures = cache.failed.len();
+        Ok(batch)
     }
 }
 
@@ -569,22 +659,12 @@ pub fn train_vae<B: AutodiffBackend>(
     std::fs::create_dir_all(&vae_dir)
         .with_context(|| format!("cannot create {}", vae_dir.display()))?;
 
-    let hazards = hazard_steps(&split.train, &config.frame_plan());
-    let plan0 = epoch_plan(&split.train, &hazards, &config.frame_plan(), 0);
-    let frames_per_epoch = plan_frames(&plan0);
+    let frames = FrameStream::new(&split.train, config.frame_plan())?;
+    let frames_per_epoch = frames.frames_per_epoch();
     let train_frames: usize = split.train.iter().map(|f| f.len).sum();
-    if plan0.is_empty() {
-        bail!(
-            "a batch of {} is larger than the training data ({} frames in {} rollouts at stride {}); lower --batch or collect more",
-            config.batch_size,
-            train_frames,
-            split.train.len(),
-            config.frame_stride
-        );
-    }
     let schedule = stage::Schedule {
         epochs: config.epochs,
-        batches_per_epoch: plan0.len(),
+        batches_per_epoch: frames.batches_per_epoch(),
         checkpoint_every: config.checkpoint_every,
     };
 
@@ -628,7 +708,7 @@ pub fn train_vae<B: AutodiffBackend>(
             if config.hazard_repeats > 0 {
                 format!(
                     ", {} hazard frames x {}",
-                    hazards.iter().map(Vec::len).sum::<usize>(),
+                    frames.hazard_frames(),
                     config.hazard_repeats
                 )
             } else {
@@ -665,12 +745,7 @@ pub fn train_vae<B: AutodiffBackend>(
         config,
         spec,
         dir: &vae_dir,
-        files: &split.train,
-        hazards: &hazards,
-        plan0: Some(plan0),
-        plan: Vec::new(),
-        cache: None,
-        reported_failures: 0,
+        frames,
         validation: &validation,
         val_hazards: &val_hazards,
         log,
@@ -715,14 +790,7 @@ struct VaeFit<'a, B: AutodiffBackend> {
     config: &'a VaeTrainConfig,
     spec: ModelSpec,
     dir: &'a Path,
-    files: &'a [RolloutInfo],
-    hazards: &'a [Vec<usize>],
-    /// Epoch 0's plan, made up front to size the fit.
-    plan0: Option<Vec<Vec<FrameRef>>>,
-    plan: Vec<Vec<FrameRef>>,
-    cache: Option<FrameCache<'a>>,
-    /// The cache's failures already reported.
-    reported_failures: usize,
+    frames: FrameStream<'a>,
     validation: &'a Validation,
     val_hazards: &'a [Vec<u8>],
     log: CsvLog,
@@ -740,13 +808,7 @@ impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
     type Weights = WorldModel<B::InnerBackend>;
 
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
-        self.plan = match self.plan0.take() {
-            Some(plan) if epoch == 0 => plan,
-            _ => epoch_plan(self.files, self.hazards, &self.config.frame_plan(), epoch),
-        };
-        self.cache = Some(FrameCache::new(self.files, &self.plan));
-        self.reported_failures = 0;
-        Ok(self.plan.len())
+        Ok(self.frames.begin_epoch(epoch))
     }
 
     fn train_batch(
@@ -755,15 +817,7 @@ impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
         optim: Self::Optim,
         at: BatchAt<'_>,
     ) -> anyhow::Result<(Self::Model, Self::Optim)> {
-        let cache = self
-            .cache
-            .as_mut()
-            .context("an epoch begins before its batches")?;
-        let (frames, masks) = cache.batch(at.batch, &self.plan[at.batch]);
-        for f in &cache.failed[self.reported_failures..] {
-            progress::say(at.bar, format!("skipping: {f}"));
-        }
-        self.reported_failures = cache.failed.len();
+        let (frames, masks) = self.frames.batch(at)?;
         if frames.is_empty() {
             self.last_frames = frames;
             return Ok((model, optim));

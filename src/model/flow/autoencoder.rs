@@ -10,7 +10,7 @@
 //!   at 32x32 on the CPU (docs/flow.md), and the autoencoder trains well without them.
 //! - **A noisy, penalised latent instead of a KL term.** Training decodes the latent with a
 //!   little noise added, so the decoder draws a clean frame from a latent the dynamics gets
-//!   slightly wrong, and a small penalty on the latent's mean square ([`latent_penalty`]) keeps
+//!   slightly wrong, and a small penalty on the latent's mean square ([`Autoencoder::training_loss`]) keeps
 //!   the encoder from outgrowing that noise. A tanh bound was tried instead: the encoder drove
 //!   every latent into saturation within 50 steps, and training stalled.
 
@@ -98,6 +98,25 @@ impl<B: Backend> Autoencoder<B> {
         self.enc_out.forward(x)
     }
 
+    /// The training loss on `frames`, as `(total, reconstruction)`, each `[1]`: the latent is
+    /// decoded with `latent_noise * eps` added, and its mean square, weighted by
+    /// `latent_penalty`, keeps its scale (see the module docs).
+    ///
+    /// # Shapes
+    /// - `frames`: `[n, 3, 64, 64]` in [0, 1]; `eps`: `[n, C, 16, 16]`, standard normal
+    pub fn training_loss(
+        &self,
+        frames: Tensor<B, 4>,
+        eps: Tensor<B, 4>,
+        latent_noise: f32,
+        latent_penalty: f32,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let latent = self.encode(frames.clone());
+        let penalty = latent.clone().powi_scalar(2).mean() * latent_penalty;
+        let recon = reconstruction_loss(self.decode(latent + eps * latent_noise), frames);
+        (recon.clone() + penalty, recon)
+    }
+
     /// Latents to frames.
     ///
     /// # Shapes
@@ -124,11 +143,6 @@ pub fn reconstruction_loss<B: Backend>(recon: Tensor<B, 4>, target: Tensor<B, 4>
         .reshape([n, c * h * w])
         .sum_dim(1)
         .mean()
-}
-
-/// The latent's mean square, `[1]`: the penalty that keeps its scale (see the module docs).
-pub fn latent_penalty<B: Backend>(latent: Tensor<B, 4>) -> Tensor<B, 1> {
-    latent.powi_scalar(2).mean()
 }
 
 #[cfg(test)]

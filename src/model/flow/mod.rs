@@ -79,8 +79,8 @@ impl FlowSpec {
     }
 
     /// Sizes this build can run, checked before any tensor is made from a file's header: the
-    /// latent's side halves twice in the UNet, group norm takes groups of 8 channels, and no size
-    /// is large enough to exhaust memory.
+    /// latent fits the frame, the networks' own checks pass (group norm's groups divide every
+    /// width), and no size is large enough to exhaust memory.
     pub fn check(&self) -> Result<(), String> {
         let fits = |name: &str, value: usize, max: usize| {
             if (1..=max).contains(&value) {
@@ -99,11 +99,6 @@ impl FlowSpec {
         }
         for w in self.unet_widths {
             fits("a UNet width", w, 1024)?;
-            if w % 8 != 0 {
-                return Err(format!(
-                    "UNet width {w} is not a multiple of 8 (group norm's groups)"
-                ));
-            }
         }
         if !self.latent_side.is_multiple_of(4)
             || self.latent_side * 4 != crate::envs::OBS_SIZE as usize
@@ -114,6 +109,10 @@ impl FlowSpec {
                 crate::envs::OBS_SIZE
             ));
         }
+        self.dynamics_config()
+            .validate()
+            .and_then(|()| self.end_heads_config().validate())
+            .map_err(|e| e.to_string())?;
         let env_actions = crate::model::ModelSpec::paper(self.env).action_size;
         if self.action_size != env_actions {
             return Err(format!(

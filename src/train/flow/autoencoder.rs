@@ -14,26 +14,24 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::dynamics::normal;
 use super::{autoencoder_dir, flow_model_path};
 use crate::envs::EnvKind;
 use crate::model::adam::{FusedAdam, adam};
 use crate::model::bundle::{Precision, TrainingInfo};
-use crate::model::flow::autoencoder::{latent_penalty, reconstruction_loss};
+use crate::model::flow::autoencoder::reconstruction_loss;
 use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
 use crate::train::collect::splitmix64;
 use crate::train::progress::{self, CsvLog};
-use crate::train::rollout::RolloutInfo;
 use crate::train::stage::{self, BatchAt, GradientStage, StageState};
 use crate::train::vae::{
-    FrameCache, FramePlan, FrameRef, Validation, epoch_plan, frames_u8_to_tensor, hazard_steps,
-    now_rfc3339, plan_frames, save_reconstruction_grid, split_rollouts, spread, validation_frames,
+    FramePlan, FrameStream, Validation, frames_u8_to_tensor, now_rfc3339, save_reconstruction_grid,
+    split_rollouts, spread, validation_frames,
 };
 
 /// How to fit the autoencoder. The flags of `dreamplay train-autoencoder`.
@@ -197,22 +195,12 @@ pub fn train_autoencoder<B: AutodiffBackend>(
     config.validate()?;
     let split = split_rollouts(&config.data_dir, config.val_fraction)?;
     let dir = autoencoder_dir(&config.run_dir);
-    let plan_options = config.frame_plan();
-    let hazards = hazard_steps(&split.train, &plan_options);
-    let plan0 = epoch_plan(&split.train, &hazards, &plan_options, 0);
+    let frames = FrameStream::new(&split.train, config.frame_plan())?;
     let train_frames: usize = split.train.iter().map(|f| f.len).sum();
-    if plan0.is_empty() {
-        bail!(
-            "a batch of {} is larger than the training data ({train_frames} frames in {} rollouts at stride {}); lower --batch or collect more",
-            config.batch_size,
-            split.train.len(),
-            config.frame_stride
-        );
-    }
-    let frames_per_epoch = plan_frames(&plan0);
+    let frames_per_epoch = frames.frames_per_epoch();
     let schedule = stage::Schedule {
         epochs: config.epochs,
-        batches_per_epoch: plan0.len(),
+        batches_per_epoch: frames.batches_per_epoch(),
         checkpoint_every: config.checkpoint_every,
     };
     let fingerprint = config.fingerprint();
@@ -268,12 +256,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
         config,
         spec,
         dir: &dir,
-        files: &split.train,
-        hazards: &hazards,
-        plan0: Some(plan0),
-        plan: Vec::new(),
-        cache: None,
-        reported_failures: 0,
+        frames,
         validation: &validation,
         log,
         losses,
@@ -314,12 +297,7 @@ struct AutoencoderFit<'a, B: AutodiffBackend> {
     config: &'a AutoencoderTrainConfig,
     spec: FlowSpec,
     dir: &'a Path,
-    files: &'a [RolloutInfo],
-    hazards: &'a [Vec<usize>],
-    plan0: Option<Vec<Vec<FrameRef>>>,
-    plan: Vec<Vec<FrameRef>>,
-    cache: Option<FrameCache<'a>>,
-    reported_failures: usize,
+    frames: FrameStream<'a>,
     validation: &'a Validation,
     log: CsvLog,
     losses: AutoencoderLosses,
@@ -335,13 +313,7 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
     type Weights = FlowModel<B::InnerBackend>;
 
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
-        self.plan = match self.plan0.take() {
-            Some(plan) if epoch == 0 => plan,
-            _ => epoch_plan(self.files, self.hazards, &self.config.frame_plan(), epoch),
-        };
-        self.cache = Some(FrameCache::new(self.files, &self.plan));
-        self.reported_failures = 0;
-        Ok(self.plan.len())
+        Ok(self.frames.begin_epoch(epoch))
     }
 
     fn train_batch(
@@ -350,34 +322,22 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
         mut optim: Self::Optim,
         at: BatchAt<'_>,
     ) -> anyhow::Result<(Self::Model, Self::Optim)> {
-        let cache = self
-            .cache
-            .as_mut()
-            .context("an epoch begins before its batches")?;
-        let (frames, _) = cache.batch(at.batch, &self.plan[at.batch]);
-        for f in &cache.failed[self.reported_failures..] {
-            progress::say(at.bar, format!("skipping: {f}"));
-        }
-        self.reported_failures = cache.failed.len();
+        let (frames, _) = self.frames.batch(at)?;
         if frames.is_empty() {
             return Ok((model, optim));
         }
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let x = frames_u8_to_tensor::<B>(&refs, self.device);
-        let latent = model.encode(x.clone());
         // Our own seeded stream: a step's noise is the same on any backend and on resume.
         let mut rng = ChaCha8Rng::seed_from_u64(
             splitmix64(self.config.seed ^ 0x4145_4e00) ^ splitmix64(at.step),
         );
-        let dims = latent.dims();
-        let noise: Vec<f32> = (0..dims.iter().product::<usize>())
-            .map(|_| StandardNormal.sample(&mut rng))
-            .collect();
-        let noise = Tensor::<B, 4>::from_data(TensorData::new(noise, dims), self.device);
-        let penalty = latent_penalty(latent.clone()) * self.config.latent_penalty;
-        let recon = reconstruction_loss(model.decode(latent + noise * self.config.latent_noise), x);
-        let value = f64::from(recon.clone().into_scalar().elem::<f32>());
-        let loss = recon + penalty;
+        let [n, _, _, _] = x.dims();
+        let (c, s) = (self.spec.latent_channels, self.spec.latent_side);
+        let eps = normal(&mut rng, [n, c, s, s], self.device);
+        let (loss, recon) =
+            model.training_loss(x, eps, self.config.latent_noise, self.config.latent_penalty);
+        let value = f64::from(recon.into_scalar().elem::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(self.config.learning_rate, model, grads);
         self.losses.recon = if self.losses.recon.is_nan() {
