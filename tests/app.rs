@@ -19,7 +19,9 @@ use dreamplay::app::lecture::Presentation;
 use dreamplay::app::sim::{
     Divergence, DreamEpisode, ModelFrames, Notice, Reality, Session, SimState,
 };
-use dreamplay::app::world_model::{DreamRunner, ModelStatus, View, WorldModelRuntime};
+use dreamplay::app::world_model::{
+    DreamFamily, DreamRunner, FlowStatus, ModelStatus, View, WorldModelRuntime,
+};
 use dreamplay::app::{LogicPlugin, PlayOptions};
 use dreamplay::dream::DreamStep;
 use dreamplay::envs::{EnvKind, Frame};
@@ -144,6 +146,7 @@ impl DreamRunner for FakeDream {
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {
         match view {
             View::Dream => self.controller.then(|| FAKE_C_ACTION.to_vec()),
+            View::FlowDream => None,
             View::Reality => {
                 (self.controller && self.real_seen).then(|| FAKE_C_REAL_ACTION.to_vec())
             }
@@ -520,7 +523,12 @@ fn mode_keys_cycle_and_the_dream_without_a_model_just_explains() {
         "{}",
         app.world().resource::<Notice>().text
     );
-    for expected in [Mode::Lockstep, Mode::LatentExplorer, Mode::DriveReality] {
+    for expected in [
+        Mode::Lockstep,
+        Mode::LatentExplorer,
+        Mode::SideBySide,
+        Mode::DriveReality,
+    ] {
         tap(&mut app, KeyCode::KeyM);
         assert_eq!(mode(&app), expected);
     }
@@ -1871,4 +1879,253 @@ fn a_recording_takes_the_settings_it_started_with() {
     // 13 or so steps at a third: 4 or 5 frames, three 64-pixel views wide.
     assert!((4..=5).contains(&frames.len()), "{} frames", frames.len());
     assert_eq!(frames[0].buffer().dimensions(), (64 * 3 + 8, 64));
+}
+
+/// A small flow model with fresh weights beside the bundle in `models_dir`, every part there.
+fn write_random_flow_model(models_dir: &std::path::Path, env: EnvKind) {
+    use dreamplay::model::FlexBackend;
+    use dreamplay::model::bundle::Precision;
+    use dreamplay::model::flow::{FlowModel, FlowSpec, LatentStats, file as flow_file};
+
+    let device = Default::default();
+    let spec = FlowSpec {
+        autoencoder_widths: [8, 8],
+        unet_widths: [8, 8, 16],
+        cond_size: 16,
+        ..FlowSpec::default_for(env)
+    };
+    let mut model = FlowModel::<FlexBackend>::empty(spec);
+    model.autoencoder = Some(spec.autoencoder_config().init(&device));
+    model.dynamics = Some(spec.dynamics_config().init(&device));
+    model.end_heads = Some(spec.end_heads_config().init(&device));
+    model.latent_stats = Some(LatentStats {
+        mean: vec![0.0; spec.latent_channels],
+        std: vec![1.0; spec.latent_channels],
+    });
+    let bundle = dreamplay::app::world_model::model_path(models_dir, env);
+    flow_file::save(&model, &flow_file::beside(&bundle), Precision::F32)
+        .expect("save the flow model");
+}
+
+fn flow_dream_moves(app: &mut App, n: usize) -> (u64, u64) {
+    let before = app.world().resource::<DreamEpisode>();
+    let (mdn, flow) = (before.generation, before.flow_generation);
+    frames(app, n);
+    let after = app.world().resource::<DreamEpisode>();
+    (after.generation - mdn, after.flow_generation - flow)
+}
+
+#[test]
+fn dream_with_flow_steps_the_flow_dream_in_every_mode_that_dreams() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    write_random_flow_model(dir.path(), EnvKind::TakeCover);
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    assert!(
+        runner(&app).flow_status().is_ready(),
+        "{:?}",
+        runner(&app).flow_status()
+    );
+    frames(&mut app, 2);
+    tap(&mut app, KeyCode::KeyX);
+    assert_eq!(session(&app).family, DreamFamily::Flow);
+
+    // Drive reality: each step the flow dream predicts the next frame from the last real ones.
+    let (mdn, flow) = flow_dream_moves(&mut app, 4);
+    assert!(flow >= 4, "the flow dream predicts every step ({flow})");
+    assert_eq!(mdn, 0, "M's dream is left alone");
+    let frames_now = app.world().resource::<ModelFrames>();
+    let flow_frame = frames_now
+        .flow_dream
+        .as_ref()
+        .expect("the flow frame is drawn");
+    assert_eq!(flow_frame.dimensions(), (64, 64));
+    assert!(
+        !app.world()
+            .resource::<dreamplay::app::sim::Timings>()
+            .flow_step
+            .recent
+            .is_empty(),
+        "the flow frame time is measured for the HUD"
+    );
+
+    // Drive the dream: only the flow dream steps, counted as the dream's episode.
+    tap(&mut app, KeyCode::F6);
+    let reality_before = real_steps(&app);
+    let (mdn, flow) = flow_dream_moves(&mut app, 4);
+    assert!(flow >= 4 && mdn == 0, "flow {flow}, M {mdn}");
+    assert_eq!(real_steps(&app), reality_before, "reality waits");
+
+    // C drives the flow dream, reading V's encoding of it and M's memory along it.
+    tap(&mut app, KeyCode::KeyC);
+    frames(&mut app, 2);
+    assert_eq!(driver(&app), Driver::Controller);
+    let expected = runner(&app)
+        .controller_action(View::FlowDream)
+        .expect("C reads the flow dream");
+    frames(&mut app, 1);
+    let action = session(&app).last_action.clone();
+    assert_eq!(action.len(), 1, "Take Cover's one action");
+    assert!((-1.0..=1.0).contains(&action[0]), "{action:?}");
+    assert_eq!(expected.len(), 1);
+
+    // Lockstep: the flow dream takes reality's actions and its gap is plotted.
+    tap(&mut app, KeyCode::F7);
+    frames(&mut app, 4);
+    assert!(!app.world().resource::<Divergence>().points.is_empty());
+    assert!(
+        app.world().resource::<WorldModelRuntime>().runner.is_some(),
+        "nothing failed on the way"
+    );
+}
+
+#[test]
+fn side_by_side_runs_reality_and_both_dreams_on_the_same_actions() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    write_random_flow_model(dir.path(), EnvKind::TakeCover);
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    frames(&mut app, 3);
+    tap(&mut app, KeyCode::F9);
+    assert_eq!(mode(&app), Mode::SideBySide);
+    let reality_before = real_steps(&app);
+    let (mdn, flow) = flow_dream_moves(&mut app, 6);
+    assert!(
+        mdn >= 6 && flow >= 6,
+        "both dreams step: M {mdn}, flow {flow}"
+    );
+    assert!(real_steps(&app) >= reality_before + 5, "reality steps too");
+    let divergence = app.world().resource::<Divergence>();
+    assert!(!divergence.points.is_empty(), "the 2018 dream's gap");
+    assert_eq!(
+        divergence.points.iter().map(|p| p.0).collect::<Vec<_>>(),
+        divergence
+            .flow_points
+            .iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>(),
+        "the flow dream's gap, at the same steps"
+    );
+    assert!(
+        divergence
+            .flow_points
+            .iter()
+            .all(|(_, pixel, z)| (0.0..=1.0).contains(pixel) && z.is_finite())
+    );
+    let frames_now = app.world().resource::<ModelFrames>();
+    assert!(frames_now.dream.is_some() && frames_now.flow_dream.is_some());
+
+    // Re-sync every 2 steps: both dreams restart from reality together.
+    send(&mut app, PlayCommand::SetResync(Some(2)));
+    frames(&mut app, 6);
+    assert!(app.world().resource::<Divergence>().syncs >= 2);
+    assert!(
+        app.world()
+            .resource::<Divergence>()
+            .flow_points
+            .iter()
+            .all(|(steps, _, _)| *steps <= 2)
+            || app.world().resource::<Divergence>().flow_points.len() > 6,
+        "after a re-sync the flow dream's steps count from it"
+    );
+}
+
+#[test]
+fn the_flow_knobs_reach_the_session_clamped() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    write_random_flow_model(dir.path(), EnvKind::TakeCover);
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    assert_eq!(session(&app).flow.steps, 2, "two steps by default");
+    tap(&mut app, KeyCode::BracketRight);
+    assert_eq!(session(&app).flow.steps, 4);
+    tap(&mut app, KeyCode::BracketRight);
+    tap(&mut app, KeyCode::BracketRight);
+    assert_eq!(session(&app).flow.steps, 8, "8 is the most");
+    for _ in 0..4 {
+        tap(&mut app, KeyCode::BracketLeft);
+    }
+    assert_eq!(session(&app).flow.steps, 1, "1 is the least");
+    send(&mut app, PlayCommand::SetFlowSteps(3));
+    assert_eq!(session(&app).flow.steps, 1, "3 steps is not a choice");
+    send(&mut app, PlayCommand::SetFlowTemperature(9.0));
+    assert_close(session(&app).flow.temperature, 1.5, "temperature clamped");
+    send(&mut app, PlayCommand::SetFlowTemperature(f32::NAN));
+    assert_close(session(&app).flow.temperature, 1.5, "NaN ignored");
+    // One step and a hot start still dream.
+    tap(&mut app, KeyCode::KeyX);
+    tap(&mut app, KeyCode::F6);
+    let (_, flow) = flow_dream_moves(&mut app, 3);
+    assert!(flow >= 3);
+}
+
+#[test]
+fn without_a_flow_model_the_2018_dream_plays_and_the_commands_are_named() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let status = runner(&app).flow_status();
+    assert!(matches!(status, FlowStatus::Missing { .. }), "{status:?}");
+    let explanation = status.explanation();
+    for command in [
+        "train-autoencoder",
+        "encode-latents",
+        "train-flow",
+        "export-flow",
+    ] {
+        assert!(explanation.contains(command), "{explanation}");
+    }
+    tap(&mut app, KeyCode::KeyX);
+    assert_eq!(
+        session(&app).family,
+        DreamFamily::MdnRnn,
+        "no flow model to dream with"
+    );
+    let notice = app.world().resource::<Notice>().text.clone();
+    assert!(notice.contains("train-flow"), "{notice}");
+
+    tap(&mut app, KeyCode::F9);
+    let (mdn, flow) = flow_dream_moves(&mut app, 4);
+    assert!(
+        mdn >= 4 && flow == 0,
+        "the 2018 dream alone: M {mdn}, flow {flow}"
+    );
+    assert!(!app.world().resource::<DreamEpisode>().flow_forked);
+    assert!(app.world().resource::<Divergence>().flow_points.is_empty());
+}
+
+#[test]
+fn a_corrupt_flow_file_is_explained_and_the_2018_dream_plays() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    let bundle = dreamplay::app::world_model::model_path(dir.path(), EnvKind::TakeCover);
+    let flow_path = dreamplay::model::flow::file::beside(&bundle);
+    std::fs::write(&flow_path, b"DPFLOWMD and then nothing").expect("write the broken file");
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let status = runner(&app).flow_status();
+    let FlowStatus::Unavailable { reason } = status else {
+        panic!("expected an unusable flow model, got {status:?}");
+    };
+    assert!(
+        reason.contains("flow-model.bin"),
+        "the reason names the file: {reason}"
+    );
+    tap(&mut app, KeyCode::F6);
+    let (mdn, _) = flow_dream_moves(&mut app, 3);
+    assert!(mdn >= 2, "the 2018 dream plays");
+}
+
+#[test]
+fn a_flow_model_for_the_other_env_is_refused() {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    write_random_flow_model(scratch.path(), EnvKind::CarRacing);
+    let bundle = dreamplay::app::world_model::model_path(dir.path(), EnvKind::TakeCover);
+    let car = dreamplay::app::world_model::model_path(scratch.path(), EnvKind::CarRacing);
+    std::fs::copy(
+        dreamplay::model::flow::file::beside(&car),
+        dreamplay::model::flow::file::beside(&bundle),
+    )
+    .expect("copy the flow model");
+    let app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let status = runner(&app).flow_status();
+    assert!(
+        matches!(&status, FlowStatus::Unavailable { reason } if reason.contains("car-racing")),
+        "{status:?}"
+    );
 }

@@ -1,6 +1,8 @@
 //! The real [`DreamRunner`]: V, M and C from a model bundle, on the backend `model::backend` picks.
-//! A thin adapter over [`Dream`], so the app dreams exactly as `train-controller` and `eval` do.
+//! A thin adapter over [`Dream`], so the app dreams exactly as `train-controller` and `eval` do;
+//! and over [`FlowDreamBatch`] when a flow model sits beside the bundle.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -9,14 +11,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::world_model::{
-    ControllerChoice, DreamRunner, ModelStatus, View, WorldModelRuntime, training_commands,
+    ControllerChoice, DreamRunner, FlowKnobs, FlowStatus, ModelStatus, View, WorldModelRuntime,
+    training_commands,
 };
 use crate::agent::{Agent, Seen};
-use crate::dream::{Dream, DreamBatch, DreamStep, RealityMemory};
+use crate::dream::flow::DEFAULT_SAMPLING;
+use crate::dream::{Dream, DreamBatch, DreamStep, FlowDreamBatch, RealityMemory};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 use crate::model::Controller;
 use crate::model::atlas::{LatentMap, LatentStats};
 use crate::model::bundle::{self, EvolvedDream, Expect};
+use crate::model::flow::file as flow_file;
+use crate::model::flow::shortcut::Sampling;
 use crate::model::mdrnn::{DimMixture, DoneRule};
 
 /// Seed of the dream's sampling RNG: a session replays the same dream for the same inputs.
@@ -26,6 +32,8 @@ const DREAM_RNG_SEED: u64 = 0x00D2_EA11;
 const FUTURES_RNG_SEED: u64 = 0x0F07_0E55;
 /// Seed of every action preview: the same state shows the same previews.
 const PREVIEW_RNG_SEED: u64 = 0x0A71_0255;
+/// Seed of the flow dream's noise (apart from M's, so switching models changes neither's draws).
+const FLOW_RNG_SEED: u64 = 0xF10E_D8EA;
 
 /// Loads `path` for `env` on the selected backend and wraps it as a runner, or says why not.
 pub fn load_burn_runtime(
@@ -67,6 +75,7 @@ pub struct BurnRunner<B: Backend> {
     choices: Vec<ControllerChoice>,
     latent_stats: Option<LatentStats>,
     latent_map: Option<LatentMap>,
+    flow_status: FlowStatus,
 }
 
 struct Inner<B: Backend> {
@@ -83,14 +92,97 @@ struct Inner<B: Backend> {
     /// The fan of futures, stepped as one batch.
     futures: Option<DreamBatch<B>>,
     futures_rng: ChaCha8Rng,
+    /// The last real frames and actions, as many as the flow dream's context: where it forks.
+    recent: RecentReality,
+    /// The flow dream, when a flow model came with the bundle.
+    flow: Option<FlowLane<B>>,
+}
+
+/// The last real frames the reality-following M saw, oldest first, and the actions between them.
+#[derive(Debug, Default)]
+struct RecentReality {
+    frames: VecDeque<Frame>,
+    /// `actions[i]` was taken at `frames[i]`: one fewer than the frames.
+    actions: VecDeque<Vec<f32>>,
+    /// The action taken at the newest frame, once reality has moved on by it.
+    pending: Option<Vec<f32>>,
+    keep: usize,
+}
+
+impl RecentReality {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep: keep.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// A frame seen: the next in the episode after an action, or the same moment seen again.
+    fn observe(&mut self, frame: &Frame) {
+        match self.pending.take() {
+            Some(action) if !self.frames.is_empty() => self.actions.push_back(action),
+            _ => {
+                self.frames.pop_back();
+            }
+        }
+        self.frames.push_back(frame.clone());
+        while self.frames.len() > self.keep {
+            self.frames.pop_front();
+            self.actions.pop_front();
+        }
+    }
+
+    fn advance(&mut self, action: &[f32]) {
+        self.pending = Some(action.to_vec());
+    }
+
+    fn forget(&mut self) {
+        self.frames.clear();
+        self.actions.clear();
+        self.pending = None;
+    }
+}
+
+/// The flow dream (one dream), where it forked, and an M that follows it for C.
+struct FlowLane<B: Backend> {
+    dream: FlowDreamBatch<B>,
+    rng: ChaCha8Rng,
+    /// Where it last forked, to restart from.
+    fork: Option<FlowFork>,
+    /// V's encoding of the flow dream's frames and M's memory along them: what C reads there.
+    memory: RealityMemory,
+    /// The newest latent drawn (each step draws it once, for C and for the view).
+    frame: Option<Frame>,
+}
+
+/// The real frames a flow dream forked from, the actions between them, and reality's memory then.
+#[derive(Clone)]
+struct FlowFork {
+    frames: Vec<Frame>,
+    actions: Vec<f32>,
+    memory: RealityMemory,
+}
+
+impl<B: Backend> FlowLane<B> {
+    /// Starts the flow dream at the fork's frames, C's memory at reality's then.
+    fn fork(&mut self, fork: FlowFork) -> anyhow::Result<()> {
+        let frames: Vec<&Frame> = fork.frames.iter().collect();
+        self.dream.reset_from_frames(0, &frames, &fork.actions)?;
+        self.frame = Some(self.dream.frame(0)?);
+        self.memory = fork.memory.clone();
+        self.fork = Some(fork);
+        Ok(())
+    }
 }
 
 impl<B: Backend> Inner<B> {
     /// The dream's state, or the reality-following memory's.
     fn state(&self, from: View) -> ForkPoint {
-        let latent = match from {
-            View::Dream => self.dream.batch().latent(0),
-            View::Reality => self.reality.latent(0),
+        let latent = match (from, &self.flow) {
+            (View::Dream, _) | (View::FlowDream, None) => self.dream.batch().latent(0),
+            (View::Reality, _) => self.reality.latent(0),
+            // M's memory of the flow dream: the 2018 model's view of where the flow dream is.
+            (View::FlowDream, Some(lane)) => lane.memory.latent(0),
         };
         ForkPoint {
             z: latent.z.to_vec(),
@@ -160,6 +252,8 @@ impl<B: Backend> BurnRunner<B> {
             })
             .unzip();
         let reality = RealityMemory::for_model(&rnn, 1);
+        let (flow, flow_status) = load_flow_lane::<B>(path, env, &reality, &device);
+        let context = flow.as_ref().map_or(1, |lane| lane.dream.spec().context);
         let mut dream = Dream::new(vae, rnn, &device);
         // Done is drawn with the done head's probability, as the shipped Cs were evolved; the
         // session then sets the rule the bundle records, if it records one.
@@ -173,6 +267,8 @@ impl<B: Backend> BurnRunner<B> {
             fork: None,
             futures: None,
             futures_rng: ChaCha8Rng::seed_from_u64(FUTURES_RNG_SEED),
+            recent: RecentReality::new(context),
+            flow,
         };
         Ok(Self {
             inner: Mutex::new(inner),
@@ -181,7 +277,16 @@ impl<B: Backend> BurnRunner<B> {
             choices,
             latent_stats: model.latent_stats.filter(|s| s.dims.len() == z_size),
             latent_map: model.latent_map.filter(|m| m.z_size() == z_size),
+            flow_status,
         })
+    }
+
+    /// The runner's state and its flow lane, or the reason there is no flow dream.
+    fn with_flow(&mut self) -> anyhow::Result<(&mut Inner<B>, FlowStatus)> {
+        let status = self.flow_status.clone();
+        let inner = self.inner();
+        anyhow::ensure!(inner.flow.is_some(), "{}", status.explanation());
+        Ok((inner, status))
     }
 
     fn inner(&mut self) -> &mut Inner<B> {
@@ -195,6 +300,50 @@ impl<B: Backend> BurnRunner<B> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The flow model beside the bundle at `path`, ready to dream, or why not. A missing or broken flow
+/// model leaves the 2018 dream playing.
+fn load_flow_lane<B: Backend>(
+    path: &Path,
+    env: EnvKind,
+    reality: &RealityMemory,
+    device: &B::Device,
+) -> (Option<FlowLane<B>>, FlowStatus) {
+    let flow_path = flow_file::beside(path);
+    if !flow_path.exists() {
+        return (
+            None,
+            FlowStatus::Missing {
+                path: flow_path,
+                env,
+            },
+        );
+    }
+    let loaded = flow_file::load::<B>(&flow_path, Some(env), device)
+        .map_err(anyhow::Error::from)
+        .and_then(|model| Ok(FlowDreamBatch::new(model, 1, device)?));
+    match loaded {
+        Ok(dream) => {
+            bevy::log::info!("flow model {}", flow_path.display());
+            let lane = FlowLane {
+                dream,
+                rng: ChaCha8Rng::seed_from_u64(FLOW_RNG_SEED),
+                fork: None,
+                memory: reality.clone(),
+                frame: None,
+            };
+            (Some(lane), FlowStatus::Ready)
+        }
+        Err(err) => {
+            let reason = format!(
+                "The flow model {} is unusable: {err:#}",
+                flow_path.display()
+            );
+            bevy::log::warn!("{reason}");
+            (None, FlowStatus::Unavailable { reason })
+        }
     }
 }
 
@@ -343,6 +492,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         inner
             .reality
             .observe(batch.vae(), &[frame], batch.device())?;
+        inner.recent.observe(frame);
         Ok(inner.reality.z(0).to_vec())
     }
 
@@ -352,17 +502,23 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         inner
             .reality
             .advance(batch.mdrnn(), action, batch.device())?;
+        inner.recent.advance(action);
         Ok(())
     }
 
     fn reset_reality(&mut self) {
-        self.inner().reality.forget();
+        let inner = self.inner();
+        inner.reality.forget();
+        inner.recent.forget();
     }
 
     fn reseed(&mut self, seed: u64) {
         let inner = self.inner();
         inner.rng = ChaCha8Rng::seed_from_u64(DREAM_RNG_SEED ^ seed);
         inner.futures_rng = ChaCha8Rng::seed_from_u64(FUTURES_RNG_SEED ^ seed);
+        if let Some(lane) = &mut inner.flow {
+            lane.rng = ChaCha8Rng::seed_from_u64(FLOW_RNG_SEED ^ seed);
+        }
     }
 
     fn controller_action(&self, view: View) -> Option<Vec<f32>> {
@@ -371,6 +527,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         let latent = match view {
             View::Dream => inner.dream.batch().latent(0),
             View::Reality => inner.reality.latent(0),
+            View::FlowDream => inner.flow.as_ref()?.memory.latent(0),
         };
         Some(Agent::act(&mut controller, &Seen::latent(latent)))
     }
@@ -445,5 +602,82 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         }
         let last = batch.frames();
         Ok(first.into_iter().zip(last).map(|(a, b)| [a, b]).collect())
+    }
+
+    fn flow_status(&self) -> FlowStatus {
+        self.flow_status.clone()
+    }
+
+    fn flow_fork_from_reality(&mut self) -> anyhow::Result<()> {
+        let (inner, _) = self.with_flow()?;
+        anyhow::ensure!(
+            !inner.recent.frames.is_empty(),
+            "no real frame seen yet to fork the flow dream from"
+        );
+        let fork = FlowFork {
+            frames: inner.recent.frames.iter().cloned().collect(),
+            actions: inner.recent.actions.iter().flatten().copied().collect(),
+            memory: inner.reality.clone(),
+        };
+        match &mut inner.flow {
+            Some(lane) => lane.fork(fork),
+            None => Ok(()),
+        }
+    }
+
+    fn flow_restart_from_fork(&mut self) -> anyhow::Result<()> {
+        let (inner, _) = self.with_flow()?;
+        if let Some(lane) = &mut inner.flow
+            && let Some(fork) = lane.fork.clone()
+        {
+            return lane.fork(fork);
+        }
+        self.flow_fork_from_reality()
+    }
+
+    fn flow_step(&mut self, action: &[f32]) -> anyhow::Result<DreamStep> {
+        let (inner, status) = self.with_flow()?;
+        let batch = inner.dream.batch();
+        let Some(lane) = &mut inner.flow else {
+            anyhow::bail!("{}", status.explanation());
+        };
+        anyhow::ensure!(
+            lane.fork.is_some(),
+            "fork the flow dream before stepping it"
+        );
+        let step = lane
+            .dream
+            .step(action, &mut lane.rng)?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the flow dream returned no step"))?;
+        let frame = lane.dream.frame(0)?;
+        // M's memory of the flow dream moves on by the action, then V sees the new frame.
+        lane.memory.advance(batch.mdrnn(), action, batch.device())?;
+        lane.memory
+            .observe(batch.vae(), &[&frame], batch.device())?;
+        lane.frame = Some(frame);
+        Ok(step)
+    }
+
+    fn flow_frame(&mut self) -> anyhow::Result<Frame> {
+        let (inner, status) = self.with_flow()?;
+        match &inner.flow {
+            Some(FlowLane {
+                frame: Some(frame), ..
+            }) => Ok(frame.clone()),
+            Some(lane) => Ok(lane.dream.frame(0)?),
+            None => anyhow::bail!("{}", status.explanation()),
+        }
+    }
+
+    fn set_flow_knobs(&mut self, knobs: FlowKnobs) -> anyhow::Result<()> {
+        let Some(lane) = &mut self.inner().flow else {
+            return Ok(());
+        };
+        Ok(lane.dream.set_sampling(Sampling {
+            steps: knobs.steps,
+            temperature: knobs.temperature,
+            ..DEFAULT_SAMPLING
+        })?)
     }
 }

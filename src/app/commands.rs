@@ -11,6 +11,7 @@ use bevy::prelude::*;
 use super::drive::{Driver, TAU_PRESETS};
 use super::lecture::ViewKind;
 use super::recording::RecordingRate;
+use super::world_model::DreamFamily;
 use crate::envs::EnvKind;
 use crate::model::mdrnn::DoneRule;
 
@@ -36,14 +37,17 @@ pub enum Mode {
     #[value(alias = "explore")]
     #[serde(alias = "explore")]
     LatentExplorer,
+    /// Reality, the 2018 dream and the flow dream, forked together and given the same actions.
+    SideBySide,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [
+    pub const ALL: [Mode; 5] = [
         Mode::DriveReality,
         Mode::DriveDream,
         Mode::Lockstep,
         Mode::LatentExplorer,
+        Mode::SideBySide,
     ];
 
     pub fn label(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Mode {
             Mode::DriveDream => "Drive the dream",
             Mode::Lockstep => "Lockstep",
             Mode::LatentExplorer => "Latent explorer",
+            Mode::SideBySide => "Side by side",
         }
     }
 
@@ -128,6 +133,14 @@ impl Instrument {
 pub enum PlayCommand {
     SetMode(Mode),
     NextMode,
+    /// Which world model dreams; `None`: the other one.
+    DreamWith(Option<DreamFamily>),
+    /// The flow dream's sampling steps (1, 2, 4 or 8).
+    SetFlowSteps(usize),
+    /// Fewer (-1) or more (+1) flow sampling steps, along [`FLOW_STEP_CHOICES`].
+    CycleFlowSteps(i8),
+    /// The flow dream's temperature, its analogue of tau.
+    SetFlowTemperature(f32),
     SetTau(f32),
     /// Index into [`super::drive::TAU_PRESETS`].
     TauPreset(usize),
@@ -238,10 +251,19 @@ pub struct Setup {
     pub random_z: bool,
     /// Lockstep's re-sync interval (`None`: open loop).
     pub resync: Option<u32>,
+    /// Which world model dreams; `None`: the 2018 one.
+    pub dream_with: Option<DreamFamily>,
+    /// The flow dream's sampling steps and temperature; `None`: its defaults.
+    pub flow_steps: Option<usize>,
+    pub flow_temperature: Option<f32>,
     pub instrument: Option<Instrument>,
     pub fan_size: Option<usize>,
     pub maximised: Option<ViewKind>,
 }
+
+/// The flow dream's sampling steps, as the knob offers them: the steps its shortcut training
+/// covers.
+pub const FLOW_STEP_CHOICES: [usize; 4] = crate::model::flow::shortcut::SAMPLING_STEPS;
 
 /// The re-sync intervals K cycles through: every step (one-step predictions) to never (open loop).
 pub const RESYNC_CHOICES: [Option<u32>; 6] =
@@ -300,6 +322,8 @@ pub enum Control {
     TauPresets,
     Modes,
     NextMode,
+    DreamWith,
+    FlowSteps,
     DreamFromReality,
     DreamFromRandom,
     ResetEpisode,
@@ -336,13 +360,15 @@ pub struct ControlSpec {
 }
 
 impl Control {
-    pub const ALL: [Control; 26] = [
+    pub const ALL: [Control; 28] = [
         Control::Drive,
         Control::Gamepad,
         Control::HandToController,
         Control::TauPresets,
         Control::Modes,
         Control::NextMode,
+        Control::DreamWith,
+        Control::FlowSteps,
         Control::DreamFromReality,
         Control::DreamFromRandom,
         Control::ResetEpisode,
@@ -429,6 +455,7 @@ impl Control {
                             Binding::key(&[KeyCode::F6], C::SetMode(Mode::DriveDream)),
                             Binding::key(&[KeyCode::F7], C::SetMode(Mode::Lockstep)),
                             Binding::key(&[KeyCode::F8], C::SetMode(Mode::LatentExplorer)),
+                            Binding::key(&[KeyCode::F9], C::SetMode(Mode::SideBySide)),
                         ]
                     },
                     "Mode",
@@ -445,6 +472,21 @@ impl Control {
                 },
                 "Next mode",
                 "next mode",
+            ),
+            Control::DreamWith => spec(
+                const { &[Binding::key(&[KeyCode::KeyX], C::DreamWith(None))] },
+                "Dream with",
+                "dream with the other world model: the 2018 V+M, or the flow model",
+            ),
+            Control::FlowSteps => spec(
+                const {
+                    &[
+                        Binding::key(&[KeyCode::BracketLeft], C::CycleFlowSteps(-1)),
+                        Binding::key(&[KeyCode::BracketRight], C::CycleFlowSteps(1)),
+                    ]
+                },
+                "Flow steps",
+                "flow dream: fewer / more sampling steps (1, 2, 4, 8)",
             ),
             Control::DreamFromReality => spec(
                 const {
@@ -541,15 +583,16 @@ impl Control {
                         Binding::key(&[KeyCode::F2], C::ToggleMaximised(ViewKind::Reality)),
                         Binding::key(&[KeyCode::F3], C::ToggleMaximised(ViewKind::VSees)),
                         Binding::key(&[KeyCode::F4], C::ToggleMaximised(ViewKind::Dream)),
+                        Binding::key(&[KeyCode::F10], C::ToggleMaximised(ViewKind::FlowDream)),
                     ]
                 },
                 "Maximise",
-                "show reality / what V sees / the dream alone, full size (again, or a click, for all three)",
+                "show reality / what V sees / the dream / the flow dream (side by side) alone, full size (again, or a click, for all)",
             ),
             Control::Plot => spec(
                 const { &[Binding::key(&[KeyCode::KeyL], C::TogglePlot)] },
                 "Plot",
-                "Lockstep: fold the plot away, or show it",
+                "Lockstep and side by side: fold the plot away, or show it",
             ),
             // Presenter clickers send B or period for "black screen"; period no longer steps.
             Control::Blank => spec(
@@ -612,7 +655,7 @@ impl Control {
             Control::Resync => spec(
                 const { &[Binding::key(&[KeyCode::KeyK], C::CycleResync)] },
                 "Re-sync",
-                "Lockstep: re-sync the dream to reality every K steps (off, 1, 5, 10, 30, 100)",
+                "Lockstep and side by side: re-sync the dreams to reality every K steps (off, 1, 5, 10, 30, 100)",
             ),
             Control::Help => spec(
                 const { &[Binding::key(&[KeyCode::F1, KeyCode::KeyH], C::ToggleHelp)] },
@@ -715,6 +758,8 @@ pub fn key_name(key: KeyCode) -> Option<String> {
         KeyCode::Period => ".".to_string(),
         KeyCode::Equal => "+".to_string(),
         KeyCode::Minus => "-".to_string(),
+        KeyCode::BracketLeft => "[".to_string(),
+        KeyCode::BracketRight => "]".to_string(),
         _ => {
             let debug = format!("{key:?}");
             if debug.starts_with("Numpad") {

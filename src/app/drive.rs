@@ -47,6 +47,19 @@ pub fn clamp_done_odds(requested: f32, current: f32) -> f32 {
     requested.clamp(DONE_ODDS_RANGE.0, DONE_ODDS_RANGE.1)
 }
 
+/// The flow dream's temperature: 0 starts every sample from the noise's mean; past 1.5 the
+/// frames dissolve into noise.
+pub const FLOW_TEMPERATURE_RANGE: (f32, f32) = (0.0, 1.5);
+
+/// `requested` clamped to [`FLOW_TEMPERATURE_RANGE`]; `current` if it is not a number.
+pub fn clamp_flow_temperature(requested: f32, current: f32) -> f32 {
+    if requested.is_finite() {
+        requested.clamp(FLOW_TEMPERATURE_RANGE.0, FLOW_TEMPERATURE_RANGE.1)
+    } else {
+        current
+    }
+}
+
 /// The done rule's name on the UI and HUD.
 pub fn done_rule_name(rule: DoneRule) -> &'static str {
     match rule {

@@ -1,5 +1,6 @@
-//! The heads-up display under the views: score, step, who drives, the action bars, tau, frame rate
-//! and dream step time. Drawing only; the numbers come from the sim's resources.
+//! The heads-up display under the views: score, step, who drives, the action bars, tau (or the flow
+//! dream's steps and temperature), frame rate and dream step time. Drawing only; the numbers come
+//! from the sim's resources.
 
 use bevy_egui::egui::{self, Color32, RichText, Sense, Stroke, StrokeKind, Ui, vec2};
 
@@ -26,6 +27,30 @@ pub struct HudData<'a> {
     pub timings: &'a Timings,
     /// Lockstep: the latest pixel error between reality and the dream.
     pub drift: Option<f64>,
+    /// Side by side: the latest pixel error between reality and the flow dream.
+    pub flow_drift: Option<f64>,
+}
+
+impl HudData<'_> {
+    /// The 2018 dream is on screen.
+    fn shows_mdn(&self) -> bool {
+        self.session.dreams_shown(self.mode).0
+    }
+
+    /// The flow dream is on screen.
+    fn shows_flow(&self) -> bool {
+        self.session.dreams_shown(self.mode).1
+    }
+
+    /// The flow dream's knobs, as the HUD writes them.
+    fn flow_knobs(&self) -> String {
+        let knobs = self.session.flow;
+        let steps = if knobs.steps == 1 { "step" } else { "steps" };
+        format!(
+            "flow {} {steps}, temp {:.2}",
+            knobs.steps, knobs.temperature
+        )
+    }
 }
 
 pub fn driver_color(driver: Driver) -> Color32 {
@@ -68,7 +93,7 @@ fn headline(data: &HudData, size: f32, short: bool) -> Vec<RichText> {
         Mode::DriveDream | Mode::LatentExplorer => {
             ("Dream score", data.dream.episode_return, data.dream.steps)
         }
-        Mode::DriveReality | Mode::Lockstep => {
+        Mode::DriveReality | Mode::Lockstep | Mode::SideBySide => {
             ("Score", data.reality.episode_return, data.reality.steps())
         }
     };
@@ -122,9 +147,20 @@ fn action_bars_ui(ui: &mut Ui, data: &HudData) -> bool {
 fn figures(data: &HudData) -> Vec<RichText> {
     let session = data.session;
     let stat = |text: String| RichText::new(text).size(20.0).monospace();
-    let mut stats = vec![stat(format!("tau {:.2}", session.tau))];
-    if let (Mode::Lockstep, Some(drift)) = (data.mode, data.drift) {
-        stats.push(stat(format!("drift {drift:.3}")));
+    let mut stats = Vec::new();
+    if data.shows_flow() {
+        stats.push(stat(data.flow_knobs()));
+    }
+    if data.shows_mdn() {
+        stats.push(stat(format!("tau {:.2}", session.tau)));
+    }
+    match (data.mode, data.drift, data.flow_drift) {
+        (Mode::Lockstep, Some(drift), _) => stats.push(stat(format!("drift {drift:.3}"))),
+        (Mode::SideBySide, Some(drift), flow) => stats.push(stat(format!(
+            "drift 2018 {drift:.3}, flow {}",
+            flow.map_or_else(|| "-".to_string(), |f| format!("{f:.3}"))
+        ))),
+        _ => {}
     }
     if session.done_odds != 1.0 {
         stats.push(stat(format!("done odds x{:.2}", session.done_odds)));
@@ -142,14 +178,25 @@ fn figures(data: &HudData) -> Vec<RichText> {
         || "fps -".to_string(),
         |fps| format!("{fps:.0} fps"),
     )));
+    // A flow frame as the viewer sees it: the sampling steps, then the autoencoder's drawing.
+    if data.shows_flow() {
+        stats.push(stat(data.timings.flow_step.mean_recent().map_or_else(
+            || "flow frame -".to_string(),
+            |ms| format!("flow frame {ms:.1} ms"),
+        )));
+    }
     // A dream step as the viewer sees it: M's step, then V decoding the new z.
-    let step_ms = data.timings.dream_step.mean_recent();
-    let decode_ms = data.timings.dream_decode.mean_recent();
-    stats.push(stat(match (step_ms, decode_ms) {
-        (Some(step), Some(decode)) => format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)"),
-        (Some(step), None) => format!("dream step {step:.1} ms (M)"),
-        _ => "dream step -".to_string(),
-    }));
+    if data.shows_mdn() {
+        let step_ms = data.timings.dream_step.mean_recent();
+        let decode_ms = data.timings.dream_decode.mean_recent();
+        stats.push(stat(match (step_ms, decode_ms) {
+            (Some(step), Some(decode)) => {
+                format!("dream step {step:.1} ms (M) + {decode:.1} ms (V)")
+            }
+            (Some(step), None) => format!("dream step {step:.1} ms (M)"),
+            _ => "dream step -".to_string(),
+        }));
+    }
     stats
 }
 
@@ -202,7 +249,7 @@ pub fn hud_line_ui(ui: &mut Ui, data: &HudData) {
             Mode::DriveDream | Mode::LatentExplorer => {
                 (data.dream.episode_return, data.dream.steps)
             }
-            Mode::DriveReality | Mode::Lockstep => {
+            Mode::DriveReality | Mode::Lockstep | Mode::SideBySide => {
                 (data.reality.episode_return, data.reality.steps())
             }
         };
@@ -216,8 +263,13 @@ pub fn hud_line_ui(ui: &mut Ui, data: &HudData) {
             large(format!("score {score:.0}")),
             large(format!("step {step}")),
             large(who.to_string()).color(driver_color(driver)),
-            large(format!("tau {:.2}", session.tau)),
         ];
+        if data.shows_flow() {
+            items.push(large(data.flow_knobs()));
+        }
+        if data.shows_mdn() {
+            items.push(large(format!("tau {:.2}", session.tau)));
+        }
         if data.paused {
             // Paused matters more than tau when the line is short.
             items.insert(1, large("PAUSED".to_string()).color(Color32::YELLOW));

@@ -637,6 +637,7 @@ fn previews_ui(
                 RichText::new(match from {
                     View::Reality => "from the real frame (M's memory of the episode)",
                     View::Dream => "from the dream's state",
+                    View::FlowDream => "from M's memory of the flow dream",
                 })
                 .weak(),
             );
@@ -798,7 +799,7 @@ pub fn missing_atlas_hint(env: EnvKind) -> String {
 }
 
 fn source_is_reality(mode: Mode) -> bool {
-    super::instruments::source_view(mode) == View::Reality
+    super::instruments::source_view(mode, super::world_model::DreamFamily::MdnRnn) == View::Reality
 }
 
 /// The map's view: the points' 1st to 99th percentile on each axis, with a margin, so a few

@@ -56,6 +56,8 @@ pub enum ViewKind {
     #[serde(rename = "v")]
     VSees,
     Dream,
+    /// The flow dream's own view, side by side with the 2018 dream.
+    FlowDream,
 }
 
 impl ViewKind {
@@ -64,6 +66,7 @@ impl ViewKind {
             ViewKind::Reality => "Reality",
             ViewKind::VSees => "What V sees",
             ViewKind::Dream => "The dream",
+            ViewKind::FlowDream => "The flow dream",
         }
     }
 }

@@ -14,7 +14,7 @@ use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 
 use super::AppSystems;
-use super::commands::PlayCommand;
+use super::commands::{Mode, PlayCommand};
 use super::sim::{DreamEpisode, ModelFrames, Notice, Reality, Session};
 use super::views::ViewRects;
 use crate::envs::{EnvKind, Frame};
@@ -339,14 +339,16 @@ fn record_step(
     reality: Res<Reality>,
     dream: Res<DreamEpisode>,
     frames: Res<ModelFrames>,
-    mut last_generations: Local<Option<(u64, u64)>>,
+    session: Res<Session>,
+    mode: Res<State<Mode>>,
+    mut last_generations: Local<Option<(u64, u64, u64)>>,
 ) {
     let Some(active) = recording.active.as_mut() else {
         return;
     };
     // Only steps that changed something (reality, or the dream alone in Drive the dream): a
     // paused sim records nothing.
-    let generations = (reality.generation, dream.generation);
+    let generations = (reality.generation, dream.generation, dream.flow_generation);
     if *last_generations == Some(generations) {
         return;
     }
@@ -356,7 +358,13 @@ fn record_step(
     if !step.is_multiple_of(u64::from(active.settings.rate.every())) {
         return;
     }
-    let strip = compose_strip(&reality, &frames, active.settings.view_size);
+    let strip = compose_strip(
+        &reality,
+        &frames,
+        &session,
+        *mode.get(),
+        active.settings.view_size,
+    );
     match active.sender.try_send(strip) {
         Ok(()) => active.frames_sent += 1,
         Err(TrySendError::Full(_)) => active.frames_dropped += 1,
@@ -373,11 +381,32 @@ fn record_step(
     }
 }
 
-/// The three views in one image, each `side` pixels square; a view without a model stays dark.
-pub fn compose_strip(reality: &Reality, frames: &ModelFrames, side: u32) -> Frame {
+/// The three views in one image, each `side` pixels square, as the window shows them: reality, what
+/// V sees and the dream; side by side, reality and the two dreams. A view without a model stays
+/// dark.
+pub fn compose_strip(
+    reality: &Reality,
+    frames: &ModelFrames,
+    session: &Session,
+    mode: Mode,
+    side: u32,
+) -> Frame {
     let real = reality.render(side, side);
+    if mode == Mode::SideBySide {
+        return compose_views(
+            [
+                Some(&real),
+                frames.dream.as_ref(),
+                frames.flow_dream.as_ref(),
+            ],
+            side,
+        );
+    }
     let seen = frames.reconstruction.as_ref().unwrap_or(&reality.obs);
-    compose_views([Some(&real), Some(seen), frames.dream.as_ref()], side)
+    compose_views(
+        [Some(&real), Some(seen), frames.dream_pane(session, mode)],
+        side,
+    )
 }
 
 /// Reality, what V sees and the dream side by side, each scaled (nearest) to `side` pixels square,

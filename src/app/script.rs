@@ -210,6 +210,8 @@ pub fn parse_key(name: &str) -> Option<KeyCode> {
         "period" | "." => Some(KeyCode::Period),
         "plus" | "=" => Some(KeyCode::Equal),
         "minus" | "-" => Some(KeyCode::Minus),
+        "[" | "bracketleft" => Some(KeyCode::BracketLeft),
+        "]" | "bracketright" => Some(KeyCode::BracketRight),
         _ if name.starts_with('f') && name.len() > 1 => name[1..]
             .parse::<usize>()
             .ok()

@@ -10,8 +10,12 @@ use bevy_egui::egui::{self, Color32, RichText, Ui, UiBuilder, vec2};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
-use super::commands::{Control, Instrument, Mode, PlayCommand, controls_help, key_for};
-use super::drive::{DONE_ODDS_RANGE, Driver, TAU_PRESETS, done_rule_name, tau_range};
+use super::commands::{
+    Control, FLOW_STEP_CHOICES, Instrument, Mode, PlayCommand, controls_help, key_for,
+};
+use super::drive::{
+    DONE_ODDS_RANGE, Driver, FLOW_TEMPERATURE_RANGE, TAU_PRESETS, done_rule_name, tau_range,
+};
 use super::hud::{self, HudData};
 use super::instrument_panels::{
     FrameTextures, InstrumentState, instrument_buttons_ui, instrument_panel_ui, missing_atlas_hint,
@@ -21,7 +25,7 @@ use super::recording::{RECORDING_VIEW_SIZES, Recording, RecordingRate, Recording
 use super::sim::{Divergence, DreamEpisode, Notice, Reality, Session, SimState, Timings};
 use super::tour::Tour;
 use super::views::{RealitySize, ViewImages, ViewRects, reality_aspect};
-use super::world_model::{ModelStatus, WorldModelRuntime};
+use super::world_model::{DreamFamily, FlowStatus, ModelStatus, WorldModelRuntime};
 use crate::envs::EnvKind;
 use crate::model::mdrnn::DoneRule;
 
@@ -63,6 +67,7 @@ struct ViewTextures {
     v_input: egui::TextureId,
     v_reconstruction: egui::TextureId,
     dream: egui::TextureId,
+    flow_dream: egui::TextureId,
 }
 
 /// The state the panels read (all read-only: changes go through commands).
@@ -113,6 +118,7 @@ fn playground_ui(
         v_input: contexts.add_image(EguiTextureHandle::Weak(views.v_input.id())),
         v_reconstruction: contexts.add_image(EguiTextureHandle::Weak(views.v_reconstruction.id())),
         dream: contexts.add_image(EguiTextureHandle::Weak(views.dream.id())),
+        flow_dream: contexts.add_image(EguiTextureHandle::Weak(views.flow_dream.id())),
     };
     frame_textures.prepare(&state.instruments, &mut images, &mut contexts);
     let ctx = contexts.ctx_mut()?;
@@ -161,6 +167,11 @@ fn playground_ui(
         dream: &state.dream,
         timings: &state.timings,
         drift: state.divergence.points.back().map(|(_, pixel, _)| *pixel),
+        flow_drift: state
+            .divergence
+            .flow_points
+            .back()
+            .map(|(_, pixel, _)| *pixel),
     };
     if presenter {
         let shown = egui::Panel::bottom("hud").show(&mut root, |ui| {
@@ -206,7 +217,11 @@ fn playground_ui(
         panels.push(("side_panel", shown.response.rect));
     }
     // The sliders edit the running dream too: M carries the change forward.
-    if matches!(*state.mode.get(), Mode::LatentExplorer | Mode::DriveDream) && !presenter {
+    let mode = *state.mode.get();
+    if matches!(mode, Mode::LatentExplorer | Mode::DriveDream)
+        && state.session.family_in(mode) == DreamFamily::MdnRnn
+        && !presenter
+    {
         let shown = egui::Panel::right("latent")
             .resizable(false)
             .exact_size(LATENT_PANEL_WIDTH.min(screen.width() * LATENT_PANEL_SHARE))
@@ -231,6 +246,7 @@ fn playground_ui(
             v_input: rects[1].map(physical),
             v_reconstruction: rects[2].map(physical),
             dream: rects[3].map(physical),
+            flow_dream: rects[5].map(physical),
             instrument: rects[4].map(physical),
             panels: panels
                 .iter()
@@ -448,6 +464,8 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
     let session = &state.session;
     // Narrow sliders, so their labels fit the panel.
     ui.spacing_mut().slider_width = 120.0;
+    dream_with_ui(ui, state, sent);
+    ui.separator();
     ui.heading("Temperature");
     let (low, high) = tau_range(session.env);
     let mut tau = session.tau;
@@ -592,7 +610,7 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
         control_button_ui(ui, Control::Fullscreen, None, sent);
         control_button_ui(ui, Control::Presenter, None, sent);
         control_button_ui(ui, Control::Blank, None, sent);
-        if *state.mode.get() == Mode::Lockstep {
+        if matches!(*state.mode.get(), Mode::Lockstep | Mode::SideBySide) {
             let text = if state.presentation.plot_shown() {
                 "Fold plot"
             } else {
@@ -617,6 +635,83 @@ fn side_panel_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
 
     ui.heading("World model");
     model_status_ui(ui, &state.runtime.status);
+}
+
+/// Which world model dreams, and the flow dream's knobs: disabled, with the commands that train a
+/// flow model, when the bundle has none.
+fn dream_with_ui(ui: &mut Ui, state: &UiState, sent: &mut Vec<PlayCommand>) {
+    let session = &state.session;
+    ui.heading("Dream with");
+    let flow_status = state.runtime.runner.as_deref().map_or_else(
+        || FlowStatus::Unavailable {
+            reason: "the flow dream needs the bundle's V and M too".to_string(),
+        },
+        |runner| runner.flow_status(),
+    );
+    let ready = flow_status.is_ready();
+    let key = Control::DreamWith.key_hint();
+    ui.horizontal(|ui| {
+        for family in [DreamFamily::MdnRnn, DreamFamily::Flow] {
+            let enabled = family == DreamFamily::MdnRnn || ready;
+            let response = ui.add_enabled(
+                enabled,
+                egui::Button::selectable(session.family == family, family.label()),
+            );
+            let response = if enabled {
+                response.on_hover_text(format!("key {key} switches the dream's world model"))
+            } else {
+                response.on_disabled_hover_text(flow_status.explanation())
+            };
+            if response.clicked() {
+                sent.push(PlayCommand::DreamWith(Some(family)));
+            }
+        }
+    });
+    ui.add_enabled_ui(ready, |ui| {
+        ui.horizontal(|ui| {
+            ui.label("steps");
+            for steps in FLOW_STEP_CHOICES {
+                if ui
+                    .selectable_label(session.flow.steps == steps, steps.to_string())
+                    .on_hover_text(format!(
+                        "Euler steps from noise to each flow frame ({} fewer, {} more)",
+                        shown_key(&PlayCommand::CycleFlowSteps(-1)),
+                        shown_key(&PlayCommand::CycleFlowSteps(1))
+                    ))
+                    .clicked()
+                {
+                    sent.push(PlayCommand::SetFlowSteps(steps));
+                }
+            }
+        });
+        let mut temperature = session.flow.temperature;
+        let (low, high) = FLOW_TEMPERATURE_RANGE;
+        if add_slider(
+            ui,
+            egui::Slider::new(&mut temperature, low..=high)
+                .text("flow temp")
+                .fixed_decimals(2),
+        )
+        .on_hover_text("the starting noise's scale: the flow dream's analogue of tau")
+        .changed()
+        {
+            sent.push(PlayCommand::SetFlowTemperature(temperature));
+        }
+    });
+    if !ready {
+        ui.add(
+            egui::Label::new(
+                RichText::new(flow_status.explanation())
+                    .small()
+                    .color(Color32::from_rgb(250, 200, 90)),
+            )
+            .wrap(),
+        );
+    }
+}
+
+fn shown_key(command: &PlayCommand) -> String {
+    key_for(command).unwrap_or_default()
 }
 
 /// The next GIF's frame rate and size: half the sim's rate at 192 pixels keeps 30 s of the three
@@ -836,10 +931,11 @@ fn views_ui(
     textures: &ViewTextures,
     frame_textures: &FrameTextures,
     sent: &mut Vec<PlayCommand>,
-) -> (egui::Vec2, [Option<egui::Rect>; 5]) {
-    let mut rects = [None; 5];
-    let lockstep = (*state.mode.get()) == Mode::Lockstep;
-    let plot = lockstep && state.presentation.plot_shown();
+) -> (egui::Vec2, [Option<egui::Rect>; 6]) {
+    let mut rects = [None; 6];
+    let mode = *state.mode.get();
+    let side_by_side = mode == Mode::SideBySide;
+    let plot = matches!(mode, Mode::Lockstep | Mode::SideBySide) && state.presentation.plot_shown();
     let available = ui.available_size();
     let instrument_open = state.instruments.instruments.open.is_some();
     // An open instrument takes the lower half; Lockstep's plot then sits beside it.
@@ -857,6 +953,7 @@ fn views_ui(
     let maximised = state.presentation.maximised;
     let geometry = match maximised {
         Some(view) => ViewGeometry::maximised(view, space, aspect),
+        None if side_by_side => ViewGeometry::two_dreams(space, aspect),
         None => ViewGeometry::side_by_side(space, aspect),
     };
     let status = &state.runtime.status;
@@ -878,7 +975,7 @@ fn views_ui(
                 ui,
                 &header,
                 geometry.reality.x,
-                ViewKind::Reality,
+                ViewKind::Reality.title(),
                 "the real env, at screen resolution",
                 |ui| {
                     let response = ui.add(clickable(egui::Image::from_texture((
@@ -890,7 +987,7 @@ fn views_ui(
                 },
             );
         }
-        if shown(ViewKind::VSees) {
+        if shown(ViewKind::VSees) && !side_by_side {
             let side = vec2(geometry.v_side, geometry.v_side);
             let width = if maximised.is_some() {
                 2.0 * geometry.v_side + VIEW_GAP
@@ -901,7 +998,7 @@ fn views_ui(
                 ui,
                 &header,
                 width,
-                ViewKind::VSees,
+                ViewKind::VSees.title(),
                 "the 64x64 input, then V's reconstruction",
                 |ui| {
                     let mut add_pair = |ui: &mut Ui| {
@@ -950,43 +1047,111 @@ fn views_ui(
                 },
             );
         }
+        let family = state.session.family_in(mode);
         if shown(ViewKind::Dream) {
-            let caption = match *state.mode.get() {
-                Mode::DriveReality => "M's one-step prediction, decoded by V",
-                Mode::DriveDream => "inside M: only the dream steps",
-                Mode::Lockstep => "a dream forked from reality, same actions",
-                Mode::LatentExplorer => "z from the sliders, decoded by V",
+            let caption = match (mode, family) {
+                (Mode::DriveReality, DreamFamily::MdnRnn) => {
+                    "M's one-step prediction, decoded by V"
+                }
+                (Mode::DriveReality, DreamFamily::Flow) => {
+                    "the flow model's one-step prediction from the last frames"
+                }
+                (Mode::DriveDream, DreamFamily::MdnRnn) => "inside M: only the dream steps",
+                (Mode::DriveDream, DreamFamily::Flow) => {
+                    "inside the flow model: only the dream steps"
+                }
+                (Mode::Lockstep, DreamFamily::MdnRnn) => {
+                    "a dream forked from reality, same actions"
+                }
+                (Mode::Lockstep, DreamFamily::Flow) => {
+                    "a flow dream forked from reality, same actions"
+                }
+                (Mode::LatentExplorer, _) => "z from the sliders, decoded by V",
+                (Mode::SideBySide, _) => "V and M, forked from reality, same actions",
             };
+            let title = match (mode, family) {
+                (Mode::SideBySide, _) => "The 2018 dream",
+                (_, DreamFamily::Flow) => ViewKind::FlowDream.title(),
+                (_, DreamFamily::MdnRnn) => ViewKind::Dream.title(),
+            };
+            let forked = match family {
+                DreamFamily::MdnRnn => state.dream.forked,
+                DreamFamily::Flow => state.dream.flow_forked,
+            };
+            let side = vec2(geometry.dream, geometry.dream);
+            column_ui(ui, &header, geometry.dream, title, caption, |ui| {
+                let response = ui.add(clickable(egui::Image::from_texture((textures.dream, side))));
+                clicked(&response, ViewKind::Dream);
+                rects[3] = Some(response.rect);
+                if !has_model {
+                    overlay_message_ui(
+                        ui,
+                        response.rect,
+                        &status.headline(),
+                        &status.explanation(),
+                    );
+                } else if !forked {
+                    overlay_message_ui(
+                        ui,
+                        response.rect,
+                        "No dream yet",
+                        &format!(
+                            "Press {} to dream from the real frame, {} from a random z.",
+                            Control::DreamFromReality.key_hint(),
+                            Control::DreamFromRandom.key_hint()
+                        ),
+                    );
+                }
+            });
+        }
+        if side_by_side && shown(ViewKind::FlowDream) {
+            let steps = state.session.flow.steps;
+            let caption = format!(
+                "flow matching, {steps} sampling step{}, same fork and actions",
+                if steps == 1 { "" } else { "s" }
+            );
             let side = vec2(geometry.dream, geometry.dream);
             column_ui(
                 ui,
                 &header,
                 geometry.dream,
-                ViewKind::Dream,
-                caption,
+                ViewKind::FlowDream.title(),
+                &caption,
                 |ui| {
-                    let response =
-                        ui.add(clickable(egui::Image::from_texture((textures.dream, side))));
-                    clicked(&response, ViewKind::Dream);
-                    rects[3] = Some(response.rect);
-                    if !has_model {
-                        overlay_message_ui(
+                    let response = ui.add(clickable(egui::Image::from_texture((
+                        textures.flow_dream,
+                        side,
+                    ))));
+                    clicked(&response, ViewKind::FlowDream);
+                    rects[5] = Some(response.rect);
+                    let flow_status = state
+                        .runtime
+                        .runner
+                        .as_deref()
+                        .map(|runner| runner.flow_status());
+                    match flow_status {
+                        None => overlay_message_ui(
                             ui,
                             response.rect,
                             &status.headline(),
                             &status.explanation(),
-                        );
-                    } else if !state.dream.forked {
-                        overlay_message_ui(
+                        ),
+                        Some(flow) if !flow.is_ready() => overlay_message_ui(
                             ui,
                             response.rect,
-                            "No dream yet",
+                            "No flow model",
+                            &flow.explanation(),
+                        ),
+                        Some(_) if !state.dream.flow_forked => overlay_message_ui(
+                            ui,
+                            response.rect,
+                            "No flow dream yet",
                             &format!(
-                                "Press {} to dream from the real frame, {} from a random z.",
-                                Control::DreamFromReality.key_hint(),
-                                Control::DreamFromRandom.key_hint()
+                                "Press {} to fork both dreams from the real frame.",
+                                Control::DreamFromReality.key_hint()
                             ),
-                        );
+                        ),
+                        Some(_) => {}
                     }
                 },
             );
@@ -1002,7 +1167,12 @@ fn views_ui(
                     egui::Layout::top_down(egui::Align::Min),
                     |ui| {
                         ui.set_width(bottom.x * 0.34);
-                        divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
+                        divergence_plot_ui(
+                            ui,
+                            &state.divergence,
+                            state.session.resync_every,
+                            side_by_side,
+                        );
                     },
                 );
                 ui.separator();
@@ -1024,7 +1194,12 @@ fn views_ui(
             );
         });
     } else if plot {
-        divergence_plot_ui(ui, &state.divergence, state.session.resync_every);
+        divergence_plot_ui(
+            ui,
+            &state.divergence,
+            state.session.resync_every,
+            side_by_side,
+        );
     }
     (geometry.reality, rects)
 }
@@ -1093,6 +1268,19 @@ impl ViewGeometry {
         }
     }
 
+    /// Reality (at its aspect) and two square dreams side by side, as high as `space` allows.
+    fn two_dreams(space: egui::Vec2, aspect: f32) -> Self {
+        let by_width = (space.x - 2.0 * VIEW_GAP) / (aspect + 2.0);
+        let height = by_width.min(space.y).max(24.0);
+        let used = height * aspect + 2.0 * height + 2.0 * VIEW_GAP;
+        Self {
+            margin: ((space.x - used) / 2.0).max(0.0),
+            reality: vec2(height * aspect, height),
+            v_side: 0.0,
+            dream: height,
+        }
+    }
+
     /// One view as large as `space` allows (What V sees: its two images side by side).
     fn maximised(view: ViewKind, space: egui::Vec2, aspect: f32) -> Self {
         // Reality keeps its full size even when hidden: it is rendered at it once shown again.
@@ -1104,7 +1292,7 @@ impl ViewGeometry {
                 let side = ((space.x - VIEW_GAP) / 2.0).min(space.y).max(12.0);
                 (side, 0.0, 2.0 * side + VIEW_GAP)
             }
-            ViewKind::Dream => (0.0, square, square),
+            ViewKind::Dream | ViewKind::FlowDream => (0.0, square, square),
         };
         Self {
             margin: ((space.x - used) / 2.0).max(0.0),
@@ -1148,7 +1336,7 @@ fn column_ui(
     ui: &mut Ui,
     header: &ViewHeader,
     width: f32,
-    view: ViewKind,
+    title: &str,
     caption: &str,
     add_contents: impl FnOnce(&mut Ui),
 ) {
@@ -1158,7 +1346,6 @@ fn column_ui(
         |ui| {
             ui.set_width(width);
             // One line each: the views' heights are worked out from that.
-            let title = view.title();
             let size = fitting_size(ui, title, header.title_size, width);
             // The row keeps the full title's height, so the images line up across columns.
             let row = ui.ctx().fonts_mut(|fonts| {
@@ -1224,12 +1411,21 @@ fn overlay_message_ui(ui: &mut Ui, rect: egui::Rect, headline: &str, explanation
     );
 }
 
-fn divergence_plot_ui(ui: &mut Ui, divergence: &Divergence, resync_every: Option<u32>) {
+fn divergence_plot_ui(
+    ui: &mut Ui,
+    divergence: &Divergence,
+    resync_every: Option<u32>,
+    both_dreams: bool,
+) {
     ui.add_space(6.0);
     ui.label(
-        RichText::new("Reality vs dream: how fast they drift apart")
-            .size(18.0)
-            .strong(),
+        RichText::new(if both_dreams {
+            "Reality vs each dream: how fast they drift apart"
+        } else {
+            "Reality vs dream: how fast they drift apart"
+        })
+        .size(18.0)
+        .strong(),
     );
     ui.label(
         RichText::new(match resync_every {
@@ -1243,6 +1439,30 @@ fn divergence_plot_ui(ui: &mut Ui, divergence: &Divergence, resync_every: Option
         .weak(),
     );
     let by_horizon = divergence.by_horizon();
+    if both_dreams {
+        let pixel = |rows: Vec<(u32, f64, f64)>| -> PlotPoints {
+            rows.iter()
+                .map(|(steps, pixel, _)| [f64::from(*steps), *pixel])
+                .collect()
+        };
+        Plot::new("divergence_both")
+            .height((ui.available_height() - 8.0).max(80.0))
+            .legend(Legend::default())
+            .x_axis_label("steps since the fork")
+            .allow_scroll(false)
+            .allow_drag(false)
+            .show(ui, |plot| {
+                plot.line(Line::new(
+                    "2018 dream: pixel error (mean |real - dream|, 0..1)",
+                    pixel(by_horizon),
+                ));
+                plot.line(Line::new(
+                    "flow dream: pixel error",
+                    pixel(divergence.flow_by_horizon()),
+                ));
+            });
+        return;
+    }
     let pixel: PlotPoints = by_horizon
         .iter()
         .map(|(steps, pixel, _)| [f64::from(*steps), *pixel])

@@ -1,5 +1,6 @@
-//! The pixel buffers behind the three views: CPU frames copied into bevy images (sRGB, nearest
-//! sampling, kept in the main world so they can be rewritten), which egui shows.
+//! The pixel buffers behind the views: CPU frames copied into bevy images (sRGB, nearest sampling,
+//! kept in the main world so they can be rewritten), which egui shows. Side by side, the flow
+//! dream has a view of its own.
 //!
 //! Reality is re-rendered by the env at the pane's size in physical pixels (sharp at any window
 //! size); V's input and reconstruction and the dream are 64x64 and scaled up crisply by the
@@ -12,7 +13,8 @@ use bevy::prelude::*;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 
 use super::AppSystems;
-use super::sim::{DreamEpisode, ModelFrames, Reality};
+use super::commands::Mode;
+use super::sim::{DreamEpisode, ModelFrames, Reality, Session};
 use crate::envs::{EnvKind, Frame, OBS_SIZE};
 
 pub(super) fn plugin(app: &mut App) {
@@ -35,6 +37,8 @@ pub struct ViewImages {
     pub v_input: Handle<Image>,
     pub v_reconstruction: Handle<Image>,
     pub dream: Handle<Image>,
+    /// The flow dream, side by side with the 2018 one.
+    pub flow_dream: Handle<Image>,
 }
 
 /// The reality pane's size in physical pixels, as the UI laid it out last frame.
@@ -51,6 +55,9 @@ pub struct ViewRects {
     pub v_input: Option<[u32; 4]>,
     pub v_reconstruction: Option<[u32; 4]>,
     pub dream: Option<[u32; 4]>,
+    /// The flow dream's view, side by side.
+    #[serde(default)]
+    pub flow_dream: Option<[u32; 4]>,
     /// The open instrument's panel, if one is open.
     #[serde(default)]
     pub instrument: Option<[u32; 4]>,
@@ -92,6 +99,7 @@ fn create_view_images(mut commands: Commands, mut images: ResMut<Assets<Image>>)
         v_input: images.add(blank_image(side, side)),
         v_reconstruction: images.add(blank_image(side, side)),
         dream: images.add(blank_image(side, side)),
+        flow_dream: images.add(blank_image(side, side)),
     });
 }
 
@@ -111,6 +119,10 @@ pub(super) fn write_frame(image: &mut Image, frame: &Frame) {
     }
     image.data = Some(rgba);
 }
+
+/// What the model views were last drawn from: the generations of reality, the 2018 dream and the
+/// flow dream, which frames existed, the mode and whether the flow model dreams.
+type ShownModelViews = (u64, u64, u64, [bool; 3], Mode, bool);
 
 /// A dim, deterministic static: the look of "no signal", tinted per pane.
 pub fn static_pattern(tint: [u8; 3], seed: u32) -> Frame {
@@ -135,9 +147,11 @@ fn update_view_images(
     reality: Res<Reality>,
     dream: Res<DreamEpisode>,
     frames: Res<ModelFrames>,
+    session: Res<Session>,
+    mode: Res<State<Mode>>,
     size: Res<RealitySize>,
     mut shown: Local<Option<(u64, (u32, u32))>>,
-    mut shown_model: Local<Option<(u64, u64, bool, bool)>>,
+    mut shown_model: Local<Option<ShownModelViews>>,
 ) {
     let Some(views) = views else { return };
     let (width, height) = size.requested;
@@ -155,11 +169,18 @@ fn update_view_images(
         show(&views.reality, &reality.render(requested.0, requested.1));
         show(&views.v_input, &reality.obs);
     }
+    let mode = *mode.get();
     let model_key = (
         reality.generation,
         dream.generation,
-        frames.reconstruction.is_some(),
-        frames.dream.is_some(),
+        dream.flow_generation,
+        [
+            frames.reconstruction.is_some(),
+            frames.dream.is_some(),
+            frames.flow_dream.is_some(),
+        ],
+        mode,
+        session.dreams_with_flow(),
     );
     if *shown_model != Some(model_key) {
         *shown_model = Some(model_key);
@@ -169,9 +190,14 @@ fn update_view_images(
             .unwrap_or_else(|| static_pattern(RECONSTRUCTION_PLACEHOLDER_TINT, 1));
         show(&views.v_reconstruction, &reconstruction);
         let dreamed = frames
-            .dream
-            .clone()
+            .dream_pane(&session, mode)
+            .cloned()
             .unwrap_or_else(|| static_pattern(DREAM_PLACEHOLDER_TINT, 2));
         show(&views.dream, &dreamed);
+        let flow = frames
+            .flow_dream
+            .clone()
+            .unwrap_or_else(|| static_pattern(DREAM_PLACEHOLDER_TINT, 3));
+        show(&views.flow_dream, &flow);
     }
 }

@@ -23,6 +23,95 @@ pub enum View {
     Dream,
     /// V's encoding of the real frame and the memory of an M that follows reality, as in `eval`.
     Reality,
+    /// V's encoding of the flow dream's frame and the memory of an M that follows the flow dream:
+    /// C, evolved in M's dream, acting in another model's dream.
+    FlowDream,
+}
+
+/// Which world model dreams: the 2018 one (V and M) or the flow-matching one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DreamFamily {
+    /// Ha & Schmidhuber's V and M: a 1-D latent and an MDN-RNN.
+    #[default]
+    #[value(name = "2018", alias = "mdn-rnn")]
+    #[serde(rename = "2018", alias = "mdn-rnn")]
+    MdnRnn,
+    /// A spatial latent and a UNet sampled by flow matching in a few steps.
+    Flow,
+}
+
+impl DreamFamily {
+    pub fn label(self) -> &'static str {
+        match self {
+            DreamFamily::MdnRnn => "2018 (V+M)",
+            DreamFamily::Flow => "Flow",
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            DreamFamily::MdnRnn => DreamFamily::Flow,
+            DreamFamily::Flow => DreamFamily::MdnRnn,
+        }
+    }
+}
+
+/// The flow dream's own knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowKnobs {
+    /// Euler steps from noise to the next latent: 1, 2, 4 or 8.
+    pub steps: usize,
+    /// The starting noise's scale: the flow dream's analogue of tau.
+    pub temperature: f32,
+}
+
+impl Default for FlowKnobs {
+    fn default() -> Self {
+        let sampling = crate::dream::flow::DEFAULT_SAMPLING;
+        Self {
+            steps: sampling.steps,
+            temperature: sampling.temperature,
+        }
+    }
+}
+
+/// Whether the flow model is there, and why not, said so that a user can fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowStatus {
+    Ready,
+    /// No flow model beside the bundle.
+    Missing {
+        path: PathBuf,
+        env: EnvKind,
+    },
+    /// The file is there but unusable.
+    Unavailable {
+        reason: String,
+    },
+}
+
+impl FlowStatus {
+    pub fn is_ready(&self) -> bool {
+        *self == FlowStatus::Ready
+    }
+
+    /// What is missing and the commands that make it; empty when ready.
+    pub fn explanation(&self) -> String {
+        match self {
+            FlowStatus::Ready => String::new(),
+            FlowStatus::Missing { path, env } => format!(
+                "No flow model: expected {}.\nTrain one with:\n{}",
+                path.display(),
+                crate::train::flow_pipeline_commands(*env)
+                    .iter()
+                    .map(|command| format!("  {command}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            FlowStatus::Unavailable { reason } => reason.clone(),
+        }
+    }
 }
 
 /// One of the bundle's Cs, as the app offers it.
@@ -174,6 +263,34 @@ pub trait DreamRunner: Send + Sync {
         _tau: f32,
     ) -> anyhow::Result<Vec<[Frame; 2]>> {
         anyhow::bail!("this world model cannot preview actions")
+    }
+
+    /// Whether a flow model came with the bundle, and why not.
+    fn flow_status(&self) -> FlowStatus {
+        FlowStatus::Unavailable {
+            reason: "this world model has no flow dream".to_string(),
+        }
+    }
+    /// Forks the flow dream from the last real frames the reality-following M saw (up to the
+    /// flow model's context) and the actions between them.
+    fn flow_fork_from_reality(&mut self) -> anyhow::Result<()> {
+        anyhow::bail!("{}", self.flow_status().explanation())
+    }
+    /// Back to where the last flow fork started.
+    fn flow_restart_from_fork(&mut self) -> anyhow::Result<()> {
+        anyhow::bail!("{}", self.flow_status().explanation())
+    }
+    /// One flow-dream step: samples the next latent with the knobs' steps and temperature.
+    fn flow_step(&mut self, _action: &[f32]) -> anyhow::Result<DreamStep> {
+        anyhow::bail!("{}", self.flow_status().explanation())
+    }
+    /// The flow dream's current frame, as its autoencoder draws it.
+    fn flow_frame(&mut self) -> anyhow::Result<Frame> {
+        anyhow::bail!("{}", self.flow_status().explanation())
+    }
+    /// Sets the flow dream's sampling steps and temperature from the next step on.
+    fn set_flow_knobs(&mut self, _knobs: FlowKnobs) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

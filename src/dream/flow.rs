@@ -45,6 +45,14 @@ pub enum FlowDreamError {
     Sampling(#[from] SamplingError),
 }
 
+/// Sampling as a dream starts: 2 steps (the play-rate budget), temperature 1, a little context
+/// noise (the low end of training's range, which keeps long dreams together).
+pub const DEFAULT_SAMPLING: Sampling = Sampling {
+    steps: 2,
+    temperature: 1.0,
+    context_noise: 0.05,
+};
+
 /// N flow dreams stepped together.
 #[derive(Debug, Clone)]
 pub struct FlowDreamBatch<B: Backend> {
@@ -66,13 +74,8 @@ pub struct FlowDreamBatch<B: Backend> {
 }
 
 impl<B: Backend> FlowDreamBatch<B> {
-    /// Sampling as a dream starts: 2 steps (the play-rate budget), temperature 1, a little
-    /// context noise (the low end of training's range, which keeps long dreams together).
-    pub const DEFAULT_SAMPLING: Sampling = Sampling {
-        steps: 2,
-        temperature: 1.0,
-        context_noise: 0.05,
-    };
+    /// Sampling as a dream starts ([`DEFAULT_SAMPLING`]).
+    pub const DEFAULT_SAMPLING: Sampling = DEFAULT_SAMPLING;
 
     /// `batch` dreams of `model`, each at a blank start until reset. Needs every part and the
     /// latent statistics.

@@ -54,6 +54,19 @@ pub fn pipeline_commands(env: EnvKind) -> Vec<String> {
     std::iter::once(collect).chain(stages).collect()
 }
 
+/// The commands that train and ship a flow model for `env`, from the rollouts `collect` wrote.
+pub fn flow_pipeline_commands(env: EnvKind) -> Vec<String> {
+    [
+        "train-autoencoder",
+        "encode-latents",
+        "train-flow",
+        "export-flow",
+    ]
+    .iter()
+    .map(|command| format!("dreamplay {command} --env {env}"))
+    .collect()
+}
+
 /// Rollouts for a first model: enough for V and M to learn the env's look and its deaths in an
 /// hour or two here (the shipped models' cards say what they used).
 fn starter_rollouts(env: EnvKind) -> u32 {

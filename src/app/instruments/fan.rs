@@ -70,10 +70,10 @@ pub(super) fn follow_sim(
         fan.problem = Some(runtime.status.explanation());
         return;
     };
-    let from = source_view(*mode.get());
+    let from = source_view(*mode.get(), session.family);
     let source_steps = match from {
         View::Reality => reality.steps(),
-        View::Dream => dream.steps,
+        View::Dream | View::FlowDream => dream.steps,
     };
     let stepped = session.steps_taken != fan.seen_step;
     fan.seen_step = session.steps_taken;
@@ -84,7 +84,7 @@ pub(super) fn follow_sim(
         || fan.from != Some(from)
         || fan.steps >= instruments.fan_horizon
         || restarted
-        || (from == View::Dream && !dream.forked);
+        || (from != View::Reality && !dream.forked);
     if !must_fork && !stepped {
         return;
     }

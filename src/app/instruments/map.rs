@@ -56,7 +56,7 @@ pub(super) fn follow_paths(
     let stepped = seen.0 != session.steps_taken;
     *seen = key;
     if stepped
-        && source_view(*mode.get()) == View::Reality
+        && source_view(*mode.get(), session.family) == View::Reality
         && let Some(z) = runner.reality_z()
     {
         LatentTrails::push(&mut trails.reality, z);

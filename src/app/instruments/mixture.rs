@@ -64,7 +64,7 @@ pub(super) fn read_mixture(
     let mixture = runner.mixture(dim);
     let sampled = mixture.as_ref().and_then(|_| runner.z().get(dim).copied());
     // Reality's frame is the same step's only where reality and the dream step together.
-    let real = if mixture.is_some() && source_view(*mode.get()) == View::Reality {
+    let real = if mixture.is_some() && source_view(*mode.get(), session.family) == View::Reality {
         runner
             .encode(&reality.obs)
             .ok()

@@ -23,7 +23,7 @@ use bevy::prelude::*;
 use super::AppSystems;
 use super::commands::{Instrument, Mode, PlayCommand};
 use super::sim::SimStep;
-use super::world_model::View;
+use super::world_model::{DreamFamily, View};
 
 pub use fan::FuturesFan;
 pub use map::LatentTrails;
@@ -91,11 +91,14 @@ impl Instruments {
     }
 }
 
-/// Whose state an instrument forks from in `mode`: reality's where reality steps, else the dream's.
-pub fn source_view(mode: Mode) -> View {
-    match mode {
-        Mode::DriveReality | Mode::Lockstep => View::Reality,
-        Mode::DriveDream | Mode::LatentExplorer => View::Dream,
+/// Whose state an instrument forks from in `mode`: reality's where reality steps, else the dream's
+/// (for the flow dream, M's memory of it: the instruments read the 2018 model).
+pub fn source_view(mode: Mode, family: DreamFamily) -> View {
+    match (mode, family) {
+        (Mode::DriveReality | Mode::Lockstep | Mode::SideBySide, _) => View::Reality,
+        (Mode::DriveDream, DreamFamily::Flow) => View::FlowDream,
+        (Mode::DriveDream | Mode::LatentExplorer, DreamFamily::MdnRnn)
+        | (Mode::LatentExplorer, DreamFamily::Flow) => View::Dream,
     }
 }
 

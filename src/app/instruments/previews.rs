@@ -49,7 +49,7 @@ pub(super) fn refresh_previews(
     if !instruments.is_open(Instrument::Actions) || *sim_state.get() != SimState::Paused {
         return;
     }
-    let from = source_view(*mode.get());
+    let from = source_view(*mode.get(), session.family);
     let key = (
         reality.generation,
         dream.generation,
@@ -66,7 +66,7 @@ pub(super) fn refresh_previews(
         previews.problem = Some(runtime.status.explanation());
         return;
     };
-    if from == View::Dream && !dream.forked {
+    if from != View::Reality && !dream.forked {
         previews.items.clear();
         previews.problem = Some("No dream yet: fork one first.".into());
         return;

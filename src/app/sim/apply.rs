@@ -2,14 +2,17 @@
 
 use bevy::prelude::*;
 
-use super::super::commands::{Mode, PlayCommand, RESYNC_CHOICES};
+use super::super::commands::{FLOW_STEP_CHOICES, Mode, PlayCommand, RESYNC_CHOICES};
 use super::super::drive::{
-    Driver, TAU_PRESETS, clamp_done_odds, clamp_tau, done_rule_name, next_driver,
+    Driver, TAU_PRESETS, clamp_done_odds, clamp_flow_temperature, clamp_tau, done_rule_name,
+    next_driver,
 };
-use super::super::world_model::{WorldModelRuntime, load_runtime};
+use super::super::world_model::{DreamFamily, WorldModelRuntime, load_runtime};
 use super::SimState;
 use super::divergence::Divergence;
-use super::dream_episode::{DreamEpisode, fork_from_random, jump_to_latent, set_latent_dim};
+use super::dream_episode::{
+    DreamEpisode, flow_ready, fork_from_random, jump_to_latent, set_latent_dim,
+};
 use super::modes::Sim;
 use super::notice::Notice;
 use super::reality::Reality;
@@ -66,6 +69,37 @@ pub(super) fn apply_sim_commands(
             PlayCommand::NextMode => {
                 let next = states.mode.get().next();
                 states.next_mode.as_mut().set_if_neq(next);
+            }
+            PlayCommand::DreamWith(family) => {
+                let family = family.unwrap_or(session.family.other());
+                if family != sim.session.family && choose_family(family, &mut sim) {
+                    divergence.clear();
+                    sim.notice.show(format!("Dreaming with {}", family.label()));
+                }
+            }
+            PlayCommand::SetFlowSteps(steps) if FLOW_STEP_CHOICES.contains(steps) => {
+                session.flow.steps = *steps;
+                session.apply_done(&mut sim.runtime);
+            }
+            PlayCommand::CycleFlowSteps(direction) => {
+                let at = FLOW_STEP_CHOICES
+                    .iter()
+                    .position(|s| *s == session.flow.steps)
+                    .unwrap_or(0);
+                let next = (at as isize + isize::from(*direction))
+                    .clamp(0, FLOW_STEP_CHOICES.len() as isize - 1);
+                session.flow.steps = FLOW_STEP_CHOICES[next as usize];
+                session.apply_done(&mut sim.runtime);
+                sim.notice.show(format!(
+                    "The flow dream samples in {} step{}",
+                    sim.session.flow.steps,
+                    if sim.session.flow.steps == 1 { "" } else { "s" }
+                ));
+            }
+            PlayCommand::SetFlowTemperature(temperature) => {
+                session.flow.temperature =
+                    clamp_flow_temperature(*temperature, session.flow.temperature);
+                session.apply_done(&mut sim.runtime);
             }
             PlayCommand::SetTau(tau) => session.tau = clamp_tau(session.env, *tau, session.tau),
             PlayCommand::TauPreset(index) => {
@@ -131,7 +165,10 @@ pub(super) fn apply_sim_commands(
                 if let Some(runner) = sim.runtime.runner.as_deref_mut() {
                     runner.reset_reality();
                 }
-                if matches!(states.mode.get(), Mode::Lockstep | Mode::DriveReality) {
+                if matches!(
+                    states.mode.get(),
+                    Mode::Lockstep | Mode::DriveReality | Mode::SideBySide
+                ) {
                     sim.fork_from_reality();
                     divergence.clear();
                 }
@@ -196,6 +233,28 @@ pub(super) fn apply_sim_commands(
     }
 }
 
+/// Dreams with `family` from now on, the dream forked afresh from the real frame so that it starts
+/// where reality is; the flow model without a flow file is refused with the commands that train
+/// one. Whether the family changed.
+pub(super) fn choose_family(family: DreamFamily, sim: &mut Sim) -> bool {
+    if family == DreamFamily::Flow && !flow_ready(&sim.runtime) {
+        let why = match sim.runtime.runner.as_ref() {
+            Some(runner) => runner.flow_status().explanation(),
+            None => format!(
+                "{}: the dream needs V and M.",
+                sim.runtime.status.headline()
+            ),
+        };
+        sim.notice.show(why.replace('\n', " "));
+        return false;
+    }
+    sim.session.family = family;
+    if sim.runtime.runner.is_some() {
+        sim.fork_from_reality();
+    }
+    true
+}
+
 /// C number `index` of the bundle drives from now on, and the dream becomes the one it was
 /// evolved in (as `DreamAsTrained` does), said in a notice.
 fn select_controller(
@@ -249,9 +308,15 @@ fn switch_env(
     source: &ModelSource,
 ) {
     *sim.runtime = load_runtime(&source.models_dir, next, source.backend.as_deref());
-    let resync_every = sim.session.resync_every;
+    let previous = sim.session.clone();
     *sim.session = Session::for_model(next, &mut sim.runtime);
-    sim.session.resync_every = resync_every;
+    sim.session.resync_every = previous.resync_every;
+    // The flow knobs carry over; so does the flow dream, where the new env has a flow model.
+    sim.session.flow = previous.flow;
+    sim.session.apply_done(&mut sim.runtime);
+    if flow_ready(&sim.runtime) {
+        sim.session.family = previous.family;
+    }
     let generation = sim.reality.generation + 1;
     *sim.reality = Reality::new(next, sim.reality.seed);
     sim.reality.generation = generation;
@@ -264,7 +329,7 @@ fn switch_env(
     fixed_time.set_timestep_hz(f64::from(next.steps_per_second()));
     if matches!(
         mode,
-        Mode::DriveDream | Mode::Lockstep | Mode::LatentExplorer
+        Mode::DriveDream | Mode::Lockstep | Mode::LatentExplorer | Mode::SideBySide
     ) {
         // The switch's own notice says enough; a missing model is explained by the panes.
         let mut quiet = Notice::default();

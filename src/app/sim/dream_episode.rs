@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use bevy::prelude::*;
 
-use super::super::world_model::{DreamRunner, ModelStatus, WorldModelRuntime};
+use super::super::world_model::{DreamFamily, DreamRunner, ModelStatus, WorldModelRuntime};
 use super::notice::Notice;
 use super::reality::Reality;
 use super::timings::{Timings, millis};
+use crate::dream::DreamStep;
 use crate::envs::Frame;
 
 /// Longest dream episode before it restarts, in steps: the demo's car dream reset after 1,000 frames.
@@ -34,6 +35,10 @@ pub struct DreamEpisode {
     pub restarts: u32,
     /// Bumped whenever z changes, so the dream view re-decodes only then.
     pub generation: u64,
+    /// The flow dream has been forked (with M's, when the bundle has a flow model) and may step.
+    pub flow_forked: bool,
+    /// Bumped whenever the flow dream moves, so its view redraws only then.
+    pub flow_generation: u64,
 }
 
 impl DreamEpisode {
@@ -49,7 +54,44 @@ impl DreamEpisode {
         self.steps = 0;
         self.episode_return = 0.0;
         self.generation += 1;
+        self.flow_generation += 1;
     }
+
+    /// The flow dream restarted at its fork: a new dream episode; M's dream is untouched.
+    fn restart_flow(&mut self) {
+        self.steps = 0;
+        self.episode_return = 0.0;
+        self.flow_generation += 1;
+    }
+}
+
+/// Runs `f` on the runner's flow dream. An error is shown and stops the flow dream until the next
+/// fork, but leaves the 2018 dream running: a flow model is an extra.
+pub(super) fn with_flow<T>(
+    runtime: &mut WorldModelRuntime,
+    dream: &mut DreamEpisode,
+    notice: &mut Notice,
+    f: impl FnOnce(&mut dyn DreamRunner) -> anyhow::Result<T>,
+) -> Option<T> {
+    let runner = runtime.runner.as_deref_mut()?;
+    match f(runner) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            let reason = format!("The flow dream stopped: {err:#}");
+            error!("{reason}");
+            notice.show(reason);
+            dream.flow_forked = false;
+            None
+        }
+    }
+}
+
+/// Whether the runner has a flow dream to fork.
+pub(super) fn flow_ready(runtime: &WorldModelRuntime) -> bool {
+    runtime
+        .runner
+        .as_ref()
+        .is_some_and(|runner| runner.flow_status().is_ready())
 }
 
 /// Runs `f` on the runner. No runner: a notice saying why. An error: shown once, and the runner is
@@ -97,7 +139,25 @@ pub(super) fn fork_from_reality(
     });
     if result.is_some() {
         dream.start(DreamOrigin::RealFrame(frame));
+        fork_flow_from_reality(dream, runtime, notice);
     }
+}
+
+/// Forks the flow dream from the last real frames, when there is a flow model.
+pub(super) fn fork_flow_from_reality(
+    dream: &mut DreamEpisode,
+    runtime: &mut WorldModelRuntime,
+    notice: &mut Notice,
+) {
+    if !flow_ready(runtime) {
+        dream.flow_forked = false;
+        return;
+    }
+    let forked = with_flow(runtime, dream, notice, |runner| {
+        runner.flow_fork_from_reality()
+    });
+    dream.flow_forked = forked.is_some();
+    dream.flow_generation += 1;
 }
 
 pub(super) fn fork_from_random(
@@ -107,6 +167,8 @@ pub(super) fn fork_from_random(
 ) {
     if with_runner(runtime, notice, |runner| runner.reset_random()).is_some() {
         dream.start(DreamOrigin::RandomZ);
+        // The flow dream starts from real frames only.
+        dream.flow_forked = false;
     }
 }
 
@@ -151,9 +213,29 @@ pub(super) fn jump_to_latent(
     done
 }
 
-/// One M step with `action`, timed. With `restart_on_done` (Drive the dream), a predicted death or
-/// the time limit restarts the dream where it began, as in the demo.
+/// One flow-dream step with `action`, timed; `None` when there is no flow dream to step.
+pub(super) fn step_flow(
+    action: &[f32],
+    dream: &mut DreamEpisode,
+    runtime: &mut WorldModelRuntime,
+    timings: &mut Timings,
+    notice: &mut Notice,
+) -> Option<DreamStep> {
+    if !dream.flow_forked {
+        return None;
+    }
+    let started = Instant::now();
+    let outcome = with_flow(runtime, dream, notice, |runner| runner.flow_step(action))?;
+    timings.flow_step.push(millis(started.elapsed()));
+    dream.flow_generation += 1;
+    Some(outcome)
+}
+
+/// One step of `family`'s dream with `action`, timed. With `restart_on_done` (Drive the dream), a
+/// predicted death or the time limit restarts the dream where it began, as in the demo.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn step_dream(
+    family: DreamFamily,
     action: &[f32],
     tau: f32,
     restart_on_done: bool,
@@ -162,24 +244,44 @@ pub(super) fn step_dream(
     timings: &mut Timings,
     notice: &mut Notice,
 ) {
-    let started = Instant::now();
-    let Some(outcome) = with_runner(runtime, notice, |runner| runner.step(action, tau)) else {
+    let outcome = match family {
+        DreamFamily::MdnRnn => {
+            let started = Instant::now();
+            let outcome = with_runner(runtime, notice, |runner| runner.step(action, tau));
+            if outcome.is_some() {
+                timings.dream_step.push(millis(started.elapsed()));
+            }
+            outcome
+        }
+        DreamFamily::Flow => step_flow(action, dream, runtime, timings, notice),
+    };
+    let Some(outcome) = outcome else {
         return;
     };
-    timings.dream_step.push(millis(started.elapsed()));
     dream.steps += 1;
     dream.episode_return += f64::from(outcome.reward);
-    dream.generation += 1;
+    if family == DreamFamily::MdnRnn {
+        // The flow dream's own step has bumped its generation.
+        dream.generation += 1;
+    }
     let out_of_time = dream.steps >= DREAM_EPISODE_STEPS_MAX;
     if (outcome.done || out_of_time) && restart_on_done {
         dream.restarts += 1;
         let origin = dream.origin.clone().unwrap_or(DreamOrigin::RandomZ);
-        let restarted = with_runner(runtime, notice, |runner| match &origin {
-            DreamOrigin::RealFrame(frame) => runner.restart_from_fork(frame),
-            DreamOrigin::RandomZ => runner.reset_random(),
-        });
+        let restarted = match family {
+            DreamFamily::MdnRnn => with_runner(runtime, notice, |runner| match &origin {
+                DreamOrigin::RealFrame(frame) => runner.restart_from_fork(frame),
+                DreamOrigin::RandomZ => runner.reset_random(),
+            }),
+            DreamFamily::Flow => with_flow(runtime, dream, notice, |runner| {
+                runner.flow_restart_from_fork()
+            }),
+        };
         if restarted.is_some() {
-            dream.start(origin);
+            match family {
+                DreamFamily::MdnRnn => dream.start(origin),
+                DreamFamily::Flow => dream.restart_flow(),
+            }
         }
     }
 }

@@ -7,6 +7,11 @@
 //! - Lockstep: the same action to reality and to a dream forked from it; the gap is recorded. C,
 //!   when it drives, sees reality (V of the real frame, the memory of an M that follows reality).
 //! - Latent explorer: nothing, unless single-stepped.
+//! - Side by side: Lockstep with both dreams, the 2018 one and the flow one, forked together from
+//!   reality and given reality's actions; the gap is recorded for each.
+//!
+//! Outside the side-by-side mode, the session's [`DreamFamily`] says which dream the first three
+//! modes step; the latent explorer edits V's z, so it is the 2018 dream's.
 //!
 //! Every step first reads the human's input and applies the takeover rule ([`begin_step`]).
 
@@ -18,10 +23,12 @@ use bevy::prelude::*;
 use super::super::commands::Mode;
 use super::super::drive::{Driver, next_driver};
 use super::super::input::HumanControls;
-use super::super::world_model::{View, WorldModelRuntime};
+use super::super::world_model::{DreamFamily, View, WorldModelRuntime};
 use super::SimState;
 use super::divergence::{Divergence, l2_distance};
-use super::dream_episode::{DreamEpisode, fork_from_reality, step_dream, with_runner};
+use super::dream_episode::{
+    DreamEpisode, fork_flow_from_reality, fork_from_reality, step_dream, step_flow, with_runner,
+};
 use super::notice::Notice;
 use super::reality::Reality;
 use super::session::Session;
@@ -38,6 +45,7 @@ pub(super) fn plugin(app: &mut App) {
     // A fresh dream from what reality shows now: the demo's "dream from here".
     app.add_systems(OnEnter(Mode::DriveDream), dream_from_here);
     app.add_systems(OnEnter(Mode::Lockstep), dream_from_here);
+    app.add_systems(OnEnter(Mode::SideBySide), side_by_side_from_here);
     // The explorer starts from the current real frame's encoding unless a dream is running.
     app.add_systems(
         OnEnter(Mode::LatentExplorer),
@@ -51,6 +59,7 @@ pub(super) fn plugin(app: &mut App) {
                 step_drive_reality.run_if(in_state(Mode::DriveReality)),
                 step_drive_dream.run_if(in_state(Mode::DriveDream)),
                 step_lockstep.run_if(in_state(Mode::Lockstep)),
+                step_side_by_side.run_if(in_state(Mode::SideBySide)),
                 // Paused by design: only a single step (N) moves the explorer's dream.
                 step_latent_explorer
                     .run_if(in_state(Mode::LatentExplorer).and_then(in_state(SimState::Paused))),
@@ -115,8 +124,9 @@ impl Sim<'_> {
         });
     }
 
-    fn step_dream(&mut self, action: &[f32], restart_on_done: bool) {
+    fn step_dream(&mut self, family: DreamFamily, action: &[f32], restart_on_done: bool) {
         step_dream(
+            family,
             action,
             self.session.tau,
             restart_on_done,
@@ -127,14 +137,103 @@ impl Sim<'_> {
         );
     }
 
-    /// Only the dream steps, with the action for the dream's state.
-    fn drive_dream(&mut self, restart_on_done: bool) {
-        if !self.dream.forked {
+    /// Only `family`'s dream steps, with the action for its state.
+    fn drive_dream(&mut self, family: DreamFamily, restart_on_done: bool) {
+        let (forked, view) = match family {
+            DreamFamily::MdnRnn => (self.dream.forked, View::Dream),
+            DreamFamily::Flow => (self.dream.flow_forked, View::FlowDream),
+        };
+        if !forked {
             return;
         }
-        let action = self.choose_action(View::Dream);
-        self.step_dream(&action, restart_on_done);
+        let action = self.choose_action(view);
+        self.step_dream(family, &action, restart_on_done);
         self.session.last_action = action;
+    }
+
+    /// One step of the flow dream with reality's action, and its gap to the new real frame:
+    /// (pixel error, distance between V's encodings of the two frames).
+    fn step_flow_beside_reality(
+        &mut self,
+        action: &[f32],
+        real_z: Option<&[f32]>,
+    ) -> Option<(f64, f64)> {
+        step_flow(
+            action,
+            &mut self.dream,
+            &mut self.runtime,
+            &mut self.timings,
+            &mut self.notice,
+        )?;
+        let obs = self.reality.obs.clone();
+        let real_z = real_z?;
+        with_runner(&mut self.runtime, &mut self.notice, |runner| {
+            let dreamed = runner.flow_frame()?;
+            let dreamed_z = runner.encode(&dreamed)?;
+            Ok((pixel_error(&obs, &dreamed), l2_distance(real_z, &dreamed_z)))
+        })
+    }
+
+    /// M's dream steps with reality's action; its gap to the new real frame.
+    fn step_mdn_beside_reality(
+        &mut self,
+        action: &[f32],
+        real_z: Option<&[f32]>,
+    ) -> Option<(f64, f64)> {
+        if !self.dream.forked {
+            return None;
+        }
+        self.step_dream(DreamFamily::MdnRnn, action, false);
+        let obs = self.reality.obs.clone();
+        let real_z = real_z?;
+        with_runner(&mut self.runtime, &mut self.notice, |runner| {
+            let dreamed = runner.frame()?;
+            Ok((
+                pixel_error(&obs, &dreamed),
+                l2_distance(real_z, &runner.z()),
+            ))
+        })
+    }
+
+    /// Reality steps with the driver's action (C reading reality) and the reality-following M
+    /// moves on; `Some(V's z of the new frame)` while the episode goes on, `None` when the step
+    /// failed or the episode ended (the dreams are then forked again).
+    fn step_reality_for_dreams(
+        &mut self,
+        divergence: &mut Divergence,
+    ) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+        let has_runner = self.runtime.runner.is_some();
+        let action = self.choose_action(View::Reality);
+        let episode_ended = self.reality.step_or_notice(&action, &mut self.notice)?;
+        self.session.last_action = action.clone();
+        if has_runner {
+            self.follow_reality(&action, episode_ended);
+        }
+        if episode_ended {
+            self.fork_from_reality();
+            divergence.clear();
+            return None;
+        }
+        // One encoding of the new frame serves C's next action and the gaps.
+        let obs = self.reality.obs.clone();
+        let real_z = if has_runner {
+            with_runner(&mut self.runtime, &mut self.notice, |runner| {
+                runner.observe_reality(&obs)
+            })
+        } else {
+            None
+        };
+        Some((action, real_z))
+    }
+
+    /// Lockstep's re-sync: every K steps the dreams restart from reality.
+    fn resync_if_due(&mut self, divergence: &mut Divergence) {
+        if let Some(every) = self.session.resync_every
+            && divergence.steps >= every
+        {
+            self.fork_from_reality();
+            divergence.resync();
+        }
     }
 }
 
@@ -146,6 +245,21 @@ fn dream_from_here(mut sim: Sim, mut divergence: ResMut<Divergence>) {
 
 fn explore_from_here(mut sim: Sim) {
     sim.fork_from_reality();
+}
+
+/// Both dreams from the real frame; without a flow model, the 2018 one alone, and a notice why.
+fn side_by_side_from_here(mut sim: Sim, divergence: ResMut<Divergence>) {
+    let explanation = sim
+        .runtime
+        .runner
+        .as_ref()
+        .map(|runner| runner.flow_status())
+        .filter(|status| !status.is_ready())
+        .map(|status| status.explanation());
+    if let Some(explanation) = explanation {
+        sim.notice.show(explanation.replace('\n', " "));
+    }
+    dream_from_here(sim, divergence);
 }
 
 fn single_step_pending(session: Res<Session>) -> bool {
@@ -171,29 +285,50 @@ fn begin_step(
 }
 
 fn step_drive_reality(mut sim: Sim) {
-    // Keep M in step with reality: z from V, h carried over; the dream pane shows its one-step
-    // prediction.
+    // Keep the dream in step with reality: M's z from V, h carried over, or the flow dream forked
+    // from the last real frames; the dream pane shows its one-step prediction.
     let has_runner = sim.runtime.runner.is_some();
+    let family = sim.session.family;
     if has_runner {
         let obs = sim.reality.obs.clone();
         with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
             let z = runner.observe_reality(&obs)?;
-            runner.set_z(&z)
+            match family {
+                DreamFamily::MdnRnn => runner.set_z(&z),
+                DreamFamily::Flow => Ok(()),
+            }
         });
+        if family == DreamFamily::Flow {
+            fork_flow_from_reality(&mut sim.dream, &mut sim.runtime, &mut sim.notice);
+        }
     }
     let action = sim.choose_action(View::Reality);
     let Some(episode_ended) = sim.reality.step_or_notice(&action, &mut sim.notice) else {
         return;
     };
     if has_runner {
-        let started = Instant::now();
-        let tau = sim.session.tau;
-        let stepped = with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
-            runner.step(&action, tau)
-        });
-        sim.timings.dream_step.push(millis(started.elapsed()));
-        if stepped.is_some() {
-            sim.dream.z_changed();
+        match family {
+            DreamFamily::MdnRnn => {
+                let started = Instant::now();
+                let tau = sim.session.tau;
+                let stepped = with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
+                    runner.step(&action, tau)
+                });
+                sim.timings.dream_step.push(millis(started.elapsed()));
+                if stepped.is_some() {
+                    sim.dream.z_changed();
+                }
+            }
+            DreamFamily::Flow => {
+                let Sim {
+                    dream,
+                    runtime,
+                    timings,
+                    notice,
+                    ..
+                } = &mut sim;
+                step_flow(&action, dream, runtime, timings, notice);
+            }
         }
         sim.follow_reality(&action, episode_ended);
     }
@@ -201,59 +336,51 @@ fn step_drive_reality(mut sim: Sim) {
 }
 
 fn step_drive_dream(mut sim: Sim) {
-    sim.drive_dream(true);
+    let family = sim.session.family_in(Mode::DriveDream);
+    sim.drive_dream(family, true);
 }
 
 fn step_latent_explorer(mut sim: Sim) {
-    sim.drive_dream(false);
+    sim.drive_dream(DreamFamily::MdnRnn, false);
+}
+
+fn step_side_by_side(mut sim: Sim, mut divergence: ResMut<Divergence>) {
+    let Some((action, real_z)) = sim.step_reality_for_dreams(&mut divergence) else {
+        return;
+    };
+    let mdn_gap = sim.step_mdn_beside_reality(&action, real_z.as_deref());
+    let flow_gap = sim.step_flow_beside_reality(&action, real_z.as_deref());
+    if let Some((pixel, z_gap)) = mdn_gap {
+        divergence.push(pixel, z_gap);
+        if let Some((pixel, z_gap)) = flow_gap {
+            divergence.push_flow(pixel, z_gap);
+        }
+    }
+    sim.resync_if_due(&mut divergence);
 }
 
 fn step_lockstep(mut sim: Sim, mut divergence: ResMut<Divergence>) {
     // C drives reality here; the dream gets the same actions. The reality-following M has seen the
     // current frame: at the fork, or after the previous step.
-    let has_runner = sim.runtime.runner.is_some();
-    let action = sim.choose_action(View::Reality);
-    let Some(episode_ended) = sim.reality.step_or_notice(&action, &mut sim.notice) else {
+    let Some((action, real_z)) = sim.step_reality_for_dreams(&mut divergence) else {
         return;
     };
-    sim.session.last_action = action.clone();
-    if has_runner {
-        sim.follow_reality(&action, episode_ended);
-    }
-    if episode_ended {
-        sim.fork_from_reality();
-        divergence.clear();
-        return;
-    }
-    // One encoding of the new frame serves C's next action and the gap.
-    let obs = sim.reality.obs.clone();
-    let real_z = if has_runner {
-        with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
-            runner.observe_reality(&obs)
-        })
-    } else {
-        None
+    let (forked, gap) = match sim.session.family_in(Mode::Lockstep) {
+        DreamFamily::MdnRnn => (
+            sim.dream.forked,
+            sim.step_mdn_beside_reality(&action, real_z.as_deref()),
+        ),
+        DreamFamily::Flow => (
+            sim.dream.flow_forked,
+            sim.step_flow_beside_reality(&action, real_z.as_deref()),
+        ),
     };
-    if sim.dream.forked {
-        sim.step_dream(&action, false);
-        if let Some(real_z) = real_z
-            && let Some((pixel, z_gap)) = with_runner(&mut sim.runtime, &mut sim.notice, |runner| {
-                let dreamed = runner.frame()?;
-                Ok((
-                    pixel_error(&obs, &dreamed),
-                    l2_distance(&real_z, &runner.z()),
-                ))
-            })
-        {
-            divergence.push(pixel, z_gap);
-        }
-        // Re-sync: the dream restarts from V's encoding of this frame and the memory of reality,
-        // so the next step is again a prediction from reality (K = 1: one-step predictions).
-        if let Some(every) = sim.session.resync_every
-            && divergence.steps >= every
-        {
-            sim.fork_from_reality();
-            divergence.resync();
-        }
+    if let Some((pixel, z_gap)) = gap {
+        divergence.push(pixel, z_gap);
+    }
+    // Re-sync: the dream restarts from V's encoding of this frame and the memory of reality, so
+    // the next step is again a prediction from reality (K = 1: one-step predictions).
+    if forked {
+        sim.resync_if_due(&mut divergence);
     }
 }

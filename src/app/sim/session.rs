@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 
+use super::super::commands::Mode;
 use super::super::drive::{Driver, clamp_done_odds, clamp_tau, default_tau, idle_action};
-use super::super::world_model::WorldModelRuntime;
+use super::super::world_model::{DreamFamily, FlowKnobs, WorldModelRuntime};
 use crate::agent::human::{HumanAxes, axes_from_action};
 use crate::envs::EnvKind;
 use crate::model::bundle::EvolvedDream;
@@ -24,8 +25,12 @@ pub struct ModelSource {
 #[derive(Resource, Debug, Clone)]
 pub struct Session {
     pub env: EnvKind,
+    /// Which world model dreams (the side-by-side mode runs both).
+    pub family: DreamFamily,
     /// M's sampling temperature.
     pub tau: f32,
+    /// The flow dream's sampling steps and temperature.
+    pub flow: FlowKnobs,
     /// The factor on the odds of M's done head (1: as trained).
     pub done_odds: f32,
     /// How M's done head ends the dream: drawn (the app's default, as the shipped Cs were evolved)
@@ -52,7 +57,9 @@ impl Session {
     pub fn new(env: EnvKind) -> Self {
         Self {
             env,
+            family: DreamFamily::default(),
             tau: default_tau(env),
+            flow: FlowKnobs::default(),
             done_odds: 1.0,
             done_rule: DoneRule::Sample,
             evolved_dream: None,
@@ -91,11 +98,37 @@ impl Session {
         session
     }
 
-    /// Hands the session's done odds and rule to the dream.
+    /// Hands the session's done odds and rule to the dream, and its knobs to the flow dream.
     pub(super) fn apply_done(&self, runtime: &mut WorldModelRuntime) {
         if let Some(runner) = runtime.runner.as_deref_mut() {
             runner.set_done_odds(self.done_odds);
             runner.set_done_rule(self.done_rule);
+            // The knobs are clamped to what the flow dream samples with, so this cannot fail.
+            let _ = runner.set_flow_knobs(self.flow);
+        }
+    }
+
+    /// Whether the flow dream is the one that dreams, outside the side-by-side mode.
+    pub fn dreams_with_flow(&self) -> bool {
+        self.family == DreamFamily::Flow
+    }
+
+    /// The dream `mode` steps and the dream pane shows: the session's, except in the latent
+    /// explorer (it edits V's z) and side by side (the pane is the 2018 dream's; the flow dream has
+    /// its own).
+    pub fn family_in(&self, mode: Mode) -> DreamFamily {
+        match mode {
+            Mode::LatentExplorer | Mode::SideBySide => DreamFamily::MdnRnn,
+            Mode::DriveReality | Mode::DriveDream | Mode::Lockstep => self.family,
+        }
+    }
+
+    /// Whether `mode` shows the 2018 dream and the flow dream.
+    pub fn dreams_shown(&self, mode: Mode) -> (bool, bool) {
+        match (mode, self.family_in(mode)) {
+            (Mode::SideBySide, _) => (true, true),
+            (_, DreamFamily::MdnRnn) => (true, false),
+            (_, DreamFamily::Flow) => (false, true),
         }
     }
 

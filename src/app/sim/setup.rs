@@ -2,11 +2,11 @@
 
 use bevy::prelude::*;
 
-use super::super::commands::{Mode, Setup};
-use super::super::drive::{Driver, clamp_done_odds, clamp_tau};
+use super::super::commands::{FLOW_STEP_CHOICES, Mode, Setup};
+use super::super::drive::{Driver, clamp_done_odds, clamp_flow_temperature, clamp_tau};
 use super::super::world_model::{View, load_runtime};
 use super::SimState;
-use super::apply::SimStates;
+use super::apply::{SimStates, choose_family};
 use super::divergence::Divergence;
 use super::dream_episode::{DreamEpisode, fork_from_random, with_runner};
 use super::modes::Sim;
@@ -51,7 +51,16 @@ pub(super) fn enter_setup(
         session.done_rule = rule;
     }
     session.resync_every = setup.resync;
+    if let Some(steps) = setup.flow_steps.filter(|s| FLOW_STEP_CHOICES.contains(s)) {
+        session.flow.steps = steps;
+    }
+    if let Some(temperature) = setup.flow_temperature {
+        session.flow.temperature = clamp_flow_temperature(temperature, session.flow.temperature);
+    }
     session.apply_done(&mut sim.runtime);
+    if let Some(family) = setup.dream_with {
+        choose_family(family, sim);
+    }
     if setup.driver == Driver::Controller {
         if sim.runtime.controller_available() {
             sim.session.driver = Driver::Controller;

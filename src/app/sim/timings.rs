@@ -49,6 +49,8 @@ pub struct Timings {
     pub dream_step: Samples,
     /// V decoding the dream's z into the frame shown.
     pub dream_decode: Samples,
+    /// One flow-dream step: sampling the next latent in the knob's steps and drawing it.
+    pub flow_step: Samples,
     /// The open instrument's work in one sim step (the fan: M on every future, then V on all).
     pub instrument: Samples,
 }

@@ -9,10 +9,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
-use super::super::commands::{Instrument, Mode};
-use super::super::drive::DONE_ODDS_RANGE;
+use super::super::commands::{FLOW_STEP_CHOICES, Instrument, Mode};
+use super::super::drive::{DONE_ODDS_RANGE, FLOW_TEMPERATURE_RANGE};
 use super::super::instruments::FAN_SIZES;
 use super::super::lecture::ViewKind;
+use super::super::world_model::DreamFamily;
 use crate::envs::EnvKind;
 use crate::model::mdrnn::DoneRule;
 
@@ -77,6 +78,15 @@ pub struct Scene {
     pub resync: Option<Option<u32>>,
     #[serde(default)]
     pub maximise: Option<ViewKind>,
+    /// Which world model dreams: "2018" (V and M) or "flow".
+    #[serde(default)]
+    pub dream_with: Option<DreamFamily>,
+    /// The flow dream's sampling steps: 1, 2, 4 or 8.
+    #[serde(default, deserialize_with = "flow_steps")]
+    pub flow_steps: Option<usize>,
+    /// The flow dream's temperature.
+    #[serde(default, deserialize_with = "flow_temperature")]
+    pub flow_temperature: Option<f32>,
 }
 
 /// Who drives when a scene opens.
@@ -201,6 +211,30 @@ fn futures<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, 
         })
 }
 
+fn flow_steps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let steps = i64::deserialize(deserializer)?;
+    usize::try_from(steps)
+        .ok()
+        .filter(|steps| FLOW_STEP_CHOICES.contains(steps))
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "flow_steps must be one of {FLOW_STEP_CHOICES:?}, found {steps}"
+            ))
+        })
+}
+
+fn flow_temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f32>, D::Error> {
+    let temperature = f32::deserialize(deserializer)?;
+    let (low, high) = FLOW_TEMPERATURE_RANGE;
+    if !(temperature.is_finite() && (low..=high).contains(&temperature)) {
+        return Err(serde::de::Error::custom(format!(
+            "flow_temperature must be between {low} and {high}, found {temperature}"
+        )));
+    }
+    Ok(Some(temperature))
+}
+
 fn resync<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u32>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -265,7 +299,7 @@ env = "car-racing"
             "{ONE_SCENE}mode = \"lockstep\"\ndriver = \"c\"\ncontroller = \"C, evolved at tau 0.1\"\n\
              seed = 7\ntau = 0.1\ndone_odds = 0.5\ndone_rule = \"threshold\"\nfork_after = 40\n\
              paused = true\nrandom_z = true\ninstrument = \"futures\"\nfutures = 12\nresync = 10\n\
-             maximise = \"v\"\n"
+             maximise = \"v\"\ndream_with = \"flow\"\nflow_steps = 4\nflow_temperature = 0.5\n"
         );
         let scene = TourFile::parse(&text, "all.toml").unwrap().scenes.remove(0);
         assert_eq!(scene.mode, Mode::Lockstep);
@@ -282,6 +316,14 @@ env = "car-racing"
         assert_eq!(scene.futures, Some(12));
         assert_eq!(scene.resync, Some(Some(10)));
         assert_eq!(scene.maximise, Some(ViewKind::VSees));
+        assert_eq!(scene.dream_with, Some(DreamFamily::Flow));
+        assert_eq!(
+            (scene.flow_steps, scene.flow_temperature),
+            (Some(4), Some(0.5))
+        );
+        let paper =
+            TourFile::parse(&format!("{ONE_SCENE}dream_with = \"2018\"\n"), "m.toml").unwrap();
+        assert_eq!(paper.scenes[0].dream_with, Some(DreamFamily::MdnRnn));
         let off = TourFile::parse(&format!("{ONE_SCENE}resync = \"off\"\n"), "off.toml").unwrap();
         assert_eq!(off.scenes[0].resync, Some(None));
     }
@@ -305,6 +347,9 @@ env = "car-racing"
             ("instrument = \"telescope\"", "instrument"),
             ("maximise = \"everything\"", "maximise"),
             ("driver = \"robot\"", "driver"),
+            ("dream_with = \"diffusion\"", "dream_with"),
+            ("flow_steps = 3", "flow_steps"),
+            ("flow_temperature = 2.5", "flow_temperature"),
             ("tauu = 0.5", "tauu"),
         ] {
             let error = error_for(extra);

@@ -98,6 +98,9 @@ pub fn scene_setup(scene: &Scene) -> Setup {
         instrument: scene.instrument,
         fan_size: scene.futures,
         maximised: scene.maximise,
+        dream_with: scene.dream_with,
+        flow_steps: scene.flow_steps,
+        flow_temperature: scene.flow_temperature,
     }
 }
 
