@@ -636,6 +636,168 @@ pub fn open_loop_flow<B: Backend>(
     })
 }
 
+/// The horizons [`side_by_side_frames`] shows after each fork's own frame.
+pub const SIDE_BY_SIDE_HORIZONS: [u32; 3] = [1, 10, 30];
+/// Forks the side-by-side figure of `export-flow` shows.
+pub const SIDE_BY_SIDE_FORKS: usize = 3;
+const SIDE_BY_SIDE_STREAM: u64 = 0x7369_6465_2d62_7973;
+
+/// One fork seen three ways: reality, M's dream and the flow dream, each at the fork (the dreams'
+/// reconstructions of its frame) and at each horizon after it, all driven by reality's actions.
+#[derive(Debug, Clone)]
+pub struct SideBySideFork {
+    /// The episode's index under the config's seed (its env seed is [`eval_episode_seed`]).
+    pub episode: usize,
+    /// The real step the dreams fork at.
+    pub step: usize,
+    pub real: Vec<Frame>,
+    /// The 2018 dream: V's decoding of M's z.
+    pub world_model: Vec<Frame>,
+    pub flow: Vec<Frame>,
+}
+
+/// What [`side_by_side_frames`] gathered: each fork's frames at horizon 0, then at `horizons`.
+#[derive(Debug, Clone)]
+pub struct SideBySide {
+    pub env: EnvKind,
+    pub horizons: Vec<u32>,
+    pub forks: Vec<SideBySideFork>,
+}
+
+/// A fork picked for the figure, with what both dreams start from and are driven by.
+struct PickedFork {
+    episode: usize,
+    fork: Fork,
+    /// Reality at the fork and at each horizon.
+    real: Vec<Frame>,
+    /// The last K real frames up to the fork and the actions between them: the flow dream's start.
+    start: Vec<Frame>,
+    start_actions: Vec<f32>,
+    /// Reality's actions from the fork on, as many as the last horizon.
+    actions: Vec<f32>,
+}
+
+/// The frames of the side-by-side figure: up to `forks` forks, one per episode among the first
+/// `config.episodes` that last the longest of `horizons` past a fork, taken early, midway and late
+/// through their episodes (the forks of [`open_loop`], every `config.fork_every` steps). From each,
+/// M's dream (the bundle `config.model`, at `config.tau`) and the flow dream (`flow_path`, under
+/// `sampling`) are stepped with reality's actions. Deterministic under `config.seed`.
+pub fn side_by_side_frames<B: Backend>(
+    config: &OpenLoopConfig,
+    flow_path: &Path,
+    sampling: Sampling,
+    forks: usize,
+    horizons: &[u32],
+    device: &B::Device,
+) -> anyhow::Result<SideBySide> {
+    config.validate()?;
+    ensure!(
+        forks >= 1,
+        "the side-by-side figure needs at least one fork"
+    );
+    let env = config.env;
+    ensure!(
+        horizons.first().is_some_and(|&h| h >= 1) && horizons.is_sorted_by(|a, b| a < b),
+        "the side-by-side figure's horizons must rise from at least one step, got {horizons:?}"
+    );
+    let last = horizons[horizons.len() - 1] as usize;
+    let (vae, rnn, _) = load_checked::<B>(env, &config.model, false, "draw", device)?;
+    let flow = flow_file::load::<B>(flow_path, Some(env), device)?;
+    let context = flow.spec.context;
+    let a = env.action_space().len();
+    let at_horizons =
+        |t: usize| std::iter::once(t).chain(horizons.iter().map(move |&h| t + h as usize));
+
+    let mut picked: Vec<PickedFork> = Vec::new();
+    for (chunk, seeds) in seed_chunks(config.seed, config.episodes).iter().enumerate() {
+        let episodes = play_and_encode(env, seeds, config.max_steps, &vae, device)?;
+        let every = config.fork_every as usize;
+        let mut by_episode: Vec<Vec<Fork>> = (0..episodes.len()).map(|_| Vec::new()).collect();
+        for fork in forks_along(&episodes, &rnn, every, last, device)? {
+            by_episode[fork.episode].push(fork);
+        }
+        for (e, mut candidates) in by_episode.into_iter().enumerate() {
+            if picked.len() == forks || candidates.is_empty() {
+                continue;
+            }
+            // Early, midway, late: the j-th of n picks lies (j + 1) / (n + 1) of the way through.
+            let j = picked.len();
+            let at = ((j + 1) * candidates.len() / (forks + 1)).min(candidates.len() - 1);
+            let fork = candidates.swap_remove(at);
+            let real = &episodes[e];
+            let t = fork.t;
+            let first = (t + 1).saturating_sub(context);
+            picked.push(PickedFork {
+                episode: chunk * EPISODES_PER_CHUNK + e,
+                real: at_horizons(t).map(|k| real.frames[k].clone()).collect(),
+                start: real.frames[first..=t].to_vec(),
+                start_actions: real.actions[first * a..t * a].to_vec(),
+                actions: real.actions[t * a..(t + last) * a].to_vec(),
+                fork,
+            });
+        }
+        if picked.len() == forks {
+            break;
+        }
+    }
+    ensure!(
+        !picked.is_empty(),
+        "no real episode of {env} among the first {} lasted {last} steps past a fork (at most {} steps each): add --episodes or raise --max-steps",
+        config.episodes,
+        config.max_steps
+    );
+
+    let n = picked.len();
+    let mut dream = DreamBatch::new(vae, rnn, n, device);
+    let mut flow_dream = FlowDreamBatch::new(flow, n, device)?;
+    flow_dream.set_sampling(sampling)?;
+    for (i, p) in picked.iter().enumerate() {
+        dream.reset_to_state(i, &p.fork.z, &p.fork.hidden, &p.fork.cell)?;
+        let start: Vec<&Frame> = p.start.iter().collect();
+        flow_dream.reset_from_frames(i, &start, &p.start_actions)?;
+    }
+    let mut world_model: Vec<Vec<Frame>> = dream.frames().into_iter().map(|f| vec![f]).collect();
+    let mut flow_frames: Vec<Vec<Frame>> =
+        flow_dream.frames().into_iter().map(|f| vec![f]).collect();
+    let stream = |family: u64| {
+        ChaCha8Rng::seed_from_u64(mix_seed(&[config.seed, SIDE_BY_SIDE_STREAM, family]))
+    };
+    let (mut rng, mut flow_rng) = (stream(0), stream(1));
+    for k in 1..=last {
+        let actions: Vec<f32> = picked
+            .iter()
+            .flat_map(|p| &p.actions[(k - 1) * a..k * a])
+            .copied()
+            .collect();
+        dream.step(&actions, config.tau, &mut rng)?;
+        flow_dream.step(&actions, &mut flow_rng)?;
+        if horizons.contains(&(k as u32)) {
+            for (row, frame) in world_model.iter_mut().zip(dream.frames()) {
+                row.push(frame);
+            }
+            for (row, frame) in flow_frames.iter_mut().zip(flow_dream.frames()) {
+                row.push(frame);
+            }
+        }
+    }
+    let forks = picked
+        .into_iter()
+        .zip(world_model.into_iter().zip(flow_frames))
+        .map(|(p, (wm, fl))| SideBySideFork {
+            episode: p.episode,
+            step: p.fork.t,
+            real: p.real,
+            world_model: wm,
+            flow: fl,
+        })
+        .collect();
+    Ok(SideBySide {
+        env,
+        horizons: horizons.to_vec(),
+        forks,
+    })
+}
+
 /// Writes the open-loop CSV of `reports` where `config` says, if it does.
 pub fn write_open_loop_csv(
     config: &OpenLoopConfig,

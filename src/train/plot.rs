@@ -1,4 +1,5 @@
-//! PNG plots of the training CSV logs (losses, fitness), drawn with plotters into an image buffer.
+//! PNG plots of the training CSV logs (losses, fitness), and the side-by-side figure of reality and
+//! the two dreams, drawn with plotters into an image buffer.
 
 use std::path::Path;
 use std::sync::Once;
@@ -6,6 +7,8 @@ use std::sync::Once;
 use anyhow::{Context, bail};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+
+use super::fidelity::SideBySide;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 540;
@@ -132,6 +135,117 @@ pub fn plot_csv(
     image
         .save(png)
         .with_context(|| format!("cannot write {}", png.display()))
+}
+
+/// The side-by-side figure's frames are drawn this many times their size, nearest neighbour, so
+/// that a lecture hall sees Take Cover's fireballs.
+const SIDE_BY_SIDE_SCALE: u32 = 3;
+
+/// Draws `figure` into `png`: per fork a block of three rows (reality, M's dream, the flow dream)
+/// and a column per horizon, the fork's own frame first; the blocks side by side.
+pub fn save_side_by_side(figure: &SideBySide, png: &Path) -> anyhow::Result<()> {
+    const MARGIN: u32 = 20;
+    const GAP: u32 = 6;
+    const BLOCK_GAP: u32 = 36;
+    const TITLE_H: u32 = 64;
+    const HEADER_H: u32 = 44;
+    const COLUMN_H: u32 = 42;
+    const ROWS: [&str; 3] = ["real", "2018 dream (V+M)", "flow dream"];
+    register_fonts();
+    let Some(frame) = figure.forks.first().and_then(|f| f.real.first()) else {
+        bail!("no fork to draw into {}", png.display());
+    };
+    let side = frame.width() * SIDE_BY_SIDE_SCALE;
+    let columns = 1 + figure.horizons.len() as u32;
+    let block_w = columns * side + (columns - 1) * GAP;
+    let blocks = figure.forks.len() as u32;
+    let title_font = ("sans-serif", 40).into_font().color(&BLACK);
+    let header_font = ("sans-serif", 32).into_font().color(&BLACK);
+    let label_font = ("sans-serif", 36).into_font().color(&BLACK);
+    let column_font = ("sans-serif", 30).into_font().color(&RGBColor(80, 80, 80));
+    let label_w = {
+        let mut widest = 0;
+        for label in ROWS {
+            let (w, _) = label_font
+                .font
+                .box_size(label)
+                .map_err(|e| drawing_error(png, e))?;
+            widest = widest.max(w);
+        }
+        widest + 24
+    };
+    let width = MARGIN * 2 + label_w + blocks * block_w + (blocks - 1) * BLOCK_GAP;
+    let top = MARGIN + TITLE_H + HEADER_H + COLUMN_H;
+    let height = top + 3 * side + 2 * GAP + MARGIN;
+    let block_x = |b: u32| MARGIN + label_w + b * (block_w + BLOCK_GAP);
+    let cell = |b: u32, column: u32, row: u32| {
+        (block_x(b) + column * (side + GAP), top + row * (side + GAP))
+    };
+
+    let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    for (b, fork) in figure.forks.iter().enumerate() {
+        for (row, frames) in [&fork.real, &fork.world_model, &fork.flow]
+            .iter()
+            .enumerate()
+        {
+            for (column, frame) in frames.iter().enumerate() {
+                let big = image::imageops::resize(
+                    frame,
+                    side,
+                    side,
+                    image::imageops::FilterType::Nearest,
+                );
+                let (x, y) = cell(b as u32, column as u32, row as u32);
+                image::imageops::replace(&mut canvas, &big, i64::from(x), i64::from(y));
+            }
+        }
+    }
+    let mut buffer = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        let at = |x: u32, y: u32| (x as i32, y as i32);
+        let title = format!(
+            "{}: reality and both dreams from the same fork, driven by reality's actions",
+            figure.env
+        );
+        root.draw_text(&title, &title_font, at(MARGIN, MARGIN))
+            .map_err(|e| drawing_error(png, e))?;
+        for (row, label) in ROWS.iter().enumerate() {
+            let (_, h) = label_font
+                .font
+                .box_size(label)
+                .map_err(|e| drawing_error(png, e))?;
+            let y = top + row as u32 * (side + GAP) + side.saturating_sub(h) / 2;
+            root.draw_text(label, &label_font, at(MARGIN, y))
+                .map_err(|e| drawing_error(png, e))?;
+        }
+        for (b, fork) in figure.forks.iter().enumerate() {
+            let b = b as u32;
+            let header = format!("episode {}, step {}", fork.episode, fork.step);
+            root.draw_text(&header, &header_font, at(block_x(b), MARGIN + TITLE_H))
+                .map_err(|e| drawing_error(png, e))?;
+            let names = std::iter::once("fork".to_string()).chain(
+                figure
+                    .horizons
+                    .iter()
+                    .map(|h| format!("+{h} step{}", if *h == 1 { "" } else { "s" })),
+            );
+            for (column, name) in names.enumerate() {
+                let (x, _) = cell(b, column as u32, 0);
+                root.draw_text(&name, &column_font, at(x, MARGIN + TITLE_H + HEADER_H))
+                    .map_err(|e| drawing_error(png, e))?;
+            }
+        }
+        root.present().map_err(|e| drawing_error(png, e))?;
+    }
+    let image = image::RgbImage::from_raw(width, height, buffer).context("figure buffer size")?;
+    image
+        .save(png)
+        .with_context(|| format!("cannot write {}", png.display()))
+}
+
+fn drawing_error(png: &Path, e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow::anyhow!("drawing {}: {e:?}", png.display())
 }
 
 #[cfg(test)]
