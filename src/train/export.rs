@@ -193,8 +193,14 @@ pub fn export<B: Backend>(
             )
         }),
     };
-    std::fs::write(&card, model_card(config, &model, &summary))
-        .with_context(|| format!("cannot write {}", card.display()))?;
+    // The flow model's section is export-flow's: it measured what this export cannot.
+    let mut text = model_card(config, &model, &summary);
+    if let Ok(old) = std::fs::read_to_string(&card)
+        && let Some(flow) = flow_section_of(&old)
+    {
+        text = with_flow_section(&text, flow);
+    }
+    std::fs::write(&card, text).with_context(|| format!("cannot write {}", card.display()))?;
     Ok(summary)
 }
 
@@ -304,7 +310,13 @@ pub fn latent_line(env: EnvKind, s: &ExportSummary) -> String {
     }
 }
 
-fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_unit: &str) {
+/// One line of the model card per trained part: its data, epochs, final losses, notes and date.
+pub(crate) fn info_lines(
+    out: &mut String,
+    name: &str,
+    info: Option<&TrainingInfo>,
+    data_unit: &str,
+) {
     let Some(info) = info else {
         let _ = writeln!(out, "- **{name}**: no training record.");
         return;
@@ -338,6 +350,14 @@ fn info_lines(out: &mut String, name: &str, info: Option<&TrainingInfo>, data_un
     out.push('\n');
 }
 
+/// The run folder as the model card names it: `runs/<its name>`, where the pipeline keeps runs.
+pub(crate) fn run_folder_name(run_dir: &Path) -> String {
+    run_dir.file_name().map_or_else(
+        || run_dir.display().to_string(),
+        |n| format!("runs/{}", n.to_string_lossy()),
+    )
+}
+
 fn model_card<B: Backend>(
     config: &ExportConfig,
     model: &WorldModel<B>,
@@ -354,10 +374,7 @@ fn model_card<B: Backend>(
         spec.z_size,
         spec.hidden_size,
         spec.n_gaussians,
-        config.run_dir.file_name().map_or_else(
-            || config.run_dir.display().to_string(),
-            |n| format!("runs/{}", n.to_string_lossy())
-        )
+        run_folder_name(&config.run_dir)
     );
     let _ = writeln!(out, "## How it was trained\n");
     if let Some(dir) = &config.data_dir
@@ -503,24 +520,56 @@ pub fn controllers_section(env: EnvKind, controllers: &[NamedController]) -> Str
     out
 }
 
+/// The first and last lines of the model card's section on the flow model: `export-flow` writes
+/// it, and `export` carries it over, as only export-flow measures the flow model.
+pub const CARD_FLOW_START: &str =
+    "<!-- the flow model: written by `dreamplay export-flow`; edits in here are overwritten -->";
+pub const CARD_FLOW_END: &str = "<!-- end of the flow model -->";
+
+/// Where the section between the lines `start` and `end` lies in `card`, its end's newline
+/// included.
+fn marked_section(card: &str, start: &str, end: &str) -> Option<std::ops::Range<usize>> {
+    let from = card.find(start)?;
+    let to = from + card[from..].find(end)? + end.len();
+    let to = if card[to..].starts_with('\n') {
+        to + 1
+    } else {
+        to
+    };
+    Some(from..to)
+}
+
+/// `card` and `section`, a blank line between them.
+fn appended(card: &str, section: &str) -> String {
+    if card.is_empty() || card.ends_with('\n') {
+        format!("{card}\n{section}")
+    } else {
+        format!("{card}\n\n{section}")
+    }
+}
+
 /// `card` with its list of the Cs replaced by `section`, or the list put in before "## Score"
 /// (at the end when there is no such heading).
 pub fn with_controllers_section(card: &str, section: &str) -> String {
-    if let Some(start) = card.find(CARD_CS_START)
-        && let Some(end) = card[start..].find(CARD_CS_END)
-    {
-        let end = start + end + CARD_CS_END.len();
-        let end = if card[end..].starts_with('\n') {
-            end + 1
-        } else {
-            end
-        };
-        return format!("{}{section}{}", &card[..start], &card[end..]);
+    if let Some(range) = marked_section(card, CARD_CS_START, CARD_CS_END) {
+        return format!("{}{section}{}", &card[..range.start], &card[range.end..]);
     }
     match card.find("\n## Score") {
         Some(at) => format!("{}\n{section}{}", &card[..at], &card[at..]),
-        None if card.is_empty() || card.ends_with('\n') => format!("{card}\n{section}"),
-        None => format!("{card}\n\n{section}"),
+        None => appended(card, section),
+    }
+}
+
+/// The model card's section on the flow model, its marker lines included, if it has one.
+pub fn flow_section_of(card: &str) -> Option<&str> {
+    marked_section(card, CARD_FLOW_START, CARD_FLOW_END).map(|range| &card[range])
+}
+
+/// `card` with its section on the flow model replaced by `section`, or `section` at its end.
+pub fn with_flow_section(card: &str, section: &str) -> String {
+    match marked_section(card, CARD_FLOW_START, CARD_FLOW_END) {
+        Some(range) => format!("{}{section}{}", &card[..range.start], &card[range.end..]),
+        None => appended(card, section),
     }
 }
 
