@@ -1,9 +1,12 @@
-//! `dreamplay train-autoencoder`, `encode-latents` and `train-flow`: the flow model's stages,
-//! thin wrappers over [`crate::train::flow`].
+//! `dreamplay train-autoencoder`, `encode-latents`, `train-flow` and `export-flow`: the flow
+//! model's stages, thin wrappers over [`crate::train::flow`].
+
+use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use clap::Args;
 
+use super::BackendArg;
 use super::train::StageArgs;
 use crate::model::backend;
 use crate::train::flow::autoencoder::{AutoencoderTrainConfig, train_autoencoder};
@@ -149,6 +152,89 @@ pub fn train_flow_cmd(args: TrainFlowArgs) -> anyhow::Result<()> {
         "wrote {} (dynamics and heads), {}/flow/dynamics/loss.csv, loss.png, samples.png",
         summary.model_path.display(),
         config.run_dir.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ExportFlowArgs {
+    #[command(flatten)]
+    pub config: crate::train::flow::export::ExportFlowConfig,
+    /// The run folder whose flow model is shipped (default: runs/<env>).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArg,
+}
+
+pub fn export_flow_cmd(args: ExportFlowArgs) -> anyhow::Result<()> {
+    use crate::train::flow::export::{ExportFlowConfig, describe_sampling, export_flow};
+    let env = args.config.env;
+    let config = ExportFlowConfig {
+        run_dir: args
+            .run
+            .unwrap_or_else(|| PathBuf::from("runs").join(env.name())),
+        ..args.config
+    };
+    let selection = args.backend.select();
+    let s = crate::with_backend!(&selection.backend, |B, device| {
+        export_flow::<B>(&config, &device)
+    })?;
+    println!(
+        "wrote {} ({:.1} MB, f16)",
+        s.model.display(),
+        s.bytes as f64 / 1e6
+    );
+    for p in &s.copied {
+        println!("copied {}", p.display());
+    }
+    match &s.comparison {
+        Some(c) => {
+            let sampling =
+                crate::dream::FlowDreamBatch::<crate::model::FlexBackend>::DEFAULT_SAMPLING;
+            println!(
+                "open-loop against {}: {} episodes, {} forks; the flow dream at {}",
+                s.bundle.display(),
+                c.world_model.episodes,
+                c.world_model.forks,
+                describe_sampling(sampling)
+            );
+            println!(
+                "{:>13} {:>7} {:>11} {:>9}",
+                "model", "horizon", "pixel_error", "sharpness"
+            );
+            for report in [&c.world_model, &c.flow] {
+                for r in &report.rows {
+                    println!(
+                        "{:>13} {:>7} {:>11.4} {:>9.3}",
+                        report.model, r.horizon, r.pixel_error, r.sharpness
+                    );
+                }
+            }
+            let say = |goal: Option<bool>| match goal {
+                Some(true) => "holds",
+                Some(false) => "does not hold",
+                None => "not measured",
+            };
+            println!(
+                "flow pixel error at horizon 1 below the 2018 dream's: {}",
+                say(c.goals.closer_at_1)
+            );
+            println!(
+                "flow sharpness at horizon 10 at least {} and above the 2018 dream's: {}",
+                crate::train::flow::export::SHARPNESS_GOAL,
+                say(c.goals.sharper_at_10)
+            );
+            println!("wrote {} and {}", c.csv.display(), c.side_by_side.display());
+        }
+        None => println!(
+            "note: no bundle at {}, so the flow model was not measured against the 2018 model; `dreamplay export --env {env}` ships one",
+            s.bundle.display()
+        ),
+    }
+    println!(
+        "model card: {} (its section on the flow model)",
+        s.card.display()
     );
     Ok(())
 }

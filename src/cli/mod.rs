@@ -50,6 +50,9 @@ pub enum Command {
     TrainFlow(flow::TrainFlowArgs),
     /// Ship a run: its bundle in f16 into models/<env>/, with plots, a fresh score and a model card.
     Export(train::ExportArgs),
+    /// Ship a run's flow model beside the bundle: f16, its pictures, both families measured
+    /// open-loop and side by side, and its section of the model card.
+    ExportFlow(flow::ExportFlowArgs),
     /// Evolve C with CMA-ES in M's dream (or the real env); checkpoints and resumes.
     TrainController(train_controller::TrainControllerArgs),
     /// Score C in the real env (and in the dream at chosen temperatures), or the random baseline.
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Encode(args)) => train::encode_cmd(args),
         Some(Command::TrainMdrnn(args)) => train::train_mdrnn_cmd(args),
         Some(Command::Export(args)) => train::export_cmd(args),
+        Some(Command::ExportFlow(args)) => flow::export_flow_cmd(args),
         Some(Command::TrainAutoencoder(args)) => flow::train_autoencoder_cmd(args),
         Some(Command::EncodeLatents(args)) => flow::encode_latents_cmd(args),
         Some(Command::TrainFlow(args)) => flow::train_flow_cmd(args),

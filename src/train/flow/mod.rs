@@ -8,9 +8,13 @@
 //!   flow/latents/        encode-latents' latents, one .npz per rollout
 //!   flow/dynamics/       checkpoint, optimizer state, loss.csv, loss.png, samples.png
 //! ```
+//!
+//! `export-flow` ([`export`]) then writes the flow model in f16 to `models/<env>/`, beside the
+//! bundle, with its pictures, both families measured open-loop, and its section of the model card.
 
 pub mod autoencoder;
 pub mod dynamics;
+pub mod export;
 pub mod latents;
 
 use std::path::{Path, PathBuf};
