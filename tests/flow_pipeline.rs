@@ -1,6 +1,6 @@
 //! The flow model's stages end to end on tiny Take Cover data: train-autoencoder,
-//! encode-latents, train-flow; their losses fall, their files load and round-trip, a resumed
-//! train-flow equals an unbroken one, and bad input is a clear error.
+//! encode-latents, train-flow and export-flow; their losses fall, their files load and
+//! round-trip, a resumed train-flow equals an unbroken one, and bad input is a clear error.
 //!
 //! Each training call holds [`init_lock`]: the stages seed the backend's one generator just before
 //! they build their model (see tests/pipeline.rs).
@@ -9,16 +9,23 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use burn::backend::Autodiff;
+use burn::prelude::Backend;
 use dreamplay::dream::{FlowDreamBatch, FlowDreamError};
 use dreamplay::envs::EnvKind;
 use dreamplay::model::backend::FlexBackend;
-use dreamplay::model::bundle::{Part, Precision};
+use dreamplay::model::bundle::{self, ModelSpec, Part, Precision, WorldModel};
 use dreamplay::model::flow::file as flow_file;
 use dreamplay::model::flow::shortcut::Sampling;
 use dreamplay::train::collect::{CollectConfig, collect};
-use dreamplay::train::fidelity::{OpenLoopConfig, open_loop_csv, open_loop_flow};
+use dreamplay::train::export::{
+    CARD_FLOW_END, CARD_FLOW_START, ExportConfig, export, flow_section_of, with_flow_section,
+};
+use dreamplay::train::fidelity::{
+    HorizonRow, OpenLoopConfig, OpenLoopReport, open_loop_csv, open_loop_flow,
+};
 use dreamplay::train::flow::autoencoder::{AutoencoderTrainConfig, train_autoencoder};
 use dreamplay::train::flow::dynamics::{FlowTrainConfig, train_flow};
+use dreamplay::train::flow::export::{ExportFlowConfig, ExportFlowSummary, FlowGoals, export_flow};
 use dreamplay::train::flow::flow_model_path;
 use dreamplay::train::flow::latents::{LatentSeries, encode_latents, latents_dir};
 use rand::SeedableRng;
@@ -181,6 +188,7 @@ fn tiny_flow_pipeline_end_to_end() {
 
     assert_the_flow_dream_steps_like_an_env(&path);
     assert_open_loop_reports_the_flow_model(&path);
+    assert_export_flow_ships_it_beside_the_bundle(scratch.path(), &run);
 
     // Another env's name: an error that names the file.
     let err = flow_file::load::<B>(&path, Some(EnvKind::CarRacing), &device()).unwrap_err();
@@ -230,6 +238,57 @@ fn a_resumed_train_flow_equals_an_unbroken_one() {
             "{part:?}: a resumed run takes the same steps"
         );
     }
+}
+
+fn report(model: &'static str, rows: &[(u32, f64, f64)]) -> OpenLoopReport {
+    OpenLoopReport {
+        model,
+        episodes: 1,
+        real_steps: 100,
+        forks: 5,
+        rows: rows
+            .iter()
+            .map(|&(horizon, pixel_error, sharpness)| HorizonRow {
+                horizon,
+                forks: 5,
+                pixel_error,
+                z_error: None,
+                sharpness,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn the_flow_goals_compare_the_families_at_their_horizons() {
+    let wm = report("mdn-rnn", &[(1, 0.05, 0.5), (10, 0.08, 0.4)]);
+    let sharp = report("flow-matching", &[(1, 0.03, 0.9), (10, 0.06, 0.85)]);
+    let goals = FlowGoals::of(&wm, &sharp);
+    assert_eq!(goals.closer_at_1, Some(true));
+    assert_eq!(goals.sharper_at_10, Some(true));
+    // Sharper than V's blur, but short of the goal itself.
+    let soft = report("flow-matching", &[(1, 0.06, 0.9), (10, 0.06, 0.7)]);
+    let goals = FlowGoals::of(&wm, &soft);
+    assert_eq!(goals.closer_at_1, Some(false));
+    assert_eq!(goals.sharper_at_10, Some(false));
+    let short = report("flow-matching", &[(1, 0.03, 0.9)]);
+    assert_eq!(FlowGoals::of(&wm, &short).sharper_at_10, None);
+}
+
+#[test]
+fn the_cards_flow_section_is_replaced_in_place_or_added_at_the_end() {
+    let section =
+        |body: &str| format!("{CARD_FLOW_START}\n## The flow model\n\n{body}\n{CARD_FLOW_END}\n");
+    let card = "# take-cover\n\n## Score\n\nfine\n";
+    assert_eq!(flow_section_of(card), None);
+    let first = with_flow_section(card, &section("one"));
+    assert_eq!(first, format!("{card}\n{}", section("one")));
+    assert_eq!(flow_section_of(&first), Some(section("one").as_str()));
+    let later = format!("{first}\n## Later\n");
+    assert_eq!(
+        with_flow_section(&later, &section("two")),
+        later.replace("one", "two")
+    );
 }
 
 /// The run's flow model as a dream: reset from real frames, stepped with actions; the same seed
@@ -330,4 +389,241 @@ fn assert_open_loop_reports_the_flow_model(path: &Path) {
     assert!(csv.contains("\nflow-matching,1,"), "{csv}");
     let row = csv.lines().nth(2).unwrap();
     assert_eq!(row.split(',').nth(3), Some(""), "an empty z_error: {row}");
+}
+
+/// `export-flow` of the tiny run into a models folder: the f16 file with every part, the
+/// pictures, the card's section; once the 2018 bundle is there too, both families open-loop and
+/// side by side, the same bytes under the same seed; `export` keeps the section; a run without
+/// some part is refused with the stage that makes it.
+fn assert_export_flow_ships_it_beside_the_bundle(scratch: &Path, run: &Path) {
+    let device = device();
+    let models = scratch.join("models");
+    let out = models.join(ENV.name());
+    let tiny = |models: &Path, run: &Path| ExportFlowConfig {
+        episodes: 2,
+        max_steps: Some(40),
+        seed: 3,
+        ..ExportFlowConfig::new(ENV, run.to_path_buf(), models.to_path_buf())
+    };
+    let ship = |config: &ExportFlowConfig| -> anyhow::Result<ExportFlowSummary> {
+        let _guard = init_lock();
+        export_flow::<B>(config, &device)
+    };
+
+    // No bundle yet: the flow model alone, not measured.
+    let alone = ship(&tiny(&models, run)).expect("export-flow");
+    assert_eq!(alone.model, out.join("flow-model.bin"));
+    let header = flow_file::read_header(&alone.model).unwrap();
+    assert!(
+        header.parts.iter().all(|p| p.precision == Precision::F16),
+        "{:?}",
+        header.parts
+    );
+    let shipped = flow_file::load::<B>(&alone.model, Some(ENV), &device).expect("it loads");
+    assert!(shipped.autoencoder.is_some() && shipped.dynamics.is_some());
+    assert!(shipped.end_heads.is_some() && shipped.latent_stats.is_some());
+    assert_eq!(
+        shipped.provenance,
+        flow_file::read_header(&flow_model_path(run))
+            .unwrap()
+            .provenance
+    );
+    for (from, to) in [
+        ("flow/autoencoder/loss.png", "flow-autoencoder-loss.png"),
+        (
+            "flow/autoencoder/reconstructions.png",
+            "flow-reconstructions.png",
+        ),
+        ("flow/dynamics/loss.png", "flow-loss.png"),
+        ("flow/dynamics/samples.png", "flow-samples.png"),
+    ] {
+        let (from, to) = (run.join(from), out.join(to));
+        assert_eq!(from.is_file(), to.is_file(), "{}", to.display());
+        if from.is_file() {
+            assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
+            assert!(alone.copied.contains(&to));
+        }
+    }
+    assert!(
+        out.join("flow-samples.png").is_file() && out.join("flow-reconstructions.png").is_file()
+    );
+    assert!(alone.comparison.is_none());
+    assert!(!out.join("open-loop.csv").exists());
+    let card = std::fs::read_to_string(&alone.card).unwrap();
+    let section = flow_section_of(&card)
+        .expect("the card's flow section")
+        .to_string();
+    assert!(section.contains("## The flow model"), "{section}");
+    assert!(
+        section.contains("Not measured against the 2018 model"),
+        "{section}"
+    );
+    let autoencoder_steps = shipped
+        .provenance
+        .autoencoder
+        .as_ref()
+        .unwrap()
+        .notes
+        .clone()
+        .unwrap();
+    assert!(section.contains(&autoencoder_steps), "{section}");
+    assert!(
+        section.contains("2 Euler steps, temperature 1, context noise 0.05"),
+        "{section}"
+    );
+    assert!(
+        section.contains("![flow-samples.png](flow-samples.png)"),
+        "{section}"
+    );
+
+    // `export` of a 2018 model (a random V and M: open-loop needs no good one) keeps the section.
+    let wm_run = scratch.join("wm-run");
+    random_world_model(&wm_run.join("world-model.bin"));
+    let exported = {
+        let config = ExportConfig {
+            env: ENV,
+            run_dir: wm_run,
+            data_dir: None,
+            models_dir: models.clone(),
+            eval_episodes: 0,
+            dream_taus: vec![],
+            map_points: 50,
+            seed: 0,
+        };
+        let _guard = init_lock();
+        export::<B>(&config, &device).expect("export")
+    };
+    let card = std::fs::read_to_string(&exported.card).unwrap();
+    assert!(card.contains("## Score"), "export rewrote the card: {card}");
+    assert_eq!(flow_section_of(&card), Some(section.as_str()));
+
+    // With the bundle: both families on the same episodes, and the figure.
+    let measured = ship(&tiny(&models, run)).expect("export-flow beside the bundle");
+    let comparison = measured
+        .comparison
+        .as_ref()
+        .expect("measured against the bundle");
+    let csv = std::fs::read_to_string(out.join("open-loop.csv")).unwrap();
+    for family in ["mdn-rnn", "flow-matching"] {
+        for horizon in [0, 1, 5, 10, 30] {
+            assert!(
+                csv.contains(&format!("\n{family},{horizon},")),
+                "{family} {horizon}: {csv}"
+            );
+        }
+    }
+    assert_eq!(
+        comparison.world_model.forks, comparison.flow.forks,
+        "the same forks"
+    );
+    let figure = image::open(out.join("side-by-side.png"))
+        .expect("side-by-side.png")
+        .to_rgb8();
+    assert!(comparison.forks_drawn >= 1);
+    // Each fork's block holds 3 rows of 4 frames drawn at 3x: 12 of them per block.
+    assert!(
+        figure.height() >= 3 * 192 && figure.width() >= comparison.forks_drawn as u32 * 4 * 192
+    );
+    let card = std::fs::read_to_string(&measured.card).unwrap();
+    assert!(
+        card.contains("## Score"),
+        "the rest of the card stays: {card}"
+    );
+    assert_eq!(card.matches("## The flow model").count(), 1, "{card}");
+    let section = flow_section_of(&card).unwrap();
+    assert!(
+        section.contains("| horizon | pixel error, 2018 (V+M) | pixel error, flow |"),
+        "{section}"
+    );
+    assert!(
+        section.contains("![side-by-side.png](side-by-side.png)"),
+        "{section}"
+    );
+    let wm1 = comparison
+        .world_model
+        .rows
+        .iter()
+        .find(|r| r.horizon == 1)
+        .unwrap();
+    let flow1 = comparison
+        .flow
+        .rows
+        .iter()
+        .find(|r| r.horizon == 1)
+        .unwrap();
+    assert_eq!(
+        comparison.goals.closer_at_1,
+        Some(flow1.pixel_error < wm1.pixel_error)
+    );
+    let verdict = if flow1.pixel_error < wm1.pixel_error {
+        "holds"
+    } else {
+        "does not hold"
+    };
+    assert!(
+        section.contains(&format!(
+            "below the 2018 dream's: **{verdict}** ({:.4} against {:.4})",
+            flow1.pixel_error, wm1.pixel_error
+        )),
+        "{section}"
+    );
+
+    // The same seed, the same bytes.
+    let again = scratch.join("models-again");
+    std::fs::create_dir_all(again.join(ENV.name())).unwrap();
+    std::fs::copy(
+        out.join("world-model.bin"),
+        again.join(ENV.name()).join("world-model.bin"),
+    )
+    .unwrap();
+    ship(&tiny(&again, run)).expect("export-flow again");
+    for name in ["flow-model.bin", "open-loop.csv", "side-by-side.png"] {
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            std::fs::read(again.join(ENV.name()).join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // A run short of a part: refused, naming the file and the stage that makes the part.
+    let partial_run = scratch.join("partial");
+    let mut partial = shipped.clone();
+    partial.dynamics = None;
+    flow_file::save(&partial, &flow_model_path(&partial_run), Precision::F32).unwrap();
+    let err = ship(&tiny(&scratch.join("models-partial"), &partial_run)).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("lacks the dynamics"), "{message}");
+    assert!(message.contains("dreamplay train-flow"), "{message}");
+    assert!(
+        message.contains(&flow_model_path(&partial_run).display().to_string()),
+        "{message}"
+    );
+    assert!(!scratch.join("models-partial").exists(), "nothing shipped");
+    partial.latent_stats = None;
+    flow_file::save(&partial, &flow_model_path(&partial_run), Precision::F32).unwrap();
+    let err = ship(&tiny(&scratch.join("models-partial"), &partial_run)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("dreamplay encode-latents"),
+        "{err:#}"
+    );
+    let err = ship(&tiny(
+        &scratch.join("models-partial"),
+        &scratch.join("no-run"),
+    ))
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("train-autoencoder"), "{err:#}");
+}
+
+/// A bundle holding a random V and M of the paper's Take Cover sizes.
+fn random_world_model(path: &Path) {
+    let device = device();
+    let spec = ModelSpec::paper(ENV);
+    let mut model = WorldModel::<B>::empty(spec);
+    {
+        let _guard = init_lock();
+        B::seed(&device, 7);
+        model.vae = Some(spec.vae_config().init(&device));
+        model.mdrnn = Some(spec.mdrnn_config().init(&device));
+    }
+    bundle::save(&model, path, Precision::F32).expect("save a random V and M");
 }
