@@ -348,6 +348,53 @@ fn every_instrument_draws_a_distinct_panel() {
     }
 }
 
+/// Side by side on the shipped Take Cover models: reality, the 2018 dream and the flow dream each
+/// draw a picture in their own place, the flow dream is not the 2018 dream, and the views keep
+/// clear of each other and of the panels.
+#[test]
+fn side_by_side_shows_reality_and_both_dreams() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("take-cover").join("flow-model.bin").is_file(),
+        "the repository ships models/take-cover/flow-model.bin"
+    );
+    let screenshot = artifacts_dir().join("app_window_side_by_side.png");
+    let flags = ["--env", "take-cover", "--mode", "side-by-side"];
+    let (image, rects) = screenshot_with(&models, &screenshot, WINDOW_SIZE, &flags, "wait 30");
+    let reality = thumbnail(&image, rects.reality.expect("reality drawn"));
+    let dream = thumbnail(&image, rects.dream.expect("the 2018 dream drawn"));
+    let flow = thumbnail(&image, rects.flow_dream.expect("the flow dream drawn"));
+    assert!(
+        rects.v_input.is_none() && rects.v_reconstruction.is_none(),
+        "side by side, the dreams take V's place"
+    );
+    for (name, thumb) in [
+        ("reality", &reality),
+        ("2018 dream", &dream),
+        ("flow dream", &flow),
+    ] {
+        let spread = std_dev(thumb);
+        println!("{name}: spread {spread:.3}");
+        assert!(spread > 0.02, "the {name} view looks blank ({spread:.4})");
+    }
+    let gap = mean_abs_diff(&dream, &flow);
+    println!("2018 dream vs flow dream: mean difference {gap:.3}");
+    assert!(gap > 0.005, "the two dreams look identical ({gap:.4})");
+    let views = [
+        rects.reality.expect("reality"),
+        rects.dream.expect("dream"),
+        rects.flow_dream.expect("flow dream"),
+    ];
+    for (i, a) in views.iter().enumerate() {
+        for b in &views[i + 1..] {
+            assert!(!overlaps(*a, *b), "views overlap: {a:?} and {b:?}");
+        }
+        for (panel, rect) in &rects.panels {
+            assert!(!overlaps(*a, *rect), "a view overlaps the {panel}");
+        }
+    }
+}
+
 /// `[x, y, w, h]` rectangles overlap (share more than an edge).
 fn overlaps(a: [u32; 4], b: [u32; 4]) -> bool {
     a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3]
@@ -360,6 +407,7 @@ fn view_rects(rects: &ViewRects) -> Vec<(&'static str, [u32; 4])> {
         ("V's input", rects.v_input),
         ("V's reconstruction", rects.v_reconstruction),
         ("the dream", rects.dream),
+        ("the flow dream", rects.flow_dream),
     ]
     .into_iter()
     .filter_map(|(name, rect)| rect.map(|rect| (name, rect)))

@@ -148,8 +148,13 @@ fn figures(data: &HudData) -> Vec<RichText> {
     let session = data.session;
     let stat = |text: String| RichText::new(text).size(20.0).monospace();
     let mut stats = Vec::new();
+    // The flow dream's knobs and its frame time (sampling and drawing) together, early in the
+    // line: a lecturer changing the steps watches both.
     if data.shows_flow() {
-        stats.push(stat(data.flow_knobs()));
+        stats.push(stat(match data.timings.flow_step.mean_recent() {
+            Some(ms) => format!("{}: {ms:.1} ms/frame", data.flow_knobs()),
+            None => data.flow_knobs(),
+        }));
     }
     if data.shows_mdn() {
         stats.push(stat(format!("tau {:.2}", session.tau)));
@@ -178,13 +183,6 @@ fn figures(data: &HudData) -> Vec<RichText> {
         || "fps -".to_string(),
         |fps| format!("{fps:.0} fps"),
     )));
-    // A flow frame as the viewer sees it: the sampling steps, then the autoencoder's drawing.
-    if data.shows_flow() {
-        stats.push(stat(data.timings.flow_step.mean_recent().map_or_else(
-            || "flow frame -".to_string(),
-            |ms| format!("flow frame {ms:.1} ms"),
-        )));
-    }
     // A dream step as the viewer sees it: M's step, then V decoding the new z.
     if data.shows_mdn() {
         let step_ms = data.timings.dream_step.mean_recent();
