@@ -13,7 +13,7 @@ rounds=${ROUNDS:-3}
 peers_dir=${PEERS_DIR:-../shared/peers}
 
 cargo build --quiet --release --bin dreamplay
-bin=target/release/dreamplay
+bin=${CARGO_TARGET_DIR:-target}/release/dreamplay
 py=$("$peers_dir/setup.sh")
 
 samples=$(mktemp)
