@@ -379,7 +379,8 @@ fn side_by_side_shows_reality_and_both_dreams() {
     }
     let gap = mean_abs_diff(&dream, &flow);
     println!("2018 dream vs flow dream: mean difference {gap:.3}");
-    assert!(gap > 0.005, "the two dreams look identical ({gap:.4})");
+    // Near the fork both dreams resemble reality; a shared texture would make them equal.
+    assert!(gap > 0.002, "the two dreams look identical ({gap:.4})");
     let views = [
         rects.reality.expect("reality"),
         rects.dream.expect("dream"),
