@@ -102,6 +102,32 @@ const PICTURES: [(&str, &str); 4] = [
     ("controller/fitness.png", "controller-fitness.png"),
 ];
 
+/// The size of a file just written, in bytes.
+pub(crate) fn file_size(path: &Path) -> anyhow::Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("cannot read back {}", path.display()))?
+        .len())
+}
+
+/// Copies each `(from, to)` picture that exists under `run_dir` to `out_dir`; the copies made.
+pub(crate) fn copy_pictures(
+    run_dir: &Path,
+    out_dir: &Path,
+    pictures: &[(&str, &str)],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut copied = Vec::new();
+    for (from, to) in pictures {
+        let from = run_dir.join(from);
+        if from.is_file() {
+            let to = out_dir.join(to);
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+            copied.push(to);
+        }
+    }
+    Ok(copied)
+}
+
 pub fn export<B: Backend>(
     config: &ExportConfig,
     device: &B::Device,
@@ -136,19 +162,8 @@ pub fn export<B: Backend>(
         .map(|h| h.extra_controllers.into_iter().map(|c| c.name).collect())
         .unwrap_or_default();
     bundle::save(&model, &target, Precision::F16)?;
-    let bytes = std::fs::metadata(&target)
-        .with_context(|| format!("cannot read back {}", target.display()))?
-        .len();
-    let mut copied = Vec::new();
-    for (from, to) in PICTURES {
-        let from = config.run_dir.join(from);
-        if from.is_file() {
-            let to = out_dir.join(to);
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-            copied.push(to);
-        }
-    }
+    let bytes = file_size(&target)?;
+    let copied = copy_pictures(&config.run_dir, &out_dir, &PICTURES)?;
 
     let (mut real, mut random, mut dream) = (None, None, Vec::new());
     if config.eval_episodes > 0 && model.controller.is_some() {

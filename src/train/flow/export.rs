@@ -19,7 +19,8 @@ use crate::model::flow::file as flow_file;
 use crate::model::flow::shortcut::Sampling;
 use crate::model::flow::{FlowModel, FlowSpec};
 use crate::train::export::{
-    CARD_FLOW_END, CARD_FLOW_START, info_lines, run_folder_name, with_flow_section,
+    CARD_FLOW_END, CARD_FLOW_START, copy_pictures, file_size, info_lines, run_folder_name,
+    with_flow_section,
 };
 use crate::train::fidelity::{
     self, HorizonRow, OPEN_LOOP_EPISODES, OpenLoopConfig, OpenLoopReport, SIDE_BY_SIDE_FORKS,
@@ -158,19 +159,8 @@ pub fn export_flow<B: Backend>(
     let out_dir = config.models_dir.join(env.name());
     let target = out_dir.join(flow_file::FILE_NAME);
     flow_file::save(&model, &target, Precision::F16)?;
-    let bytes = std::fs::metadata(&target)
-        .with_context(|| format!("cannot read back {}", target.display()))?
-        .len();
-    let mut copied = Vec::new();
-    for (from, to) in PICTURES {
-        let from = config.run_dir.join(from);
-        if from.is_file() {
-            let to = out_dir.join(to);
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-            copied.push(to);
-        }
-    }
+    let bytes = file_size(&target)?;
+    let copied = copy_pictures(&config.run_dir, &out_dir, &PICTURES)?;
 
     // What ships is what is measured: the f16 file, not the run's f32 one.
     let comparison = if open_loop.model.is_file() {
