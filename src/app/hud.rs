@@ -167,10 +167,11 @@ fn figures(data: &HudData) -> Vec<RichText> {
         ))),
         _ => {}
     }
-    if session.done_odds != 1.0 {
+    // The done odds and rule are M's: the flow dream's heads end it where their logit is positive.
+    if data.shows_mdn() && session.done_odds != 1.0 {
         stats.push(stat(format!("done odds x{:.2}", session.done_odds)));
     }
-    if session.done_rule == DoneRule::Threshold {
+    if data.shows_mdn() && session.done_rule == DoneRule::Threshold {
         stats.push(stat("done: threshold".to_string()));
     }
     let fps = data
