@@ -287,6 +287,7 @@ fn count_frame(
         timings.dream_step.keep_all = true;
         timings.dream_decode.keep_all = true;
         timings.instrument.keep_all = true;
+        timings.flow_step.keep_all = true;
         if plan.frame == 1 {
             plan.bench_start = Some((session.steps_taken, std::time::Instant::now()));
         }
@@ -385,6 +386,9 @@ fn print_bench(env: Option<EnvKind>, frames: u32, timings: &Timings) {
     row("frame", &timings.frame.all);
     row("dream step (M)", &timings.dream_step.all);
     row("V decode", &timings.dream_decode.all);
+    if !timings.flow_step.all.is_empty() {
+        row("flow frame", &timings.flow_step.all);
+    }
     if !timings.instrument.all.is_empty() {
         row("instrument", &timings.instrument.all);
     }
