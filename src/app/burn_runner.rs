@@ -163,6 +163,29 @@ struct FlowFork {
     memory: RealityMemory,
 }
 
+/// The flow lane and what it reads from the rest of the runner.
+struct FlowParts<'a, B: Backend> {
+    lane: &'a mut FlowLane<B>,
+    dream: &'a Dream<B>,
+    reality: &'a RealityMemory,
+    recent: &'a RecentReality,
+}
+
+impl<B: Backend> FlowParts<'_, B> {
+    /// A fork at the last real frames and actions, with reality's memory now.
+    fn fork_here(&self) -> anyhow::Result<FlowFork> {
+        anyhow::ensure!(
+            !self.recent.frames.is_empty(),
+            "no real frame seen yet to fork the flow dream from"
+        );
+        Ok(FlowFork {
+            frames: self.recent.frames.iter().cloned().collect(),
+            actions: self.recent.actions.iter().flatten().copied().collect(),
+            memory: self.reality.clone(),
+        })
+    }
+}
+
 impl<B: Backend> FlowLane<B> {
     /// Starts the flow dream at the fork's frames, C's memory at reality's then.
     fn fork(&mut self, fork: FlowFork) -> anyhow::Result<()> {
@@ -281,12 +304,29 @@ impl<B: Backend> BurnRunner<B> {
         })
     }
 
-    /// The runner's state and its flow lane, or the reason there is no flow dream.
-    fn with_flow(&mut self) -> anyhow::Result<(&mut Inner<B>, FlowStatus)> {
-        let status = self.flow_status.clone();
-        let inner = self.inner();
-        anyhow::ensure!(inner.flow.is_some(), "{}", status.explanation());
-        Ok((inner, status))
+    /// The flow lane beside the state it forks from, or the reason there is no flow dream.
+    fn flow_parts(&mut self) -> anyhow::Result<FlowParts<'_, B>> {
+        // The lock's field and the status are disjoint borrows of `self`.
+        let inner = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Inner {
+            dream,
+            reality,
+            recent,
+            flow,
+            ..
+        } = inner;
+        match flow {
+            Some(lane) => Ok(FlowParts {
+                lane,
+                dream,
+                reality,
+                recent,
+            }),
+            None => Err(anyhow::anyhow!("{}", self.flow_status.explanation())),
+        }
     }
 
     fn inner(&mut self) -> &mut Inner<B> {
@@ -609,38 +649,22 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn flow_fork_from_reality(&mut self) -> anyhow::Result<()> {
-        let (inner, _) = self.with_flow()?;
-        anyhow::ensure!(
-            !inner.recent.frames.is_empty(),
-            "no real frame seen yet to fork the flow dream from"
-        );
-        let fork = FlowFork {
-            frames: inner.recent.frames.iter().cloned().collect(),
-            actions: inner.recent.actions.iter().flatten().copied().collect(),
-            memory: inner.reality.clone(),
-        };
-        match &mut inner.flow {
-            Some(lane) => lane.fork(fork),
-            None => Ok(()),
-        }
+        let parts = self.flow_parts()?;
+        let fork = parts.fork_here()?;
+        parts.lane.fork(fork)
     }
 
     fn flow_restart_from_fork(&mut self) -> anyhow::Result<()> {
-        let (inner, _) = self.with_flow()?;
-        if let Some(lane) = &mut inner.flow
-            && let Some(fork) = lane.fork.clone()
-        {
-            return lane.fork(fork);
-        }
-        self.flow_fork_from_reality()
+        let parts = self.flow_parts()?;
+        let fork = match parts.lane.fork.clone() {
+            Some(fork) => fork,
+            None => parts.fork_here()?,
+        };
+        parts.lane.fork(fork)
     }
 
     fn flow_step(&mut self, action: &[f32]) -> anyhow::Result<DreamStep> {
-        let (inner, status) = self.with_flow()?;
-        let batch = inner.dream.batch();
-        let Some(lane) = &mut inner.flow else {
-            anyhow::bail!("{}", status.explanation());
-        };
+        let FlowParts { lane, dream, .. } = self.flow_parts()?;
         anyhow::ensure!(
             lane.fork.is_some(),
             "fork the flow dream before stepping it"
@@ -652,6 +676,7 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
             .ok_or_else(|| anyhow::anyhow!("the flow dream returned no step"))?;
         let frame = lane.dream.frame(0)?;
         // M's memory of the flow dream moves on by the action, then V sees the new frame.
+        let batch = dream.batch();
         lane.memory.advance(batch.mdrnn(), action, batch.device())?;
         lane.memory
             .observe(batch.vae(), &[&frame], batch.device())?;
@@ -660,14 +685,16 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn flow_frame(&mut self) -> anyhow::Result<Frame> {
-        let (inner, status) = self.with_flow()?;
-        match &inner.flow {
-            Some(FlowLane {
-                frame: Some(frame), ..
-            }) => Ok(frame.clone()),
-            Some(lane) => Ok(lane.dream.frame(0)?),
-            None => anyhow::bail!("{}", status.explanation()),
+        let lane = self.flow_parts()?.lane;
+        match &lane.frame {
+            Some(frame) => Ok(frame.clone()),
+            None => Ok(lane.dream.frame(0)?),
         }
+    }
+
+    fn flow_encoding(&self) -> Option<Vec<f32>> {
+        let inner = self.locked();
+        inner.flow.as_ref().map(|lane| lane.memory.z(0).to_vec())
     }
 
     fn set_flow_knobs(&mut self, knobs: FlowKnobs) -> anyhow::Result<()> {

@@ -288,6 +288,10 @@ pub trait DreamRunner: Send + Sync {
     fn flow_frame(&mut self) -> anyhow::Result<Frame> {
         anyhow::bail!("{}", self.flow_status().explanation())
     }
+    /// V's encoding of the flow dream's current frame (what C reads there); `None` without one.
+    fn flow_encoding(&self) -> Option<Vec<f32>> {
+        None
+    }
     /// Sets the flow dream's sampling steps and temperature from the next step on.
     fn set_flow_knobs(&mut self, _knobs: FlowKnobs) -> anyhow::Result<()> {
         Ok(())

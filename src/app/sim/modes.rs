@@ -158,20 +158,28 @@ impl Sim<'_> {
         action: &[f32],
         real_z: Option<&[f32]>,
     ) -> Option<(f64, f64)> {
+        self.step_flow(action)?;
+        let real_z = real_z?;
+        let obs = &self.reality.obs;
+        with_runner(&mut self.runtime, &mut self.notice, |runner| {
+            let dreamed = runner.flow_frame()?;
+            // The flow step has had V encode this frame already, for C.
+            let dreamed_z = runner
+                .flow_encoding()
+                .ok_or_else(|| anyhow::anyhow!("the flow dream has no encoding"))?;
+            Ok((pixel_error(obs, &dreamed), l2_distance(real_z, &dreamed_z)))
+        })
+    }
+
+    /// One flow-dream step, timed, when it is forked.
+    fn step_flow(&mut self, action: &[f32]) -> Option<crate::dream::DreamStep> {
         step_flow(
             action,
             &mut self.dream,
             &mut self.runtime,
             &mut self.timings,
             &mut self.notice,
-        )?;
-        let obs = self.reality.obs.clone();
-        let real_z = real_z?;
-        with_runner(&mut self.runtime, &mut self.notice, |runner| {
-            let dreamed = runner.flow_frame()?;
-            let dreamed_z = runner.encode(&dreamed)?;
-            Ok((pixel_error(&obs, &dreamed), l2_distance(real_z, &dreamed_z)))
-        })
+        )
     }
 
     /// M's dream steps with reality's action; its gap to the new real frame.
@@ -184,14 +192,11 @@ impl Sim<'_> {
             return None;
         }
         self.step_dream(DreamFamily::MdnRnn, action, false);
-        let obs = self.reality.obs.clone();
         let real_z = real_z?;
+        let obs = &self.reality.obs;
         with_runner(&mut self.runtime, &mut self.notice, |runner| {
             let dreamed = runner.frame()?;
-            Ok((
-                pixel_error(&obs, &dreamed),
-                l2_distance(real_z, &runner.z()),
-            ))
+            Ok((pixel_error(obs, &dreamed), l2_distance(real_z, &runner.z())))
         })
     }
 
@@ -320,14 +325,7 @@ fn step_drive_reality(mut sim: Sim) {
                 }
             }
             DreamFamily::Flow => {
-                let Sim {
-                    dream,
-                    runtime,
-                    timings,
-                    notice,
-                    ..
-                } = &mut sim;
-                step_flow(&action, dream, runtime, timings, notice);
+                sim.step_flow(&action);
             }
         }
         sim.follow_reality(&action, episode_ended);
