@@ -1,5 +1,5 @@
 //! The flow model's stages end to end on tiny Take Cover data: train-autoencoder,
-//! encode-latents, train-flow and export-flow; their losses fall, their files load and
+//! encode-latents, train-flow, train-decoder and export-flow; their losses fall, their files load and
 //! round-trip, a resumed train-flow equals an unbroken one, and bad input is a clear error.
 //!
 //! Each training call holds [`init_lock`]: the stages seed the backend's one generator just before
@@ -24,6 +24,7 @@ use dreamplay::train::fidelity::{
     HorizonRow, OpenLoopConfig, OpenLoopReport, open_loop_csv, open_loop_flow,
 };
 use dreamplay::train::flow::autoencoder::{AutoencoderTrainConfig, train_autoencoder};
+use dreamplay::train::flow::decoder::{DecoderTrainConfig, train_decoder};
 use dreamplay::train::flow::dynamics::{FlowTrainConfig, train_flow};
 use dreamplay::train::flow::export::{ExportFlowConfig, ExportFlowSummary, FlowGoals, export_flow};
 use dreamplay::train::flow::flow_model_path;
@@ -175,11 +176,69 @@ fn tiny_flow_pipeline_end_to_end() {
     assert!(samples.iter().all(|e| e.is_finite()), "{samples:?}");
     assert!(run.join("flow/dynamics/samples.png").is_file());
 
-    // The run's flow model holds every part, and survives f16 and back.
+    // train-decoder sharpens the decoder alone: the latents and the dynamics stay the run's.
     let path = flow_model_path(&run);
+    let (autoencoder_before, dynamics_before) = (
+        checksum(&path, Part::Autoencoder),
+        checksum(&path, Part::Dynamics),
+    );
+    let decoder = DecoderTrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        val_fraction: 0.25,
+        frame_stride: 3,
+        chunk: 2,
+        gradient_weight: 0.05,
+        seed: 3,
+        ..DecoderTrainConfig::new(ENV, data.clone(), run.clone())
+    };
+    let tuned = {
+        let _guard = init_lock();
+        train_decoder::<AB>(&decoder, false, &device()).expect("train-decoder")
+    };
+    let gradient = csv_column(&run.join("flow/decoder/loss.csv"), "gradient");
+    let (first, last) = (mean(&gradient[..3]), mean(&gradient[gradient.len() - 3..]));
+    assert!(
+        last < first,
+        "the gradient difference fell from {first:.1} to {last:.1}"
+    );
+    let (before, after) = (
+        tuned.before.expect("held out before"),
+        tuned.after.expect("held out after"),
+    );
+    // The tiny autoencoder draws noise (sharper than reality); the fine-tune brings its edges
+    // toward the real ones', and its reconstruction closer.
+    assert!(
+        (after.sharpness - 1.0).abs() < (before.sharpness - 1.0).abs(),
+        "held-out sharpness {:.3} -> {:.3}",
+        before.sharpness,
+        after.sharpness
+    );
+    assert!(after.recon < before.recon, "{before:?} -> {after:?}");
+    assert_ne!(checksum(&path, Part::Autoencoder), autoencoder_before);
+    assert_eq!(checksum(&path, Part::Dynamics), dynamics_before);
+    let again = {
+        let _guard = init_lock();
+        encode_latents::<B>(&data, &run, 32, &device()).unwrap()
+    };
+    assert_eq!(
+        (again.encoded, again.skipped),
+        (0, 4),
+        "the encoder is unchanged, so every series is kept"
+    );
+    let resumed = train_decoder::<AB>(&decoder, false, &device()).unwrap();
+    assert_eq!(
+        (resumed.resumed_from_step, resumed.steps),
+        (Some(tuned.steps), tuned.steps)
+    );
+
+    // The run's flow model holds every part, and survives f16 and back.
     let model = flow_file::load::<B>(&path, Some(ENV), &device()).expect("the run's flow model");
     assert!(model.autoencoder.is_some() && model.dynamics.is_some() && model.end_heads.is_some());
-    assert!(model.provenance.autoencoder.is_some() && model.provenance.dynamics.is_some());
+    let provenance = &model.provenance;
+    assert!(provenance.autoencoder.is_some() && provenance.dynamics.is_some());
+    assert!(provenance.decoder.is_some());
     let half = scratch.path().join("half/flow-model.bin");
     flow_file::save(&model, &half, Precision::F16).unwrap();
     let back = flow_file::load::<B>(&half, Some(ENV), &device()).unwrap();
@@ -434,6 +493,11 @@ fn assert_export_flow_ships_it_beside_the_bundle(scratch: &Path, run: &Path) {
             "flow/autoencoder/reconstructions.png",
             "flow-reconstructions.png",
         ),
+        ("flow/decoder/loss.png", "flow-decoder-loss.png"),
+        (
+            "flow/decoder/reconstructions.png",
+            "flow-sharpened-reconstructions.png",
+        ),
         ("flow/dynamics/loss.png", "flow-loss.png"),
         ("flow/dynamics/samples.png", "flow-samples.png"),
     ] {
@@ -444,9 +508,13 @@ fn assert_export_flow_ships_it_beside_the_bundle(scratch: &Path, run: &Path) {
             assert!(alone.copied.contains(&to));
         }
     }
-    assert!(
-        out.join("flow-samples.png").is_file() && out.join("flow-reconstructions.png").is_file()
-    );
+    for shown in [
+        "flow-samples.png",
+        "flow-reconstructions.png",
+        "flow-decoder-loss.png",
+    ] {
+        assert!(out.join(shown).is_file(), "{shown}");
+    }
     assert!(alone.comparison.is_none());
     assert!(!out.join("open-loop.csv").exists());
     let card = std::fs::read_to_string(&alone.card).unwrap();
@@ -467,6 +535,7 @@ fn assert_export_flow_ships_it_beside_the_bundle(scratch: &Path, run: &Path) {
         .clone()
         .unwrap();
     assert!(section.contains(&autoencoder_steps), "{section}");
+    assert!(section.contains("**Decoder fine-tune**"), "{section}");
     assert!(
         section.contains("2 Euler steps, temperature 1, context noise 0.05"),
         "{section}"

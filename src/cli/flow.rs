@@ -1,5 +1,5 @@
-//! `dreamplay train-autoencoder`, `encode-latents`, `train-flow` and `export-flow`: the flow
-//! model's stages, thin wrappers over [`crate::train::flow`].
+//! `dreamplay train-autoencoder`, `train-decoder`, `encode-latents`, `train-flow` and
+//! `export-flow`: the flow model's stages, thin wrappers over [`crate::train::flow`].
 
 use std::path::PathBuf;
 
@@ -50,6 +50,70 @@ pub fn train_autoencoder_cmd(args: TrainAutoencoderArgs) -> anyhow::Result<()> {
     }
     println!(
         "wrote {} (the autoencoder), {}/flow/autoencoder/loss.csv, loss.png, reconstructions.png",
+        summary.model_path.display(),
+        config.run_dir.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TrainDecoderArgs {
+    #[command(flatten)]
+    pub config: crate::train::flow::decoder::DecoderTrainConfig,
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+pub fn train_decoder_cmd(args: TrainDecoderArgs) -> anyhow::Result<()> {
+    use crate::train::flow::decoder::{DecoderTrainConfig, train_decoder};
+    let stage = &args.stage;
+    let config = DecoderTrainConfig {
+        data_dir: stage.dirs.data_dir(args.config.env),
+        run_dir: stage.dirs.run_dir(args.config.env),
+        ..args.config
+    };
+    let selection = stage.select_backend();
+    let summary = crate::with_backend!(&selection.backend, |B, device| {
+        backend::on_cpu_workers(|| train_decoder::<Autodiff<B>>(&config, stage.fresh, &device))
+    })?;
+    println!(
+        "decoder fine-tuned: {} steps, {} epochs, {} training frames, in {} (this run{})",
+        summary.steps,
+        summary.epochs,
+        summary.train_frames,
+        human_duration(summary.seconds),
+        summary
+            .resumed_from_step
+            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+    );
+    println!(
+        "train loss per frame: recon {:.2}, gradient difference {:.1}",
+        summary.recon, summary.gradient
+    );
+    let held_out = |h: crate::train::flow::decoder::HeldOut| {
+        format!("recon {:.2}, sharpness {:.3}", h.recon, h.sharpness)
+    };
+    match (summary.before, summary.after) {
+        (Some(before), Some(after)) => println!(
+            "held-out ({} frames): {} (the autoencoder before: {})",
+            summary.val_frames,
+            held_out(after),
+            held_out(before)
+        ),
+        (None, Some(after)) => {
+            println!(
+                "held-out ({} frames): {}",
+                summary.val_frames,
+                held_out(after)
+            )
+        }
+        _ => {}
+    }
+    for f in &summary.skipped_files {
+        println!("skipped: {f}");
+    }
+    println!(
+        "wrote the decoder into {} (the encoder, latents and dynamics are unchanged), {}/flow/decoder/loss.csv, loss.png, reconstructions.png",
         summary.model_path.display(),
         config.run_dir.display()
     );

@@ -44,6 +44,8 @@ pub enum Command {
     TrainMdrnn(train::TrainMdrnnArgs),
     /// Fit the flow model's autoencoder (frames <-> 4x16x16 latents) on the collected frames.
     TrainAutoencoder(flow::TrainAutoencoderArgs),
+    /// Fine-tune the flow model's decoder alone for sharper frames; the latents and dynamics stay valid.
+    TrainDecoder(flow::TrainDecoderArgs),
     /// Encode every rollout with the flow model's autoencoder, so its dynamics trains without frames.
     EncodeLatents(flow::EncodeLatentsArgs),
     /// Fit the flow model's dynamics (flow matching with shortcuts) and its done/reward heads.
@@ -76,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Export(args)) => train::export_cmd(args),
         Some(Command::ExportFlow(args)) => flow::export_flow_cmd(args),
         Some(Command::TrainAutoencoder(args)) => flow::train_autoencoder_cmd(args),
+        Some(Command::TrainDecoder(args)) => flow::train_decoder_cmd(args),
         Some(Command::EncodeLatents(args)) => flow::encode_latents_cmd(args),
         Some(Command::TrainFlow(args)) => flow::train_flow_cmd(args),
         Some(Command::TrainController(args)) => train_controller::run(args),

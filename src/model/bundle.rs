@@ -1234,7 +1234,7 @@ fn decode_values(bytes: &[u8], precision: Precision) -> Vec<f32> {
 }
 
 /// FNV-1a, 64 bit: enough to catch corruption (not tampering).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= b as u64;

@@ -54,7 +54,8 @@ pub fn pipeline_commands(env: EnvKind) -> Vec<String> {
     std::iter::once(collect).chain(stages).collect()
 }
 
-/// The commands that train and ship a flow model for `env`, from the rollouts `collect` wrote.
+/// The commands that train and ship a flow model for `env`, from the rollouts `collect` wrote
+/// (`train-decoder`, which sharpens its frames, is optional).
 pub fn flow_pipeline_commands(env: EnvKind) -> Vec<String> {
     [
         "train-autoencoder",

@@ -163,6 +163,9 @@ pub struct FlowProvenance {
     pub autoencoder: Option<TrainingInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamics: Option<TrainingInfo>,
+    /// `train-decoder`'s fine-tune of the decoder, when the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<TrainingInfo>,
 }
 
 /// The flow model in memory. Parts are optional, as in a bundle: the autoencoder is trained

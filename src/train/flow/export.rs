@@ -79,11 +79,16 @@ impl ExportFlowConfig {
 
 /// The pictures of a run's flow stages copied beside the shipped flow model: (from, under the
 /// run; to).
-const PICTURES: [(&str, &str); 4] = [
+const PICTURES: [(&str, &str); 6] = [
     ("flow/autoencoder/loss.png", "flow-autoencoder-loss.png"),
     (
         "flow/autoencoder/reconstructions.png",
         "flow-reconstructions.png",
+    ),
+    ("flow/decoder/loss.png", "flow-decoder-loss.png"),
+    (
+        "flow/decoder/reconstructions.png",
+        "flow-sharpened-reconstructions.png",
     ),
     ("flow/dynamics/loss.png", "flow-loss.png"),
     ("flow/dynamics/samples.png", "flow-samples.png"),
@@ -329,6 +334,14 @@ fn flow_section<B: Backend>(
         model.provenance.autoencoder.as_ref(),
         "frames per epoch",
     );
+    if let Some(decoder) = &model.provenance.decoder {
+        info_lines(
+            &mut out,
+            "Decoder fine-tune",
+            Some(decoder),
+            "frames per epoch",
+        );
+    }
     info_lines(
         &mut out,
         "Dynamics and heads",

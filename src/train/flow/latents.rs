@@ -9,7 +9,7 @@
 //! | `actions`        | float32 | [T, A]        | as in the rollout |
 //! | `rewards`        | float32 | [T]           | as in the rollout |
 //! | `dones`          | uint8   | [T]           | as in the rollout |
-//! | `autoencoder_id` | uint64  | []            | the checksum of the autoencoder that encoded it; a series from another is redone |
+//! | `autoencoder_id` | uint64  | []            | the checksum of the encoder that made it; a series from another is redone |
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use burn::prelude::*;
 use ndarray::{Array0, Array1, Array2};
 
 use super::flow_model_path;
-use crate::model::bundle::{Part, Precision};
+use crate::model::bundle::Precision;
 use crate::model::flow::{Autoencoder, FlowModel, LatentStats, file as flow_file};
 use crate::train::encode::write_npz;
 use crate::train::progress;
@@ -107,24 +107,6 @@ impl LatentSeries {
 /// The run's latent series folder.
 pub fn latents_dir(run: &Path) -> PathBuf {
     run.join("flow").join("latents")
-}
-
-/// The checksum of the run's autoencoder: what a latent series records.
-pub fn autoencoder_id(flow_path: &Path) -> anyhow::Result<u64> {
-    let no_autoencoder = || {
-        format!(
-            "{} holds no autoencoder; run `dreamplay train-autoencoder` first",
-            flow_path.display()
-        )
-    };
-    let header = flow_file::read_header(flow_path).with_context(no_autoencoder)?;
-    let entry = header
-        .parts
-        .iter()
-        .find(|p| p.part == Part::Autoencoder)
-        .with_context(no_autoencoder)?;
-    u64::from_str_radix(&entry.checksum, 16)
-        .with_context(|| format!("{}: bad checksum {}", flow_path.display(), entry.checksum))
 }
 
 /// The latents of `rollout`'s frames, `batch` frames at a time: `[T, C*S*S]`.
@@ -234,12 +216,19 @@ pub fn encode_latents<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<LatentSummary> {
     let flow_path = flow_model_path(run_dir);
-    let id = autoencoder_id(&flow_path)?;
+    let no_autoencoder = || {
+        format!(
+            "{} holds no autoencoder; run `dreamplay train-autoencoder` first",
+            flow_path.display()
+        )
+    };
+    if !flow_path.is_file() {
+        bail!(no_autoencoder());
+    }
     let mut model: FlowModel<B> = flow_file::load(&flow_path, None, device)?;
-    let ae = model
-        .autoencoder
-        .clone()
-        .context("the run's flow model has no autoencoder")?;
+    let ae = model.autoencoder.clone().with_context(no_autoencoder)?;
+    // The encoder's checksum, not the whole autoencoder's: a fine-tuned decoder keeps the series.
+    let id = ae.encoder_checksum();
     let latent_len = model.spec.latent_len();
     let listing = list_rollouts(data_dir)
         .with_context(|| format!("cannot read the rollout folder {}", data_dir.display()))?;

@@ -3,8 +3,10 @@
 //! ```text
 //! runs/take-cover/
 //!   flow-model.bin       the flow model, f32: train-autoencoder writes the autoencoder,
-//!                        encode-latents its latent statistics, train-flow the dynamics and heads
+//!                        encode-latents its latent statistics, train-flow the dynamics and heads,
+//!                        train-decoder a sharper decoder (any time after train-autoencoder)
 //!   flow/autoencoder/    checkpoint, optimizer state, loss.csv, loss.png, reconstructions.png
+//!   flow/decoder/        train-decoder's fine-tune of the decoder alone: the same files
 //!   flow/latents/        encode-latents' latents, one .npz per rollout
 //!   flow/dynamics/       checkpoint, optimizer state, loss.csv, loss.png, samples.png
 //! ```
@@ -13,6 +15,7 @@
 //! bundle, with its pictures, both families measured open-loop, and its section of the model card.
 
 pub mod autoencoder;
+pub mod decoder;
 pub mod dynamics;
 pub mod export;
 pub mod latents;

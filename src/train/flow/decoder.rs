@@ -1,0 +1,560 @@
+//! `train-decoder`: fine-tunes the flow model's decoder alone, after `train-autoencoder`, so that
+//! the frames it draws are as sharp as the real ones. Trained on squared error alone, the
+//! autoencoder draws the mean of the frames a latent could mean, which is blurred; this stage adds
+//! the gradient difference loss
+//! ([`gradient_difference_loss`](crate::model::flow::autoencoder::gradient_difference_loss)).
+//!
+//! The encoder is frozen: the latents `encode-latents` made, their statistics, and a dynamics
+//! already trained on them all stay valid, so the stage may run before or after `train-flow`. It
+//! writes only the decoder into the run's flow model, on the shared stage skeleton (progress bar,
+//! `flow/decoder/loss.csv` and `loss.png`, checkpoints and exact resume). At each epoch's end it
+//! measures the held-out frames' sharpness: the decoded frames' image gradient over the real ones'
+//! (1: as sharp), the measure `export-flow` reports for the dream.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::autoencoder::evaluate;
+use super::dynamics::normal;
+use super::flow_model_path;
+use crate::envs::EnvKind;
+use crate::model::adam::{FusedAdam, adam};
+use crate::model::bundle::{Precision, TrainingInfo};
+use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
+use crate::train::collect::splitmix64;
+use crate::train::progress::{self, CsvLog};
+use crate::train::stage::{self, BatchAt, GradientStage, StageState};
+use crate::train::vae::{
+    FramePlan, FrameStream, Validation, frames_u8_to_tensor, now_rfc3339, save_reconstruction_grid,
+    split_rollouts, spread, validation_frames,
+};
+
+/// How to fine-tune the decoder. The flags of `dreamplay train-decoder`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct DecoderTrainConfig {
+    /// Which environment: car-racing or take-cover.
+    #[arg(long)]
+    pub env: EnvKind,
+    /// The rollouts (`dreamplay collect --out`).
+    #[arg(skip)]
+    pub data_dir: PathBuf,
+    /// The run folder (see [`crate::train`]).
+    #[arg(skip)]
+    pub run_dir: PathBuf,
+    /// Passes over the training frames.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long = "batch", default_value_t = 32)]
+    pub batch_size: usize,
+    /// Adam's learning rate: lower than the autoencoder's, as the decoder starts trained.
+    #[arg(long = "lr", default_value_t = 3e-4)]
+    pub learning_rate: f64,
+    /// Share of the rollouts held out for validation: keep the autoencoder's, so the held-out
+    /// frames are ones neither stage saw.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Train on every n-th frame.
+    #[arg(long, default_value_t = 4)]
+    pub frame_stride: usize,
+    /// Rollouts held in memory at once (frames are shuffled within them).
+    #[arg(long, default_value_t = 16)]
+    pub chunk: usize,
+    /// Batches between checkpoints within an epoch.
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: usize,
+    /// The standard deviation of the noise added to the latent before decoding (as in
+    /// `train-autoencoder`: the dream's latents are slightly wrong).
+    #[arg(long, default_value_t = 0.05)]
+    pub latent_noise: f32,
+    /// The weight of the gradient difference loss against the reconstruction's squared error,
+    /// both summed per frame.
+    #[arg(long, default_value_t = 0.01)]
+    pub gradient_weight: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DecoderTrainConfig {
+    /// The flags' defaults for `env`.
+    pub fn new(env: EnvKind, data_dir: PathBuf, run_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            run_dir,
+            ..crate::train::flag_defaults(&["--env", env.name()])
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            bail!("--epochs and --batch must be at least 1");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.learning_rate);
+        }
+        if !(0.0..0.5).contains(&self.val_fraction) {
+            bail!(
+                "--val-fraction must be in [0, 0.5), got {}",
+                self.val_fraction
+            );
+        }
+        if !(self.latent_noise.is_finite() && (0.0..1.0).contains(&self.latent_noise)) {
+            bail!(
+                "--latent-noise must be in [0, 1), got {}",
+                self.latent_noise
+            );
+        }
+        if !(self.gradient_weight.is_finite() && self.gradient_weight >= 0.0) {
+            bail!(
+                "--gradient-weight must be a number >= 0, got {}",
+                self.gradient_weight
+            );
+        }
+        if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
+            bail!("--frame-stride, --chunk and --checkpoint-every must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The fields a resumed run must share with the one that started it, and the encoder it
+    /// started from.
+    fn fingerprint(&self, encoder: u64) -> String {
+        format!(
+            "env {} data {} batch {} lr {} val {} stride {} chunk {} noise {} gradient {} seed {} encoder {encoder:016x}",
+            self.env,
+            self.data_dir.display(),
+            self.batch_size,
+            self.learning_rate,
+            self.val_fraction,
+            self.frame_stride,
+            self.chunk,
+            self.latent_noise,
+            self.gradient_weight,
+            self.seed
+        )
+    }
+}
+
+/// The stage's folder.
+pub fn decoder_dir(run: &Path) -> PathBuf {
+    run.join("flow").join("decoder")
+}
+
+/// The decoder's part of `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecoderLosses {
+    /// Smoothed training reconstruction error per frame.
+    pub recon: f64,
+    /// Smoothed training gradient difference per frame.
+    pub gradient: f64,
+    /// The last held-out reconstruction error per frame (no latent noise).
+    pub val_recon: Option<f64>,
+    /// The last held-out sharpness: decoded frames' image gradient over the real ones'.
+    pub val_sharpness: Option<f64>,
+}
+
+/// The held-out frames as the decoder draws them: reconstruction error per frame and sharpness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOut {
+    pub recon: f64,
+    pub sharpness: f64,
+}
+
+/// What a finished fine-tune reports.
+#[derive(Debug, Clone)]
+pub struct DecoderTrainSummary {
+    pub train_frames: usize,
+    pub val_frames: usize,
+    pub steps: u64,
+    pub epochs: usize,
+    pub recon: f64,
+    pub gradient: f64,
+    /// The held-out frames through the autoencoder this run started from (`None` on a resumed run
+    /// or with nothing held out).
+    pub before: Option<HeldOut>,
+    pub after: Option<HeldOut>,
+    pub seconds: f64,
+    pub resumed_from_step: Option<u64>,
+    pub skipped_files: Vec<String>,
+    pub model_path: PathBuf,
+}
+
+/// The held-out frames' reconstruction error and sharpness through `ae`; `None` without frames.
+pub fn held_out<B: Backend>(
+    ae: &Autoencoder<B>,
+    frames: &[Vec<u8>],
+    device: &B::Device,
+) -> Option<HeldOut> {
+    if frames.is_empty() {
+        return None;
+    }
+    let (mut drawn, mut real) = (0.0, 0.0);
+    for chunk in frames.chunks(64) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let x = frames_u8_to_tensor::<B>(&refs, device);
+        let decoded = crate::model::vae::tensor_to_frames(ae.decode(ae.encode(x.clone())));
+        let originals = crate::model::vae::tensor_to_frames(x);
+        drawn += decoded.iter().map(crate::dream::sharpness).sum::<f64>();
+        real += originals.iter().map(crate::dream::sharpness).sum::<f64>();
+    }
+    Some(HeldOut {
+        recon: evaluate(ae, frames, device),
+        sharpness: if real > 0.0 { drawn / real } else { 0.0 },
+    })
+}
+
+/// Fine-tunes the run's decoder; resumes from `run_dir/flow/decoder/state.json` unless `fresh`.
+pub fn train_decoder<B: AutodiffBackend>(
+    config: &DecoderTrainConfig,
+    fresh: bool,
+    device: &B::Device,
+) -> anyhow::Result<DecoderTrainSummary> {
+    config.validate()?;
+    let flow_path = flow_model_path(&config.run_dir);
+    if !flow_path.is_file() {
+        bail!(
+            "the run has no flow model ({} is missing); run `dreamplay train-autoencoder --env {}` first",
+            flow_path.display(),
+            config.env
+        );
+    }
+    let run_model = flow_file::load::<B>(&flow_path, Some(config.env), device)?;
+    let start = run_model.autoencoder.with_context(|| {
+        format!(
+            "{} holds no autoencoder; run `dreamplay train-autoencoder --env {}` first",
+            flow_path.display(),
+            config.env
+        )
+    })?;
+    let encoder = start.encoder_checksum();
+    let split = split_rollouts(&config.data_dir, config.val_fraction)?;
+    let dir = decoder_dir(&config.run_dir);
+    let plan = FramePlan {
+        env: config.env,
+        batch_size: config.batch_size,
+        frame_stride: config.frame_stride,
+        chunk: config.chunk,
+        hazard_repeats: 0,
+        seed: config.seed,
+    };
+    let frames = FrameStream::new(&split.train, plan)?;
+    let train_frames: usize = split.train.iter().map(|f| f.len).sum();
+    let frames_per_epoch = frames.frames_per_epoch();
+    let schedule = stage::Schedule {
+        epochs: config.epochs,
+        batches_per_epoch: frames.batches_per_epoch(),
+        checkpoint_every: config.checkpoint_every,
+    };
+    let fingerprint = config.fingerprint(encoder);
+    let state: Option<StageState<DecoderLosses>> = stage::open(&dir, fresh, &fingerprint)?;
+    let mut model = start;
+    let mut optim = adam::<B, Autoencoder<B>>(None);
+    if let Some(s) = &state {
+        let load = |path: &Path| {
+            flow_file::load::<B>(path, Some(config.env), device)?
+                .autoencoder
+                .with_context(|| format!("{} holds no autoencoder", path.display()))
+        };
+        (model, optim) = stage::restore(&dir, s, optim, load, device)?;
+    }
+    let resumed_from_step = state.as_ref().map(|s| s.step);
+    let (validation, val_failed) = validation_frames(&split.val);
+    let before = match state {
+        None => held_out(&model.valid(), &validation.frames, device),
+        Some(_) => None,
+    };
+    let log = stage::loss_log(
+        &dir,
+        &[
+            "step",
+            "epoch",
+            "recon",
+            "gradient",
+            "val_recon",
+            "val_sharpness",
+        ],
+        resumed_from_step,
+    )?;
+    let bar = stage::progress_bar(&schedule, state.as_ref());
+    progress::say(
+        &bar,
+        format!(
+            "train-decoder {}: {} training rollouts ({train_frames} frames, {frames_per_epoch} per epoch), {} held out; {} batches of {} per epoch{}",
+            config.env,
+            split.train.len(),
+            split.val.len(),
+            schedule.batches_per_epoch,
+            config.batch_size,
+            state.as_ref().map_or(String::new(), |s| format!(
+                "; resuming at step {} (epoch {}, batch {})",
+                s.step,
+                s.epoch + 1,
+                s.batch
+            ))
+        ),
+    );
+    if let Some(b) = before {
+        progress::say(
+            &bar,
+            format!(
+                "before: held-out recon {:.2} per frame, sharpness {:.3}",
+                b.recon, b.sharpness
+            ),
+        );
+    }
+    for c in split.corrupt.iter().chain(&val_failed) {
+        progress::say(&bar, format!("skipping: {c}"));
+    }
+    let losses = state.as_ref().map_or(
+        DecoderLosses {
+            recon: f64::NAN,
+            gradient: f64::NAN,
+            val_recon: None,
+            val_sharpness: None,
+        },
+        |s| s.losses.clone(),
+    );
+    let mut fit = DecoderFit {
+        config,
+        spec: run_model.spec,
+        encoder,
+        dir: &dir,
+        frames,
+        validation: &validation,
+        log,
+        losses,
+        last_frames: Vec::new(),
+        frames_per_epoch,
+        device,
+    };
+    let s = stage::fit(
+        &mut fit,
+        &dir,
+        &fingerprint,
+        &schedule,
+        state,
+        model,
+        optim,
+        &bar,
+    )?;
+    stage::plot_losses(
+        &dir,
+        &format!("decoder fine-tune ({}) loss per frame", config.env),
+        &["recon", "val_recon"],
+    )?;
+    let after = s
+        .losses
+        .val_recon
+        .zip(s.losses.val_sharpness)
+        .map(|(recon, sharpness)| HeldOut { recon, sharpness });
+    Ok(DecoderTrainSummary {
+        train_frames,
+        val_frames: validation.frames.len(),
+        steps: s.step,
+        epochs: s.epoch,
+        recon: s.losses.recon,
+        gradient: s.losses.gradient,
+        before,
+        after,
+        seconds: s.seconds,
+        resumed_from_step,
+        skipped_files: split.corrupt.into_iter().chain(val_failed).collect(),
+        model_path: flow_path,
+    })
+}
+
+struct DecoderFit<'a, B: AutodiffBackend> {
+    config: &'a DecoderTrainConfig,
+    spec: FlowSpec,
+    /// The frozen encoder's checksum, checked against the run's before its file is rewritten.
+    encoder: u64,
+    dir: &'a Path,
+    frames: FrameStream<'a>,
+    validation: &'a Validation,
+    log: CsvLog,
+    losses: DecoderLosses,
+    last_frames: Vec<Vec<u8>>,
+    frames_per_epoch: usize,
+    device: &'a B::Device,
+}
+
+fn smooth(old: f64, value: f64) -> f64 {
+    if old.is_nan() {
+        value
+    } else {
+        0.95 * old + 0.05 * value
+    }
+}
+
+impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
+    type Model = Autoencoder<B>;
+    type Optim = OptimizerAdaptor<FusedAdam, Autoencoder<B>, B>;
+    type Losses = DecoderLosses;
+    type Weights = FlowModel<B::InnerBackend>;
+
+    fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
+        Ok(self.frames.begin_epoch(epoch))
+    }
+
+    fn train_batch(
+        &mut self,
+        model: Self::Model,
+        mut optim: Self::Optim,
+        at: BatchAt<'_>,
+    ) -> anyhow::Result<(Self::Model, Self::Optim)> {
+        let (frames, _) = self.frames.batch(at)?;
+        if frames.is_empty() {
+            return Ok((model, optim));
+        }
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let x = frames_u8_to_tensor::<B>(&refs, self.device);
+        // Our own seeded stream: a step's noise is the same on any backend and on resume.
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            splitmix64(self.config.seed ^ 0x4445_4300) ^ splitmix64(at.step),
+        );
+        let [n, _, _, _] = x.dims();
+        let (c, s) = (self.spec.latent_channels, self.spec.latent_side);
+        let eps = normal(&mut rng, [n, c, s, s], self.device);
+        let (loss, recon, gradient) = model.decoder_loss(
+            x,
+            eps,
+            self.config.latent_noise,
+            self.config.gradient_weight,
+        );
+        let recon = f64::from(recon.into_scalar().elem::<f32>());
+        let gradient = f64::from(gradient.into_scalar().elem::<f32>());
+        // The encoder gets no gradient, so Adam leaves it as it is.
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(self.config.learning_rate, model, grads);
+        self.losses.recon = smooth(self.losses.recon, recon);
+        self.losses.gradient = smooth(self.losses.gradient, gradient);
+        self.log.row(&[
+            at.step as f64,
+            at.epoch as f64,
+            recon,
+            gradient,
+            f64::NAN,
+            f64::NAN,
+        ])?;
+        self.last_frames = frames;
+        Ok((model, optim))
+    }
+
+    fn progress(&self, epoch: usize) -> String {
+        format!(
+            "epoch {} recon {:.2} gradient {:.1}",
+            epoch + 1,
+            self.losses.recon,
+            self.losses.gradient
+        )
+    }
+
+    fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
+        let inner = model.valid();
+        let val_frames = &self.validation.frames;
+        if let Some(h) = held_out(&inner, val_frames, self.device) {
+            self.losses.val_recon = Some(h.recon);
+            self.losses.val_sharpness = Some(h.sharpness);
+            let row = [
+                at.step as f64 - 1.0,
+                at.epoch as f64,
+                f64::NAN,
+                f64::NAN,
+                h.recon,
+                h.sharpness,
+            ];
+            self.log.row(&row)?;
+            progress::say(
+                at.bar,
+                format!(
+                    "epoch {}: held-out recon {:.2} per frame, sharpness {:.3}",
+                    at.epoch + 1,
+                    h.recon,
+                    h.sharpness
+                ),
+            );
+        }
+        let shown = if val_frames.is_empty() {
+            &self.last_frames
+        } else {
+            val_frames
+        };
+        save_reconstruction_grid(
+            |x| inner.decode(inner.encode(x)),
+            &spread(shown, 16),
+            8,
+            &self.dir.join("reconstructions.png"),
+            self.device,
+        )
+    }
+
+    fn losses(&self) -> DecoderLosses {
+        self.losses.clone()
+    }
+
+    fn checkpoint_weights(&self, ae: Autoencoder<B::InnerBackend>) -> Self::Weights {
+        let mut model = FlowModel::empty(self.spec);
+        model.autoencoder = Some(ae);
+        model
+    }
+
+    /// Swaps the decoder into the run's flow model, keeping its latent statistics, dynamics and
+    /// heads, which the frozen encoder leaves valid.
+    fn write_run_bundle(
+        &self,
+        ae: Autoencoder<B::InnerBackend>,
+        state: &StageState<DecoderLosses>,
+    ) -> anyhow::Result<()> {
+        let path = flow_model_path(&self.config.run_dir);
+        let mut flow: FlowModel<B::InnerBackend> =
+            flow_file::load(&path, Some(self.config.env), self.device)?;
+        let run_encoder = flow.autoencoder.as_ref().map(Autoencoder::encoder_checksum);
+        if run_encoder != Some(self.encoder) {
+            bail!(
+                "{} holds another autoencoder than the one this fine-tune started from (was train-autoencoder run meanwhile?); run `dreamplay train-decoder --env {} --fresh`",
+                path.display(),
+                self.config.env
+            );
+        }
+        flow.autoencoder = Some(ae);
+        let l = &state.losses;
+        let mut losses = std::collections::BTreeMap::new();
+        for (name, value) in [
+            ("recon", Some(l.recon)),
+            ("gradient", Some(l.gradient)),
+            ("val_recon", l.val_recon),
+            ("val_sharpness", l.val_sharpness),
+        ] {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                losses.insert(name.to_string(), v);
+            }
+        }
+        flow.provenance.decoder = Some(TrainingInfo {
+            data_size: Some(self.frames_per_epoch as u64),
+            epochs: Some(state.epoch as u64),
+            final_losses: losses,
+            date: Some(now_rfc3339()),
+            notes: Some(format!(
+                "decoder only, encoder frozen; Adam lr {}, batch {}, frame stride {}, latent noise {}, gradient difference weight {}, {} steps, {:.0} s",
+                self.config.learning_rate,
+                self.config.batch_size,
+                self.config.frame_stride,
+                self.config.latent_noise,
+                self.config.gradient_weight,
+                state.step,
+                state.seconds
+            )),
+            dream: None,
+        });
+        flow_file::save(&flow, &path, Precision::F32)?;
+        Ok(())
+    }
+}
