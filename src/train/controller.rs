@@ -1072,13 +1072,10 @@ fn write_bundle<B: Backend>(
         ),
         (None, None) => bail!("no generation is complete yet"),
     };
-    let mut final_losses = std::collections::BTreeMap::new();
-    if let Some((_, fitness)) = es.best() {
-        final_losses.insert("fitness".to_string(), fitness);
-    }
-    if let Some(r) = real_mean {
-        final_losses.insert("real_mean".to_string(), r);
-    }
+    let final_losses = super::stage::final_losses([
+        ("fitness", es.best().map(|(_, fitness)| fitness)),
+        ("real_mean", real_mean),
+    ]);
     model.controller = Some(controller);
     model.provenance.controller = Some(TrainingInfo {
         data_size: Some(episodes),

@@ -620,7 +620,7 @@ impl<B: AutodiffBackend> GradientStage<B> for MdrnnFit<'_, B> {
         let model = optim.step(config.learning_rate, model, grads);
         let values = scalars(parts);
         for (e, v) in self.losses.losses.iter_mut().zip(values) {
-            *e = if e.is_nan() { v } else { 0.95 * *e + 0.05 * v };
+            *e = stage::smoothed(*e, v);
         }
         self.log.row(&[
             at.step as f64,
@@ -715,13 +715,14 @@ fn write_run_bundle<B: Backend>(
     bundle.mdrnn = Some(mdrnn.clone());
     bundle.controller = None;
     bundle.provenance.controller = None;
-    let mut losses = std::collections::BTreeMap::new();
-    for (k, name) in ["mdn", "done", "reward"].iter().enumerate() {
-        losses.insert(name.to_string(), state.losses.losses[k]);
-        if let Some(v) = state.losses.val {
-            losses.insert(format!("val_{name}"), v[k]);
-        }
-    }
+    let losses = stage::final_losses(["mdn", "done", "reward"].iter().enumerate().flat_map(
+        |(k, name)| {
+            [
+                (name.to_string(), Some(state.losses.losses[k])),
+                (format!("val_{name}"), state.losses.val.map(|v| v[k])),
+            ]
+        },
+    ));
     bundle.provenance.mdrnn = Some(TrainingInfo {
         data_size: Some(steps_per_epoch as u64),
         epochs: Some(state.epoch as u64),

@@ -1,6 +1,7 @@
-//! The skeleton V's and M's fits share: open the stage's folder and resume from its checkpoint,
-//! loop over epochs and batches with a progress bar, checkpoint, and write the loss curves and
-//! the run's bundle. Each stage ([`GradientStage`]) brings only its data, its step and its losses.
+//! The skeleton every gradient stage shares (V, M, and the flow model's autoencoder, dynamics and
+//! decoder): open the stage's folder and resume from its checkpoint, loop over epochs and batches
+//! with a progress bar, checkpoint, and write the loss curves and the run's bundle. Each stage
+//! ([`GradientStage`]) brings only its data, its step and its losses.
 //!
 //! A resumed run takes the same steps as an unbroken one: a checkpoint records the epoch, the
 //! batch and the step to go on from, and a stage draws its batches and noise from those alone.
@@ -169,6 +170,27 @@ pub fn plot_losses(dir: &Path, title: &str, series: &[&str]) -> anyhow::Result<(
     )
 }
 
+/// The running loss the progress bar and `state.json` show: an exponential average of the steps'
+/// losses over about the last 20 steps, which starts at the first value (`average` NaN).
+pub fn smoothed(average: f64, value: f64) -> f64 {
+    if average.is_nan() {
+        value
+    } else {
+        0.95 * average + 0.05 * value
+    }
+}
+
+/// A model card's final losses: the named values that are there and finite (a stage that held
+/// nothing out has no validation loss, and a loss not yet seen is NaN).
+pub fn final_losses<N: Into<String>>(
+    values: impl IntoIterator<Item = (N, Option<f64>)>,
+) -> std::collections::BTreeMap<String, f64> {
+    values
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.into(), value.filter(|v| v.is_finite())?)))
+        .collect()
+}
+
 /// The loop's fixed terms.
 pub struct Schedule {
     pub epochs: usize,
@@ -259,4 +281,28 @@ pub fn fit<B: AutodiffBackend, S: GradientStage<B>>(
     }
     bar.finish_and_clear();
     state.context("no training happened")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_card_keeps_only_finite_losses_that_are_there() {
+        let losses = final_losses([
+            ("recon", Some(2.5)),
+            ("kl", Some(f64::NAN)),
+            ("val_recon", None),
+            ("val_kl", Some(0.5)),
+        ]);
+        let kept: Vec<(&str, f64)> = losses.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(kept, [("recon", 2.5), ("val_kl", 0.5)]);
+    }
+
+    #[test]
+    fn the_running_loss_starts_at_the_first_value_and_follows_slowly() {
+        let first = smoothed(f64::NAN, 4.0);
+        assert_eq!(first, 4.0);
+        assert!((smoothed(first, 0.0) - 3.8).abs() < 1e-12);
+    }
 }

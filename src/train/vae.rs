@@ -833,16 +833,8 @@ impl<B: AutodiffBackend> GradientStage<B> for VaeFit<'_, B> {
             at.step,
             self.device,
         );
-        let a = 0.05;
-        let smooth = |ema: f64, x: f64| {
-            if ema.is_nan() {
-                x
-            } else {
-                (1.0 - a) * ema + a * x
-            }
-        };
-        self.losses.last_recon = smooth(self.losses.last_recon, recon);
-        self.losses.last_kl = smooth(self.losses.last_kl, kl);
+        self.losses.last_recon = stage::smoothed(self.losses.last_recon, recon);
+        self.losses.last_kl = stage::smoothed(self.losses.last_kl, kl);
         self.log.row(&[
             at.step as f64,
             at.epoch as f64,
@@ -992,13 +984,12 @@ fn write_run_bundle<B: Backend>(
 ) -> anyhow::Result<()> {
     let mut bundle = WorldModel::<B>::empty(*spec);
     bundle.vae = Some(vae.clone());
-    let mut losses = std::collections::BTreeMap::new();
-    losses.insert("recon".to_string(), state.losses.last_recon);
-    losses.insert("kl".to_string(), state.losses.last_kl);
-    if let (Some(vr), Some(vk)) = (state.losses.val_recon, state.losses.val_kl) {
-        losses.insert("val_recon".to_string(), vr);
-        losses.insert("val_kl".to_string(), vk);
-    }
+    let losses = stage::final_losses([
+        ("recon", Some(state.losses.last_recon)),
+        ("kl", Some(state.losses.last_kl)),
+        ("val_recon", state.losses.val_recon),
+        ("val_kl", state.losses.val_kl),
+    ]);
     bundle.provenance.vae = Some(TrainingInfo {
         data_size: Some(frames_per_epoch as u64),
         epochs: Some(state.epoch as u64),

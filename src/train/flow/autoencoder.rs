@@ -340,11 +340,7 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
         let value = f64::from(recon.into_scalar().elem::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(self.config.learning_rate, model, grads);
-        self.losses.recon = if self.losses.recon.is_nan() {
-            value
-        } else {
-            0.95 * self.losses.recon + 0.05 * value
-        };
+        self.losses.recon = stage::smoothed(self.losses.recon, value);
         self.log
             .row(&[at.step as f64, at.epoch as f64, value, f64::NAN])?;
         self.last_frames = frames;
@@ -399,11 +395,10 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
     ) -> anyhow::Result<()> {
         // A new autoencoder changes the latents: the run's dynamics and statistics go with it.
         let mut model = self.checkpoint_weights(ae);
-        let mut losses = std::collections::BTreeMap::new();
-        losses.insert("recon".to_string(), state.losses.recon);
-        if let Some(v) = state.losses.val_recon {
-            losses.insert("val_recon".to_string(), v);
-        }
+        let losses = stage::final_losses([
+            ("recon", Some(state.losses.recon)),
+            ("val_recon", state.losses.val_recon),
+        ]);
         model.provenance.autoencoder = Some(TrainingInfo {
             data_size: Some(self.frames_per_epoch as u64),
             epochs: Some(state.epoch as u64),

@@ -386,14 +386,6 @@ struct DecoderFit<'a, B: AutodiffBackend> {
     device: &'a B::Device,
 }
 
-fn smooth(old: f64, value: f64) -> f64 {
-    if old.is_nan() {
-        value
-    } else {
-        0.95 * old + 0.05 * value
-    }
-}
-
 impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
     type Model = Autoencoder<B>;
     type Optim = OptimizerAdaptor<FusedAdam, Autoencoder<B>, B>;
@@ -434,8 +426,8 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
         // The encoder gets no gradient, so Adam leaves it as it is.
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(self.config.learning_rate, model, grads);
-        self.losses.recon = smooth(self.losses.recon, recon);
-        self.losses.gradient = smooth(self.losses.gradient, gradient);
+        self.losses.recon = stage::smoothed(self.losses.recon, recon);
+        self.losses.gradient = stage::smoothed(self.losses.gradient, gradient);
         self.log.row(&[
             at.step as f64,
             at.epoch as f64,
@@ -526,17 +518,12 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
         }
         flow.autoencoder = Some(ae);
         let l = &state.losses;
-        let mut losses = std::collections::BTreeMap::new();
-        for (name, value) in [
+        let losses = stage::final_losses([
             ("recon", Some(l.recon)),
             ("gradient", Some(l.gradient)),
             ("val_recon", l.val_recon),
             ("val_sharpness", l.val_sharpness),
-        ] {
-            if let Some(v) = value.filter(|v| v.is_finite()) {
-                losses.insert(name.to_string(), v);
-            }
-        }
+        ]);
         flow.provenance.decoder = Some(TrainingInfo {
             data_size: Some(self.frames_per_epoch as u64),
             epochs: Some(state.epoch as u64),

@@ -731,20 +731,13 @@ impl<B: AutodiffBackend> GradientStage<B> for FlowFit<'_, B> {
             &mut rng,
         );
         let (done_value, reward_value) = (step.done, step.reward);
-        let smooth = |ema: f64, x: f64| {
-            if ema.is_nan() {
-                x
-            } else {
-                0.95 * ema + 0.05 * x
-            }
-        };
         let shortcut_value = step.shortcut.unwrap_or(f64::NAN);
-        self.losses.flow = smooth(self.losses.flow, step.flow);
+        self.losses.flow = stage::smoothed(self.losses.flow, step.flow);
         if step.shortcut.is_some() {
-            self.losses.shortcut = smooth(self.losses.shortcut, shortcut_value);
+            self.losses.shortcut = stage::smoothed(self.losses.shortcut, shortcut_value);
         }
-        self.losses.done = smooth(self.losses.done, done_value);
-        self.losses.reward = smooth(self.losses.reward, reward_value);
+        self.losses.done = stage::smoothed(self.losses.done, done_value);
+        self.losses.reward = stage::smoothed(self.losses.reward, reward_value);
         let nan = f64::NAN;
         self.log.row(&[
             at.step as f64,
@@ -825,8 +818,7 @@ impl<B: AutodiffBackend> GradientStage<B> for FlowFit<'_, B> {
         flow.dynamics = Some(model.dynamics);
         flow.end_heads = Some(model.heads);
         let l = &state.losses;
-        let mut losses = std::collections::BTreeMap::new();
-        for (name, value) in [
+        let losses = stage::final_losses([
             ("flow", Some(l.flow)),
             ("shortcut", Some(l.shortcut)),
             ("done", Some(l.done)),
@@ -835,11 +827,7 @@ impl<B: AutodiffBackend> GradientStage<B> for FlowFit<'_, B> {
             ("val_1_step", l.val_sample.map(|s| s[0])),
             ("val_2_steps", l.val_sample.map(|s| s[1])),
             ("val_4_steps", l.val_sample.map(|s| s[2])),
-        ] {
-            if let Some(v) = value.filter(|v| v.is_finite()) {
-                losses.insert(name.to_string(), v);
-            }
-        }
+        ]);
         flow.provenance.dynamics = Some(TrainingInfo {
             data_size: Some(self.train.rows() as u64),
             epochs: Some(state.epoch as u64),
