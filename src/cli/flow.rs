@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use clap::Args;
 
 use super::BackendArg;
-use super::train::StageArgs;
+use super::train::{StageArgs, print_trained};
 use crate::model::backend;
 use crate::train::flow::autoencoder::{AutoencoderTrainConfig, train_autoencoder};
 use crate::train::progress::human_duration;
@@ -31,15 +31,13 @@ pub fn train_autoencoder_cmd(args: TrainAutoencoderArgs) -> anyhow::Result<()> {
     let summary = crate::with_backend!(&selection.backend, |B, device| {
         backend::on_cpu_workers(|| train_autoencoder::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
-    println!(
-        "autoencoder trained: {} steps, {} epochs, {} training frames, in {} (this run{})",
+    print_trained(
+        "autoencoder trained",
         summary.steps,
         summary.epochs,
-        summary.train_frames,
-        human_duration(summary.seconds),
-        summary
-            .resumed_from_step
-            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+        &format!("{} training frames", summary.train_frames),
+        summary.seconds,
+        summary.resumed_from_step,
     );
     println!("train loss per frame: recon {:.2}", summary.recon);
     if let Some(r) = summary.val_recon {
@@ -76,15 +74,13 @@ pub fn train_decoder_cmd(args: TrainDecoderArgs) -> anyhow::Result<()> {
     let summary = crate::with_backend!(&selection.backend, |B, device| {
         backend::on_cpu_workers(|| train_decoder::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
-    println!(
-        "decoder fine-tuned: {} steps, {} epochs, {} training frames, in {} (this run{})",
+    print_trained(
+        "decoder fine-tuned",
         summary.steps,
         summary.epochs,
-        summary.train_frames,
-        human_duration(summary.seconds),
-        summary
-            .resumed_from_step
-            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+        &format!("{} training frames", summary.train_frames),
+        summary.seconds,
+        summary.resumed_from_step,
     );
     println!(
         "train loss per frame: recon {:.2}, gradient difference {:.1}",
@@ -189,15 +185,13 @@ pub fn train_flow_cmd(args: TrainFlowArgs) -> anyhow::Result<()> {
         backend::on_cpu_workers(|| train_flow::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
     let l = &summary.losses;
-    println!(
-        "flow dynamics trained: {} steps, {} epochs, {} training transitions, in {} (this run{})",
+    print_trained(
+        "flow dynamics trained",
         summary.steps,
         summary.epochs,
-        summary.train_rows,
-        human_duration(summary.seconds),
-        summary
-            .resumed_from_step
-            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+        &format!("{} training transitions", summary.train_rows),
+        summary.seconds,
+        summary.resumed_from_step,
     );
     println!(
         "train losses: flow {:.4}, shortcut {:.4}, done {:.4}, reward {:.4}",

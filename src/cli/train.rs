@@ -35,6 +35,23 @@ impl StageArgs {
     }
 }
 
+/// The line a gradient stage prints when it is done: what, its steps and epochs, the data it
+/// trained on, and this run's wall time.
+pub(super) fn print_trained(
+    what: &str,
+    steps: u64,
+    epochs: usize,
+    data: &str,
+    seconds: f64,
+    resumed_from_step: Option<u64>,
+) {
+    println!(
+        "{what}: {steps} steps, {epochs} epochs, {data}, in {} (this run{})",
+        human_duration(seconds),
+        resumed_from_step.map_or(String::new(), |s| format!(", resumed at step {s}"))
+    );
+}
+
 #[derive(Debug, Args)]
 pub struct TrainVaeArgs {
     #[command(flatten)]
@@ -54,15 +71,13 @@ pub fn train_vae_cmd(args: TrainVaeArgs) -> anyhow::Result<()> {
     let summary = crate::with_backend!(&selection.backend, |B, device| {
         backend::on_cpu_workers(|| train_vae::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
-    println!(
-        "V trained: {} steps, {} epochs, {} training frames, in {} (this run{})",
+    print_trained(
+        "V trained",
         summary.steps,
         summary.epochs,
-        summary.train_frames,
-        human_duration(summary.seconds),
-        summary
-            .resumed_from_step
-            .map_or(String::new(), |s| format!(", resumed at step {s}"))
+        &format!("{} training frames", summary.train_frames),
+        summary.seconds,
+        summary.resumed_from_step,
     );
     println!(
         "train loss per frame: recon {:.2}, kl {:.2}",
@@ -149,15 +164,16 @@ pub fn train_mdrnn_cmd(args: TrainMdrnnArgs) -> anyhow::Result<()> {
     let s = crate::with_backend!(&selection.backend, |B, device| {
         backend::on_cpu_workers(|| train_mdrnn::<Autodiff<B>>(&config, stage.fresh, &device))
     })?;
-    println!(
-        "M trained: {} steps, {} epochs over {} episodes ({} steps each epoch), in {}{}",
+    print_trained(
+        "M trained",
         s.steps,
         s.epochs,
-        s.episodes,
-        s.steps_per_epoch,
-        human_duration(s.seconds),
-        s.resumed_from_step
-            .map_or(String::new(), |r| format!(", resumed at step {r}"))
+        &format!(
+            "{} episodes ({} steps each epoch)",
+            s.episodes, s.steps_per_epoch
+        ),
+        s.seconds,
+        s.resumed_from_step,
     );
     println!(
         "train loss: mdn {:.3}, done {:.3}, reward {:.4}",
