@@ -249,6 +249,35 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+#[test]
+fn inspect_reads_a_flow_model_s_header_and_names_a_truncated_one() {
+    let path = "models/take-cover/flow-model.bin";
+    let out = dreamplay(&["inspect", path], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let header = &report["header"];
+    let parts: Vec<&str> = header["parts"]
+        .as_array()
+        .expect("a parts list")
+        .iter()
+        .map(|p| p["part"].as_str().expect("a part name"))
+        .collect();
+    assert_eq!(parts, ["autoencoder", "dynamics", "end_heads"], "{parts:?}");
+    assert_eq!(header["spec"]["latent_side"].as_u64(), Some(16), "{header}");
+    assert!(header["provenance"]["dynamics"]["epochs"].as_u64() > Some(0));
+
+    // Its first 100 bytes: the magic is right, the rest is missing.
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let cut = scratch.path().join("flow-model.bin");
+    let bytes = std::fs::read(path).expect("the shipped flow model");
+    std::fs::write(&cut, &bytes[..100]).expect("write");
+    let out = dreamplay(&["inspect", cut.to_str().expect("a UTF-8 path")], "");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&cut.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// The fidelity measurements refuse bad settings with a message naming the flag, before any
 /// model is read.
 #[test]

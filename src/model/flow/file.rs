@@ -86,6 +86,15 @@ pub fn to_bytes<B: Backend>(model: &FlowModel<B>, precision: Precision) -> Vec<u
     bundle::container_bytes(MAGIC, FORMAT_VERSION, &json, &body)
 }
 
+/// Whether the file at `path` begins as a flow-model file does (false when it cannot be read).
+pub fn looks_like_flow_model(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == MAGIC)
+}
+
 /// Reads only the header (no weights are decoded).
 pub fn read_header(path: &Path) -> Result<FlowHeader, BundleError> {
     let bytes = read(path, None)?;
