@@ -293,6 +293,24 @@ pub fn train_autoencoder<B: AutodiffBackend>(
     })
 }
 
+/// A batch of frames as a tensor, and the standard normal noise its latents get before decoding,
+/// drawn from our own stream seeded by `stream_seed` and `step`: the same on any backend and on
+/// resume.
+pub(super) fn frames_and_latent_noise<B: Backend>(
+    frames: &[Vec<u8>],
+    spec: FlowSpec,
+    stream_seed: u64,
+    step: u64,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let x = frames_u8_to_tensor::<B>(&refs, device);
+    let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(stream_seed) ^ splitmix64(step));
+    let (c, s) = (spec.latent_channels, spec.latent_side);
+    let eps = normal(&mut rng, [frames.len(), c, s, s], device);
+    (x, eps)
+}
+
 struct AutoencoderFit<'a, B: AutodiffBackend> {
     config: &'a AutoencoderTrainConfig,
     spec: FlowSpec,
@@ -326,15 +344,13 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
         if frames.is_empty() {
             return Ok((model, optim));
         }
-        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let x = frames_u8_to_tensor::<B>(&refs, self.device);
-        // Our own seeded stream: a step's noise is the same on any backend and on resume.
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            splitmix64(self.config.seed ^ 0x4145_4e00) ^ splitmix64(at.step),
+        let (x, eps) = frames_and_latent_noise::<B>(
+            &frames,
+            self.spec,
+            self.config.seed ^ 0x4145_4e00,
+            at.step,
+            self.device,
         );
-        let [n, _, _, _] = x.dims();
-        let (c, s) = (self.spec.latent_channels, self.spec.latent_side);
-        let eps = normal(&mut rng, [n, c, s, s], self.device);
         let (loss, recon) =
             model.training_loss(x, eps, self.config.latent_noise, self.config.latent_penalty);
         let value = f64::from(recon.into_scalar().elem::<f32>());

@@ -19,18 +19,14 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::autoencoder::evaluate;
-use super::dynamics::normal;
+use super::autoencoder::{evaluate, frames_and_latent_noise};
 use super::flow_model_path;
 use crate::envs::EnvKind;
 use crate::model::adam::{FusedAdam, adam};
 use crate::model::bundle::{Precision, TrainingInfo};
 use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
-use crate::train::collect::splitmix64;
 use crate::train::progress::{self, CsvLog};
 use crate::train::stage::{self, BatchAt, GradientStage, StageState};
 use crate::train::vae::{
@@ -406,15 +402,13 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
         if frames.is_empty() {
             return Ok((model, optim));
         }
-        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let x = frames_u8_to_tensor::<B>(&refs, self.device);
-        // Our own seeded stream: a step's noise is the same on any backend and on resume.
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            splitmix64(self.config.seed ^ 0x4445_4300) ^ splitmix64(at.step),
+        let (x, eps) = frames_and_latent_noise::<B>(
+            &frames,
+            self.spec,
+            self.config.seed ^ 0x4445_4300,
+            at.step,
+            self.device,
         );
-        let [n, _, _, _] = x.dims();
-        let (c, s) = (self.spec.latent_channels, self.spec.latent_side);
-        let eps = normal(&mut rng, [n, c, s, s], self.device);
         let (loss, recon, gradient) = model.decoder_loss(
             x,
             eps,
