@@ -265,13 +265,18 @@ fn a_resumed_train_flow_equals_an_unbroken_one() {
     let base = scratch.path().join("base");
     {
         let _guard = init_lock();
+        // A wider latent than the shipped default: every later stage takes its size from the file.
         let ae = AutoencoderTrainConfig {
             epochs: 1,
+            latent_channels: 8,
             ..tiny_autoencoder(&data, &base)
         };
         train_autoencoder::<AB>(&ae, false, &device()).unwrap();
-        encode_latents::<B>(&data, &base, 32, &device()).unwrap();
+        let encoded = encode_latents::<B>(&data, &base, 32, &device()).unwrap();
+        assert_eq!(encoded.stats.expect("latent statistics").mean.len(), 8);
     }
+    let header = flow_file::read_header(&flow_model_path(&base)).unwrap();
+    assert_eq!(header.spec.latent_channels, 8);
     let copy = |name: &str| {
         let run = scratch.path().join(name);
         std::fs::create_dir_all(latents_dir(&run)).unwrap();

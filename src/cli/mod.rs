@@ -42,7 +42,7 @@ pub enum Command {
     Encode(train::EncodeArgs),
     /// Fit M (the MDN-RNN) on the encoded series; checkpoints and resumes.
     TrainMdrnn(train::TrainMdrnnArgs),
-    /// Fit the flow model's autoencoder (frames <-> 4x16x16 latents) on the collected frames.
+    /// Fit the flow model's autoencoder (frames <-> 16x16 latents, 4 channels unless told) on the collected frames.
     TrainAutoencoder(flow::TrainAutoencoderArgs),
     /// Fine-tune the flow model's decoder alone for sharper frames; the latents and dynamics stay valid.
     TrainDecoder(flow::TrainDecoderArgs),

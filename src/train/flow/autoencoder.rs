@@ -76,6 +76,10 @@ pub struct AutoencoderTrainConfig {
     /// The weight of the latent's mean square in the loss (per frame, as the reconstruction).
     #[arg(long, default_value_t = 1.0)]
     pub latent_penalty: f32,
+    /// Channels of the 16x16 latent: more keep finer texture (Take Cover's walls) and cost the
+    /// dynamics more to predict.
+    #[arg(long, default_value_t = 4)]
+    pub latent_channels: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -118,7 +122,16 @@ impl AutoencoderTrainConfig {
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
             bail!("--frame-stride, --chunk and --checkpoint-every must be at least 1");
         }
+        self.spec().check().map_err(|e| anyhow::anyhow!("--latent-channels: {e}"))?;
         Ok(())
+    }
+
+    /// The flow model's sizes: the shipped ones, with this run's latent channels.
+    pub fn spec(&self) -> FlowSpec {
+        FlowSpec {
+            latent_channels: self.latent_channels,
+            ..FlowSpec::default_for(self.env)
+        }
     }
 
     fn frame_plan(&self) -> FramePlan {
@@ -135,7 +148,7 @@ impl AutoencoderTrainConfig {
     /// The fields a resumed run must share with the one that started it.
     fn fingerprint(&self) -> String {
         format!(
-            "env {} data {} batch {} lr {} val {} stride {} chunk {} noise {} penalty {} seed {}",
+            "env {} data {} batch {} lr {} val {} stride {} chunk {} noise {} penalty {} channels {} seed {}",
             self.env,
             self.data_dir.display(),
             self.batch_size,
@@ -145,6 +158,7 @@ impl AutoencoderTrainConfig {
             self.chunk,
             self.latent_noise,
             self.latent_penalty,
+            self.latent_channels,
             self.seed
         )
     }
@@ -205,7 +219,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
     };
     let fingerprint = config.fingerprint();
     let state: Option<StageState<AutoencoderLosses>> = stage::open(&dir, fresh, &fingerprint)?;
-    let spec = FlowSpec::default_for(config.env);
+    let spec = config.spec();
     B::seed(device, splitmix64(config.seed ^ 0x6175_746f_656e_6300));
     let mut model: Autoencoder<B> = spec.autoencoder_config().init(device);
     let mut optim = adam::<B, Autoencoder<B>>(None);
