@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{Context, bail};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -88,35 +90,81 @@ pub fn plot_csv(
     if x1 - x0 < 1e-9 {
         x1 = x0 + 1.0;
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-6);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-
     let mut buffer = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (WIDTH, HEIGHT)).into_drawing_area();
         let draw = |e| anyhow::anyhow!("plotting {}: {e:?}", png.display());
         root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut builder = ChartBuilder::on(&root);
+        builder
             .caption(title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw)?;
+            .y_label_area_size(64);
+        let lines = Lines {
+            x_column,
+            columns,
+            series: &series,
+        };
+        if wants_log_axis(y0, y1) {
+            // Pad by the same share of the axis as the linear case, in decades.
+            let pad = (y1 / y0).powf(0.05);
+            let ys = (y0 / pad..y1 * pad).log_scale();
+            let chart = builder.build_cartesian_2d(x0..x1, ys).map_err(draw)?;
+            lines.draw(chart).map_err(draw)?;
+        } else {
+            let pad = ((y1 - y0) * 0.05).max(1e-6);
+            let chart = builder
+                .build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)
+                .map_err(draw)?;
+            lines.draw(chart).map_err(draw)?;
+        }
+        root.present().map_err(draw)?;
+    }
+    let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).context("plot buffer size")?;
+    image
+        .save(png)
+        .with_context(|| format!("cannot write {}", png.display()))
+}
+
+/// A loss that falls over orders of magnitude (most do: the first steps are 100x the last) is
+/// drawn on a log axis, so the late steps, where a run is judged, are not a flat line at the foot.
+fn wants_log_axis(y0: f64, y1: f64) -> bool {
+    y0 > 0.0 && y1 / y0 > 30.0
+}
+
+/// The curves of one plot, drawn on either kind of y axis.
+struct Lines<'a> {
+    x_column: &'a str,
+    columns: &'a [&'a str],
+    series: &'a [Vec<(f64, f64)>],
+}
+
+impl Lines<'_> {
+    fn draw<'b, DB, Y>(
+        &self,
+        mut chart: ChartContext<'b, DB, Cartesian2d<RangedCoordf64, Y>>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+    where
+        DB: DrawingBackend + 'b,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
         chart
             .configure_mesh()
-            .x_desc(x_column)
+            .x_desc(self.x_column)
             .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(draw)?;
-        for (k, (name, s)) in columns.iter().zip(&series).enumerate() {
+            .draw()?;
+        for (k, (name, s)) in self.columns.iter().zip(self.series).enumerate() {
             if s.is_empty() {
                 continue;
             }
             let colour = COLOURS[k % COLOURS.len()];
+            if s.len() < 50 {
+                // Held-out losses come once an epoch: a line through one point draws nothing.
+                chart.draw_series(s.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
+            }
             chart
-                .draw_series(LineSeries::new(s.iter().copied(), colour.stroke_width(2)))
-                .map_err(draw)?
+                .draw_series(LineSeries::new(s.iter().copied(), colour.stroke_width(2)))?
                 .label(*name)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
@@ -128,13 +176,7 @@ pub fn plot_csv(
             .border_style(BLACK)
             .label_font(("sans-serif", 16))
             .draw()
-            .map_err(draw)?;
-        root.present().map_err(draw)?;
     }
-    let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer).context("plot buffer size")?;
-    image
-        .save(png)
-        .with_context(|| format!("cannot write {}", png.display()))
 }
 
 /// The side-by-side figure's frames are drawn this many times their size, nearest neighbour, so
@@ -267,5 +309,32 @@ mod tests {
         assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
         // The first series' colour is drawn somewhere.
         assert!(img.pixels().any(|p| p.0 == [31, 119, 180]));
+    }
+
+    /// Blue pixels in the plot's lowest tenth (above the x axis's labels).
+    fn blue_near_the_foot(png: &Path) -> usize {
+        let img = image::open(png).unwrap().to_rgb8();
+        let (top, bottom) = (HEIGHT * 8 / 10, HEIGHT - 50);
+        img.enumerate_pixels()
+            .filter(|(_, y, p)| (top..bottom).contains(y) && p.0 == [31, 119, 180])
+            .count()
+    }
+
+    #[test]
+    fn a_loss_falling_over_decades_gets_a_log_axis() {
+        let dir = tempfile::tempdir().unwrap();
+        let (csv, png) = (dir.path().join("loss.csv"), dir.path().join("loss.png"));
+        // 1000 -> 1: on a linear axis the last two thirds hug the foot.
+        std::fs::write(&csv, "step,recon\n0,1000\n1,100\n2,10\n3,1\n").unwrap();
+        plot_csv(&csv, &png, "loss", "step", &["recon"]).unwrap();
+        let falling = blue_near_the_foot(&png);
+        // The same fall, shifted up a decade's worth: no longer 30x, so a linear axis.
+        std::fs::write(&csv, "step,recon\n0,1100\n1,200\n2,110\n3,101\n").unwrap();
+        plot_csv(&csv, &png, "loss", "step", &["recon"]).unwrap();
+        let shifted = blue_near_the_foot(&png);
+        assert!(
+            falling * 3 < shifted,
+            "{falling} blue pixels near the foot on the log axis, {shifted} on the linear one"
+        );
     }
 }
