@@ -128,6 +128,11 @@ fn tiny_flow_pipeline_end_to_end() {
         "recon fell from {first:.1} to {last:.1}"
     );
     assert!(summary.val_recon.is_some_and(f64::is_finite));
+    let sharpness = summary.val_sharpness.expect("held-out sharpness");
+    assert!(sharpness > 0.0 && sharpness.is_finite(), "{sharpness}");
+    let logged = csv_column(&run.join("flow/autoencoder/loss.csv"), "val_sharpness");
+    let last = logged.last().expect("the epoch's row records it");
+    assert!((last - sharpness).abs() < 1e-6, "{last} logged, {sharpness} reported");
     assert!(run.join("flow/autoencoder/reconstructions.png").is_file());
 
     // train-flow needs the latents first.

@@ -40,8 +40,11 @@ pub fn train_autoencoder_cmd(args: TrainAutoencoderArgs) -> anyhow::Result<()> {
         summary.resumed_from_step,
     );
     println!("train loss per frame: recon {:.2}", summary.recon);
-    if let Some(r) = summary.val_recon {
-        println!("held-out ({} frames): recon {r:.2}", summary.val_frames);
+    if let (Some(recon), Some(sharpness)) = (summary.val_recon, summary.val_sharpness) {
+        println!(
+            "held-out ({} frames): recon {recon:.2}, sharpness {sharpness:.3} (1 is reality's edges)",
+            summary.val_frames
+        );
     }
     for f in &summary.skipped_files {
         println!("skipped: {f}");
@@ -86,7 +89,7 @@ pub fn train_decoder_cmd(args: TrainDecoderArgs) -> anyhow::Result<()> {
         "train loss per frame: recon {:.2}, gradient difference {:.1}",
         summary.recon, summary.gradient
     );
-    let held_out = |h: crate::train::flow::decoder::HeldOut| {
+    let held_out = |h: crate::train::flow::autoencoder::HeldOut| {
         format!("recon {:.2}, sharpness {:.3}", h.recon, h.sharpness)
     };
     match (summary.before, summary.after) {

@@ -170,6 +170,14 @@ pub fn plot_losses(dir: &Path, title: &str, series: &[&str]) -> anyhow::Result<(
     )
 }
 
+/// A cosine decay of the learning rate from `base` at step 0 to `base * end_share` at
+/// `total_steps` (and after).
+pub fn cosine_rate(base: f64, end_share: f64, step: u64, total_steps: u64) -> f64 {
+    let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    base * (end_share + (1.0 - end_share) * cosine)
+}
+
 /// The running loss the progress bar and `state.json` show: an exponential average of the steps'
 /// losses over about the last 20 steps, which starts at the first value (`average` NaN).
 pub fn smoothed(average: f64, value: f64) -> f64 {
@@ -304,5 +312,16 @@ mod tests {
         let first = smoothed(f64::NAN, 4.0);
         assert_eq!(first, 4.0);
         assert!((smoothed(first, 0.0) - 3.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_cosine_rate_falls_from_the_base_to_its_end_share_and_stays() {
+        let rate = |step| cosine_rate(1e-3, 0.1, step, 100);
+        assert_eq!(rate(0), 1e-3);
+        assert!((rate(50) - 0.55e-3).abs() < 1e-12, "{}", rate(50));
+        assert!((rate(100) - 1e-4).abs() < 1e-12);
+        assert_eq!(rate(250), rate(100));
+        assert!((1..=100).all(|s| rate(s) < rate(s - 1)));
+        assert_eq!(cosine_rate(1e-3, 1.0, 70, 100), 1e-3, "a share of 1 keeps it constant");
     }
 }

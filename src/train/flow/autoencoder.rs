@@ -54,6 +54,10 @@ pub struct AutoencoderTrainConfig {
     /// Adam's learning rate.
     #[arg(long = "lr", default_value_t = 1e-3)]
     pub learning_rate: f64,
+    /// The learning rate at the last step, as a share of --lr: a cosine decay over --epochs,
+    /// because at a constant 1e-3 runs blew up late (1 keeps the rate constant).
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_end: f64,
     /// Share of the rollouts held out for validation (0 holds none out).
     #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
@@ -100,6 +104,9 @@ impl AutoencoderTrainConfig {
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             bail!("--lr must be a positive number, got {}", self.learning_rate);
+        }
+        if !(self.lr_end > 0.0 && self.lr_end <= 1.0) {
+            bail!("--lr-end must be in (0, 1], got {}", self.lr_end);
         }
         if !(0.0..0.5).contains(&self.val_fraction) {
             bail!(
@@ -148,11 +155,12 @@ impl AutoencoderTrainConfig {
     /// The fields a resumed run must share with the one that started it.
     fn fingerprint(&self) -> String {
         format!(
-            "env {} data {} batch {} lr {} val {} stride {} chunk {} noise {} penalty {} channels {} seed {}",
+            "env {} data {} batch {} lr {} lr_end {} val {} stride {} chunk {} noise {} penalty {} channels {} seed {}",
             self.env,
             self.data_dir.display(),
             self.batch_size,
             self.learning_rate,
+            self.lr_end,
             self.val_fraction,
             self.frame_stride,
             self.chunk,
@@ -171,6 +179,9 @@ pub struct AutoencoderLosses {
     pub recon: f64,
     /// The last held-out reconstruction error per frame (no latent noise).
     pub val_recon: Option<f64>,
+    /// The last held-out sharpness: decoded frames' image gradient over the real ones'.
+    #[serde(default)]
+    pub val_sharpness: Option<f64>,
 }
 
 /// What a finished fit reports.
@@ -182,6 +193,7 @@ pub struct AutoencoderTrainSummary {
     pub epochs: usize,
     pub recon: f64,
     pub val_recon: Option<f64>,
+    pub val_sharpness: Option<f64>,
     pub seconds: f64,
     pub resumed_from_step: Option<u64>,
     pub skipped_files: Vec<String>,
@@ -198,6 +210,37 @@ pub fn evaluate<B: Backend>(ae: &Autoencoder<B>, frames: &[Vec<u8>], device: &B:
         sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
     }
     sum / frames.len().max(1) as f64
+}
+
+/// The held-out frames as the decoder draws them: reconstruction error per frame and sharpness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOut {
+    pub recon: f64,
+    pub sharpness: f64,
+}
+
+/// The held-out frames' reconstruction error and sharpness through `ae`; `None` without frames.
+pub fn held_out<B: Backend>(
+    ae: &Autoencoder<B>,
+    frames: &[Vec<u8>],
+    device: &B::Device,
+) -> Option<HeldOut> {
+    if frames.is_empty() {
+        return None;
+    }
+    let (mut drawn, mut real) = (0.0, 0.0);
+    for chunk in frames.chunks(64) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let x = frames_u8_to_tensor::<B>(&refs, device);
+        let decoded = crate::model::vae::tensor_to_frames(ae.decode(ae.encode(x.clone())));
+        let originals = crate::model::vae::tensor_to_frames(x);
+        drawn += decoded.iter().map(crate::dream::sharpness).sum::<f64>();
+        real += originals.iter().map(crate::dream::sharpness).sum::<f64>();
+    }
+    Some(HeldOut {
+        recon: evaluate(ae, frames, device),
+        sharpness: if real > 0.0 { drawn / real } else { 0.0 },
+    })
 }
 
 /// Fits the autoencoder; resumes from `run_dir/flow/autoencoder/state.json` unless `fresh`.
@@ -235,7 +278,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
     let (validation, val_failed) = validation_frames(&split.val);
     let log = stage::loss_log(
         &dir,
-        &["step", "epoch", "recon", "val_recon"],
+        &["step", "epoch", "recon", "val_recon", "val_sharpness"],
         resumed_from_step,
     )?;
     let bar = stage::progress_bar(&schedule, state.as_ref());
@@ -263,6 +306,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
         AutoencoderLosses {
             recon: f64::NAN,
             val_recon: None,
+            val_sharpness: None,
         },
         |s| s.losses.clone(),
     );
@@ -276,6 +320,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
         losses,
         last_frames: Vec::new(),
         frames_per_epoch,
+        total_steps: (schedule.epochs * schedule.batches_per_epoch) as u64,
         device,
     };
     let s = stage::fit(
@@ -300,6 +345,7 @@ pub fn train_autoencoder<B: AutodiffBackend>(
         epochs: s.epoch,
         recon: s.losses.recon,
         val_recon: s.losses.val_recon,
+        val_sharpness: s.losses.val_sharpness,
         seconds: s.seconds,
         resumed_from_step,
         skipped_files: split.corrupt.into_iter().chain(val_failed).collect(),
@@ -335,6 +381,8 @@ struct AutoencoderFit<'a, B: AutodiffBackend> {
     losses: AutoencoderLosses,
     last_frames: Vec<Vec<u8>>,
     frames_per_epoch: usize,
+    /// The steps the learning rate's decay spans: this invocation's --epochs.
+    total_steps: u64,
     device: &'a B::Device,
 }
 
@@ -369,10 +417,16 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
             model.training_loss(x, eps, self.config.latent_noise, self.config.latent_penalty);
         let value = f64::from(recon.into_scalar().elem::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(self.config.learning_rate, model, grads);
+        let rate = stage::cosine_rate(
+            self.config.learning_rate,
+            self.config.lr_end,
+            at.step,
+            self.total_steps,
+        );
+        let model = optim.step(rate, model, grads);
         self.losses.recon = stage::smoothed(self.losses.recon, value);
         self.log
-            .row(&[at.step as f64, at.epoch as f64, value, f64::NAN])?;
+            .row(&[at.step as f64, at.epoch as f64, value, f64::NAN, f64::NAN])?;
         self.last_frames = frames;
         Ok((model, optim))
     }
@@ -384,14 +438,25 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
     fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
         let inner = model.valid();
         let val_frames = &self.validation.frames;
-        if !val_frames.is_empty() {
-            let val = evaluate(&inner, val_frames, self.device);
-            self.losses.val_recon = Some(val);
-            let row = [at.step as f64 - 1.0, at.epoch as f64, f64::NAN, val];
+        if let Some(h) = held_out(&inner, val_frames, self.device) {
+            self.losses.val_recon = Some(h.recon);
+            self.losses.val_sharpness = Some(h.sharpness);
+            let row = [
+                at.step as f64 - 1.0,
+                at.epoch as f64,
+                f64::NAN,
+                h.recon,
+                h.sharpness,
+            ];
             self.log.row(&row)?;
             progress::say(
                 at.bar,
-                format!("epoch {}: held-out recon {val:.2} per frame", at.epoch + 1),
+                format!(
+                    "epoch {}: held-out recon {:.2} per frame, sharpness {:.3}",
+                    at.epoch + 1,
+                    h.recon,
+                    h.sharpness
+                ),
             );
         }
         let shown = if val_frames.is_empty() {
@@ -428,6 +493,7 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
         let losses = stage::final_losses([
             ("recon", Some(state.losses.recon)),
             ("val_recon", state.losses.val_recon),
+            ("val_sharpness", state.losses.val_sharpness),
         ]);
         model.provenance.autoencoder = Some(TrainingInfo {
             data_size: Some(self.frames_per_epoch as u64),
@@ -435,8 +501,9 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
             final_losses: losses,
             date: Some(now_rfc3339()),
             notes: Some(format!(
-                "Adam lr {}, batch {}, frame stride {}, latent noise {}, latent penalty {}, {} steps, {:.0} s",
+                "Adam lr {} (cosine to {}x), batch {}, frame stride {}, latent noise {}, latent penalty {}, {} steps, {:.0} s",
                 self.config.learning_rate,
+                self.config.lr_end,
                 self.config.batch_size,
                 self.config.frame_stride,
                 self.config.latent_noise,

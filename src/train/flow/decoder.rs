@@ -21,7 +21,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::autoencoder::{evaluate, frames_and_latent_noise};
+use super::autoencoder::{HeldOut, frames_and_latent_noise, held_out};
 use super::flow_model_path;
 use crate::envs::EnvKind;
 use crate::model::adam::{FusedAdam, adam};
@@ -30,7 +30,7 @@ use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
 use crate::train::progress::{self, CsvLog};
 use crate::train::stage::{self, BatchAt, GradientStage, StageState};
 use crate::train::vae::{
-    FramePlan, FrameStream, Validation, frames_u8_to_tensor, now_rfc3339, save_reconstruction_grid,
+    FramePlan, FrameStream, Validation, now_rfc3339, save_reconstruction_grid,
     split_rollouts, spread, validation_frames,
 };
 
@@ -157,13 +157,6 @@ pub struct DecoderLosses {
     pub val_sharpness: Option<f64>,
 }
 
-/// The held-out frames as the decoder draws them: reconstruction error per frame and sharpness.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HeldOut {
-    pub recon: f64,
-    pub sharpness: f64,
-}
-
 /// What a finished fine-tune reports.
 #[derive(Debug, Clone)]
 pub struct DecoderTrainSummary {
@@ -181,30 +174,6 @@ pub struct DecoderTrainSummary {
     pub resumed_from_step: Option<u64>,
     pub skipped_files: Vec<String>,
     pub model_path: PathBuf,
-}
-
-/// The held-out frames' reconstruction error and sharpness through `ae`; `None` without frames.
-pub fn held_out<B: Backend>(
-    ae: &Autoencoder<B>,
-    frames: &[Vec<u8>],
-    device: &B::Device,
-) -> Option<HeldOut> {
-    if frames.is_empty() {
-        return None;
-    }
-    let (mut drawn, mut real) = (0.0, 0.0);
-    for chunk in frames.chunks(64) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let x = frames_u8_to_tensor::<B>(&refs, device);
-        let decoded = crate::model::vae::tensor_to_frames(ae.decode(ae.encode(x.clone())));
-        let originals = crate::model::vae::tensor_to_frames(x);
-        drawn += decoded.iter().map(crate::dream::sharpness).sum::<f64>();
-        real += originals.iter().map(crate::dream::sharpness).sum::<f64>();
-    }
-    Some(HeldOut {
-        recon: evaluate(ae, frames, device),
-        sharpness: if real > 0.0 { drawn / real } else { 0.0 },
-    })
 }
 
 /// Fine-tunes the run's decoder; resumes from `run_dir/flow/decoder/state.json` unless `fresh`.
