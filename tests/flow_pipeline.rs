@@ -132,7 +132,10 @@ fn tiny_flow_pipeline_end_to_end() {
     assert!(sharpness > 0.0 && sharpness.is_finite(), "{sharpness}");
     let logged = csv_column(&run.join("flow/autoencoder/loss.csv"), "val_sharpness");
     let last = logged.last().expect("the epoch's row records it");
-    assert!((last - sharpness).abs() < 1e-6, "{last} logged, {sharpness} reported");
+    assert!(
+        (last - sharpness).abs() < 1e-6,
+        "{last} logged, {sharpness} reported"
+    );
     assert!(run.join("flow/autoencoder/reconstructions.png").is_file());
 
     // train-flow needs the latents first.

@@ -99,6 +99,11 @@ impl CsvLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Values a row holds.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
 }
 
 /// Integers print without a fraction; NaN (a value not measured on this row) prints empty.

@@ -322,6 +322,10 @@ mod tests {
         assert!((rate(100) - 1e-4).abs() < 1e-12);
         assert_eq!(rate(250), rate(100));
         assert!((1..=100).all(|s| rate(s) < rate(s - 1)));
-        assert_eq!(cosine_rate(1e-3, 1.0, 70, 100), 1e-3, "a share of 1 keeps it constant");
+        assert_eq!(
+            cosine_rate(1e-3, 1.0, 70, 100),
+            1e-3,
+            "a share of 1 keeps it constant"
+        );
     }
 }

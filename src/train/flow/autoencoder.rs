@@ -129,7 +129,9 @@ impl AutoencoderTrainConfig {
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
             bail!("--frame-stride, --chunk and --checkpoint-every must be at least 1");
         }
-        self.spec().check().map_err(|e| anyhow::anyhow!("--latent-channels: {e}"))?;
+        self.spec()
+            .check()
+            .map_err(|e| anyhow::anyhow!("--latent-channels: {e}"))?;
         Ok(())
     }
 
@@ -371,6 +373,61 @@ pub(super) fn frames_and_latent_noise<B: Backend>(
     (x, eps)
 }
 
+/// What the autoencoder's stages (`train-autoencoder`, `train-decoder`) show at an epoch's end.
+pub(super) struct EpochEnd<'a> {
+    pub validation: &'a Validation,
+    /// The last batch, drawn when nothing is held out.
+    pub last_frames: &'a [Vec<u8>],
+    /// The stage folder, where `reconstructions.png` goes.
+    pub dir: &'a Path,
+}
+
+impl EpochEnd<'_> {
+    /// Measures the held-out frames through `ae` (a row of `log` whose last two values are the
+    /// reconstruction error and sharpness, and a line on the bar), and draws the reconstructions.
+    pub fn report<B: Backend>(
+        &self,
+        ae: &Autoencoder<B>,
+        log: &mut CsvLog,
+        at: BatchAt<'_>,
+        device: &B::Device,
+    ) -> anyhow::Result<Option<HeldOut>> {
+        let val_frames = &self.validation.frames;
+        let measured = held_out(ae, val_frames, device);
+        if let Some(h) = measured {
+            let mut row = vec![f64::NAN; log.columns()];
+            let n = row.len();
+            row[0] = at.step as f64 - 1.0;
+            row[1] = at.epoch as f64;
+            row[n - 2] = h.recon;
+            row[n - 1] = h.sharpness;
+            log.row(&row)?;
+            progress::say(
+                at.bar,
+                format!(
+                    "epoch {}: held-out recon {:.2} per frame, sharpness {:.3}",
+                    at.epoch + 1,
+                    h.recon,
+                    h.sharpness
+                ),
+            );
+        }
+        let shown = if val_frames.is_empty() {
+            self.last_frames
+        } else {
+            val_frames
+        };
+        save_reconstruction_grid(
+            |x| ae.decode(ae.encode(x)),
+            &spread(shown, 16),
+            8,
+            &self.dir.join("reconstructions.png"),
+            device,
+        )?;
+        Ok(measured)
+    }
+}
+
 struct AutoencoderFit<'a, B: AutodiffBackend> {
     config: &'a AutoencoderTrainConfig,
     spec: FlowSpec,
@@ -436,41 +493,16 @@ impl<B: AutodiffBackend> GradientStage<B> for AutoencoderFit<'_, B> {
     }
 
     fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
-        let inner = model.valid();
-        let val_frames = &self.validation.frames;
-        if let Some(h) = held_out(&inner, val_frames, self.device) {
+        let end = EpochEnd {
+            validation: self.validation,
+            last_frames: &self.last_frames,
+            dir: self.dir,
+        };
+        if let Some(h) = end.report(&model.valid(), &mut self.log, at, self.device)? {
             self.losses.val_recon = Some(h.recon);
             self.losses.val_sharpness = Some(h.sharpness);
-            let row = [
-                at.step as f64 - 1.0,
-                at.epoch as f64,
-                f64::NAN,
-                h.recon,
-                h.sharpness,
-            ];
-            self.log.row(&row)?;
-            progress::say(
-                at.bar,
-                format!(
-                    "epoch {}: held-out recon {:.2} per frame, sharpness {:.3}",
-                    at.epoch + 1,
-                    h.recon,
-                    h.sharpness
-                ),
-            );
         }
-        let shown = if val_frames.is_empty() {
-            &self.last_frames
-        } else {
-            val_frames
-        };
-        save_reconstruction_grid(
-            |x| inner.decode(inner.encode(x)),
-            &spread(shown, 16),
-            8,
-            &self.dir.join("reconstructions.png"),
-            self.device,
-        )
+        Ok(())
     }
 
     fn losses(&self) -> AutoencoderLosses {

@@ -21,7 +21,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::autoencoder::{HeldOut, frames_and_latent_noise, held_out};
+use super::autoencoder::{EpochEnd, HeldOut, frames_and_latent_noise, held_out};
 use super::flow_model_path;
 use crate::envs::EnvKind;
 use crate::model::adam::{FusedAdam, adam};
@@ -30,8 +30,7 @@ use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
 use crate::train::progress::{self, CsvLog};
 use crate::train::stage::{self, BatchAt, GradientStage, StageState};
 use crate::train::vae::{
-    FramePlan, FrameStream, Validation, now_rfc3339, save_reconstruction_grid,
-    split_rollouts, spread, validation_frames,
+    FramePlan, FrameStream, Validation, now_rfc3339, split_rollouts, validation_frames,
 };
 
 /// How to fine-tune the decoder. The flags of `dreamplay train-decoder`.
@@ -413,42 +412,16 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
     }
 
     fn end_epoch(&mut self, model: &Self::Model, at: BatchAt<'_>) -> anyhow::Result<()> {
-        let inner = model.valid();
-        let val_frames = &self.validation.frames;
-        if let Some(h) = held_out(&inner, val_frames, self.device) {
+        let end = EpochEnd {
+            validation: self.validation,
+            last_frames: &self.last_frames,
+            dir: self.dir,
+        };
+        if let Some(h) = end.report(&model.valid(), &mut self.log, at, self.device)? {
             self.losses.val_recon = Some(h.recon);
             self.losses.val_sharpness = Some(h.sharpness);
-            let row = [
-                at.step as f64 - 1.0,
-                at.epoch as f64,
-                f64::NAN,
-                f64::NAN,
-                h.recon,
-                h.sharpness,
-            ];
-            self.log.row(&row)?;
-            progress::say(
-                at.bar,
-                format!(
-                    "epoch {}: held-out recon {:.2} per frame, sharpness {:.3}",
-                    at.epoch + 1,
-                    h.recon,
-                    h.sharpness
-                ),
-            );
         }
-        let shown = if val_frames.is_empty() {
-            &self.last_frames
-        } else {
-            val_frames
-        };
-        save_reconstruction_grid(
-            |x| inner.decode(inner.encode(x)),
-            &spread(shown, 16),
-            8,
-            &self.dir.join("reconstructions.png"),
-            self.device,
-        )
+        Ok(())
     }
 
     fn losses(&self) -> DecoderLosses {
