@@ -54,9 +54,10 @@ pub struct AutoencoderTrainConfig {
     /// Adam's learning rate.
     #[arg(long = "lr", default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// The learning rate at the last step, as a share of --lr: a cosine decay over --epochs,
-    /// because at a constant 1e-3 runs blew up late (1 keeps the rate constant).
-    #[arg(long, default_value_t = 0.1)]
+    /// The learning rate at the last step, as a share of --lr, on a cosine over --epochs. 1 keeps
+    /// it constant, as the shipped models trained; a decay guards against the late blow-ups a
+    /// constant 1e-3 can have, at a cost in a short run (docs/flow.md has both figures).
+    #[arg(long, default_value_t = 1.0)]
     pub lr_end: f64,
     /// Share of the rollouts held out for validation (0 holds none out).
     #[arg(long, default_value_t = 0.05)]
