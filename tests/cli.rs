@@ -24,6 +24,23 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `dreamplay inspect path`'s JSON report, which must succeed.
+fn inspect_report(path: &str) -> serde_json::Value {
+    let out = dreamplay(&["inspect", path], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// The part names a reported header lists, in order.
+fn part_names(header: &serde_json::Value) -> Vec<&str> {
+    header["parts"]
+        .as_array()
+        .expect("a parts list")
+        .iter()
+        .map(|p| p["part"].as_str().expect("a part name"))
+        .collect()
+}
+
 #[test]
 fn env_run_prints_returns_and_lengths_for_both_envs() {
     for env in ["car-racing", "take-cover"] {
@@ -173,18 +190,11 @@ fn unknown_env_lists_the_valid_names() {
 #[test]
 fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
     let path = "models/take-cover/world-model.bin";
-    let out = dreamplay(&["inspect", path], "");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let report = inspect_report(path);
     let size = std::fs::metadata(path).expect("the shipped model").len();
     assert_eq!(report["bytes"].as_u64(), Some(size));
     let header = &report["header"];
-    let parts: Vec<&str> = header["parts"]
-        .as_array()
-        .expect("a parts list")
-        .iter()
-        .map(|p| p["part"].as_str().expect("a part name"))
-        .collect();
+    let parts = part_names(header);
     assert_eq!(
         parts,
         [
@@ -252,16 +262,9 @@ fn inspect_prints_a_bundle_s_header_as_json_and_names_a_bad_file() {
 #[test]
 fn inspect_reads_a_flow_model_s_header_and_names_a_truncated_one() {
     let path = "models/take-cover/flow-model.bin";
-    let out = dreamplay(&["inspect", path], "");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let report = inspect_report(path);
     let header = &report["header"];
-    let parts: Vec<&str> = header["parts"]
-        .as_array()
-        .expect("a parts list")
-        .iter()
-        .map(|p| p["part"].as_str().expect("a part name"))
-        .collect();
+    let parts = part_names(header);
     assert_eq!(parts, ["autoencoder", "dynamics", "end_heads"], "{parts:?}");
     assert_eq!(header["spec"]["latent_side"].as_u64(), Some(16), "{header}");
     assert!(header["provenance"]["dynamics"]["epochs"].as_u64() > Some(0));

@@ -203,18 +203,6 @@ pub struct AutoencoderTrainSummary {
     pub model_path: PathBuf,
 }
 
-/// Mean reconstruction error per frame over `frames` (no latent noise).
-pub fn evaluate<B: Backend>(ae: &Autoencoder<B>, frames: &[Vec<u8>], device: &B::Device) -> f64 {
-    let mut sum = 0.0;
-    for chunk in frames.chunks(64) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let x = frames_u8_to_tensor::<B>(&refs, device);
-        let loss = reconstruction_loss(ae.decode(ae.encode(x.clone())), x);
-        sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
-    }
-    sum / frames.len().max(1) as f64
-}
-
 /// The held-out frames as the decoder draws them: reconstruction error per frame and sharpness.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeldOut {
@@ -231,17 +219,21 @@ pub fn held_out<B: Backend>(
     if frames.is_empty() {
         return None;
     }
-    let (mut drawn, mut real) = (0.0, 0.0);
+    // One pass: each chunk is drawn once, for both measures.
+    let (mut recon, mut drawn, mut real) = (0.0, 0.0, 0.0);
     for chunk in frames.chunks(64) {
         let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
         let x = frames_u8_to_tensor::<B>(&refs, device);
-        let decoded = crate::model::vae::tensor_to_frames(ae.decode(ae.encode(x.clone())));
+        let decoded = ae.decode(ae.encode(x.clone()));
+        let loss = reconstruction_loss(decoded.clone(), x.clone());
+        recon += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
+        let decoded = crate::model::vae::tensor_to_frames(decoded);
         let originals = crate::model::vae::tensor_to_frames(x);
         drawn += decoded.iter().map(crate::dream::sharpness).sum::<f64>();
         real += originals.iter().map(crate::dream::sharpness).sum::<f64>();
     }
     Some(HeldOut {
-        recon: evaluate(ae, frames, device),
+        recon: recon / frames.len() as f64,
         sharpness: if real > 0.0 { drawn / real } else { 0.0 },
     })
 }
