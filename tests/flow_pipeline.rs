@@ -14,6 +14,7 @@ use dreamplay::dream::{FlowDreamBatch, FlowDreamError};
 use dreamplay::envs::EnvKind;
 use dreamplay::model::backend::FlexBackend;
 use dreamplay::model::bundle::{self, ModelSpec, Part, Precision, WorldModel};
+use dreamplay::model::flow::critic::CRITIC_FILE;
 use dreamplay::model::flow::file as flow_file;
 use dreamplay::model::flow::shortcut::Sampling;
 use dreamplay::train::collect::{CollectConfig, collect};
@@ -310,6 +311,53 @@ fn a_resumed_train_flow_equals_an_unbroken_one() {
             "{part:?}: a resumed run takes the same steps"
         );
     }
+
+    // train-decoder with a critic: the critic's checkpoint carries it across the break.
+    let decoder = |run: &Path, epochs: usize| DecoderTrainConfig {
+        epochs,
+        batch_size: 8,
+        val_fraction: 0.25,
+        frame_stride: 3,
+        chunk: 2,
+        adversarial_weight: 10.0,
+        critic_lr: 1e-3,
+        seed: 5,
+        ..DecoderTrainConfig::new(ENV, data.clone(), run.to_path_buf())
+    };
+    let (unbroken, resumed) = (copy("critic-unbroken"), copy("critic-resumed"));
+    {
+        let _guard = init_lock();
+        train_decoder::<AB>(&decoder(&unbroken, 2), false, &device()).unwrap();
+        train_decoder::<AB>(&decoder(&resumed, 1), false, &device()).unwrap();
+        let state = std::fs::read_to_string(resumed.join("flow/decoder/state.json")).unwrap();
+        let checkpoint: serde_json::Value = serde_json::from_str(&state).unwrap();
+        let folder = checkpoint["checkpoint"].as_str().unwrap();
+        assert!(
+            resumed
+                .join("flow/decoder")
+                .join(folder)
+                .join(CRITIC_FILE)
+                .is_file()
+        );
+        let summary = train_decoder::<AB>(&decoder(&resumed, 2), false, &device()).unwrap();
+        assert!(summary.resumed_from_step.is_some());
+        let (adversarial, critic) = (summary.adversarial.unwrap(), summary.critic.unwrap());
+        assert!(
+            adversarial.is_finite() && critic > 0.0,
+            "{adversarial} {critic}"
+        );
+    }
+    assert_eq!(
+        checksum(&flow_model_path(&unbroken), Part::Autoencoder),
+        checksum(&flow_model_path(&resumed), Part::Autoencoder),
+        "a resumed adversarial fine-tune takes the same steps"
+    );
+    let log = unbroken.join("flow/decoder/loss.csv");
+    assert_eq!(
+        csv_column(&log, "critic").len(),
+        csv_column(&log, "recon").len(),
+        "every step logs the critic's loss"
+    );
 }
 
 fn report(model: &'static str, rows: &[(u32, f64, f64)]) -> OpenLoopReport {

@@ -89,6 +89,11 @@ pub fn train_decoder_cmd(args: TrainDecoderArgs) -> anyhow::Result<()> {
         "train loss per frame: recon {:.2}, gradient difference {:.1}",
         summary.recon, summary.gradient
     );
+    if let (Some(adversarial), Some(critic)) = (summary.adversarial, summary.critic) {
+        println!(
+            "adversarial loss {adversarial:.3}, critic loss {critic:.3} (ln 4 = 1.386: it cannot tell drawn from real)"
+        );
+    }
     let held_out = |h: crate::train::flow::autoencoder::HeldOut| {
         format!("recon {:.2}, sharpness {:.3}", h.recon, h.sharpness)
     };

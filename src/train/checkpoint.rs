@@ -13,24 +13,25 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::progress;
-use crate::model::bundle::{self, BundleError, Precision, WorldModel};
+use crate::model::bundle::{self, Precision, WorldModel};
 use crate::model::flow::{FlowModel, file as flow_file};
 
 /// What a checkpoint's weights file holds: a bundle for V and M, a flow-model file for the flow
-/// model's stages. Always f32, so a resumed run starts from the exact weights.
+/// model's stages. Always f32, so a resumed run starts from the exact weights. A stage may write
+/// more files beside `path` (the decoder's critic).
 pub trait CheckpointWeights {
-    fn save_f32(&self, path: &Path) -> Result<(), BundleError>;
+    fn save_f32(&self, path: &Path) -> anyhow::Result<()>;
 }
 
 impl<B: Backend> CheckpointWeights for WorldModel<B> {
-    fn save_f32(&self, path: &Path) -> Result<(), BundleError> {
-        bundle::save(self, path, Precision::F32)
+    fn save_f32(&self, path: &Path) -> anyhow::Result<()> {
+        Ok(bundle::save(self, path, Precision::F32)?)
     }
 }
 
 impl<B: Backend> CheckpointWeights for FlowModel<B> {
-    fn save_f32(&self, path: &Path) -> Result<(), BundleError> {
-        flow_file::save(self, path, Precision::F32)
+    fn save_f32(&self, path: &Path) -> anyhow::Result<()> {
+        Ok(flow_file::save(self, path, Precision::F32)?)
     }
 }
 

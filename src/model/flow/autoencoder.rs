@@ -155,12 +155,22 @@ impl<B: Backend> Autoencoder<B> {
     }
 }
 
+/// [`Autoencoder::decoder_loss`]'s parts.
+pub struct DecoderLoss<B: Backend> {
+    /// Reconstruction plus the weighted gradient difference, `[1]`.
+    pub total: Tensor<B, 1>,
+    pub recon: Tensor<B, 1>,
+    pub gradient: Tensor<B, 1>,
+    /// The decoded frames, `[n, 3, 64, 64]`, for a critic to score.
+    pub drawn: Tensor<B, 4>,
+}
+
 impl<B: AutodiffBackend> Autoencoder<B> {
-    /// The loss that fine-tunes the decoder alone, as `(total, reconstruction, gradient)`, each
-    /// `[1]`. No gradient reaches the encoder, so the latents, their statistics and the dynamics
-    /// trained on them stay valid. The latent is decoded with `latent_noise * eps` added, and the
-    /// frame is scored by its reconstruction error plus `gradient_weight` times
-    /// [`gradient_difference_loss`], which squared error alone leaves blurred.
+    /// The loss that fine-tunes the decoder alone. No gradient reaches the encoder, so the
+    /// latents, their statistics and the dynamics trained on them stay valid. The latent is
+    /// decoded with `latent_noise * eps` added, and the frame is scored by its reconstruction
+    /// error plus `gradient_weight` times [`gradient_difference_loss`], which squared error alone
+    /// leaves blurred.
     ///
     /// # Shapes
     /// - `frames`: `[n, 3, 64, 64]` in [0, 1]; `eps`: `[n, C, 16, 16]`, standard normal
@@ -170,19 +180,20 @@ impl<B: AutodiffBackend> Autoencoder<B> {
         eps: Tensor<B, 4>,
         latent_noise: f32,
         gradient_weight: f32,
-    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    ) -> DecoderLoss<B> {
         // The frozen encoder runs on the inner backend. Traced and then detached, its ops stayed
         // in the autodiff graph, which backward frees only along the loss's path: a fine-tune
         // on CarRacing grew to 23 GB by step 880.
         let latent = Tensor::from_inner(self.valid().encode(frames.clone().inner()));
         let drawn = self.decode(latent + eps * latent_noise);
         let recon = reconstruction_loss(drawn.clone(), frames.clone());
-        let gradient = gradient_difference_loss(drawn, frames);
-        (
-            recon.clone() + gradient.clone() * gradient_weight,
+        let gradient = gradient_difference_loss(drawn.clone(), frames);
+        DecoderLoss {
+            total: recon.clone() + gradient.clone() * gradient_weight,
             recon,
             gradient,
-        )
+            drawn,
+        }
     }
 }
 
@@ -300,9 +311,10 @@ mod tests {
             ae.encoder_checksum(),
             ae.decode(ae.encode(frames.clone())).into_data(),
         );
-        let (loss, recon, gradient) = ae.decoder_loss(frames.clone(), eps, 0.05, 0.01);
-        assert!(recon.into_scalar() > 0.0 && gradient.into_scalar() > 0.0);
-        let grads = GradientsParams::from_grads(loss.backward(), &ae);
+        let loss = ae.decoder_loss(frames.clone(), eps, 0.05, 0.01);
+        assert!(loss.recon.into_scalar() > 0.0 && loss.gradient.into_scalar() > 0.0);
+        assert_eq!(loss.drawn.dims(), [2, 3, 64, 64]);
+        let grads = GradientsParams::from_grads(loss.total.backward(), &ae);
         let ae = adam::<AB, Autoencoder<AB>>(None).step(1e-3, ae, grads);
         assert_eq!(ae.encoder_checksum(), before_encoder);
         assert_ne!(ae.decode(ae.encode(frames)).into_data(), before_frames);

@@ -7,6 +7,7 @@
 //! consecutive latents and the action -> [`EndHeads`] -> done and reward.
 
 pub mod autoencoder;
+pub mod critic;
 pub mod dynamics;
 pub mod file;
 pub mod shortcut;

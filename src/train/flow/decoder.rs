@@ -2,7 +2,10 @@
 //! the frames it draws are as sharp as the real ones. Trained on squared error alone, the
 //! autoencoder draws the mean of the frames a latent could mean, which is blurred; this stage adds
 //! the gradient difference loss
-//! ([`gradient_difference_loss`](crate::model::flow::autoencoder::gradient_difference_loss)).
+//! ([`gradient_difference_loss`](crate::model::flow::autoencoder::gradient_difference_loss))
+//! and, with `--adversarial-weight`, a patch critic's score
+//! ([`PatchCritic`](crate::model::flow::critic::PatchCritic)), trained beside the decoder on the
+//! same batches.
 //!
 //! The encoder is frozen: the latents `encode-latents` made, their statistics, and a dynamics
 //! already trained on them all stay valid, so the stage may run before or after `train-flow`. It
@@ -26,7 +29,10 @@ use super::flow_model_path;
 use crate::envs::EnvKind;
 use crate::model::adam::{FusedAdam, adam};
 use crate::model::bundle::{Precision, TrainingInfo};
+use crate::model::flow::critic::{CRITIC_FILE, PatchCritic, critic_loss, looks_real_loss};
 use crate::model::flow::{Autoencoder, FlowModel, FlowSpec, file as flow_file};
+use crate::train::checkpoint::CheckpointWeights;
+use crate::train::collect::splitmix64;
 use crate::train::progress::{self, CsvLog};
 use crate::train::stage::{self, BatchAt, GradientStage, StageState};
 use crate::train::vae::{
@@ -74,6 +80,17 @@ pub struct DecoderTrainConfig {
     /// both summed per frame.
     #[arg(long, default_value_t = 0.01)]
     pub gradient_weight: f32,
+    /// The weight of a patch critic's adversarial loss (the mean over patches) against the
+    /// per-frame squared error; 0 trains no critic.
+    #[arg(long, default_value_t = 0.0)]
+    pub adversarial_weight: f32,
+    /// The critic's Adam learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub critic_lr: f64,
+    /// Use each frame that shows a hazard (Take Cover's fireballs) this many times per epoch,
+    /// whatever the stride, as `train-autoencoder` does; 0 treats them like any frame.
+    #[arg(long, default_value_t = 0)]
+    pub hazard_repeats: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -113,6 +130,18 @@ impl DecoderTrainConfig {
                 self.gradient_weight
             );
         }
+        if !(self.adversarial_weight.is_finite() && self.adversarial_weight >= 0.0) {
+            bail!(
+                "--adversarial-weight must be a number >= 0, got {}",
+                self.adversarial_weight
+            );
+        }
+        if !(self.critic_lr.is_finite() && self.critic_lr > 0.0) {
+            bail!(
+                "--critic-lr must be a positive number, got {}",
+                self.critic_lr
+            );
+        }
         if self.frame_stride == 0 || self.chunk == 0 || self.checkpoint_every == 0 {
             bail!("--frame-stride, --chunk and --checkpoint-every must be at least 1");
         }
@@ -123,18 +152,50 @@ impl DecoderTrainConfig {
     /// started from.
     fn fingerprint(&self, encoder: u64) -> String {
         format!(
-            "env {} data {} batch {} lr {} val {} stride {} chunk {} noise {} gradient {} seed {} encoder {encoder:016x}",
+            "env {} data {} batch {} lr {} val {} stride {} hazard {} chunk {} noise {} gradient {} adversarial {} critic lr {} seed {} encoder {encoder:016x}",
             self.env,
             self.data_dir.display(),
             self.batch_size,
             self.learning_rate,
             self.val_fraction,
             self.frame_stride,
+            self.hazard_repeats,
             self.chunk,
             self.latent_noise,
             self.gradient_weight,
+            self.adversarial_weight,
+            self.critic_lr,
             self.seed
         )
+    }
+
+    fn trains_critic(&self) -> bool {
+        self.adversarial_weight > 0.0
+    }
+}
+
+/// What the stage trains: the autoencoder, of which only the decoder learns, and the critic when
+/// there is an adversarial weight.
+#[derive(Module, Debug)]
+pub struct DecoderTuning<B: Backend> {
+    autoencoder: Autoencoder<B>,
+    critic: Option<PatchCritic<B>>,
+}
+
+/// A checkpoint's weights: the autoencoder in a flow-model file, the critic in
+/// [`CRITIC_FILE`] beside it.
+pub struct DecoderCheckpoint<B: Backend> {
+    flow: FlowModel<B>,
+    critic: Option<PatchCritic<B>>,
+}
+
+impl<B: Backend> CheckpointWeights for DecoderCheckpoint<B> {
+    fn save_f32(&self, path: &Path) -> anyhow::Result<()> {
+        flow_file::save(&self.flow, path, Precision::F32)?;
+        match &self.critic {
+            Some(critic) => critic.save(&path.with_file_name(CRITIC_FILE)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -150,6 +211,12 @@ pub struct DecoderLosses {
     pub recon: f64,
     /// Smoothed training gradient difference per frame.
     pub gradient: f64,
+    /// Smoothed adversarial loss of the drawn frames (with a critic).
+    #[serde(default)]
+    pub adversarial: Option<f64>,
+    /// The critic's smoothed loss: ln 4 (1.386) when it cannot tell drawn patches from real.
+    #[serde(default)]
+    pub critic: Option<f64>,
     /// The last held-out reconstruction error per frame (no latent noise).
     pub val_recon: Option<f64>,
     /// The last held-out sharpness: decoded frames' image gradient over the real ones'.
@@ -165,6 +232,8 @@ pub struct DecoderTrainSummary {
     pub epochs: usize,
     pub recon: f64,
     pub gradient: f64,
+    pub adversarial: Option<f64>,
+    pub critic: Option<f64>,
     /// The held-out frames through the autoencoder this run started from (`None` on a resumed run
     /// or with nothing held out).
     pub before: Option<HeldOut>,
@@ -206,7 +275,7 @@ pub fn train_decoder<B: AutodiffBackend>(
         batch_size: config.batch_size,
         frame_stride: config.frame_stride,
         chunk: config.chunk,
-        hazard_repeats: 0,
+        hazard_repeats: config.hazard_repeats,
         seed: config.seed,
     };
     let frames = FrameStream::new(&split.train, plan)?;
@@ -219,20 +288,38 @@ pub fn train_decoder<B: AutodiffBackend>(
     };
     let fingerprint = config.fingerprint(encoder);
     let state: Option<StageState<DecoderLosses>> = stage::open(&dir, fresh, &fingerprint)?;
-    let mut model = start;
-    let mut optim = adam::<B, Autoencoder<B>>(None);
+    let critic = config.trains_critic().then(|| {
+        B::seed(device, splitmix64(config.seed ^ 0x6372_6974_6963));
+        PatchCritic::new(device)
+    });
+    let mut model = DecoderTuning {
+        autoencoder: start,
+        critic,
+    };
+    let mut optim = adam::<B, DecoderTuning<B>>(None);
     if let Some(s) = &state {
         let load = |path: &Path| {
-            flow_file::load::<B>(path, Some(config.env), device)?
+            let autoencoder = flow_file::load::<B>(path, Some(config.env), device)?
                 .autoencoder
-                .with_context(|| format!("{} holds no autoencoder", path.display()))
+                .with_context(|| format!("{} holds no autoencoder", path.display()))?;
+            let critic = match config.trains_critic() {
+                true => Some(PatchCritic::load(
+                    &path.with_file_name(CRITIC_FILE),
+                    device,
+                )?),
+                false => None,
+            };
+            Ok(DecoderTuning {
+                autoencoder,
+                critic,
+            })
         };
         (model, optim) = stage::restore(&dir, s, optim, load, device)?;
     }
     let resumed_from_step = state.as_ref().map(|s| s.step);
     let (validation, val_failed) = validation_frames(&split.val);
     let before = match state {
-        None => held_out(&model.valid(), &validation.frames, device),
+        None => held_out(&model.autoencoder.valid(), &validation.frames, device),
         Some(_) => None,
     };
     let log = stage::loss_log(
@@ -242,6 +329,8 @@ pub fn train_decoder<B: AutodiffBackend>(
             "epoch",
             "recon",
             "gradient",
+            "adversarial",
+            "critic",
             "val_recon",
             "val_sharpness",
         ],
@@ -281,6 +370,8 @@ pub fn train_decoder<B: AutodiffBackend>(
         DecoderLosses {
             recon: f64::NAN,
             gradient: f64::NAN,
+            adversarial: None,
+            critic: None,
             val_recon: None,
             val_sharpness: None,
         },
@@ -309,10 +400,14 @@ pub fn train_decoder<B: AutodiffBackend>(
         optim,
         &bar,
     )?;
+    let plotted: &[&str] = match config.trains_critic() {
+        true => &["recon", "val_recon", "adversarial", "critic"],
+        false => &["recon", "val_recon"],
+    };
     stage::plot_losses(
         &dir,
-        &format!("decoder fine-tune ({}) loss per frame", config.env),
-        &["recon", "val_recon"],
+        &format!("decoder fine-tune ({}) losses", config.env),
+        plotted,
     )?;
     let after = s
         .losses
@@ -326,6 +421,8 @@ pub fn train_decoder<B: AutodiffBackend>(
         epochs: s.epoch,
         recon: s.losses.recon,
         gradient: s.losses.gradient,
+        adversarial: s.losses.adversarial,
+        critic: s.losses.critic,
         before,
         after,
         seconds: s.seconds,
@@ -351,10 +448,10 @@ struct DecoderFit<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
-    type Model = Autoencoder<B>;
-    type Optim = OptimizerAdaptor<FusedAdam, Autoencoder<B>, B>;
+    type Model = DecoderTuning<B>;
+    type Optim = OptimizerAdaptor<FusedAdam, DecoderTuning<B>, B>;
     type Losses = DecoderLosses;
-    type Weights = FlowModel<B::InnerBackend>;
+    type Weights = DecoderCheckpoint<B::InnerBackend>;
 
     fn begin_epoch(&mut self, epoch: usize) -> anyhow::Result<usize> {
         Ok(self.frames.begin_epoch(epoch))
@@ -377,24 +474,52 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
             at.step,
             self.device,
         );
-        let (loss, recon, gradient) = model.decoder_loss(
-            x,
+        let loss = model.autoencoder.decoder_loss(
+            x.clone(),
             eps,
             self.config.latent_noise,
             self.config.gradient_weight,
         );
-        let recon = f64::from(recon.into_scalar().elem::<f32>());
-        let gradient = f64::from(gradient.into_scalar().elem::<f32>());
-        // The encoder gets no gradient, so Adam leaves it as it is.
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(self.config.learning_rate, model, grads);
+        let scalar = |t: Tensor<B, 1>| f64::from(t.into_scalar().elem::<f32>());
+        let (recon, gradient) = (scalar(loss.recon), scalar(loss.gradient));
+        let mut total = loss.total;
+        let mut adversarial = f64::NAN;
+        if let Some(critic) = &model.critic {
+            let looks_real = looks_real_loss(critic.forward(loss.drawn.clone()));
+            adversarial = scalar(looks_real.clone());
+            total = total + looks_real * self.config.adversarial_weight;
+        }
+        // Only the autoencoder's gradients: the critic is in this graph too, and must not learn
+        // to call drawn frames real. The encoder gets none, so Adam leaves it as it is.
+        let mut grads = total.backward();
+        let grads = GradientsParams::from_module(&mut grads, &model.autoencoder);
+        let mut model = optim.step(self.config.learning_rate, model, grads);
+        let mut critic_value = f64::NAN;
+        if let Some(critic) = &model.critic {
+            // The frames drawn before this step, cut from the decoder's graph.
+            let drawn = Tensor::from_inner(loss.drawn.inner());
+            let critic_step = critic_loss(critic.forward(x), critic.forward(drawn));
+            critic_value = scalar(critic_step.clone());
+            let mut grads = critic_step.backward();
+            let grads = GradientsParams::from_module(&mut grads, critic);
+            model = optim.step(self.config.critic_lr, model, grads);
+        }
         self.losses.recon = stage::smoothed(self.losses.recon, recon);
         self.losses.gradient = stage::smoothed(self.losses.gradient, gradient);
+        if model.critic.is_some() {
+            let smooth = |average: Option<f64>, value| {
+                Some(stage::smoothed(average.unwrap_or(f64::NAN), value))
+            };
+            self.losses.adversarial = smooth(self.losses.adversarial, adversarial);
+            self.losses.critic = smooth(self.losses.critic, critic_value);
+        }
         self.log.row(&[
             at.step as f64,
             at.epoch as f64,
             recon,
             gradient,
+            adversarial,
+            critic_value,
             f64::NAN,
             f64::NAN,
         ])?;
@@ -403,8 +528,12 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
     }
 
     fn progress(&self, epoch: usize) -> String {
+        let critic = match (self.losses.adversarial, self.losses.critic) {
+            (Some(a), Some(c)) => format!(" adversarial {a:.3} critic {c:.3}"),
+            _ => String::new(),
+        };
         format!(
-            "epoch {} recon {:.2} gradient {:.1}",
+            "epoch {} recon {:.2} gradient {:.1}{critic}",
             epoch + 1,
             self.losses.recon,
             self.losses.gradient
@@ -417,7 +546,7 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
             last_frames: &self.last_frames,
             dir: self.dir,
         };
-        if let Some(h) = end.report(&model.valid(), &mut self.log, at, self.device)? {
+        if let Some(h) = end.report(&model.autoencoder.valid(), &mut self.log, at, self.device)? {
             self.losses.val_recon = Some(h.recon);
             self.losses.val_sharpness = Some(h.sharpness);
         }
@@ -428,17 +557,20 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
         self.losses.clone()
     }
 
-    fn checkpoint_weights(&self, ae: Autoencoder<B::InnerBackend>) -> Self::Weights {
-        let mut model = FlowModel::empty(self.spec);
-        model.autoencoder = Some(ae);
-        model
+    fn checkpoint_weights(&self, tuning: DecoderTuning<B::InnerBackend>) -> Self::Weights {
+        let mut flow = FlowModel::empty(self.spec);
+        flow.autoencoder = Some(tuning.autoencoder);
+        DecoderCheckpoint {
+            flow,
+            critic: tuning.critic,
+        }
     }
 
     /// Swaps the decoder into the run's flow model, keeping its latent statistics, dynamics and
-    /// heads, which the frozen encoder leaves valid.
+    /// heads, which the frozen encoder leaves valid. The critic stays in the checkpoints.
     fn write_run_bundle(
         &self,
-        ae: Autoencoder<B::InnerBackend>,
+        tuning: DecoderTuning<B::InnerBackend>,
         state: &StageState<DecoderLosses>,
     ) -> anyhow::Result<()> {
         let path = flow_model_path(&self.config.run_dir);
@@ -452,11 +584,13 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
                 self.config.env
             );
         }
-        flow.autoencoder = Some(ae);
+        flow.autoencoder = Some(tuning.autoencoder);
         let l = &state.losses;
         let losses = stage::final_losses([
             ("recon", Some(l.recon)),
             ("gradient", Some(l.gradient)),
+            ("adversarial", l.adversarial),
+            ("critic", l.critic),
             ("val_recon", l.val_recon),
             ("val_sharpness", l.val_sharpness),
         ]);
@@ -465,19 +599,38 @@ impl<B: AutodiffBackend> GradientStage<B> for DecoderFit<'_, B> {
             epochs: Some(state.epoch as u64),
             final_losses: losses,
             date: Some(now_rfc3339()),
-            notes: Some(format!(
-                "decoder only, encoder frozen; Adam lr {}, batch {}, frame stride {}, latent noise {}, gradient difference weight {}, {} steps, {:.0} s",
-                self.config.learning_rate,
-                self.config.batch_size,
-                self.config.frame_stride,
-                self.config.latent_noise,
-                self.config.gradient_weight,
-                state.step,
-                state.seconds
-            )),
+            notes: Some(self.card_notes(state)),
             dream: None,
         });
         flow_file::save(&flow, &path, Precision::F32)?;
         Ok(())
+    }
+}
+
+impl<B: AutodiffBackend> DecoderFit<'_, B> {
+    /// The model card's line on how the decoder was fine-tuned.
+    fn card_notes(&self, state: &StageState<DecoderLosses>) -> String {
+        let c = self.config;
+        let hazard = match c.hazard_repeats {
+            0 => String::new(),
+            n => format!(", hazard frames {n}x"),
+        };
+        let critic = match c.trains_critic() {
+            true => format!(
+                ", adversarial weight {} (patch critic, Adam lr {})",
+                c.adversarial_weight, c.critic_lr
+            ),
+            false => String::new(),
+        };
+        format!(
+            "decoder only, encoder frozen; Adam lr {}, batch {}, frame stride {}{hazard}, latent noise {}, gradient difference weight {}{critic}, {} steps, {:.0} s",
+            c.learning_rate,
+            c.batch_size,
+            c.frame_stride,
+            c.latent_noise,
+            c.gradient_weight,
+            state.step,
+            state.seconds
+        )
     }
 }
