@@ -393,6 +393,13 @@ fn the_flow_goals_compare_the_families_at_their_horizons() {
     assert_eq!(goals.sharper_at_10, Some(false));
     let short = report("flow-matching", &[(1, 0.03, 0.9)]);
     assert_eq!(FlowGoals::of(&wm, &short).sharper_at_10, None);
+    // Where V overdraws noise its dream scores above reality's sharpness: nearer 1 is the goal,
+    // and more noise than the 2018 dream's is not sharper.
+    let noisy = report("mdn-rnn", &[(1, 0.05, 1.35), (10, 0.08, 1.34)]);
+    let faithful = report("flow-matching", &[(1, 0.03, 1.05), (10, 0.06, 1.04)]);
+    assert_eq!(FlowGoals::of(&noisy, &faithful).sharper_at_10, Some(true));
+    let noisier = report("flow-matching", &[(1, 0.03, 1.5), (10, 0.06, 1.45)]);
+    assert_eq!(FlowGoals::of(&noisy, &noisier).sharper_at_10, Some(false));
 }
 
 #[test]

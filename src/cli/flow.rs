@@ -287,7 +287,7 @@ pub fn export_flow_cmd(args: ExportFlowArgs) -> anyhow::Result<()> {
                 say(c.goals.closer_at_1)
             );
             println!(
-                "flow sharpness at horizon 10 at least {} and above the 2018 dream's: {}",
+                "flow sharpness at horizon 10 at least {} and nearer reality's (1) than the 2018 dream's: {}",
                 crate::train::flow::export::SHARPNESS_GOAL,
                 say(c.goals.sharper_at_10)
             );

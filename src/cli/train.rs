@@ -46,7 +46,8 @@ pub(super) fn print_trained(
     resumed_from_step: Option<u64>,
 ) {
     println!(
-        "{what}: {steps} steps, {epochs} epochs, {data}, in {} (this run{})",
+        "{what}: {steps} steps, {epochs} epoch{}, {data}, in {} (this run{})",
+        if epochs == 1 { "" } else { "s" },
         human_duration(seconds),
         resumed_from_step.map_or(String::new(), |s| format!(", resumed at step {s}"))
     );

@@ -152,6 +152,11 @@ impl Lines<'_> {
         chart
             .configure_mesh()
             .x_desc(self.x_column)
+            // Steps and generations are whole: "200", not "200.0".
+            .x_label_formatter(&|x| match x.fract() {
+                0.0 => format!("{x:.0}"),
+                _ => format!("{x:.1}"),
+            })
             .label_style(("sans-serif", 15))
             .draw()?;
         for (k, (name, s)) in self.columns.iter().zip(self.series).enumerate() {
@@ -170,8 +175,11 @@ impl Lines<'_> {
                     PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
                 });
         }
+        // Upper right: losses fall, so that corner is the emptiest late in a run, and the last
+        // held-out point sits at the right edge's middle.
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 16))

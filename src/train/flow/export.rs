@@ -106,8 +106,10 @@ pub const SHARPNESS_GOAL: f64 = 0.8;
 pub struct FlowGoals {
     /// The flow dream's pixel error one step after a fork is below the 2018 dream's.
     pub closer_at_1: Option<bool>,
-    /// The flow dream's sharpness ten steps after a fork is at least [`SHARPNESS_GOAL`] and above
-    /// the 2018 dream's.
+    /// The flow dream's sharpness ten steps after a fork is at least [`SHARPNESS_GOAL`] and nearer
+    /// reality's (1) than the 2018 dream's. Where V blurs (Take Cover, 0.6) that is above the 2018
+    /// dream's; where V overdraws noise (CarRacing's mottled grass, 1.34) the measure counts the
+    /// noise as edges, and more of it is not sharper.
     pub sharper_at_10: Option<bool>,
 }
 
@@ -116,8 +118,10 @@ impl FlowGoals {
         let both = |h: u32| Some((row(world_model, h)?, row(flow, h)?));
         Self {
             closer_at_1: both(1).map(|(wm, fl)| fl.pixel_error < wm.pixel_error),
-            sharper_at_10: both(10)
-                .map(|(wm, fl)| fl.sharpness >= SHARPNESS_GOAL && fl.sharpness > wm.sharpness),
+            sharper_at_10: both(10).map(|(wm, fl)| {
+                fl.sharpness >= SHARPNESS_GOAL
+                    && (fl.sharpness - 1.0).abs() < (wm.sharpness - 1.0).abs()
+            }),
         }
     }
 }
@@ -434,7 +438,7 @@ fn open_loop_lines(out: &mut String, config: &ExportFlowConfig, c: &FlowComparis
     }
     let _ = write!(
         out,
-        ".\n- The flow dream's sharpness ten steps after a fork is at least {SHARPNESS_GOAL} and above the 2018 dream's: **{}**",
+        ".\n- The flow dream's sharpness ten steps after a fork is at least {SHARPNESS_GOAL} and nearer reality's (1) than the 2018 dream's: **{}**",
         verdict(c.goals.sharper_at_10)
     );
     if let (Some(wm), Some(fl)) = at(10) {
