@@ -1907,6 +1907,46 @@ fn write_random_flow_model(models_dir: &std::path::Path, env: EnvKind) {
         .expect("save the flow model");
 }
 
+#[test]
+fn the_futures_fan_follows_the_family_that_dreams() {
+    use dreamplay::app::instruments::FuturesFan;
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    write_random_flow_model(dir.path(), EnvKind::TakeCover);
+    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    frames(&mut app, 2);
+    tap(&mut app, KeyCode::KeyX);
+    assert_eq!(session(&app).family, DreamFamily::Flow);
+    send(&mut app, PlayCommand::SetMode(Mode::Lockstep));
+    send(&mut app, PlayCommand::SetFanSize(4));
+    send(&mut app, PlayCommand::ToggleInstrument(Instrument::Futures));
+    frame(&mut app);
+
+    // Flow futures from the last real frames: one context for all, so one frame at the fork.
+    let fan = app.world().resource::<FuturesFan>();
+    assert_eq!(fan.problem, None);
+    assert_eq!(fan.family, Some(DreamFamily::Flow));
+    assert_eq!((fan.frames.len(), fan.steps), (4, 0));
+    assert_eq!(fan.spread.as_ref().map(|s| s.mean), Some(0.0));
+    assert!(
+        runner(&app).futures_z().is_empty(),
+        "the flow model's futures have no V z"
+    );
+    // Each future samples its own noise, so they draw apart.
+    frames(&mut app, 3);
+    let fan = app.world().resource::<FuturesFan>();
+    assert!(fan.steps >= 2, "{}", fan.steps);
+    assert!(fan.spread.as_ref().expect("a spread").mean > 0.0);
+
+    // Dreaming with the 2018 model again, the fan forks M's futures.
+    let forks = fan.forks;
+    tap(&mut app, KeyCode::KeyX);
+    frame(&mut app);
+    let fan = app.world().resource::<FuturesFan>();
+    assert_eq!(fan.family, Some(DreamFamily::MdnRnn));
+    assert_eq!(fan.forks, forks + 1, "one new fork");
+    assert_eq!(runner(&app).futures_z().len(), 4);
+}
+
 fn flow_dream_moves(app: &mut App, n: usize) -> (u64, u64) {
     let before = app.world().resource::<DreamEpisode>();
     let (mdn, flow) = (before.generation, before.flow_generation);

@@ -459,6 +459,22 @@ fn assert_the_flow_dream_steps_like_an_env(path: &Path) {
     }
     assert_ne!(run(2, 1), run(2, 2), "another seed, another dream");
 
+    // A fan: three dreams that go on from dream 0's state, drawn apart by their own noise.
+    let mut dream = FlowDreamBatch::new(model.clone(), 2, &device).unwrap();
+    dream.reset_from_frames(0, &start, &[0.0; 3]).unwrap();
+    let mut fan = dream.fan_out(0, 3).unwrap();
+    assert_eq!(fan.batch_size(), 3);
+    assert!((0..3).all(|i| fan.latent(i) == dream.latent(0)));
+    assert_eq!(fan.sampling(), dream.sampling());
+    let steps = fan
+        .step(&[1.0; 3], &mut ChaCha8Rng::seed_from_u64(3))
+        .unwrap();
+    assert_ne!(steps[0].z, steps[1].z, "each future draws its own noise");
+    assert!(matches!(
+        dream.fan_out(2, 3),
+        Err(FlowDreamError::BadIndex { .. })
+    ));
+
     let mut dream = FlowDreamBatch::new(model.clone(), 1, &device).unwrap();
     let bad = Sampling {
         steps: 3,

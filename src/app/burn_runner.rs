@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::world_model::{
-    ControllerChoice, DreamRunner, FlowKnobs, FlowStatus, ModelStatus, View, WorldModelRuntime,
-    training_commands,
+    ControllerChoice, DreamFamily, DreamRunner, FlowKnobs, FlowStatus, ModelStatus, View,
+    WorldModelRuntime, training_commands,
 };
 use crate::agent::{Agent, Seen};
 use crate::dream::flow::DEFAULT_SAMPLING;
@@ -90,7 +90,7 @@ struct Inner<B: Backend> {
     /// The last fork from reality: z, h and c, to restart from.
     fork: Option<ForkPoint>,
     /// The fan of futures, stepped as one batch.
-    futures: Option<DreamBatch<B>>,
+    futures: Option<Futures<B>>,
     futures_rng: ChaCha8Rng,
     /// The last real frames and actions, as many as the flow dream's context: where it forks.
     recent: RecentReality,
@@ -141,6 +141,12 @@ impl RecentReality {
         self.actions.clear();
         self.pending = None;
     }
+}
+
+/// A fan of futures from one state, of either family.
+enum Futures<B: Backend> {
+    MdnRnn(Box<DreamBatch<B>>),
+    Flow(Box<FlowDreamBatch<B>>),
 }
 
 /// The flow dream (one dream), where it forked, and an M that follows it for C.
@@ -580,41 +586,70 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
         self.locked().dream.mixture(dim)
     }
 
-    fn fork_futures(&mut self, n: usize, from: View) -> anyhow::Result<()> {
+    fn fork_futures(&mut self, n: usize, from: View, family: DreamFamily) -> anyhow::Result<()> {
         anyhow::ensure!(n > 0, "a fan needs at least one future");
+        if family == DreamFamily::Flow {
+            let parts = self.flow_parts()?;
+            let fan = match from {
+                View::Reality => {
+                    let fork = parts.fork_here()?;
+                    let frames: Vec<&Frame> = fork.frames.iter().collect();
+                    let mut start = parts.lane.dream.fan_out(0, 1)?;
+                    start.reset_from_frames(0, &frames, &fork.actions)?;
+                    start.fan_out(0, n)?
+                }
+                View::Dream | View::FlowDream => {
+                    anyhow::ensure!(
+                        parts.lane.fork.is_some(),
+                        "fork the flow dream before fanning out its futures"
+                    );
+                    parts.lane.dream.fan_out(0, n)?
+                }
+            };
+            self.inner().futures = Some(Futures::Flow(Box::new(fan)));
+            return Ok(());
+        }
         let inner = self.inner();
         let state = inner.state(from);
         match &mut inner.futures {
-            Some(batch) if batch.batch_size() == n => {
+            Some(Futures::MdnRnn(batch)) if batch.batch_size() == n => {
                 batch.fork_all(&state.z, &state.hidden, &state.cell)?
             }
-            _ => inner.futures = Some(inner.batch_at(n, &state)?),
+            _ => inner.futures = Some(Futures::MdnRnn(Box::new(inner.batch_at(n, &state)?))),
         }
         Ok(())
     }
 
     fn step_futures(&mut self, action: &[f32], tau: f32) -> anyhow::Result<()> {
-        let inner = self.inner();
-        let Some(batch) = &mut inner.futures else {
-            anyhow::bail!("no futures to step: fork them first");
-        };
-        let actions = action.repeat(batch.batch_size());
-        batch.step(&actions, tau, &mut inner.futures_rng)?;
+        let Inner {
+            futures,
+            futures_rng,
+            ..
+        } = self.inner();
+        match futures {
+            None => anyhow::bail!("no futures to step: fork them first"),
+            Some(Futures::MdnRnn(batch)) => {
+                batch.step(&action.repeat(batch.batch_size()), tau, futures_rng)?;
+            }
+            Some(Futures::Flow(batch)) => {
+                batch.step(&action.repeat(batch.batch_size()), futures_rng)?;
+            }
+        }
         Ok(())
     }
 
     fn futures_frames(&mut self) -> anyhow::Result<Vec<Frame>> {
-        Ok(self
-            .inner()
-            .futures
-            .as_ref()
-            .map(DreamBatch::frames)
-            .unwrap_or_default())
+        Ok(match &self.inner().futures {
+            None => Vec::new(),
+            Some(Futures::MdnRnn(batch)) => batch.frames(),
+            Some(Futures::Flow(batch)) => batch.frames(),
+        })
     }
 
+    /// The 2018 futures' z; the flow model's futures have none (its latent is a grid, not V's z).
     fn futures_z(&self) -> Vec<Vec<f32>> {
         let inner = self.locked();
-        let Some(batch) = &inner.futures else {
+        let Some(Futures::MdnRnn(batch)) = &inner.futures else {
             return Vec::new();
         };
         (0..batch.batch_size())
@@ -698,13 +733,20 @@ impl<B: Backend> DreamRunner for BurnRunner<B> {
     }
 
     fn set_flow_knobs(&mut self, knobs: FlowKnobs) -> anyhow::Result<()> {
-        let Some(lane) = &mut self.inner().flow else {
-            return Ok(());
-        };
-        Ok(lane.dream.set_sampling(Sampling {
+        let sampling = Sampling {
             steps: knobs.steps,
             temperature: knobs.temperature,
             ..DEFAULT_SAMPLING
-        })?)
+        };
+        let inner = self.inner();
+        let Some(lane) = &mut inner.flow else {
+            return Ok(());
+        };
+        lane.dream.set_sampling(sampling)?;
+        // A fan of flow futures follows the knobs from its next step.
+        if let Some(Futures::Flow(fan)) = &mut inner.futures {
+            fan.set_sampling(sampling)?;
+        }
+        Ok(())
     }
 }

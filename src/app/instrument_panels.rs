@@ -12,7 +12,7 @@ use super::instruments::{
     ActionPreviews, FAN_HORIZONS, FAN_SIZES, FuturesFan, Instruments, LatentTrails, MixtureReadout,
     PREVIEW_STEPS,
 };
-use super::world_model::{DreamRunner, View};
+use super::world_model::{DreamFamily, DreamRunner, View};
 use crate::envs::{EnvKind, Frame};
 use crate::train::table::{PAPER_TABLE, TableRow};
 
@@ -403,6 +403,16 @@ fn futures_ui(
     let instruments = &state.instruments;
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().slider_width = 110.0;
+        if let Some(family) = fan.family {
+            let spread_by = match family {
+                DreamFamily::MdnRnn => "tau",
+                DreamFamily::Flow => "flow temp",
+            };
+            ui.label(RichText::new(format!("{} dreams", family.label())).strong())
+                .on_hover_text(format!(
+                    "the dreaming model's futures; {spread_by} spreads them"
+                ));
+        }
         let mut n = instruments.fan_size;
         if ui
             .add(egui::Slider::new(&mut n, FAN_SIZES).text("futures"))

@@ -236,12 +236,14 @@ pub trait DreamRunner: Send + Sync {
     fn mixture(&self, _dim: usize) -> Option<DimMixture> {
         None
     }
-    /// Forks `n` futures from the dream's state, or from reality's (the memory that follows it),
-    /// all at the same z, h and c.
-    fn fork_futures(&mut self, _n: usize, _from: View) -> anyhow::Result<()> {
+    /// Forks `n` futures of `family`'s dream, all from one state: the dream's or reality's. The
+    /// 2018 model's start at the same z, h and c; the flow model's at the same context latents
+    /// (the flow dream's, or the last real frames').
+    fn fork_futures(&mut self, _n: usize, _from: View, _family: DreamFamily) -> anyhow::Result<()> {
         anyhow::bail!("this world model cannot fork futures")
     }
-    /// Steps every future with the same action at temperature `tau`.
+    /// Steps every future with the same action: the 2018 model's at temperature `tau`, the flow
+    /// model's at its own sampling (the flow knobs).
     fn step_futures(&mut self, _action: &[f32], _tau: f32) -> anyhow::Result<()> {
         anyhow::bail!("this world model cannot step futures")
     }

@@ -157,6 +157,29 @@ impl<B: Backend> FlowDreamBatch<B> {
         &self.steps
     }
 
+    /// `n` dreams that each go on from dream `i`'s context and actions, at its sampling: a fan
+    /// of futures from one state, which the noise of each step draws apart.
+    pub fn fan_out(&self, i: usize, n: usize) -> Result<Self, FlowDreamError> {
+        self.check_index(i)?;
+        let n = n.max(1);
+        let (k, a, len) = (
+            self.spec.context,
+            self.spec.action_size,
+            self.spec.latent_len(),
+        );
+        let context = &self.context[i * k * len..(i + 1) * k * len];
+        let actions = &self.actions[i * k * a..(i + 1) * k * a];
+        Ok(Self {
+            batch: n,
+            context: context.repeat(n),
+            actions: actions.repeat(n),
+            reward: vec![self.reward[i]; n],
+            done: vec![self.done[i]; n],
+            steps: vec![0; n],
+            ..self.clone()
+        })
+    }
+
     /// Dream `i`'s newest latent, normalised, `[C * S * S]`.
     pub fn latent(&self, i: usize) -> &[f32] {
         let (k, len) = (self.spec.context, self.spec.latent_len());

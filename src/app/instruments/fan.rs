@@ -1,11 +1,13 @@
-//! The futures fan: N dreams forked from one state and stepped together with the same actions, at
-//! the current tau. What they disagree on is the MDN-RNN's stochasticity; tau scales it.
+//! The futures fan: N dreams forked from one state and stepped together with the same actions, of
+//! the family that dreams. For the 2018 model what they disagree on is the MDN-RNN's
+//! stochasticity, which tau scales; for the flow model it is the sampler's noise, which its
+//! temperature scales.
 
 use bevy::prelude::*;
 
 use super::super::commands::{Instrument, Mode};
 use super::super::sim::{Reality, Session, Timings, millis};
-use super::super::world_model::{View, WorldModelRuntime};
+use super::super::world_model::{DreamFamily, View, WorldModelRuntime};
 use super::{Instruments, source_view};
 use crate::dream::{Spread, pixel_spread};
 use crate::envs::Frame;
@@ -27,6 +29,8 @@ pub struct FuturesFan {
     pub forks: u32,
     /// Whose state the fan forked from.
     pub from: Option<View>,
+    /// Which world model dreams the futures.
+    pub family: Option<DreamFamily>,
     /// Bumped whenever the frames change, so the panel re-uploads only then.
     pub generation: u64,
     /// The sim step the fan last followed.
@@ -45,6 +49,7 @@ impl FuturesFan {
         self.heat = None;
         self.steps = 0;
         self.from = None;
+        self.family = None;
         self.generation += 1;
     }
 }
@@ -71,6 +76,11 @@ pub(super) fn follow_sim(
         return;
     };
     let from = source_view(*mode.get(), session.family);
+    // The latent explorer edits the 2018 dream's z, so its fan is that model's.
+    let family = match from {
+        View::Dream => DreamFamily::MdnRnn,
+        View::Reality | View::FlowDream => session.family,
+    };
     let source_steps = match from {
         View::Reality => reality.steps(),
         View::Dream | View::FlowDream => dream.steps,
@@ -82,6 +92,7 @@ pub(super) fn follow_sim(
     let must_fork = fan.frames.is_empty()
         || fan.frames.len() != instruments.fan_size
         || fan.from != Some(from)
+        || fan.family != Some(family)
         || fan.steps >= instruments.fan_horizon
         || restarted
         || (from != View::Reality && !dream.forked);
@@ -95,7 +106,7 @@ pub(super) fn follow_sim(
                 // The memory that follows reality has h for this frame; z must be this frame's too.
                 runner.observe_reality(&reality.obs)?;
             }
-            runner.fork_futures(instruments.fan_size, from)?;
+            runner.fork_futures(instruments.fan_size, from, family)?;
         } else {
             runner.step_futures(&session.last_action, session.tau)?;
         }
@@ -115,6 +126,7 @@ pub(super) fn follow_sim(
             fan.spread = Some(spread);
             fan.frames = frames;
             fan.from = Some(from);
+            fan.family = Some(family);
             fan.reality = (from == View::Reality).then(|| reality.obs.clone());
             fan.problem = None;
             fan.generation += 1;
