@@ -156,7 +156,13 @@ pub fn instrument_panel_ui(
                 .strong()
                 .color(Color32::WHITE),
         );
-        ui.label(RichText::new(open.caption()).weak());
+        let caption = match (open, state.fan.family) {
+            (Instrument::Futures, Some(DreamFamily::Flow)) => {
+                "flow dreams from one state, the same actions: temperature made visible"
+            }
+            _ => open.caption(),
+        };
+        ui.label(RichText::new(caption).weak());
     });
     match open {
         Instrument::Futures => futures_ui(ui, state, textures, sent),
@@ -403,16 +409,6 @@ fn futures_ui(
     let instruments = &state.instruments;
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().slider_width = 110.0;
-        if let Some(family) = fan.family {
-            let spread_by = match family {
-                DreamFamily::MdnRnn => "tau",
-                DreamFamily::Flow => "flow temp",
-            };
-            ui.label(RichText::new(format!("{} dreams", family.label())).strong())
-                .on_hover_text(format!(
-                    "the dreaming model's futures; {spread_by} spreads them"
-                ));
-        }
         let mut n = instruments.fan_size;
         if ui
             .add(egui::Slider::new(&mut n, FAN_SIZES).text("futures"))

@@ -50,6 +50,12 @@ pub(super) fn plugin(app: &mut App) {
     }
     app.init_state::<Mode>();
     app.init_state::<SimState>();
+    // When a sim step costs more than its share of real time (eight flow futures take ~90 ms on
+    // two cores), bevy runs up to 250 ms of missed steps each frame, and the window falls to one
+    // frame a second. A shorter catch-up keeps the window responsive; the sim slows instead.
+    if let Some(mut time) = app.world_mut().get_resource_mut::<Time<Virtual>>() {
+        time.set_max_delta(MAX_CATCH_UP);
+    }
     app.add_systems(
         Update,
         apply::apply_sim_commands.in_set(AppSystems::ApplyCommands),
@@ -62,6 +68,9 @@ pub(super) fn plugin(app: &mut App) {
     );
     modes::plugin(app);
 }
+
+/// The most sim time one frame catches up: three steps at Take Cover's 35 Hz.
+pub const MAX_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(90);
 
 /// Whether the sim steps on its own. Paused, it moves only by single steps (N).
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
