@@ -149,20 +149,27 @@ pub fn instrument_panel_ui(
     let Some(open) = state.instruments.open else {
         return;
     };
+    let caption = match (open, state.fan.family) {
+        (Instrument::Futures, Some(DreamFamily::Flow)) => {
+            "flow dreams from one state, the same actions: temperature made visible"
+        }
+        _ => open.caption(),
+    };
+    // In a short panel (a small window at lecture scale) the caption's lines are the fan's tiles
+    // or the plot's; it moves into the title's hover text.
+    let roomy = ui.available_height() >= ROOMY_PANEL_HEIGHT;
     ui.horizontal_wrapped(|ui| {
-        ui.label(
+        let title = ui.label(
             RichText::new(open.label())
                 .size(24.0)
                 .strong()
                 .color(Color32::WHITE),
         );
-        let caption = match (open, state.fan.family) {
-            (Instrument::Futures, Some(DreamFamily::Flow)) => {
-                "flow dreams from one state, the same actions: temperature made visible"
-            }
-            _ => open.caption(),
-        };
-        ui.label(RichText::new(caption).weak());
+        if roomy {
+            ui.label(RichText::new(caption).weak());
+        } else {
+            title.on_hover_text(caption);
+        }
     });
     match open {
         Instrument::Futures => futures_ui(ui, state, textures, sent),
@@ -172,6 +179,9 @@ pub fn instrument_panel_ui(
         Instrument::Table => table_ui(ui, &state.experiment, env, sent),
     }
 }
+
+/// The panel height (in UI points) from which an instrument's caption has a line of its own.
+const ROOMY_PANEL_HEIGHT: f32 = 200.0;
 
 /// Episodes per C a run of the table takes unless changed: the paper's 100 would take half an
 /// hour here; 16 take about three minutes.
