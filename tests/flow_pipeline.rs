@@ -14,7 +14,6 @@ use dreamplay::dream::{FlowDreamBatch, FlowDreamError};
 use dreamplay::envs::EnvKind;
 use dreamplay::model::backend::FlexBackend;
 use dreamplay::model::bundle::{self, ModelSpec, Part, Precision, WorldModel};
-use dreamplay::model::flow::critic::CRITIC_FILE;
 use dreamplay::model::flow::file as flow_file;
 use dreamplay::model::flow::shortcut::Sampling;
 use dreamplay::train::collect::{CollectConfig, collect};
@@ -25,7 +24,7 @@ use dreamplay::train::fidelity::{
     HorizonRow, OpenLoopConfig, OpenLoopReport, open_loop_csv, open_loop_flow,
 };
 use dreamplay::train::flow::autoencoder::{AutoencoderTrainConfig, train_autoencoder};
-use dreamplay::train::flow::decoder::{DecoderTrainConfig, train_decoder};
+use dreamplay::train::flow::decoder::{CRITIC_FILE, DecoderTrainConfig, train_decoder};
 use dreamplay::train::flow::dynamics::{FlowTrainConfig, train_flow};
 use dreamplay::train::flow::export::{ExportFlowConfig, ExportFlowSummary, FlowGoals, export_flow};
 use dreamplay::train::flow::flow_model_path;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::Optimizer;
 use burn::prelude::{Backend, Tensor};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -161,27 +161,43 @@ pub(crate) fn save_optimizer<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimi
     optim: &O,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
-        .record(optim.to_record(), ())
-        .map_err(|e| anyhow::anyhow!("cannot serialise Adam's state: {e:?}"))?;
-    progress::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    save_record::<B, _>(optim.to_record(), path)
 }
 
-/// Restores Adam's state. burn's recorder panics on malformed bytes, so the panic is caught and
-/// turned into an error (the caller then restarts Adam from zero rather than losing the run).
+/// Restores Adam's state; an unreadable file is an error, and the caller then restarts Adam from
+/// zero rather than losing the run.
 pub(crate) fn load_optimizer<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     optim: O,
     path: &Path,
     device: &B::Device,
 ) -> Result<O, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    load_record::<B, _>(path, device)
+        .map(|record| optim.load_record(record))
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A burn record (a module's weights, an optimiser's state) as bytes via burn's recorder, in full
+/// precision, written atomically.
+pub(crate) fn save_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> anyhow::Result<()> {
+    let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(record, ())
+        .map_err(|e| anyhow::anyhow!("cannot serialise {}: {e:?}", path.display()))?;
+    progress::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a record [`save_record`] wrote. burn's recorder panics on malformed bytes, so the panic
+/// is caught and named as the file's fault.
+pub(crate) fn load_record<B: Backend, R: Record<B>>(
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<R> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let device = device.clone();
-    let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes, &device)
     }))
-    .map_err(|_| format!("{} is corrupt", path.display()))?
-    .map_err(|e| format!("{}: {e:?}", path.display()))?;
-    Ok(optim.load_record(record))
+    .map_err(|_| anyhow::anyhow!("{} is corrupt", path.display()))?
+    .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
 }
 
 /// Removes every `checkpoint-*` folder and the state file of a stage, for a `--fresh` start (a

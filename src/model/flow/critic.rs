@@ -4,22 +4,15 @@
 //! Squared error is smallest for the mean of the frames a latent could mean, which is blurred; a
 //! critic that tells drawn patches from real ones has no such minimum (the PatchGAN of Isola et
 //! al. 2017, the adversarial term of the autoencoders behind latent diffusion). It lives only
-//! while the decoder is fine-tuned: checkpoints keep it, so a resumed run takes the same steps,
-//! and no shipped file holds it.
+//! while the decoder is fine-tuned (`train::flow::decoder` checkpoints it), and no shipped file
+//! holds it.
 //!
 //! Three convs (64x64 -> 32x32 -> 16x16 -> 16x16 logits), leaky ReLU 0.2, no normalisation: 35k parameters.
 
-use std::path::Path;
-
-use anyhow::Context;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::activation::{leaky_relu, softplus};
-
-/// The critic beside a checkpoint's `weights.bin`.
-pub const CRITIC_FILE: &str = "critic.bin";
 
 /// Scores a frame's patches: one logit per 4x4 cell, each seeing an 18x18 patch.
 #[derive(Module, Debug)]
@@ -57,32 +50,6 @@ impl<B: Backend> PatchCritic<B> {
         let x = leaky_relu(self.down2.forward(x), 0.2);
         self.score.forward(x)
     }
-
-    /// Writes the critic in full precision.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
-            .record(self.clone().into_record(), ())
-            .map_err(|e| anyhow::anyhow!("cannot serialise the critic: {e:?}"))?;
-        crate::train::progress::write_atomic(path, &bytes)
-            .with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// Reads a critic [`save`](Self::save) wrote. burn's recorder panics on malformed bytes, so
-    /// the panic is caught and named as the file's fault.
-    pub fn load(path: &Path, device: &B::Device) -> anyhow::Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let fresh = Self::new(device);
-        let device = device.clone();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let record = BinBytesRecorder::<FullPrecisionSettings>::default()
-                .load(bytes, &device)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            Ok::<_, anyhow::Error>(fresh.load_record(record))
-        }))
-        .map_err(|_| anyhow::anyhow!("{} is not a critic this build can read", path.display()))?
-        .with_context(|| format!("{} is corrupt", path.display()))
-    }
 }
 
 /// The drawn frames' adversarial loss, non-saturating (Goodfellow et al. 2014): small when the
@@ -109,7 +76,7 @@ mod tests {
     type AB = Autodiff<Flex>;
 
     #[test]
-    fn a_critic_learns_to_tell_flat_frames_from_striped_ones_and_round_trips() {
+    fn a_critic_learns_to_tell_flat_frames_from_striped_ones() {
         let device = Default::default();
         AB::seed(&device, 5);
         let mut critic = PatchCritic::<AB>::new(&device);
@@ -137,17 +104,5 @@ mod tests {
         let last = loss(&critic);
         assert!(last < 0.2, "the critic tells them apart: {first} -> {last}");
         assert!(looks_real_loss(critic.forward(flat.clone())).into_scalar() > 1.0);
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(CRITIC_FILE);
-        critic.save(&path).unwrap();
-        let back = PatchCritic::<AB>::load(&path, &device).unwrap();
-        assert_eq!(
-            back.forward(real.clone()).into_data(),
-            critic.forward(real).into_data()
-        );
-        std::fs::write(&path, b"not a critic").unwrap();
-        let err = PatchCritic::<AB>::load(&path, &device).unwrap_err();
-        assert!(format!("{err:#}").contains(CRITIC_FILE), "{err:#}");
     }
 }
