@@ -1881,6 +1881,15 @@ fn a_recording_takes_the_settings_it_started_with() {
     assert_eq!(frames[0].buffer().dimensions(), (64 * 3 + 8, 64));
 }
 
+/// The app on Take Cover with a random bundle and a random flow model beside it (the folder
+/// lives as long as the first value).
+fn take_cover_with_flow_model() -> (tempfile::TempDir, App) {
+    let dir = write_random_bundle(EnvKind::TakeCover);
+    write_random_flow_model(dir.path(), EnvKind::TakeCover);
+    let app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    (dir, app)
+}
+
 /// A small flow model with fresh weights beside the bundle in `models_dir`, every part there.
 fn write_random_flow_model(models_dir: &std::path::Path, env: EnvKind) {
     use dreamplay::model::FlexBackend;
@@ -1910,9 +1919,7 @@ fn write_random_flow_model(models_dir: &std::path::Path, env: EnvKind) {
 #[test]
 fn the_futures_fan_follows_the_family_that_dreams() {
     use dreamplay::app::instruments::FuturesFan;
-    let dir = write_random_bundle(EnvKind::TakeCover);
-    write_random_flow_model(dir.path(), EnvKind::TakeCover);
-    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let (_dir, mut app) = take_cover_with_flow_model();
     frames(&mut app, 2);
     tap(&mut app, KeyCode::KeyX);
     assert_eq!(session(&app).family, DreamFamily::Flow);
@@ -1957,9 +1964,7 @@ fn flow_dream_moves(app: &mut App, n: usize) -> (u64, u64) {
 
 #[test]
 fn dream_with_flow_steps_the_flow_dream_in_every_mode_that_dreams() {
-    let dir = write_random_bundle(EnvKind::TakeCover);
-    write_random_flow_model(dir.path(), EnvKind::TakeCover);
-    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let (_dir, mut app) = take_cover_with_flow_model();
     assert!(
         runner(&app).flow_status().is_ready(),
         "{:?}",
@@ -2020,9 +2025,7 @@ fn dream_with_flow_steps_the_flow_dream_in_every_mode_that_dreams() {
 
 #[test]
 fn side_by_side_runs_reality_and_both_dreams_on_the_same_actions() {
-    let dir = write_random_bundle(EnvKind::TakeCover);
-    write_random_flow_model(dir.path(), EnvKind::TakeCover);
-    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let (_dir, mut app) = take_cover_with_flow_model();
     frames(&mut app, 3);
     tap(&mut app, KeyCode::F9);
     assert_eq!(mode(&app), Mode::SideBySide);
@@ -2070,9 +2073,7 @@ fn side_by_side_runs_reality_and_both_dreams_on_the_same_actions() {
 
 #[test]
 fn the_flow_knobs_reach_the_session_clamped() {
-    let dir = write_random_bundle(EnvKind::TakeCover);
-    write_random_flow_model(dir.path(), EnvKind::TakeCover);
-    let mut app = app_with_models_dir(EnvKind::TakeCover, dir.path().to_path_buf());
+    let (_dir, mut app) = take_cover_with_flow_model();
     assert_eq!(session(&app).flow.steps, 2, "two steps by default");
     tap(&mut app, KeyCode::BracketRight);
     assert_eq!(session(&app).flow.steps, 4);

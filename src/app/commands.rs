@@ -122,6 +122,16 @@ impl Instrument {
         }
     }
 
+    /// Its caption while the flow model dreams, where that differs.
+    pub fn flow_caption(self) -> Option<&'static str> {
+        match self {
+            Instrument::Futures => {
+                Some("flow dreams from one state, the same actions: temperature made visible")
+            }
+            Instrument::Mixture | Instrument::Map | Instrument::Actions | Instrument::Table => None,
+        }
+    }
+
     /// The key that opens and closes it.
     pub fn key_label(self) -> String {
         key_for(&PlayCommand::ToggleInstrument(self)).unwrap_or_default()

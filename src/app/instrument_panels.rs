@@ -149,10 +149,8 @@ pub fn instrument_panel_ui(
     let Some(open) = state.instruments.open else {
         return;
     };
-    let caption = match (open, state.fan.family) {
-        (Instrument::Futures, Some(DreamFamily::Flow)) => {
-            "flow dreams from one state, the same actions: temperature made visible"
-        }
+    let caption = match state.fan.family {
+        Some(DreamFamily::Flow) => open.flow_caption().unwrap_or(open.caption()),
         _ => open.caption(),
     };
     // In a short panel (a small window at lecture scale) the caption's lines are the fan's tiles
